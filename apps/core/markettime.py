@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import enum
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -283,10 +284,14 @@ def _build_schedule() -> _Schedule:
     # Imported here: exchange_calendars pulls in pandas (~1 s), which most processes never need.
     import exchange_calendars
 
-    cal = exchange_calendars.get_calendar(
-        "XNYS", start=SUPPORTED_START.isoformat(), end=SUPPORTED_END.isoformat()
-    )
-    frame = cal.schedule
+    with warnings.catch_warnings():
+        # exchange_calendars trips pandas 3 deprecation warnings internally; they are not ours to fix.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        cal = exchange_calendars.get_calendar(
+            "XNYS", start=SUPPORTED_START.isoformat(), end=SUPPORTED_END.isoformat()
+        )
+        frame = cal.schedule
     dates: list[date] = []
     opens: list[datetime] = []
     closes: list[datetime] = []
