@@ -1,0 +1,697 @@
+"""One symbol's order book: continuous matching, stops, order classes and auctions.
+
+Invariants (checked by tests/engine):
+- Price-time priority: better price first, then earlier ``arrival`` (a per-book counter); a fill always
+  prints at the resting (maker) order's price. Auctions print every match at one uncross price.
+- At rest (between commands) the book is never crossed: best bid < best ask.
+- For every order: qty = cum (filled) + leaves (resting/pending) + canceled/expired quantity.
+- An incoming order never trades with a resting order of the same ``account_id``: the resting order is
+  canceled (reason ``self_trade``) and matching continues.
+- Every price level in ``bids``/``asks`` appears exactly once in its heap; a level whose ``count`` dropped
+  to 0 is removed lazily when it reaches the top of the heap. Dead orders stay in a level's FIFO until they
+  reach its head (O(1) cancel); ``Level.qty``/``count`` only ever count live orders.
+- Nothing here reads a clock, a random source, or iterates an unordered container: determinism is structural.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from heapq import heapify, heappop, heappush
+
+import msgspec
+
+from engine.events import (
+    BookLevelChanged,
+    Event,
+    OrderAccepted,
+    OrderActivated,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderReplaced,
+    OrderTriggered,
+    TradeExecuted,
+)
+
+# Order.state
+HELD = 0  # bracket/OTO child waiting for its parent
+PENDING = 1  # stop / stop_limit / trailing_stop waiting for its trigger
+RESTING = 2  # in a price level
+AUCTION = 3  # opg / cls order waiting for the uncross
+ACTIVE = 4  # being matched as the incoming (taker) order
+DONE = 5  # terminal; removed from every structure
+
+STOP_TYPES = frozenset({"stop", "stop_limit", "trailing_stop"})
+BPS = 10_000
+
+
+class Order(msgspec.Struct, array_like=True, gc=False):
+    """Mutable engine-side order. ``limit``/``stop`` = 0 means "none"; ``notional_left`` is in 1e-13 USD."""
+
+    order_id: str
+    account_id: str
+    symbol: str
+    is_buy: bool
+    otype: str
+    tif: str
+    qty: int
+    notional: int
+    notional_left: int
+    limit: int
+    stop: int
+    trail_price: int
+    trail_bps: int
+    water: int
+    leaves: int
+    cum: int
+    arrival: int
+    state: int
+    oco: str = ""
+    parent: str = ""
+    children: list[str] = msgspec.field(default_factory=list)
+    extended_hours: bool = False
+
+
+class Level:
+    """One price level: live aggregate ``qty``/``count`` and a FIFO that may hold dead orders."""
+
+    __slots__ = ("count", "fifo", "qty")
+
+    def __init__(self) -> None:
+        self.qty = 0
+        self.count = 0
+        self.fifo: deque[Order] = deque()
+
+
+def trailing_stop_price(is_buy: bool, water: int, trail_price: int, trail_bps: int) -> int:
+    """Stop price from the water mark; a sell stop rounds down and a buy stop rounds up (never tighter)."""
+    if trail_price:
+        return water + trail_price if is_buy else water - trail_price
+    if is_buy:
+        return -((-water * (BPS + trail_bps)) // BPS)
+    return (water * (BPS - trail_bps)) // BPS
+
+
+class OrderBook:
+    """Single-writer book for one symbol; ``Engine`` calls its methods between ``begin`` and ``end``."""
+
+    def __init__(self, symbol: str, orders: dict[str, Order]) -> None:
+        self.symbol = symbol
+        self.orders = orders  # shared by every book of the engine: order_id -> live order
+        self.bids: dict[int, Level] = {}
+        self.asks: dict[int, Level] = {}
+        self.bid_heap: list[int] = []  # negated prices
+        self.ask_heap: list[int] = []
+        self.buy_stops: list[tuple[int, int, str]] = []  # (stop, arrival, id): triggers when last >= stop
+        self.sell_stops: list[tuple[int, int, str]] = []  # (-stop, arrival, id): triggers when last <= stop
+        self.trailing: dict[str, Order] = {}
+        self.opg: dict[str, Order] = {}
+        self.cls: dict[str, Order] = {}
+        self.last_price = 0
+        self.ref_price = 0
+        self.halted = False
+        self.book_seq = 0
+        self.arrival = 0
+        # Per-command scratch state.
+        self.out: list[Event] = []
+        self.seq = 0
+        self.match_n = 0
+        self.prices: list[int] = []
+        self.to_activate: list[Order] = []
+        self.dirty_bid: dict[int, None] = {}
+        self.dirty_ask: dict[int, None] = {}
+
+    # ------------------------------------------------------------------ command framing
+    def begin(self, out: list[Event], seq: int) -> None:
+        self.out = out
+        self.seq = seq
+        self.match_n = 0
+
+    def end(self) -> None:
+        """Run cascaded work (leg activations, stop triggers) and publish L2 deltas for touched levels."""
+        self._drain()
+        out = self.out
+        for p in self.dirty_bid:
+            lvl = self.bids.get(p)
+            self.book_seq += 1
+            out.append(
+                BookLevelChanged(
+                    self.symbol,
+                    self.book_seq,
+                    self.seq,
+                    "buy",
+                    p,
+                    lvl.qty if lvl else 0,
+                    lvl.count if lvl else 0,
+                )
+            )
+        for p in self.dirty_ask:
+            lvl = self.asks.get(p)
+            self.book_seq += 1
+            out.append(
+                BookLevelChanged(
+                    self.symbol,
+                    self.book_seq,
+                    self.seq,
+                    "sell",
+                    p,
+                    lvl.qty if lvl else 0,
+                    lvl.count if lvl else 0,
+                )
+            )
+        self.dirty_bid.clear()
+        self.dirty_ask.clear()
+
+    def next_arrival(self) -> int:
+        self.arrival += 1
+        return self.arrival
+
+    def next_book_seq(self) -> int:
+        self.book_seq += 1
+        return self.book_seq
+
+    # ------------------------------------------------------------------ queries
+    def best_bid(self) -> int | None:
+        heap, levels = self.bid_heap, self.bids
+        while heap:
+            p = -heap[0]
+            if levels[p].count:
+                return p
+            heappop(heap)
+            del levels[p]
+        return None
+
+    def best_ask(self) -> int | None:
+        heap, levels = self.ask_heap, self.asks
+        while heap:
+            p = heap[0]
+            if levels[p].count:
+                return p
+            heappop(heap)
+            del levels[p]
+        return None
+
+    def depth(self, is_buy: bool) -> list[tuple[int, int, int]]:
+        """(price, qty, count) per live level, best first."""
+        levels = self.bids if is_buy else self.asks
+        prices = sorted((p for p, lvl in levels.items() if lvl.count), reverse=is_buy)
+        return [(p, levels[p].qty, levels[p].count) for p in prices]
+
+    def level_orders(self, is_buy: bool) -> list[tuple[int, list[str]]]:
+        """Live order ids per level in priority order (canonical form for snapshots and hashes)."""
+        levels = self.bids if is_buy else self.asks
+        res = []
+        for p in sorted((p for p, lvl in levels.items() if lvl.count), reverse=is_buy):
+            res.append((p, [o.order_id for o in levels[p].fifo if o.state == RESTING]))
+        return res
+
+    # ------------------------------------------------------------------ entry points
+    def accept(self, o: Order, parent_id: str = "") -> None:
+        self.orders[o.order_id] = o
+        self.book_seq += 1
+        self.out.append(
+            OrderAccepted(
+                self.symbol,
+                self.book_seq,
+                self.seq,
+                o.order_id,
+                o.account_id,
+                "buy" if o.is_buy else "sell",
+                o.otype,
+                o.tif,
+                o.qty,
+                o.notional,
+                o.limit,
+                o.stop,
+                parent_id,
+            )
+        )
+
+    def route(self, o: Order) -> None:
+        """Send an accepted (or activated, or replacement) order to the auction, the stop book or matching."""
+        if o.tif == "opg" or o.tif == "cls":
+            o.state = AUCTION
+            (self.opg if o.tif == "opg" else self.cls)[o.order_id] = o
+        elif o.otype in STOP_TYPES:
+            self._add_stop(o)
+        else:
+            self._take(o)
+
+    def cancel(self, o: Order, reason: str) -> None:
+        self._remove(o)
+        self.book_seq += 1
+        self.out.append(
+            OrderCanceled(self.symbol, self.book_seq, self.seq, o.order_id, reason, o.cum, o.leaves)
+        )
+        self._on_terminal(o, activate=True)
+
+    def expire(self, o: Order) -> None:
+        self._remove(o)
+        self.book_seq += 1
+        self.out.append(OrderExpired(self.symbol, self.book_seq, self.seq, o.order_id, o.cum, o.leaves))
+        self._on_terminal(o, activate=False)
+
+    def replace(self, old: Order, new: Order) -> None:
+        """Cancel-and-new: ``new`` takes a fresh arrival (loses priority) and inherits old's class links."""
+        self._remove(old)
+        self.book_seq += 1
+        self.out.append(
+            OrderReplaced(self.symbol, self.book_seq, self.seq, old.order_id, new.order_id, old.cum)
+        )
+        if old.oco:
+            sib = self.orders.get(old.oco)
+            if sib is not None:
+                sib.oco = new.order_id
+                new.oco = sib.order_id
+        new.children = old.children
+        for cid in new.children:
+            child = self.orders.get(cid)
+            if child is not None:
+                child.parent = new.order_id
+        new.parent = old.parent
+        self.accept(new, new.parent)
+        self.route(new)
+
+    # ------------------------------------------------------------------ internals
+    def _remove(self, o: Order) -> None:
+        """Take a live order out of whatever structure holds it and mark it DONE (no event)."""
+        st = o.state
+        if st == RESTING:
+            p = o.limit
+            if o.is_buy:
+                lvl = self.bids[p]
+                self.dirty_bid[p] = None
+            else:
+                lvl = self.asks[p]
+                self.dirty_ask[p] = None
+            lvl.qty -= o.leaves
+            lvl.count -= 1
+            if not lvl.count:
+                lvl.fifo.clear()  # only dead orders left in it
+        elif st == PENDING:
+            self.trailing.pop(o.order_id, None)  # plain stops are dropped lazily from their heap
+        elif st == AUCTION:
+            (self.opg if o.tif == "opg" else self.cls).pop(o.order_id, None)
+        o.state = DONE
+        del self.orders[o.order_id]
+
+    def _on_terminal(self, o: Order, activate: bool) -> None:
+        if o.oco:
+            sib = self.orders.get(o.oco)
+            o.oco = ""
+            if sib is not None:
+                sib.oco = ""
+                self.cancel(sib, "oco_sibling")
+        if o.children:
+            for cid in o.children:
+                child = self.orders.get(cid)
+                if child is None or child.state != HELD:
+                    continue
+                if o.cum > 0:
+                    if activate:
+                        child.qty = child.leaves = o.cum
+                        self.to_activate.append(child)
+                else:
+                    child.oco = ""  # report parent_canceled for each leg rather than oco_sibling
+                    self.cancel(child, "parent_canceled")
+
+    def _rest(self, o: Order) -> None:
+        p = o.limit
+        if o.is_buy:
+            levels, dirty = self.bids, self.dirty_bid
+        else:
+            levels, dirty = self.asks, self.dirty_ask
+        lvl = levels.get(p)
+        if lvl is None:
+            lvl = levels[p] = Level()
+            heappush(self.bid_heap if o.is_buy else self.ask_heap, -p if o.is_buy else p)
+        lvl.fifo.append(o)
+        lvl.qty += o.leaves
+        lvl.count += 1
+        o.state = RESTING
+        dirty[p] = None
+
+    def _add_stop(self, o: Order) -> None:
+        o.state = PENDING
+        if o.otype == "trailing_stop":
+            base = self.last_price or self.ref_price
+            if base:
+                o.water = base
+                o.stop = trailing_stop_price(o.is_buy, base, o.trail_price, o.trail_bps)
+            self.trailing[o.order_id] = o
+            return
+        if o.is_buy:
+            heappush(self.buy_stops, (o.stop, o.arrival, o.order_id))
+        else:
+            heappush(self.sell_stops, (-o.stop, o.arrival, o.order_id))
+        if self.last_price:
+            # Re-evaluate against the current last price: a stop that is already through triggers now.
+            self.prices.append(self.last_price)
+
+    def _fok_ok(self, o: Order) -> bool:
+        """Is there enough crossing, non-self liquidity to fill ``o`` completely? (no state change)"""
+        need = o.leaves
+        acct = o.account_id
+        is_buy = o.is_buy
+        limit = o.limit if o.otype == "limit" else None
+        for p, lvl in (self.asks if is_buy else self.bids).items():
+            if not lvl.count or (limit is not None and (p > limit if is_buy else p < limit)):
+                continue
+            for m in lvl.fifo:
+                if m.state == RESTING and m.account_id != acct:
+                    need -= m.leaves
+                    if need <= 0:
+                        return True
+        return False
+
+    def _take(self, o: Order) -> None:
+        o.state = ACTIVE
+        if o.tif == "fok" and not self._fok_ok(o):
+            self.cancel(o, "fok_unfilled")
+            return
+        exhausted = self._match(o)
+        if o.state != ACTIVE:
+            return
+        if o.notional:
+            if exhausted or not o.cum:
+                self.cancel(o, "market_no_liquidity")
+            else:
+                self._finish(o)
+        elif not o.leaves:
+            self._finish(o)
+        elif o.otype == "market":
+            self.cancel(o, "market_no_liquidity")
+        elif o.tif == "ioc" or o.tif == "fok":
+            self.cancel(o, "ioc_remainder")
+        else:
+            self._rest(o)
+
+    def _finish(self, o: Order) -> None:
+        o.state = DONE
+        del self.orders[o.order_id]
+        self._on_terminal(o, activate=True)
+
+    def _match(self, o: Order) -> bool:
+        """Match incoming ``o`` against the opposite side. Returns True when that side ran out."""
+        is_buy = o.is_buy
+        if is_buy:
+            levels, heap, dirty, sign = self.asks, self.ask_heap, self.dirty_ask, 1
+        else:
+            levels, heap, dirty, sign = self.bids, self.bid_heap, self.dirty_bid, -1
+        limit = o.limit if o.otype == "limit" else 0
+        notional = o.notional
+        acct = o.account_id
+        while heap:
+            p = heap[0] * sign
+            lvl = levels[p]
+            if not lvl.count:
+                heappop(heap)
+                del levels[p]
+                continue
+            if limit and (p > limit if is_buy else p < limit):
+                return False
+            want = o.notional_left // p if notional else o.leaves
+            if not want:
+                return False
+            fifo = lvl.fifo
+            dirty[p] = None
+            while want and lvl.count:
+                m = fifo[0]
+                if m.state != RESTING:
+                    fifo.popleft()
+                    continue
+                if m.account_id == acct:
+                    self.cancel(m, "self_trade")
+                    continue
+                q = want if want < m.leaves else m.leaves
+                want -= q
+                if notional:
+                    o.notional_left -= p * q
+                self._fill(o, m, lvl, p, q)
+                if not m.leaves:
+                    fifo.popleft()
+                if o.state != ACTIVE:
+                    return False
+        return True
+
+    def _fill(self, taker: Order, maker: Order, lvl: Level, p: int, q: int) -> None:
+        n = self.match_n
+        self.match_n = n + 1
+        seq = self.seq
+        tid = f"{seq}:{n}"
+        sym = self.symbol
+        out = self.out
+        maker.leaves -= q
+        maker.cum += q
+        lvl.qty -= q
+        if not taker.notional:
+            taker.leaves -= q
+        taker.cum += q
+        bs = self.book_seq
+        if taker.is_buy:
+            out.append(TradeExecuted(sym, bs + 1, seq, tid, p, q, taker.order_id, maker.order_id, "buy"))
+        else:
+            out.append(TradeExecuted(sym, bs + 1, seq, tid, p, q, maker.order_id, taker.order_id, "sell"))
+        m_side, t_side = ("sell", "buy") if taker.is_buy else ("buy", "sell")
+        out.append(
+            OrderFilled(
+                sym,
+                bs + 2,
+                seq,
+                maker.order_id,
+                maker.account_id,
+                m_side,
+                f"{tid}:{m_side[0]}",
+                tid,
+                p,
+                q,
+                maker.leaves,
+                maker.cum,
+                "maker",
+            )
+        )
+        out.append(
+            OrderFilled(
+                sym,
+                bs + 3,
+                seq,
+                taker.order_id,
+                taker.account_id,
+                t_side,
+                f"{tid}:{t_side[0]}",
+                tid,
+                p,
+                q,
+                taker.leaves,
+                taker.cum,
+                "taker",
+            )
+        )
+        self.book_seq = bs + 3
+        self.last_price = p
+        self.prices.append(p)
+        if not maker.leaves:
+            lvl.count -= 1
+            maker.state = DONE
+            del self.orders[maker.order_id]
+            self._on_terminal(maker, activate=True)
+        elif maker.oco:
+            self._first_fill_oco(maker)
+        if taker.oco:
+            self._first_fill_oco(taker)
+
+    def _first_fill_oco(self, o: Order) -> None:
+        sib = self.orders.get(o.oco)
+        o.oco = ""
+        if sib is not None:
+            sib.oco = ""
+            self.cancel(sib, "oco_sibling")
+
+    def _drain(self) -> None:
+        while True:
+            if self.to_activate:
+                acts, self.to_activate = self.to_activate, []
+                for child in acts:
+                    if child.state != HELD:
+                        continue
+                    self.book_seq += 1
+                    self.out.append(
+                        OrderActivated(
+                            self.symbol, self.book_seq, self.seq, child.order_id, child.parent, child.qty
+                        )
+                    )
+                    self.route(child)
+                continue
+            if self.prices:
+                prices, self.prices = self.prices, []
+                for o in self._collect_triggers(prices):
+                    if o.state != ACTIVE:
+                        continue  # canceled by an earlier trigger's fills (OCO)
+                    self.book_seq += 1
+                    self.out.append(
+                        OrderTriggered(
+                            self.symbol,
+                            self.book_seq,
+                            self.seq,
+                            o.order_id,
+                            "limit" if o.otype == "stop_limit" else "market",
+                            o.stop,
+                        )
+                    )
+                    o.otype = "limit" if o.otype == "stop_limit" else "market"
+                    self._take(o)
+                continue
+            return
+
+    def _collect_triggers(self, prices: list[int]) -> list[Order]:
+        """Stops whose condition held at any of ``prices`` (in trade order); they are marked ACTIVE."""
+        res: list[Order] = []
+        orders = self.orders
+        hi = max(prices)
+        lo = min(prices)
+        bs = self.buy_stops
+        while bs and bs[0][0] <= hi:
+            _, arrival, oid = heappop(bs)
+            o = orders.get(oid)
+            if o is not None and o.state == PENDING and o.arrival == arrival:
+                o.state = ACTIVE
+                res.append(o)
+        ss = self.sell_stops
+        while ss and -ss[0][0] >= lo:
+            _, arrival, oid = heappop(ss)
+            o = orders.get(oid)
+            if o is not None and o.state == PENDING and o.arrival == arrival:
+                o.state = ACTIVE
+                res.append(o)
+        if self.trailing:
+            trailing = self.trailing
+            for p in prices:
+                fired: list[str] = []
+                for oid, o in trailing.items():
+                    if o.is_buy:
+                        if not o.water or p < o.water:
+                            o.water = p
+                            o.stop = trailing_stop_price(True, p, o.trail_price, o.trail_bps)
+                        if p >= o.stop:
+                            fired.append(oid)
+                    else:
+                        if p > o.water:
+                            o.water = p
+                            o.stop = trailing_stop_price(False, p, o.trail_price, o.trail_bps)
+                        if p <= o.stop:
+                            fired.append(oid)
+                for oid in fired:
+                    o = trailing.pop(oid)
+                    o.state = ACTIVE
+                    res.append(o)
+        return res
+
+    # ------------------------------------------------------------------ auctions
+    def uncross(self, auction: dict[str, Order]) -> None:
+        """Single-price uncross of an auction book; every unfilled auction order is then canceled."""
+        pending = list(auction.values())
+        if self.halted:
+            for o in pending:
+                self.cancel(o, "halted")
+            return
+        price = self.auction_price(pending, self.ref_price or self.last_price)
+        if price:
+            buys = sorted(
+                (o for o in pending if o.is_buy), key=lambda o: (o.otype != "market", -o.limit, o.arrival)
+            )
+            sells = sorted(
+                (o for o in pending if not o.is_buy), key=lambda o: (o.otype != "market", o.limit, o.arrival)
+            )
+            bi = si = 0
+            while bi < len(buys) and si < len(sells):
+                b, s = buys[bi], sells[si]
+                if b.state != AUCTION:
+                    bi += 1
+                    continue
+                if s.state != AUCTION:
+                    si += 1
+                    continue
+                if (b.otype == "limit" and b.limit < price) or (s.otype == "limit" and s.limit > price):
+                    break
+                if b.account_id == s.account_id:
+                    self.cancel(b if b.arrival > s.arrival else s, "self_trade")
+                    continue
+                self._auction_fill(b, s, price, min(b.leaves, s.leaves))
+        for o in list(auction.values()):
+            self.cancel(o, "auction_unfilled")
+
+    @staticmethod
+    def auction_price(pending: list[Order], ref: int) -> int:
+        """Max executed volume, then min imbalance, then closest to ``ref``, then lower. 0 = no cross."""
+        cands = sorted({o.limit for o in pending if o.otype == "limit"} | ({ref} if ref else set()))
+        best: tuple[int, int, int, int] | None = None
+        for p in cands:
+            bv = sum(o.leaves for o in pending if o.is_buy and (o.otype == "market" or o.limit >= p))
+            sv = sum(o.leaves for o in pending if not o.is_buy and (o.otype == "market" or o.limit <= p))
+            key = (-min(bv, sv), abs(bv - sv), abs(p - ref) if ref else 0, p)
+            if best is None or key < best:
+                best = key
+        if best is None or best[0] == 0:
+            return 0
+        return best[3]
+
+    def _auction_fill(self, b: Order, s: Order, p: int, q: int) -> None:
+        n = self.match_n
+        self.match_n = n + 1
+        tid = f"{self.seq}:{n}"
+        sym, seq, out = self.symbol, self.seq, self.out
+        self.book_seq += 1
+        out.append(TradeExecuted(sym, self.book_seq, seq, tid, p, q, b.order_id, s.order_id, "auction"))
+        for o, side in ((b, "buy"), (s, "sell")):
+            o.leaves -= q
+            o.cum += q
+            self.book_seq += 1
+            out.append(
+                OrderFilled(
+                    sym,
+                    self.book_seq,
+                    seq,
+                    o.order_id,
+                    o.account_id,
+                    side,
+                    f"{tid}:{side[0]}",
+                    tid,
+                    p,
+                    q,
+                    o.leaves,
+                    o.cum,
+                    "auction",
+                )
+            )
+        self.last_price = p
+        self.prices.append(p)
+        for o in (b, s):
+            if not o.leaves:
+                (self.opg if o.tif == "opg" else self.cls).pop(o.order_id, None)
+                self._finish(o)
+
+    # ------------------------------------------------------------------ restore helpers
+    def rebuild(self, bids: list[tuple[int, list[str]]], asks: list[tuple[int, list[str]]]) -> None:
+        """Rebuild levels, heaps and the stop books from the (already restored) shared order dict."""
+        for side_levels, levels, heap, neg in (
+            (bids, self.bids, self.bid_heap, True),
+            (asks, self.asks, self.ask_heap, False),
+        ):
+            for p, ids in side_levels:
+                lvl = levels[p] = Level()
+                for oid in ids:
+                    o = self.orders[oid]
+                    lvl.fifo.append(o)
+                    lvl.qty += o.leaves
+                    lvl.count += 1
+                heap.append(-p if neg else p)
+            heapify(heap)
+        for o in self.orders.values():
+            if o.symbol != self.symbol or o.state != PENDING or o.otype == "trailing_stop":
+                continue
+            if o.is_buy:
+                self.buy_stops.append((o.stop, o.arrival, o.order_id))
+            else:
+                self.sell_stops.append((-o.stop, o.arrival, o.order_id))
+        heapify(self.buy_stops)
+        heapify(self.sell_stops)

@@ -1,0 +1,118 @@
+"""Engine input commands: immutable msgspec Structs, decoded from the partition's command topic.
+
+Invariants:
+- All prices are int ``price_e4`` (1e-4 USD), quantities int ``qty_e9`` (1e-9 share), notionals int
+  ``notional_e4`` (1e-4 USD), percentages int basis points. No floats, no Decimals inside the engine.
+- Commands carry no position: ``Engine.apply(seq, command)`` receives the Kafka offset separately, and every
+  id the engine derives (fill, trade, leg) depends only on ``seq`` and the command content.
+- The wire form is a tagged msgpack/JSON union (``type`` = class name); ``decode_command`` validates types.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Side = Literal["buy", "sell"]
+OrderType = Literal["market", "limit", "stop", "stop_limit", "trailing_stop"]
+TimeInForce = Literal["day", "gtc", "ioc", "fok", "opg", "cls"]
+OrderClass = Literal["simple", "bracket", "oco", "oto"]
+
+
+class TakeProfit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Take-profit leg: a limit order on the exit side."""
+
+    limit_price_e4: int
+
+
+class StopLoss(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Stop-loss leg: a stop (or stop-limit when ``limit_price_e4`` is set) on the exit side."""
+
+    stop_price_e4: int
+    limit_price_e4: int | None = None
+
+
+class Command(msgspec.Struct, frozen=True, tag_field="command", tag=True, forbid_unknown_fields=True):
+    """Base of every engine command."""
+
+
+class NewOrder(Command, frozen=True):
+    """Submit an order. Exactly one of ``qty_e9`` / ``notional_e4`` (notional: market orders only)."""
+
+    order_id: str
+    account_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    tif: TimeInForce
+    qty_e9: int | None = None
+    notional_e4: int | None = None
+    limit_price_e4: int | None = None
+    stop_price_e4: int | None = None
+    trail_price_e4: int | None = None
+    trail_percent_bps: int | None = None
+    extended_hours: bool = False
+    order_class: OrderClass = "simple"
+    take_profit: TakeProfit | None = None
+    stop_loss: StopLoss | None = None
+
+
+class CancelOrder(Command, frozen=True):
+    order_id: str
+
+
+class ReplaceOrder(Command, frozen=True):
+    """Cancel ``order_id`` and submit ``new_order_id`` with the given fields changed (None = keep)."""
+
+    order_id: str
+    new_order_id: str
+    qty_e9: int | None = None
+    limit_price_e4: int | None = None
+    stop_price_e4: int | None = None
+    trail_price_e4: int | None = None
+    trail_percent_bps: int | None = None
+    tif: TimeInForce | None = None
+
+
+class SessionOpen(Command, frozen=True):
+    """Start the regular session for every book of the partition: uncross the opening (opg) auction."""
+
+
+class SessionClose(Command, frozen=True):
+    """End the regular session: uncross the closing (cls) auction, then expire every day order."""
+
+
+class Halt(Command, frozen=True):
+    symbol: str
+
+
+class Resume(Command, frozen=True):
+    symbol: str
+
+
+class SetReferencePrice(Command, frozen=True):
+    symbol: str
+    price_e4: int
+
+
+AnyCommand = (
+    NewOrder | CancelOrder | ReplaceOrder | SessionOpen | SessionClose | Halt | Resume | SetReferencePrice
+)
+
+_json_decoder: msgspec.json.Decoder[AnyCommand] = msgspec.json.Decoder(AnyCommand)
+_msgpack_decoder: msgspec.msgpack.Decoder[AnyCommand] = msgspec.msgpack.Decoder(AnyCommand)
+_json_encoder = msgspec.json.Encoder()
+
+
+def decode_command(data: bytes) -> AnyCommand:
+    """Decode a JSON command (validated; raises ``msgspec.ValidationError`` on bad input)."""
+    return _json_decoder.decode(data)
+
+
+def decode_command_msgpack(data: bytes) -> AnyCommand:
+    return _msgpack_decoder.decode(data)
+
+
+def encode_command(command: Command) -> bytes:
+    return _json_encoder.encode(command)

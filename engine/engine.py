@@ -1,0 +1,470 @@
+"""The partition engine: applies commands in input order to many per-symbol books.
+
+Invariants:
+- ``apply(seq, cmd)`` is a pure function of (state, seq, cmd): no clock, no randomness, no unordered
+  iteration.
+- ``seq`` strictly increases; a command with ``seq <= last_seq`` is a no-op returning ``[]``
+  (idempotent replay).
+- ``snapshot()`` is a canonical msgpack encoding of every live order and book; ``state_hash()`` is its sha256.
+  Two engines that applied the same commands have identical snapshots, however they got there (restore+replay
+  or straight through).
+- Rejections that cannot be attached to a book carry ``symbol=""`` and ``book_seq=0``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+from engine.book import (
+    AUCTION,
+    DONE,
+    HELD,
+    PENDING,
+    RESTING,
+    STOP_TYPES,
+    Order,
+    OrderBook,
+)
+from engine.commands import (
+    CancelOrder,
+    Command,
+    Halt,
+    NewOrder,
+    ReplaceOrder,
+    Resume,
+    SessionClose,
+    SessionOpen,
+    SetReferencePrice,
+)
+from engine.events import Event, OrderRejected, SessionChanged
+
+SNAPSHOT_VERSION = 1
+
+
+class BookState(msgspec.Struct, array_like=True):
+    symbol: str
+    book_seq: int
+    arrival: int
+    last_price: int
+    ref_price: int
+    halted: bool
+    bids: list[tuple[int, list[str]]]
+    asks: list[tuple[int, list[str]]]
+    trailing: list[str]
+    opg: list[str]
+    cls: list[str]
+
+
+class EngineState(msgspec.Struct, array_like=True):
+    version: int
+    last_seq: int
+    phase: str
+    orders: list[Order]
+    books: list[BookState]
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(EngineState)
+
+
+def validate_order(
+    *,
+    otype: str,
+    tif: str,
+    qty: int | None,
+    notional: int | None,
+    limit: int | None,
+    stop: int | None,
+    trail_price: int | None,
+    trail_bps: int | None,
+    extended_hours: bool,
+) -> str | None:
+    """Reason code when the order parameters are inconsistent, else None."""
+    if (qty is None) == (notional is None):
+        return "invalid_quantity"
+    if qty is not None and qty <= 0:
+        return "invalid_quantity"
+    if notional is not None and (notional <= 0 or otype != "market" or tif in ("fok", "opg", "cls")):
+        return "invalid_quantity"
+    needs_limit = otype in ("limit", "stop_limit")
+    if needs_limit != (limit is not None) or (limit is not None and limit <= 0):
+        return "invalid_price"
+    needs_stop = otype in ("stop", "stop_limit")
+    if needs_stop != (stop is not None) or (stop is not None and stop <= 0):
+        return "invalid_price"
+    if otype == "trailing_stop":
+        if (trail_price is None) == (trail_bps is None):
+            return "invalid_price"
+        if trail_price is not None and trail_price <= 0:
+            return "invalid_price"
+        if trail_bps is not None and not 0 < trail_bps < 10_000:
+            return "invalid_price"
+    elif trail_price is not None or trail_bps is not None:
+        return "invalid_price"
+    if otype in STOP_TYPES and tif not in ("day", "gtc"):
+        return "invalid_order"
+    if tif in ("opg", "cls") and otype not in ("market", "limit"):
+        return "invalid_order"
+    if extended_hours and (otype != "limit" or tif != "day"):
+        return "invalid_order"
+    return None
+
+
+class Engine:
+    """One engine per command-topic partition; one ``OrderBook`` per symbol, created on first use."""
+
+    def __init__(self) -> None:
+        self.books: dict[str, OrderBook] = {}
+        self.orders: dict[str, Order] = {}  # every live order of every book, in acceptance order
+        self.last_seq = -1
+        self.phase = "closed"  # "closed" (pre-open / after close) | "open"
+
+    # ------------------------------------------------------------------ apply
+    def apply(self, seq: int, command: Command) -> list[Event]:
+        if seq <= self.last_seq:
+            return []
+        self.last_seq = seq
+        t = type(command)
+        if t is NewOrder:
+            assert isinstance(command, NewOrder)
+            return self._new_order(seq, command)
+        if t is CancelOrder:
+            assert isinstance(command, CancelOrder)
+            return self._cancel(seq, command)
+        if t is ReplaceOrder:
+            assert isinstance(command, ReplaceOrder)
+            return self._replace(seq, command)
+        if t is SessionOpen:
+            return self._session(seq, opening=True)
+        if t is SessionClose:
+            return self._session(seq, opening=False)
+        if t is Halt or t is Resume:
+            assert isinstance(command, Halt | Resume)
+            return self._halt(seq, command.symbol, halted=t is Halt)
+        if t is SetReferencePrice:
+            assert isinstance(command, SetReferencePrice)
+            book = self._book(command.symbol)
+            book.ref_price = command.price_e4
+            return []
+        raise TypeError(f"unknown command {t.__name__}")
+
+    def book(self, symbol: str) -> OrderBook | None:
+        return self.books.get(symbol)
+
+    def _book(self, symbol: str) -> OrderBook:
+        book = self.books.get(symbol)
+        if book is None:
+            book = self.books[symbol] = OrderBook(symbol, self.orders)
+        return book
+
+    @staticmethod
+    def _reject(
+        out: list[Event], book: OrderBook | None, seq: int, order_id: str, reason: str
+    ) -> list[Event]:
+        if book is None:
+            out.append(OrderRejected("", 0, seq, order_id, reason))
+        else:
+            out.append(OrderRejected(book.symbol, book.next_book_seq(), seq, order_id, reason))
+        return out
+
+    def _new_order(self, seq: int, c: NewOrder) -> list[Event]:
+        out: list[Event] = []
+        if not c.symbol or not c.order_id:
+            return self._reject(out, None, seq, c.order_id, "invalid_order")
+        book = self._book(c.symbol)
+        book.begin(out, seq)
+        if c.order_id in self.orders:
+            return self._reject(out, book, seq, c.order_id, "duplicate_order_id")
+        if book.halted:
+            return self._reject(out, book, seq, c.order_id, "halted")
+        reason = validate_order(
+            otype=c.type,
+            tif=c.tif,
+            qty=c.qty_e9,
+            notional=c.notional_e4,
+            limit=c.limit_price_e4,
+            stop=c.stop_price_e4,
+            trail_price=c.trail_price_e4,
+            trail_bps=c.trail_percent_bps,
+            extended_hours=c.extended_hours,
+        )
+        if reason is None and c.tif == "opg" and self.phase == "open":
+            reason = "auction_closed"
+        if reason is None and c.order_class != "simple":
+            reason = self._validate_class(c)
+        if reason is not None:
+            return self._reject(out, book, seq, c.order_id, reason)
+
+        is_buy = c.side == "buy"
+        o = Order(
+            c.order_id,
+            c.account_id,
+            c.symbol,
+            is_buy,
+            c.type,
+            c.tif,
+            c.qty_e9 or 0,
+            c.notional_e4 or 0,
+            (c.notional_e4 or 0) * 1_000_000_000,
+            c.limit_price_e4 or 0,
+            c.stop_price_e4 or 0,
+            c.trail_price_e4 or 0,
+            c.trail_percent_bps or 0,
+            0,
+            c.qty_e9 or 0,
+            0,
+            book.next_arrival(),
+            HELD,
+            extended_hours=c.extended_hours,
+        )
+        book.accept(o)
+        if c.order_class == "simple":
+            book.route(o)
+        else:
+            self._new_complex(book, o, c)
+        book.end()
+        return out
+
+    @staticmethod
+    def _validate_class(c: NewOrder) -> str | None:
+        if c.tif not in ("day", "gtc") or c.qty_e9 is None or c.extended_hours:
+            return "invalid_order"
+        tp, sl = c.take_profit, c.stop_loss
+        if c.order_class == "oto":
+            if (tp is None) == (sl is None):
+                return "invalid_order"
+        elif tp is None or sl is None:
+            return "invalid_order"
+        if c.order_class == "oco" and (
+            c.type != "limit" or tp is None or tp.limit_price_e4 != c.limit_price_e4
+        ):
+            return "invalid_order"
+        if tp is not None and tp.limit_price_e4 <= 0:
+            return "invalid_price"
+        if sl is not None and (
+            sl.stop_price_e4 <= 0 or (sl.limit_price_e4 is not None and sl.limit_price_e4 <= 0)
+        ):
+            return "invalid_price"
+        if tp is not None and sl is not None:
+            # The exit legs must bracket: for a long position (buy entry, sell exits) take-profit above stop.
+            long_exit = c.side == "buy" if c.order_class != "oco" else c.side == "sell"
+            if long_exit and tp.limit_price_e4 <= sl.stop_price_e4:
+                return "invalid_price"
+            if not long_exit and tp.limit_price_e4 >= sl.stop_price_e4:
+                return "invalid_price"
+        return None
+
+    def _new_complex(self, book: OrderBook, o: Order, c: NewOrder) -> None:
+        """bracket/oto: entry + held exit legs (opposite side); oco: this limit + a live stop-loss sibling."""
+        tp, sl = c.take_profit, c.stop_loss
+        legs_buy = not o.is_buy if c.order_class != "oco" else o.is_buy
+        legs: list[Order] = []
+        if tp is not None and c.order_class != "oco":
+            legs.append(self._leg(book, o, f"{o.order_id}:tp", legs_buy, "limit", tp.limit_price_e4, 0))
+        if sl is not None:
+            otype = "stop" if sl.limit_price_e4 is None else "stop_limit"
+            legs.append(
+                self._leg(
+                    book, o, f"{o.order_id}:sl", legs_buy, otype, sl.limit_price_e4 or 0, sl.stop_price_e4
+                )
+            )
+        if c.order_class == "oco":
+            leg = legs[0]
+            leg.oco, o.oco = o.order_id, leg.order_id
+            book.accept(leg, o.order_id)
+            book.route(o)
+            if leg.state == HELD:  # the limit did not fill on entry
+                book.route(leg)
+            return
+        if len(legs) == 2:
+            legs[0].oco, legs[1].oco = legs[1].order_id, legs[0].order_id
+        o.children = [leg.order_id for leg in legs]
+        for leg in legs:
+            leg.parent = o.order_id
+            book.accept(leg, o.order_id)
+        book.route(o)
+
+    @staticmethod
+    def _leg(
+        book: OrderBook, parent: Order, oid: str, is_buy: bool, otype: str, limit: int, stop: int
+    ) -> Order:
+        qty = parent.qty
+        return Order(
+            oid,
+            parent.account_id,
+            parent.symbol,
+            is_buy,
+            otype,
+            parent.tif,
+            qty,
+            0,
+            0,
+            limit,
+            stop,
+            0,
+            0,
+            0,
+            qty,
+            0,
+            book.next_arrival(),
+            HELD,
+        )
+
+    def _cancel(self, seq: int, c: CancelOrder) -> list[Event]:
+        out: list[Event] = []
+        o = self.orders.get(c.order_id)
+        if o is None:
+            return self._reject(out, None, seq, c.order_id, "unknown_order")
+        book = self.books[o.symbol]
+        book.begin(out, seq)
+        book.cancel(o, "user")
+        book.end()
+        return out
+
+    def _replace(self, seq: int, c: ReplaceOrder) -> list[Event]:
+        out: list[Event] = []
+        old = self.orders.get(c.order_id)
+        if old is None:
+            return self._reject(out, None, seq, c.new_order_id, "unknown_order")
+        book = self.books[old.symbol]
+        book.begin(out, seq)
+        if c.new_order_id in self.orders:
+            return self._reject(out, book, seq, c.new_order_id, "duplicate_order_id")
+        if book.halted:
+            return self._reject(out, book, seq, c.new_order_id, "halted")
+        if old.state not in (RESTING, PENDING, AUCTION) or old.notional:
+            return self._reject(out, book, seq, c.new_order_id, "not_replaceable")
+        trail_given = c.trail_price_e4 is not None or c.trail_percent_bps is not None
+        qty = c.qty_e9 if c.qty_e9 is not None else old.leaves
+        limit = c.limit_price_e4 if c.limit_price_e4 is not None else (old.limit or None)
+        stop = c.stop_price_e4 if c.stop_price_e4 is not None else (old.stop or None)
+        if old.otype == "trailing_stop":
+            stop = None
+            trail_price = c.trail_price_e4 if trail_given else (old.trail_price or None)
+            trail_bps = c.trail_percent_bps if trail_given else (old.trail_bps or None)
+        else:
+            trail_price, trail_bps = c.trail_price_e4, c.trail_percent_bps
+        tif = c.tif or old.tif
+        reason = validate_order(
+            otype=old.otype,
+            tif=tif,
+            qty=qty,
+            notional=None,
+            limit=limit,
+            stop=stop,
+            trail_price=trail_price,
+            trail_bps=trail_bps,
+            extended_hours=old.extended_hours,
+        )
+        if reason is None and (tif in ("opg", "cls")) != (old.tif in ("opg", "cls")):
+            reason = "invalid_order"
+        if reason is not None:
+            return self._reject(out, book, seq, c.new_order_id, reason)
+        new = Order(
+            c.new_order_id,
+            old.account_id,
+            old.symbol,
+            old.is_buy,
+            old.otype,
+            tif,
+            qty,
+            0,
+            0,
+            limit or 0,
+            stop or 0,
+            trail_price or 0,
+            trail_bps or 0,
+            0,
+            qty,
+            0,
+            book.next_arrival(),
+            HELD,
+            extended_hours=old.extended_hours,
+        )
+        book.replace(old, new)
+        book.end()
+        return out
+
+    def _session(self, seq: int, opening: bool) -> list[Event]:
+        out: list[Event] = []
+        self.phase = "open" if opening else "closed"
+        for sym in sorted(self.books):
+            book = self.books[sym]
+            book.begin(out, seq)
+            out.append(SessionChanged(sym, book.next_book_seq(), seq, self.phase))
+            book.uncross(book.opg if opening else book.cls)
+            book.end()
+        if not opening:
+            for o in [o for o in self.orders.values() if o.tif == "day"]:
+                if o.state != DONE:
+                    book = self.books[o.symbol]
+                    book.begin(out, seq)  # keeps match_n: expiry never matches
+                    book.expire(o)
+            for sym in sorted(self.books):
+                self.books[sym].end()
+        return out
+
+    def _halt(self, seq: int, symbol: str, halted: bool) -> list[Event]:
+        out: list[Event] = []
+        book = self._book(symbol)
+        book.begin(out, seq)
+        book.halted = halted
+        out.append(SessionChanged(symbol, book.next_book_seq(), seq, "halted" if halted else "resumed"))
+        book.end()
+        return out
+
+    # ------------------------------------------------------------------ snapshot / recovery
+    def _state(self) -> EngineState:
+        books = []
+        for sym in sorted(self.books):
+            b = self.books[sym]
+            books.append(
+                BookState(
+                    sym,
+                    b.book_seq,
+                    b.arrival,
+                    b.last_price,
+                    b.ref_price,
+                    b.halted,
+                    b.level_orders(True),
+                    b.level_orders(False),
+                    list(b.trailing),
+                    list(b.opg),
+                    list(b.cls),
+                )
+            )
+        return EngineState(SNAPSHOT_VERSION, self.last_seq, self.phase, list(self.orders.values()), books)
+
+    def snapshot(self) -> bytes:
+        """Canonical msgpack bytes of the whole engine (taken between commands)."""
+        return _encoder.encode(self._state())
+
+    def state_hash(self) -> str:
+        return hashlib.sha256(self.snapshot()).hexdigest()
+
+    @classmethod
+    def restore(cls, data: bytes) -> Engine:
+        state = _decoder.decode(data)
+        if state.version != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported snapshot version {state.version}")
+        eng = cls()
+        eng.last_seq = state.last_seq
+        eng.phase = state.phase
+        for o in state.orders:
+            eng.orders[o.order_id] = o
+        for bs in state.books:
+            b = eng.books[bs.symbol] = OrderBook(bs.symbol, eng.orders)
+            b.book_seq, b.arrival, b.last_price, b.ref_price, b.halted = (
+                bs.book_seq,
+                bs.arrival,
+                bs.last_price,
+                bs.ref_price,
+                bs.halted,
+            )
+            b.trailing = {oid: eng.orders[oid] for oid in bs.trailing}
+            b.opg = {oid: eng.orders[oid] for oid in bs.opg}
+            b.cls = {oid: eng.orders[oid] for oid in bs.cls}
+            b.rebuild(bs.bids, bs.asks)
+        return eng
