@@ -49,7 +49,7 @@ SDN_TYPES = ("individual", "entity", "vessel", "aircraft")
 
 @dataclass(frozen=True, slots=True)
 class Alias:
-    """An alternate name. ``alias_type`` is ``aka``/``fka``/``nka`` from alt.csv or ``weak_aka`` from remarks."""
+    """An alternate name: ``aka``/``fka``/``nka`` from alt.csv, or ``weak_aka`` from remarks."""
 
     name: str
     alias_type: str
@@ -68,7 +68,7 @@ class Address:
 
 @dataclass(frozen=True, slots=True)
 class DobRange:
-    """A date of birth as the inclusive range it denotes ("1960" is all of 1960; "circa 1960" is 1959-1961)."""
+    """A date of birth as the inclusive range it denotes ("1960" is all of 1960, "circa 1960" 1959-1961)."""
 
     earliest: date
     latest: date
@@ -179,7 +179,9 @@ def _range_bounds(day: str | None, month: str | None, year: str) -> tuple[date, 
 
 def parse_dob_ranges(remarks: str | None) -> tuple[DobRange, ...]:
     """Dates of birth in OFAC remarks: ``DOB 12 Jan 1960``, ``alt. DOB 1962``, ``DOB circa 1958``,
-    ``DOB Jan 1960``, ``DOB 1955 to 1957``, ``DOB 01 Jan 1955 to 31 Dec 1957``. Unparseable ones are skipped."""
+    ``DOB Jan 1960``, ``DOB 1955 to 1957``, ``DOB 01 Jan 1955 to 31 Dec 1957``.
+
+    Unparseable dates are skipped."""
     if not remarks:
         return ()
     found: list[DobRange] = []
@@ -360,7 +362,8 @@ def diff_versions(old: SanctionsList, new: SanctionsList) -> VersionDiff:
     gained_names: set[int] = set()
     for ent in new.ent_nums & old.ent_nums:
         before, after = old.get(ent), new.get(ent)
-        assert before is not None and after is not None
+        assert before is not None
+        assert after is not None
         names_before, names_after = _screenable_names(before), _screenable_names(after)
         if (
             names_before != names_after

@@ -8,6 +8,7 @@ Invariants:
 - Noise tokens (honorifics, generational suffixes, trailing company-form suffixes) are removed only while
   at least one real token remains: a name is never normalized to the empty string unless it had no letters
   or digits to begin with.
+- Arabic article particles ("al", "el") are glued to the following token.
 - Matching code must not depend on token order; :func:`sorted_token_key` gives the order-free form.
 """
 
@@ -19,6 +20,7 @@ import unicodedata
 from anyascii import anyascii
 
 __all__ = [
+    "ARTICLE_PARTICLES",
     "COMPANY_SUFFIXES",
     "PERSON_NOISE_TOKENS",
     "normalize_name",
@@ -57,6 +59,8 @@ COMPANY_SUFFIXES: frozenset[str] = frozenset(
         "zao", "oao", "pao", "fze", "fzco", "fzc", "pte", "pvt", "sas", "spa", "kg", "sl", "cv", "de",
     }
 )  # fmt: skip
+
+ARTICLE_PARTICLES: frozenset[str] = frozenset({"al", "el"})
 
 # Periods and apostrophes join ("S.A." -> "sa", "Veksel'berg" -> "vekselberg", "O'Neil" -> "oneil");
 # every other non-alphanumeric character separates tokens ("AL-ZOMOR" -> "al zomor").
@@ -105,6 +109,7 @@ def normalize_name(raw: str, *, reorder_comma: bool = True, strip_company_suffix
         text = _reorder_comma_form(text)
     text = _JOINERS.sub("", text.casefold())
     tokens = [t for t in _SEPARATORS.split(text) if t]
+    tokens = _merge_particles(tokens)
     if strip_company_suffixes:
         while len(tokens) > 1 and tokens[-1] in COMPANY_SUFFIXES:
             tokens.pop()
@@ -113,6 +118,21 @@ def normalize_name(raw: str, *, reorder_comma: bool = True, strip_company_suffix
         if kept:
             tokens = kept
     return " ".join(tokens)
+
+
+def _merge_particles(tokens: list[str]) -> list[str]:
+    """Glue Arabic article particles to the next token: "al zomor", "al-zomor" and "alzomor" all become
+    "alzomor", so hyphenation and spacing choices do not split a surname into two tokens."""
+    merged: list[str] = []
+    i = 0
+    while i < len(tokens):
+        if tokens[i] in ARTICLE_PARTICLES and i + 1 < len(tokens):
+            merged.append(tokens[i] + tokens[i + 1])
+            i += 2
+        else:
+            merged.append(tokens[i])
+            i += 1
+    return merged
 
 
 def sorted_token_key(normalized: str) -> str:
