@@ -298,8 +298,8 @@ def load_sdn_list(directory: Path) -> SanctionsList:
     joined: set[int] = set()
     for row in sdn_rows:
         ent = _int(row[0])
-        name = _cell(row[1]) if len(row) > 1 else None
-        if len(row) != SDN_COLUMNS or ent is None or name is None:
+        entry_name = _cell(row[1]) if len(row) > 1 else None
+        if len(row) != SDN_COLUMNS or ent is None or entry_name is None:
             anomalies.append(f"{SDN_FILE}: malformed row {row!r}; skipped")
             continue
         remarks = _cell(row[11])
@@ -309,7 +309,7 @@ def load_sdn_list(directory: Path) -> SanctionsList:
         entries.append(
             SdnEntry(
                 ent_num=ent,
-                name=name,
+                name=entry_name,
                 sdn_type=(_cell(row[2]) or "entity").lower(),
                 programs=_programs(row[3]),
                 title=_cell(row[4]),
