@@ -226,6 +226,14 @@ def test_paths_of_sub_penny_days_use_the_nearest_tick(real_bars: dict[str, list[
         assert abs(min(path) - b.low) <= half_tick
 
 
+def test_sub_penny_anchors_round_half_even() -> None:
+    b = bar("10.025", "10.135", "9.965", "10.045")
+    expected = (Decimal("10.02"), Decimal("10.14"), Decimal("9.96"), Decimal("10.04"))
+    assert bar_on_tick(b) == expected
+    path = intraday_path(b)
+    assert (path[0], max(path), min(path), path[-1]) == expected
+
+
 def test_on_tick_days_hit_raw_prices_exactly(real_bars: dict[str, list[DailyBar]]) -> None:
     b = real_bars["AAPL"][0]
     path = intraday_path(b)
