@@ -238,8 +238,9 @@ def _random_stream(rng: random.Random, n: int) -> list[Command]:
         elif roll < 0.72:
             px = rng.randint(98, 102)
             cmds.append(
-                NewOrder(order_id=oid, account_id=acct, symbol=SYM, side="buy", type="limit", tif="gtc", qty_e9=qty,
-                         limit_price_e4=px, order_class="bracket", take_profit=TakeProfit(limit_price_e4=px + 3),
+                NewOrder(order_id=oid, account_id=acct, symbol=SYM, side="buy", type="limit", tif="gtc",
+                         qty_e9=qty, limit_price_e4=px, order_class="bracket",
+                         take_profit=TakeProfit(limit_price_e4=px + 3),
                          stop_loss=StopLoss(stop_price_e4=px - 3, limit_price_e4=px - 4))
             )  # fmt: skip
             live.append(oid)
