@@ -68,7 +68,7 @@ class Order(msgspec.Struct, array_like=True, gc=False):
     state: int
     oco: str = ""
     parent: str = ""
-    children: list[str] = msgspec.field(default_factory=list)
+    children: tuple[str, ...] = ()
     extended_hours: bool = False
 
 

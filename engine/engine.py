@@ -280,7 +280,7 @@ class Engine:
             return
         if len(legs) == 2:
             legs[0].oco, legs[1].oco = legs[1].order_id, legs[0].order_id
-        o.children = [leg.order_id for leg in legs]
+        o.children = tuple(leg.order_id for leg in legs)
         for leg in legs:
             leg.parent = o.order_id
             book.accept(leg, o.order_id)
