@@ -41,7 +41,7 @@ def _limit(oid: str, acct: str, buy: bool, qty: int, px: int, tif: str = "gtc") 
 
 
 def build(
-    rng: random.Random, resting: int, n_ops: int, spread_levels: int
+    rng: random.Random, resting: int, n_ops: int, spread_levels: int, passive: float = 0.40
 ) -> tuple[list[Command], list[Command]]:
     """(setup commands that build the book, timed mixed workload)."""
     setup: list[Command] = []
@@ -69,7 +69,7 @@ def build(
         acct = f"acct{rng.randint(0, 999)}"
         buy = rng.random() < 0.5
         r = rng.random()
-        if r < 0.40:  # passive limit, away from the touch
+        if r < passive:  # passive limit, away from the touch
             off = rng.randint(1, spread_levels) * TICK
             ops.append(_limit(oid, acct, buy, rng.randint(1, 100) * SHARE, MID - off if buy else MID + off))
             live.append((oid, buy))
@@ -103,9 +103,11 @@ def pct(sorted_ns: list[int], p: float) -> float:
     return sorted_ns[min(len(sorted_ns) - 1, int(p * len(sorted_ns)))] / 1000.0
 
 
-def run(name: str, resting: int, n_ops: int, spread_levels: int, seed: int) -> dict[str, object]:
+def run(
+    name: str, resting: int, n_ops: int, spread_levels: int, seed: int, passive: float
+) -> dict[str, object]:
     rng = random.Random(seed)
-    setup, ops = build(rng, resting, n_ops, spread_levels)
+    setup, ops = build(rng, resting, n_ops, spread_levels, passive)
     eng = Engine()
     seq = 0
     for cmd in setup:
@@ -169,14 +171,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     args = ap.parse_args()
     results = [
-        run("thick", 30_000, args.ops, 500, args.seed),
-        run("thin", 200, args.ops, 10, args.seed + 1),
+        run("thick", 30_000, args.ops, 500, args.seed, 0.40),
+        run("thin", 200, args.ops, 10, args.seed + 1, 0.25),
     ]
     out = {
         "python": platform.python_version(),
         "machine": platform.machine(),
         "seed": args.seed,
-        "workload": "40% passive limit, 15% marketable IOC limit, 5% market, 30% cancel, 10% replace",
+        "workload": "thick: 40% passive limit (thin: 25%), then up to 55% marketable IOC limit, 5% market, "
+        "30% cancel, 10% replace",
         "results": results,
     }
     path = Path(__file__).resolve().parent / "results" / "engine_core.json"
