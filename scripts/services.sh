@@ -179,7 +179,7 @@ redis_install() {
 redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; }
 
 redis_start() {
-    if pid_alive "$REDIS_PID"; then
+    if pid_alive "$REDIS_PID" redis-server; then
         redis_ping || die redis "running (pid $(<"$REDIS_PID")) but no PONG on 127.0.0.1:$REDIS_PORT" \
             "(started with another REDIS_PORT?); run '$0 redis stop' first"
         log redis "already running on 127.0.0.1:$REDIS_PORT"
@@ -206,7 +206,7 @@ redis_start() {
 }
 
 redis_stop() {
-    if ! pid_alive "$REDIS_PID"; then
+    if ! pid_alive "$REDIS_PID" redis-server; then
         rm -f "$REDIS_PID"
         log redis "not running"
         return 0
@@ -221,7 +221,7 @@ redis_stop() {
 }
 
 redis_status() {
-    if pid_alive "$REDIS_PID" && redis_ping; then
+    if pid_alive "$REDIS_PID" redis-server && redis_ping; then
         log redis "up on 127.0.0.1:$REDIS_PORT (pid $(<"$REDIS_PID"))"
         return 0
     fi
@@ -349,7 +349,7 @@ kafka_fail_start() { # prints the log tails, stops the half-started JVM, exits
 }
 
 kafka_start() {
-    if pid_alive "$KAFKA_PID"; then
+    if pid_alive "$KAFKA_PID" kafka.Kafka; then
         port_open "$KAFKA_PORT" || die kafka "running (pid $(<"$KAFKA_PID")) but 127.0.0.1:$KAFKA_PORT" \
             "does not answer (still starting, or another KAFKA_PORT?); see $KAFKA_LOGS/server.log"
         log kafka "already running on 127.0.0.1:$KAFKA_PORT"
@@ -395,7 +395,7 @@ kafka_start() {
 }
 
 kafka_stop() {
-    if ! pid_alive "$KAFKA_PID"; then
+    if ! pid_alive "$KAFKA_PID" kafka.Kafka; then
         rm -f "$KAFKA_PID"
         log kafka "not running"
         return 0
@@ -414,7 +414,7 @@ kafka_stop() {
 }
 
 kafka_status() {
-    if pid_alive "$KAFKA_PID" && port_open "$KAFKA_PORT"; then
+    if pid_alive "$KAFKA_PID" kafka.Kafka && port_open "$KAFKA_PORT"; then
         log kafka "up on 127.0.0.1:$KAFKA_PORT (pid $(<"$KAFKA_PID"))"
         return 0
     fi

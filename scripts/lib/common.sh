@@ -51,12 +51,15 @@ port_open() {
     timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
 }
 
-# True when the pid file names a live process.
+# pid_alive <pidfile> <pattern>: true when the pid file names a live process whose command line
+# contains the pattern (RUN_DIR outlives reboots, and a stale pid may belong to someone else by now).
 pid_alive() {
-    local pidfile=$1 pid
+    local pidfile=$1 pattern=$2 pid cmdline
     [[ -s $pidfile ]] || return 1
     pid=$(<"$pidfile")
-    [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+    [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    [[ $cmdline == *"$pattern"* ]]
 }
 
 # wait_pid_gone <pid> <seconds>: true when the process exited within the time.
