@@ -1,7 +1,7 @@
 """Tests for the pure-Python OFAC SDN screening library (no Django, no database).
 
 Run: ``.venv/bin/pytest tests/kyc/test_sanctions.py -p no:django -q``. Positive cases use real entries of
-the two list versions in /work/shared/data/ofac (2022-01-31 has alt.csv/add.csv, 2024-05-03 only sdn.csv).
+the two list versions in shared/data/ofac (2022-01-31 has alt.csv/add.csv, 2024-05-03 only sdn.csv).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from apps.core.datafiles import shared_data_dir
 from apps.kyc.sanctions import (
     DEFAULT_REVIEW_THRESHOLD,
     SanctionsList,
@@ -22,11 +23,10 @@ from apps.kyc.sanctions import (
     parse_dob_ranges,
 )
 
-DATA = Path("/work/shared/data/ofac")
+DATA = shared_data_dir() / "ofac"
 V2022 = DATA / "2022-01-31"
 V2024 = DATA / "2024-05-03"
 
-pytestmark = pytest.mark.skipif(not (V2022 / "sdn.csv").is_file(), reason="OFAC sample data not present")
 
 # Real entries used as positives.
 SISON = 7235  # "SISON, Jose Maria"

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from apps.core.datafiles import shared_data_dir
+
 # `-p no:django` skips pytest-django, which is what normally puts the project root on sys.path.
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
@@ -35,7 +37,7 @@ from apps.marketdata.feed import (  # noqa: E402
     parse_daily_bars,
 )
 
-DATA = Path("/work/shared/data/ohlcv/bokeh_sampledata_stocks.csv.gz")
+DATA = shared_data_dir() / "ohlcv" / "bokeh_sampledata_stocks.csv.gz"
 HEADER = "Ticker,Date,Open,High,Low,Close,Volume,Adj Close"
 GOOD_ROW = "AAPL,2001-01-02,10.00,11.00,9.00,10.50,1000,1.0"
 T0 = datetime(2024, 1, 1, 14, 30, tzinfo=UTC)
@@ -43,8 +45,6 @@ T0 = datetime(2024, 1, 1, 14, 30, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def real_bars() -> dict[str, list[DailyBar]]:
-    if not DATA.exists():
-        pytest.skip(f"{DATA} not present")
     return load_daily_bars(DATA)
 
 
@@ -108,8 +108,6 @@ def test_real_file_loads_every_row_exactly(real_bars: dict[str, list[DailyBar]])
 
 
 def test_real_file_has_no_skips_or_repairs() -> None:
-    if not DATA.exists():
-        pytest.skip(f"{DATA} not present")
     with gzip.open(DATA, "rt", encoding="ascii", newline="") as text:
         result = parse_daily_bars(text)
     assert result.skipped == []

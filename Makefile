@@ -1,0 +1,57 @@
+# The two commands a newcomer needs: `make run` (the platform) and `make test` (the whole test gate).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha256sum | cut -c1-16)
+export DJANGO_SETTINGS_MODULE ?= brokerage.settings.local
+
+.PHONY: help run test venv services services-stop lint typecheck migrations-check pytest bench chaos security clean
+
+help:
+	@echo "make run    - install, start PostgreSQL/Redis/Kafka, migrate, load demo data, start every process"
+	@echo "make test   - install, start the services, then ruff, mypy, makemigrations --check and pytest"
+	@echo "make bench  - the benchmark suite (figures to docs/PERFORMANCE.md and bench/results/)"
+	@echo "make services / services-stop - start or stop PostgreSQL, Redis and Kafka"
+
+$(STAMP): requirements/base.txt requirements/local.txt requirements/constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements/local.txt -c requirements/constraints.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(STAMP)
+
+services:
+	scripts/services.sh all start
+
+services-stop:
+	scripts/services.sh all stop
+
+run: venv services
+	scripts/run.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy .
+
+migrations-check: venv
+	DJANGO_SETTINGS_MODULE=brokerage.settings.test $(PY) manage.py makemigrations --check --dry-run
+
+pytest: venv
+	DJANGO_SETTINGS_MODULE=brokerage.settings.test $(VENV)/bin/pytest
+
+test: venv services lint typecheck migrations-check pytest
+
+bench: venv services
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

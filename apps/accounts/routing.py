@@ -1,0 +1,5 @@
+"""WebSocket routes of the accounts app (included by brokerage.asgi)."""
+
+from django.urls import URLPattern, URLResolver
+
+websocket_urlpatterns: list[URLPattern | URLResolver] = []

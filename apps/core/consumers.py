@@ -1,0 +1,233 @@
+"""One Kafka consumer registry and the one loop that runs any registered consumer.
+
+A ``ConsumerSpec`` names the topics, the handler, the dead-letter topic and how the effect is applied:
+- ``inline``: the consumer process applies the handler itself;
+- ``celery``: the Kafka -> Celery bridge. The consumer enqueues a Celery task (id ``<consumer>:<event_id>``) and the
+  worker applies the handler. Celery workers are fed only this way, never by the web tier.
+
+Either way the effect runs through ``inbox_apply``: one transaction that inserts ``(consumer, event_id)`` into the
+inbox and runs the handler, so a redelivered event (Kafka rebalance, relay republish, Celery redelivery after a
+worker loss) changes nothing. Offsets are committed only after the effect's transaction (inline) or after the
+task is safely enqueued (celery). Undecodable messages, and handlers that keep failing on a message, go to the
+dead-letter topic with the error in a header; transient database errors are retried, never dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, Literal
+
+import msgspec
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from django.db import IntegrityError, OperationalError, connection, transaction
+
+from apps.core import events, kafka
+from apps.core.models import InboxRecord
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMeta:
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+
+
+Handler = Callable[[events.EventEnvelope, MessageMeta], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    name: str
+    topics: tuple[str, ...]
+    handler: Handler
+    mode: Literal["inline", "celery"] = "inline"
+    group_id: str | None = None
+    dead_letter_topic: str | None = None
+    max_attempts: int = 5
+    batch_size: int = 200
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def group(self) -> str:
+        return self.group_id or self.name
+
+    @property
+    def dlq(self) -> str:
+        return self.dead_letter_topic or f"{self.topics[0]}.dlq"
+
+
+_REGISTRY: dict[str, ConsumerSpec] = {}
+
+
+def consumer_register(spec: ConsumerSpec) -> ConsumerSpec:
+    existing = _REGISTRY.get(spec.name)
+    if existing is not None and existing != spec:
+        raise ValueError(f"consumer {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def consumer_unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def consumer_get(name: str) -> ConsumerSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"no consumer named {name!r}; registered: {sorted(_REGISTRY)}") from None
+
+
+def consumers_all() -> dict[str, ConsumerSpec]:
+    return dict(_REGISTRY)
+
+
+def inbox_apply(spec: ConsumerSpec, envelope: events.EventEnvelope, meta: MessageMeta) -> bool:
+    """Apply the handler exactly once per (consumer, event_id). Returns False when it was already applied."""
+    with transaction.atomic(durable=True):
+        try:
+            with transaction.atomic():
+                InboxRecord.objects.create(
+                    consumer=spec.name,
+                    event_id=envelope.event_id,
+                    topic=meta.topic,
+                    partition=meta.partition,
+                    offset=meta.offset,
+                )
+        except IntegrityError:
+            return False
+        spec.handler(envelope, meta)
+    return True
+
+
+def _text(raw: str | bytes | None) -> str | None:
+    if raw is None:
+        return None
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+
+
+class ConsumerRunner:
+    """Runs one registered consumer until SIGTERM/SIGINT (or ``max_messages`` for tests)."""
+
+    def __init__(self, spec: ConsumerSpec) -> None:
+        self.spec = spec
+        self.stopping = threading.Event()
+        self._dlq_producer: Producer | None = None
+
+    def _stop(self, signum: int, _frame: FrameType | None) -> None:
+        logger.info("consumer stopping", extra={"consumer": self.spec.name, "signal": signum})
+        self.stopping.set()
+
+    def _dead_letter(self, msg: Message, reason: str) -> None:
+        if self._dlq_producer is None:
+            self._dlq_producer = kafka.producer_create()
+        headers: list[tuple[str, str | bytes | None]] = list(msg.headers() or [])  # type: ignore[arg-type]
+        headers += [
+            ("dlq_reason", reason[:1000].encode()),
+            ("dlq_source", f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()),
+            ("dlq_consumer", self.spec.name.encode()),
+        ]
+        self._dlq_producer.produce(
+            kafka.topic_name(self.spec.dlq), key=msg.key(), value=msg.value(), headers=headers
+        )
+        if self._dlq_producer.flush(30):
+            raise RuntimeError("dead-letter publish did not complete")
+        logger.error("message dead-lettered", extra={"consumer": self.spec.name, "reason": reason[:200]})
+
+    def _apply(self, envelope: events.EventEnvelope, meta: MessageMeta) -> None:
+        if self.spec.mode == "celery":
+            from apps.core.tasks import consumer_event_apply
+
+            consumer_event_apply.apply_async(
+                args=[
+                    self.spec.name,
+                    events.encode(envelope).decode(),
+                    meta.topic,
+                    meta.partition,
+                    meta.offset,
+                ],
+                task_id=f"{self.spec.name}:{envelope.event_id}",
+            )
+        else:
+            inbox_apply(self.spec, envelope, meta)
+
+    def _process(self, msg: Message) -> None:
+        meta = MessageMeta(
+            topic=kafka.logical_topic_name(msg.topic() or ""),
+            partition=msg.partition() or 0,
+            offset=msg.offset() or 0,
+            key=_text(msg.key()),
+        )
+        try:
+            envelope = events.decode(msg.value() or b"")
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
+            self._dead_letter(msg, f"undecodable: {exc}")
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._apply(envelope, meta)
+                return
+            except OperationalError:
+                # The database is down or restarting: never dead-letter for that, wait and retry.
+                logger.warning("transient database error; retrying", extra={"consumer": self.spec.name})
+                connection.close()
+                if self.stopping.wait(min(0.2 * attempt, 5.0)):
+                    raise
+            except Exception as exc:
+                if attempt >= self.spec.max_attempts:
+                    self._dead_letter(msg, f"{type(exc).__name__}: {exc}")
+                    return
+                logger.warning("handler failed; retrying", exc_info=True, extra={"consumer": self.spec.name})
+                time.sleep(min(0.05 * 2**attempt, 2.0))
+
+    def _commit(self, consumer: Consumer, offsets: list[TopicPartition]) -> None:
+        """Commit only after every effect of the batch has committed (synchronously, so a crash re-reads)."""
+        consumer.commit(offsets=offsets, asynchronous=False)
+
+    def run(self, *, max_messages: int | None = None, idle_timeout: float | None = None) -> int:
+        """Consume until stopped. Returns the number of messages processed."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._stop)
+            signal.signal(signal.SIGINT, self._stop)
+        consumer: Consumer = kafka.consumer_create(group_id=self.spec.group, **self.spec.options)
+        consumer.subscribe([kafka.topic_name(t) for t in self.spec.topics])
+        processed = 0
+        idle_since = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                batch = consumer.consume(num_messages=self.spec.batch_size, timeout=0.5)
+                if not batch:
+                    if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
+                        break
+                    continue
+                idle_since = time.monotonic()
+                offsets: dict[tuple[str, int], int] = {}
+                for msg in batch:
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() != KafkaError._PARTITION_EOF:
+                            logger.error("consume error", extra={"error": str(err)})
+                        continue
+                    self._process(msg)
+                    offsets[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
+                    processed += 1
+                if offsets:
+                    self._commit(consumer, [TopicPartition(t, p, o) for (t, p), o in offsets.items()])
+                if max_messages is not None and processed >= max_messages:
+                    break
+        finally:
+            consumer.close()
+            if self._dlq_producer is not None:
+                self._dlq_producer.flush(10)
+        return processed

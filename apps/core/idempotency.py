@@ -1,0 +1,149 @@
+"""Idempotency keys for every mutating endpoint.
+
+Contract (header ``Idempotency-Key``, scoped to the authenticated owner):
+- same key, same request (method, path, body) → the stored response, byte for byte, and nothing changes;
+- same key, different request → 422 ``idempotency_key_reused``;
+- same key while the first request is still running → 409 ``idempotency_key_in_progress``.
+
+How: the key is claimed in its own short committed transaction (so a concurrent duplicate sees it at once); the
+business change and the stored response then commit together in one durable transaction, so a response is
+stored if and only if its effect happened. If the process dies mid-request, the claim expires after
+``CLAIM_TTL`` and a retry may take it over. A 5xx is never stored (it is not an outcome), so it can be retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.core.errors import BrokerageError, IdempotencyKeyInUse, IdempotencyKeyReused, ValidationError
+from apps.core.models import IdempotencyRecord
+from apps.core.renderers import dumps
+
+HEADER = "Idempotency-Key"
+CLAIM_TTL = timedelta(seconds=60)
+MAX_KEY_LENGTH = 255
+
+
+def request_fingerprint(request: Request) -> str:
+    digest = hashlib.sha256()
+    digest.update(request.method.encode() if request.method else b"")
+    digest.update(b"\0")
+    digest.update(request.get_full_path().encode())
+    digest.update(b"\0")
+    digest.update(request.body or b"")
+    return digest.hexdigest()
+
+
+def _stored_response(record: IdempotencyRecord) -> Response:
+    import orjson
+
+    body = orjson.loads(bytes(record.response_body)) if record.response_body else None
+    response = Response(body, status=record.response_status)
+    response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _claim(owner: str, key: str, request: Request, fingerprint: str) -> IdempotencyRecord | Response:
+    """Claim the key, or answer from/for the existing record."""
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        try:
+            with transaction.atomic():
+                return IdempotencyRecord.objects.create(
+                    owner=owner,
+                    key=key,
+                    method=request.method or "",
+                    path=request.path,
+                    request_hash=fingerprint,
+                    locked_until=now + CLAIM_TTL,
+                )
+        except IntegrityError:
+            pass
+        record = IdempotencyRecord.objects.select_for_update().get(owner=owner, key=key)
+        if record.request_hash != fingerprint:
+            raise IdempotencyKeyReused(field=HEADER)
+        if record.state == IdempotencyRecord.State.COMPLETED:
+            return _stored_response(record)
+        if record.locked_until > now:
+            raise IdempotencyKeyInUse(field=HEADER)
+        # The first attempt died without an outcome: take the claim over.
+        record.locked_until = now + CLAIM_TTL
+        record.save(update_fields=["locked_until"])
+        return record
+
+
+def _release(record: IdempotencyRecord) -> None:
+    IdempotencyRecord.objects.filter(pk=record.pk, state=IdempotencyRecord.State.IN_PROGRESS).delete()
+
+
+def idempotent_execute(
+    request: Request,
+    operation: Callable[[], Response],
+    *,
+    owner: str,
+    required: bool = False,
+) -> Response:
+    """Run ``operation`` (which must do its writes with plain ``transaction.atomic()``) under the key's contract.
+
+    The operation's writes, and the stored response, commit in one durable transaction. Without a key the
+    operation runs once in a durable transaction of its own (or is refused when ``required``).
+    """
+    key = request.headers.get(HEADER)
+    if key is None:
+        if required:
+            raise ValidationError(
+                f"The {HEADER} header is required.", field=HEADER, error="idempotency_key_missing"
+            )
+        with transaction.atomic(durable=True):
+            return operation()
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+        raise ValidationError(
+            f"{HEADER} must be 1-{MAX_KEY_LENGTH} printable ASCII characters.",
+            field=HEADER,
+            error="invalid_idempotency_key",
+        )
+    claimed = _claim(owner, key, request, request_fingerprint(request))
+    if isinstance(claimed, Response):
+        return claimed
+    record = claimed
+    try:
+        with transaction.atomic(durable=True):
+            try:
+                with transaction.atomic():
+                    response = operation()
+            except BrokerageError as exc:
+                # A refusal is an outcome: store it so a retry gets the same answer.
+                response = Response(exc.as_body(), status=exc.status)
+            if response.status_code >= 500:
+                raise _NotStorable(response)
+            record.state = IdempotencyRecord.State.COMPLETED
+            record.response_status = response.status_code
+            record.response_body = dumps(response.data) if response.data is not None else None
+            record.completed_at = timezone.now()
+            record.save(update_fields=["state", "response_status", "response_body", "completed_at"])
+            return response
+    except _NotStorable as exc:
+        _release(record)
+        return exc.response
+    except BaseException:
+        _release(record)
+        raise
+
+
+class _NotStorable(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+        super().__init__("5xx responses are not stored")
+
+
+def owner_of(request: Request) -> str:
+    user: Any = request.user
+    return str(user.pk)

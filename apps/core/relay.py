@@ -1,0 +1,132 @@
+"""The outbox relay: publishes committed events to Kafka, at least once, in per-aggregate order.
+
+How it avoids the outbox gap: it never tracks an ``id > last_seen`` watermark. Each batch claims the oldest
+rows with ``published_at IS NULL`` using ``FOR UPDATE SKIP LOCKED`` inside a transaction, publishes them with an
+idempotent ``acks=all`` producer, waits for every delivery report, stamps ``published_at`` and commits. A row
+whose sequence value was taken before a later-committed row simply becomes visible to a later batch.
+
+Ordering: one relay is active at a time (a transaction-level advisory lock); others stand by. Per aggregate, ids
+are allocated in commit order (writers serialize on the aggregate's sequence row), so id order is event order.
+
+A crash between publish and commit republishes the batch: consumers deduplicate by ``event_id`` (the inbox).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from types import FrameType
+
+from confluent_kafka import KafkaError, Message, Producer
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps.core import kafka
+from apps.core.models import StoredEvent
+
+logger = logging.getLogger(__name__)
+
+# Arbitrary but fixed: the advisory-lock key that elects the active relay.
+RELAY_ADVISORY_LOCK_KEY = 0x0B0C_0001
+
+
+class PublishFailed(RuntimeError):
+    pass
+
+
+def relay_publish_batch(producer: Producer, *, batch_size: int, flush_timeout: float = 30.0) -> int:
+    """Publish one batch of unpublished events. Returns how many rows were published (0: idle or standby)."""
+    with transaction.atomic(durable=True):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [RELAY_ADVISORY_LOCK_KEY])
+            row = cursor.fetchone()
+        if not row or not row[0]:
+            return 0
+        rows = list(
+            StoredEvent.objects.select_for_update(skip_locked=True)
+            .filter(published_at__isnull=True)
+            .order_by("id")
+            .values_list("id", "event_id", "event_type", "topic", "key", "body")[:batch_size]
+        )
+        if not rows:
+            return 0
+        errors: list[KafkaError] = []
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                errors.append(err)
+
+        for _id, event_id, event_type, topic, key, body in rows:
+            producer.produce(
+                kafka.topic_name(topic),
+                key=key.encode(),
+                value=bytes(body),
+                headers=[("event_id", str(event_id).encode()), ("event_type", event_type.encode())],
+                on_delivery=on_delivery,
+            )
+            producer.poll(0)
+        remaining = producer.flush(flush_timeout)
+        if remaining or errors:
+            raise PublishFailed(f"{remaining} undelivered, errors: {errors[:3]}")
+        if os.environ.get("OUTBOX_RELAY_CRASH_AFTER_PUBLISH") == "1":
+            # Fault injection for the crash test: die after Kafka has the events, before they are stamped.
+            os._exit(137)
+        StoredEvent.objects.filter(id__in=[r[0] for r in rows]).update(published_at=timezone.now())
+        return len(rows)
+
+
+class Relay:
+    """The relay process loop, with graceful SIGTERM handling (finish the batch, flush, exit)."""
+
+    def __init__(self, *, batch_size: int, poll_interval: float) -> None:
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.stopping = threading.Event()
+
+    def _stop(self, signum: int, _frame: FrameType | None) -> None:
+        logger.info("relay stopping", extra={"signal": signum})
+        self.stopping.set()
+
+    def run(self, *, max_batches: int | None = None) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        producer = kafka.producer_create()
+        published = 0
+        batches = 0
+        backoff = self.poll_interval
+        while not self.stopping.is_set():
+            try:
+                count = relay_publish_batch(producer, batch_size=self.batch_size)
+                backoff = self.poll_interval
+            except Exception:
+                # Kafka or PostgreSQL trouble: nothing was stamped, so nothing is lost. Back off and retry.
+                logger.exception("relay batch failed")
+                connection.close()
+                count = 0
+                backoff = min(max(backoff * 2, 0.1), 5.0)
+            published += count
+            batches += 1
+            if max_batches is not None and batches >= max_batches:
+                break
+            if count < self.batch_size:
+                self.stopping.wait(backoff)
+        producer.flush(10)
+        return published
+
+
+def relay_drain(*, timeout: float = 30.0, batch_size: int = 500) -> int:
+    """Publish everything pending now (tests, management commands). Returns the number published."""
+    producer = kafka.producer_create()
+    deadline = time.monotonic() + timeout
+    total = 0
+    while time.monotonic() < deadline:
+        count = relay_publish_batch(producer, batch_size=batch_size)
+        total += count
+        if count == 0 and not StoredEvent.objects.filter(published_at__isnull=True).exists():
+            return total
+        if count == 0:
+            time.sleep(0.05)
+    raise TimeoutError("outbox not drained in time")

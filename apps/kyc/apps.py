@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class KycConfig(AppConfig):
+    name = "apps.kyc"
+    label = "kyc"

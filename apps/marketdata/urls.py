@@ -1,0 +1,5 @@
+"""URL routes of the marketdata app (included by brokerage.urls)."""
+
+from django.urls import URLPattern, URLResolver
+
+urlpatterns: list[URLPattern | URLResolver] = []

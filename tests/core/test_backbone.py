@@ -1,0 +1,288 @@
+"""The event backbone against the real broker: outbox → relay → Kafka → consumer/bridge → effect exactly once.
+
+Faults are real: a relay process killed (exit 137) after Kafka has the batch but before it is stamped, a
+consumer that dies after its effect but before its offset commit, a Celery worker fed duplicates, and the
+outbox commit-order gap forced with two connections.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection, transaction
+
+from apps.core import events, kafka
+from apps.core.consumers import (
+    ConsumerRunner,
+    ConsumerSpec,
+    MessageMeta,
+    consumer_register,
+    consumer_unregister,
+)
+from apps.core.models import InboxRecord, StoredEvent
+from apps.core.outbox import event_record
+from apps.core.relay import relay_drain, relay_publish_batch
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.kafka]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _echo_handler(echo_topic: str) -> Callable[[events.EventEnvelope, MessageMeta], None]:
+    """A consumer whose effect is itself an event (a process manager), caused by the one consumed."""
+
+    def handle(envelope: events.EventEnvelope, meta: MessageMeta) -> None:
+        event_record(
+            topic=echo_topic,
+            key=envelope.aggregate_id,
+            event_type="test.EchoRecorded",
+            aggregate_type="echo",
+            aggregate_id=envelope.aggregate_id,
+            payload={"of": str(envelope.event_id), "amount": envelope.payload["amount"]},
+            causation_id=envelope.event_id,
+            correlation_id=envelope.correlation_id,
+        )
+
+    return handle
+
+
+def _record(topic: str, n: int, aggregate: str = "acct-1") -> list[events.EventEnvelope]:
+    with transaction.atomic():
+        return [
+            event_record(
+                topic=topic,
+                key=aggregate,
+                event_type="test.MoneyMoved",
+                aggregate_type="test",
+                aggregate_id=aggregate,
+                payload={"amount": f"{i}.01"},
+                correlation_id=uuid.uuid4(),
+            )
+            for i in range(n)
+        ]
+
+
+def _echo_causes() -> list[uuid.UUID]:
+    return list(
+        StoredEvent.objects.filter(event_type="test.EchoRecorded", causation_id__isnull=False)
+        .order_by("id")
+        .values_list("causation_id", flat=True)  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def spec_factory() -> Iterator[Callable[..., ConsumerSpec]]:
+    names: list[str] = []
+
+    def make(**kwargs: Any) -> ConsumerSpec:
+        spec = consumer_register(ConsumerSpec(name=f"test-{uuid.uuid4().hex[:8]}", **kwargs))
+        names.append(spec.name)
+        return spec
+
+    yield make
+    for name in names:
+        consumer_unregister(name)
+
+
+def test_publish_consume_effect_exactly_once(fresh_topic: Any, spec_factory: Any) -> None:
+    source, echo = fresh_topic(partitions=3), fresh_topic()
+    spec = spec_factory(topics=(source,), handler=_echo_handler(echo))
+    sent = _record(source, 5)
+
+    assert relay_drain() == 5
+    assert StoredEvent.objects.filter(published_at__isnull=True).count() == 0
+    assert ConsumerRunner(spec).run(max_messages=5, idle_timeout=20) == 5
+
+    assert sorted(_echo_causes()) == sorted(e.event_id for e in sent)
+    assert InboxRecord.objects.filter(consumer=spec.name).count() == 5
+    # Once more from the committed offsets: nothing new arrives, nothing changes.
+    assert ConsumerRunner(spec).run(idle_timeout=3) == 0
+    assert len(_echo_causes()) == 5
+
+
+class _CrashBeforeCommit(Exception):
+    pass
+
+
+class _RunnerThatDiesBeforeCommit(ConsumerRunner):
+    """A consumer process that dies after its effects committed but before its offsets did."""
+
+    def _commit(self, consumer: Any, offsets: Any) -> None:
+        raise _CrashBeforeCommit
+
+
+def test_redelivery_after_consumer_dies_before_offset_commit(fresh_topic: Any, spec_factory: Any) -> None:
+    source, echo = fresh_topic(), fresh_topic()
+    spec = spec_factory(topics=(source,), handler=_echo_handler(echo))
+    sent = _record(source, 3)
+    relay_drain()
+
+    # First run: every effect commits, then the process "dies" before committing offsets.
+    with pytest.raises(_CrashBeforeCommit):
+        _RunnerThatDiesBeforeCommit(spec).run(max_messages=3, idle_timeout=20)
+    assert len(_echo_causes()) == 3
+
+    # Kafka redelivers all three to the next member of the group; the inbox makes them no-ops.
+    assert ConsumerRunner(spec).run(max_messages=3, idle_timeout=20) == 3
+    assert sorted(_echo_causes()) == sorted(e.event_id for e in sent)
+    assert InboxRecord.objects.filter(consumer=spec.name).count() == 3
+
+
+def _subprocess_env() -> dict[str, str]:
+    db = settings.DATABASES["default"]
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "brokerage.settings.test",
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "KAFKA_TOPIC_PREFIX": settings.KAFKA["TOPIC_PREFIX"],
+    }
+
+
+def test_relay_crash_between_publish_and_stamp_republishes_and_consumers_apply_once(
+    fresh_topic: Any, spec_factory: Any
+) -> None:
+    source, echo = fresh_topic(), fresh_topic()
+    spec = spec_factory(topics=(source,), handler=_echo_handler(echo))
+    sent = _record(source, 4)
+
+    # A real relay process publishes the batch to Kafka, then dies before stamping published_at.
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "run_outbox_relay", "--max-batches", "1"],
+        cwd=ROOT,
+        env={**_subprocess_env(), "OUTBOX_RELAY_CRASH_AFTER_PUBLISH": "1"},
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 137, proc.stderr.decode()[-2000:]
+    assert StoredEvent.objects.filter(topic=source, published_at__isnull=True).count() == 4
+
+    # The restarted relay publishes the same four again: Kafka now holds each event twice.
+    assert relay_drain() == 4
+    assert ConsumerRunner(spec).run(max_messages=8, idle_timeout=20) == 8
+    assert sorted(_echo_causes()) == sorted(e.event_id for e in sent)
+    assert InboxRecord.objects.filter(consumer=spec.name).count() == 4
+
+
+def test_outbox_commit_order_gap_is_not_skipped(fresh_topic: Any) -> None:
+    """A row whose id was taken first but committed last is still published (no id watermark)."""
+    topic = fresh_topic()
+    first_allocated = threading.Event()
+    release_first = threading.Event()
+    ids: dict[str, int] = {}
+
+    def slow_writer() -> None:
+        try:
+            with transaction.atomic():
+                env = event_record(
+                    topic=topic,
+                    key="a",
+                    event_type="t.Slow",
+                    aggregate_type="gap",
+                    aggregate_id="slow",
+                    payload={},
+                )
+                ids["slow"] = StoredEvent.objects.get(event_id=env.event_id).id
+                first_allocated.set()
+                assert release_first.wait(30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=slow_writer)
+    thread.start()
+    assert first_allocated.wait(30)
+    fast = _record(topic, 1, aggregate="fast")[0]
+    ids["fast"] = StoredEvent.objects.get(event_id=fast.event_id).id
+    assert ids["slow"] < ids["fast"]
+
+    producer = kafka.producer_create()
+    assert relay_publish_batch(producer, batch_size=100) == 1  # only the committed, later id
+    release_first.set()
+    thread.join(30)
+    assert relay_publish_batch(producer, batch_size=100) == 1  # the earlier id, committed later
+    assert StoredEvent.objects.filter(topic=topic, published_at__isnull=True).count() == 0
+
+    seen: list[str] = []
+    consumer = kafka.consumer_create(group_id=f"gap-{uuid.uuid4().hex}")
+    consumer.subscribe([kafka.topic_name(topic)])
+    try:
+        for _ in range(40):
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                seen.append(events.decode(msg.value() or b"").aggregate_id)
+            if len(seen) == 2:
+                break
+    finally:
+        consumer.close()
+    assert sorted(seen) == ["fast", "slow"]
+
+
+def test_undecodable_message_goes_to_the_dead_letter_topic(fresh_topic: Any, spec_factory: Any) -> None:
+    source, echo = fresh_topic(), fresh_topic()
+    spec = spec_factory(topics=(source,), handler=_echo_handler(echo))
+    producer = kafka.producer_create()
+    producer.produce(kafka.topic_name(source), key=b"k", value=b'{"not": "an envelope"}')
+    producer.flush(10)
+
+    assert ConsumerRunner(spec).run(max_messages=1, idle_timeout=20) == 1
+    assert len(_echo_causes()) == 0
+    consumer = kafka.consumer_create(group_id=f"dlq-{uuid.uuid4().hex}")
+    consumer.subscribe([kafka.topic_name(spec.dlq)])
+    try:
+        msg = None
+        for _ in range(40):
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                break
+        assert msg is not None
+        assert msg.value() == b'{"not": "an envelope"}'
+        headers = dict(msg.headers() or [])
+        assert headers["dlq_consumer"] == spec.name.encode()
+        reason = headers["dlq_reason"]
+        assert isinstance(reason, bytes)
+        assert reason.startswith(b"undecodable")
+    finally:
+        consumer.close()
+
+
+def test_kafka_to_celery_bridge_applies_once_despite_duplicate_enqueues(
+    fresh_topic: Any, spec_factory: Any
+) -> None:
+    from celery.contrib.testing.worker import start_worker
+
+    from brokerage.celery import app
+
+    source, echo = fresh_topic(), fresh_topic()
+    spec = spec_factory(topics=(source,), handler=_echo_handler(echo), mode="celery")
+    app.control.purge()  # leftovers of an earlier, interrupted run must not count
+    sent = _record(source, 3)
+    relay_drain()
+
+    # The bridge enqueues all three, then dies before committing offsets ...
+    with pytest.raises(_CrashBeforeCommit):
+        _RunnerThatDiesBeforeCommit(spec).run(max_messages=3, idle_timeout=20)
+    # ... so the restarted bridge enqueues the same three again.
+    assert ConsumerRunner(spec).run(max_messages=3, idle_timeout=20) == 3
+
+    # A real worker on the real Redis broker drains six tasks; the effect happens three times, not six.
+    import redis
+
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    assert broker.llen("default") == 6
+    with start_worker(app, perform_ping_check=False, queues=["default"], pool="solo", shutdown_timeout=30):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (broker.llen("default") or broker.hlen("unacked")):
+            time.sleep(0.2)
+    assert broker.llen("default") == 0
+    assert sorted(_echo_causes()) == sorted(e.event_id for e in sent)
+    assert InboxRecord.objects.filter(consumer=spec.name).count() == 3
