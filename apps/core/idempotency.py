@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.http.request import RawPostDataException
 from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -38,7 +39,12 @@ def request_fingerprint(request: Request) -> str:
     digest.update(b"\0")
     digest.update(request.get_full_path().encode())
     digest.update(b"\0")
-    digest.update(request.body or b"")
+    try:
+        body = request.body or b""
+    except RawPostDataException:
+        # The view parsed the body first: fingerprint the parsed data canonically instead.
+        body = dumps(request.data)
+    digest.update(body)
     return digest.hexdigest()
 
 
