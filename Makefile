@@ -8,6 +8,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha256sum | cut -c1-16)
 export DJANGO_SETTINGS_MODULE ?= brokerage.settings.local
+# One set of ports for the service scripts and for Django (override any of them in the environment).
+export PG_PORT ?= 55432
+export REDIS_PORT ?= 56379
+export KAFKA_PORT ?= 19092
+export KAFKA_CONTROLLER_PORT ?= 19093
+export DATABASE_URL ?= postgres://brokerage:brokerage@127.0.0.1:$(PG_PORT)/brokerage
+export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 
 .PHONY: help run test venv services services-stop lint typecheck migrations-check pytest bench chaos security clean
 
@@ -33,7 +40,7 @@ services-stop:
 	scripts/services.sh all stop
 
 run: venv services
-	scripts/run.sh
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:$(REDIS_PORT)/0} scripts/run.sh
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -46,7 +53,9 @@ migrations-check: venv
 	DJANGO_SETTINGS_MODULE=brokerage.settings.test $(PY) manage.py makemigrations --check --dry-run
 
 pytest: venv
-	DJANGO_SETTINGS_MODULE=brokerage.settings.test $(VENV)/bin/pytest
+	DJANGO_SETTINGS_MODULE=brokerage.settings.test \
+	REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/9 CELERY_BROKER_URL=redis://127.0.0.1:$(REDIS_PORT)/10 \
+	$(VENV)/bin/pytest
 
 test: venv services lint typecheck migrations-check pytest
 
