@@ -29,8 +29,10 @@ class _TransferView(APIView):
     gate: Callable[[], None] = staticmethod(lambda: None)
 
     def post(self, request: Request) -> Response:
+        data: dict[str, Any] = dict(request.data)
+
         def operation() -> Response:
-            if str(request.data.get("amount")) == "0":
+            if str(data.get("amount")) == "0":
                 raise InsufficientFunds(rule="test.min_amount", details={"amount": "0"})
             env = event_record(
                 topic="t",
@@ -38,10 +40,10 @@ class _TransferView(APIView):
                 event_type="test.TransferRequested",
                 aggregate_type="transfer",
                 aggregate_id=str(uuid.uuid4()),
-                payload={"amount": str(request.data["amount"])},
+                payload={"amount": str(data["amount"])},
             )
             type(self).gate()
-            return Response({"id": str(env.aggregate_id), "amount": str(request.data["amount"])}, status=201)
+            return Response({"id": str(env.aggregate_id), "amount": str(data["amount"])}, status=201)
 
         return idempotent_execute(request, operation, owner=owner_of(request))
 

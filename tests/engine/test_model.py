@@ -89,7 +89,7 @@ class EngineVsReference(RuleBasedStateMachine):
         self.log: list[tuple[int, Command]] = []
         self.events: list[Event] = []
 
-    def _apply(self, cmd: Command) -> list[Event]:
+    def _apply(self, cmd: Command) -> list[tuple[int, int, str, str]]:
         self.seq += 1
         self.log.append((self.seq, cmd))
         ev = self.engine.apply(self.seq, cmd)
@@ -108,7 +108,7 @@ class EngineVsReference(RuleBasedStateMachine):
             for e in ev
             if isinstance(e, TradeExecuted)
         ]
-        return got  # type: ignore[return-value]
+        return got
 
     def _new_id(self) -> str:
         self.n += 1
