@@ -240,3 +240,15 @@ LOGGING = {
         "kafka": {"level": "WARNING"},
     },
 }
+
+# --- KYC, sanctions, AML, funding (apps.kyc) ---------------------------------------------------------------
+# Residence countries we serve (ISO 3166-1 alpha-3, Alpaca's convention).
+KYC_ALLOWED_COUNTRIES = env.list("KYC_ALLOWED_COUNTRIES", default=["USA"])
+KYC_DOCUMENT_MAX_BYTES = env.int("KYC_DOCUMENT_MAX_BYTES", default=1024 * 1024)
+# The OFAC SDN list version screened against; None means shared_data_dir()/"ofac"/"2022-01-31".
+SANCTIONS_LIST_DIR = env.str("SANCTIONS_LIST_DIR", default="") or None
+SANCTIONS_REVIEW_THRESHOLD = env.int("SANCTIONS_REVIEW_THRESHOLD", default=88)
+# Withdrawals above this amount need two approvers besides the requester (four eyes).
+TRANSFER_LARGE_WITHDRAWAL_AMOUNT = env.str("TRANSFER_LARGE_WITHDRAWAL_AMOUNT", default="25000")
+# Seconds between simulated ACH steps (QUEUED -> PENDING -> COMPLETE); small locally so demos finish quickly.
+TRANSFER_SIMULATION_STEP_SECONDS = env.int("TRANSFER_SIMULATION_STEP_SECONDS", default=2)
