@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1
+# One image for every process type of the platform; the command selects the process
+# (deploy/docker-entrypoint.sh web|ws|relay|worker|beat|engine|consumer <name>|marketdata|migrate|manage ...).
+#
+# Base pinned by exact tag AND by digest (the multi-arch index digest of python:3.11.14-slim-bookworm as
+# published). To move it: `docker buildx imagetools inspect python:3.11.X-slim-bookworm`, update tag and digest
+# together, rebuild, run scripts/deploy_checks.sh.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
+
+# --- builder: a self-contained venv with the runtime dependencies, plus collected static files ---------------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /app
+# Requirements first: the dependency layer is rebuilt only when the pins change.
+COPY requirements/base.txt requirements/production.txt requirements/constraints.txt requirements/
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir -r requirements/production.txt -c requirements/constraints.txt
+COPY . .
+# collectstatic needs no database and no secret beyond a throwaway key used only in this build stage.
+RUN DJANGO_SETTINGS_MODULE=brokerage.settings.base DJANGO_SECRET_KEY=collectstatic-only \
+    /opt/venv/bin/python manage.py collectstatic --noinput -v 0
+
+# --- runtime: no compilers, no pip cache, non-root -------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    DJANGO_SETTINGS_MODULE=brokerage.settings.production \
+    DJANGO_STATIC_ROOT=/app/staticfiles \
+    PORT=8000 \
+    WS_PORT=8001
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app
+WORKDIR /app
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder --chown=root:root /app /app
+USER 10001:10001
+EXPOSE 8000 8001
+# Liveness only (/healthz never touches a dependency); the load balancer routes on /readyz. Processes without
+# an HTTP port (relay, worker, engine, ...) are judged by their exit status; see deploy/healthcheck.py.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 CMD ["python", "/app/deploy/healthcheck.py"]
+# SIGTERM goes straight to the process (the entrypoint execs it), within ECS's stopTimeout.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/app/deploy/docker-entrypoint.sh"]
+CMD ["web"]

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Container entrypoint: one image, one process per container, selected by the first argument.
+#
+#   web                      gunicorn (WSGI: DRF + admin), config deploy/gunicorn.conf.py, port $PORT
+#   ws                       daphne (ASGI: WebSocket streams), port $WS_PORT
+#   relay                    outbox relay (claims unpublished outbox rows, publishes to Kafka)
+#   worker [queues]          Celery worker; queues default to $CELERY_QUEUES
+#   beat                     Celery beat (exactly one replica)
+#   engine [--partitions P]  matching engine for a symbol-partition group; default $ENGINE_PARTITIONS
+#   consumer <name>          one registered Kafka consumer (manage.py run_consumer <name>)
+#   marketdata               market-data feed publisher
+#   market-maker             demo liquidity
+#   migrate                  database migrations + Kafka topics (a one-off task before a rollout)
+#   manage <args...>         any manage.py command
+#   anything else            executed as given (e.g. `bash` for debugging)
+#
+# Invariant: every long-running process is started with `exec`, so it is PID 1 and receives ECS's SIGTERM
+# directly (no shell in between swallowing it); each handles SIGTERM by draining within the stop timeout.
+set -euo pipefail
+cd /app 2>/dev/null || cd "$(dirname "$0")/.."
+
+role="${1:-web}"
+[[ $# -gt 0 ]] && shift
+
+case "$role" in
+    web)
+        exec gunicorn brokerage.wsgi --config deploy/gunicorn.conf.py "$@" ;;
+    ws)
+        exec daphne --bind "${WS_HOST:-0.0.0.0}" --port "${WS_PORT:-8001}" \
+            --proxy-headers --application-close-timeout 20 "$@" brokerage.asgi:application ;;
+    relay)
+        exec python manage.py run_outbox_relay "$@" ;;
+    worker)
+        exec celery -A brokerage worker --loglevel "${LOG_LEVEL:-INFO}" \
+            --concurrency "${CELERY_CONCURRENCY:-2}" --queues "${1:-${CELERY_QUEUES:-default,settlement,compliance}}" ;;
+    beat)
+        exec celery -A brokerage beat --loglevel "${LOG_LEVEL:-INFO}" \
+            --schedule "${CELERY_BEAT_SCHEDULE:-/tmp/celerybeat-schedule}" "$@" ;;
+    engine)
+        if [[ $# -eq 0 ]]; then
+            : "${ENGINE_PARTITIONS:?engine needs --partitions or ENGINE_PARTITIONS}"
+            set -- --partitions "$ENGINE_PARTITIONS"
+        fi
+        exec python manage.py run_engine "$@" ;;
+    consumer)
+        name="${1:-${CONSUMER_NAME:-}}"
+        [[ -n $name ]] || { echo "usage: consumer <name>" >&2; exit 64; }
+        [[ $# -gt 0 ]] && shift
+        exec python manage.py run_consumer "$name" "$@" ;;
+    marketdata)
+        exec python manage.py run_marketdata_feed "$@" ;;
+    market-maker)
+        exec python manage.py run_market_maker "$@" ;;
+    migrate)
+        python manage.py migrate --noinput
+        exec python manage.py kafka_topics ;;
+    manage)
+        exec python manage.py "$@" ;;
+    *)
+        exec "$role" "$@" ;;
+esac
