@@ -241,6 +241,20 @@ LOGGING = {
     },
 }
 
+# --- Orders: pre-trade risk rules (apps.orders.risk) ------------------------------------------------------
+# Versioned config: every rejection names the rule, this version, its inputs and the threshold. Change any
+# value → bump ORDERS_RISK["version"]. Decimals are strings (never floats).
+ORDERS_RISK = {
+    "version": env.str("ORDERS_RISK_VERSION", default="2026-11-25.1"),
+    # Limit prices may not be more aggressive than the reference price ± this fraction; market buys hold
+    # reference × qty × (1 + collar).
+    "price_collar": env.str("ORDERS_PRICE_COLLAR", default="0.10"),
+    "max_notional": env.str("ORDERS_MAX_NOTIONAL", default="1000000"),
+    "max_qty": env.str("ORDERS_MAX_QTY", default="100000"),
+    "rate_limit_count": env.int("ORDERS_RATE_LIMIT_COUNT", default=120),
+    "rate_limit_window_s": env.int("ORDERS_RATE_LIMIT_WINDOW_S", default=60),
+}
+
 # --- KYC, sanctions, AML, funding (apps.kyc) ---------------------------------------------------------------
 # Residence countries we serve (ISO 3166-1 alpha-3, Alpaca's convention).
 KYC_ALLOWED_COUNTRIES = env.list("KYC_ALLOWED_COUNTRIES", default=["USA"])

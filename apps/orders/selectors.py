@@ -1,0 +1,88 @@
+"""Order reads, always scoped to one account (another account's order is simply not found)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+
+from apps.accounts.models import BrokerageAccount
+from apps.core.errors import NotFound
+from apps.orders.models import Asset, Order
+
+MAX_LIST_LIMIT = 500
+DEFAULT_LIST_LIMIT = 50
+
+
+def _with_legs(qs: QuerySet[Order]) -> QuerySet[Order]:
+    return qs.select_related("asset").prefetch_related(
+        Prefetch("legs", queryset=Order.objects.select_related("asset").order_by("leg_role", "id"))
+    )
+
+
+def order_get(*, account: BrokerageAccount, order_id: uuid.UUID) -> Order:
+    order = _with_legs(Order.objects.filter(account=account, id=order_id)).first()
+    if order is None:
+        raise NotFound("order not found", field="order_id")
+    return order
+
+
+def order_get_by_client_order_id(*, account: BrokerageAccount, client_order_id: str) -> Order:
+    order = _with_legs(Order.objects.filter(account=account, client_order_id=client_order_id)).first()
+    if order is None:
+        raise NotFound("order not found", field="client_order_id")
+    return order
+
+
+def order_list(
+    *,
+    account: BrokerageAccount,
+    status: str = "open",
+    limit: int = DEFAULT_LIST_LIMIT,
+    after: datetime | None = None,
+    until: datetime | None = None,
+    direction: str = "desc",
+    symbols: Sequence[str] = (),
+    side: str | None = None,
+    nested: bool = False,
+) -> list[Order]:
+    """Alpaca's ``GET /v2/orders``: by submission time; ``nested`` puts legs under their parent only."""
+    qs = Order.objects.filter(account=account)
+    if status == "open":
+        qs = qs.filter(status__in=Order.OPEN)
+    elif status == "closed":
+        qs = qs.exclude(status__in=Order.OPEN)
+    if after is not None:
+        qs = qs.filter(submitted_at__gt=after)
+    if until is not None:
+        qs = qs.filter(submitted_at__lt=until)
+    if symbols:
+        qs = qs.filter(symbol__in=[s.upper() for s in symbols])
+    if side is not None:
+        qs = qs.filter(side=side)
+    if nested:
+        qs = qs.filter(parent__isnull=True)
+    ordering = ["submitted_at", "id"] if direction == "asc" else ["-submitted_at", "-id"]
+    return list(_with_legs(qs.order_by(*ordering))[: min(limit, MAX_LIST_LIMIT)])
+
+
+def asset_get(*, symbol_or_id: str) -> Asset:
+    filters: dict[str, Any]
+    try:
+        filters = {"id": uuid.UUID(symbol_or_id)}
+    except ValueError:
+        filters = {"symbol": symbol_or_id.upper()}
+    asset = Asset.objects.filter(**filters).first()
+    if asset is None:
+        raise NotFound("asset not found", field="symbol")
+    return asset
+
+
+def asset_list(*, status: str | None = None) -> list[Asset]:
+    qs = Asset.objects.all().order_by("symbol")
+    if status:
+        qs = qs.filter(status=status)
+    return list(qs)
