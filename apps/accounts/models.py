@@ -68,3 +68,82 @@ class BrokerageAccount(models.Model):
 
     def __str__(self) -> str:
         return self.account_number
+
+
+class ApiKey(models.Model):
+    """A program's credential: a public ``key_id`` and a secret of which only a keyed hash is stored.
+
+    Invariants: the secret is never stored or logged (only ``secret_hash`` = HMAC-SHA256 under the server pepper);
+    a revoked or expired key never authenticates; ``scopes`` is a non-empty subset of ``Scope``.
+    """
+
+    class Scope(models.TextChoices):
+        READ = "read"
+        TRADE = "trade"
+        TRANSFER = "transfer"
+
+    key_id = models.CharField(max_length=32, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    owner = models.ForeignKey(User, on_delete=models.PROTECT, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "created_at"], name="accounts_apikey_owner_idx")]
+
+    def __str__(self) -> str:
+        return self.key_id
+
+    @property
+    def is_authenticated(self) -> bool:
+        # DRF treats request.auth as an opaque token; this keeps accidental truthiness checks meaningful.
+        return True
+
+
+class AuditChainHead(models.Model):
+    """The single row that serializes audit appends (``SELECT ... FOR UPDATE``) and remembers the chain's tip."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    seq = models.BigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return f"audit head #{self.seq}"
+
+
+class AuditRecord(models.Model):
+    """An append-only, hash-chained record of one state change.
+
+    Invariants: ``seq`` runs 1, 2, 3, ... without gaps; ``prev_hash`` is the previous row's ``hash`` (64 zeros
+    for seq 1); ``hash`` = sha256 over the canonical JSON of the row's fields and ``prev_hash``. PostgreSQL
+    triggers refuse UPDATE and DELETE (migration 0004); ``manage.py audit_verify`` checks the whole chain.
+    No foreign keys: a record must outlive, and never block, the rows it talks about.
+    """
+
+    seq = models.BigIntegerField(unique=True)
+    occurred_at = models.DateTimeField()
+    actor_id = models.CharField(max_length=64, blank=True)
+    actor_label = models.CharField(max_length=254, blank=True)
+    action = models.CharField(max_length=100)
+    target_type = models.CharField(max_length=100, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    ip = models.CharField(max_length=45, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["target_type", "target_id"], name="accounts_audit_target_idx"),
+            models.Index(fields=["actor_id", "occurred_at"], name="accounts_audit_actor_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action}"

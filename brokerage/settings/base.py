@@ -27,7 +27,8 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # django.contrib.admin, with the OTP-enforcing site as the default (accounts block below).
+    "apps.accounts.admin_config.BrokerageAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -107,6 +108,24 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "/admin/login/"
 
+# --- Accounts: authentication, API keys, brute-force limits, 2FA, email (apps.accounts) ----------------
+# The password backend shares brute-force counters between the API login and the admin login.
+AUTHENTICATION_BACKENDS = ["apps.accounts.backends.GuardedModelBackend"]
+# Server-side pepper of the API-key secret hash (HMAC-SHA256); rotating it invalidates every API key.
+ACCOUNTS_API_KEY_PEPPER = env.str("ACCOUNTS_API_KEY_PEPPER", default="dev-only-api-key-pepper-change-me")
+ACCOUNTS_BRUTE_FORCE = {
+    "ACCOUNT_LIMIT": env.int("ACCOUNTS_BRUTE_FORCE_ACCOUNT_LIMIT", default=5),
+    "IP_LIMIT": env.int("ACCOUNTS_BRUTE_FORCE_IP_LIMIT", default=50),
+    "WINDOW_SECONDS": env.int("ACCOUNTS_BRUTE_FORCE_WINDOW_SECONDS", default=900),
+    "LOCKOUT_SECONDS": env.int("ACCOUNTS_BRUTE_FORCE_LOCKOUT_SECONDS", default=900),
+}
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3600)  # seconds; tokens are single-use
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Brokerage")
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="no-reply@brokerage.local")
+
 # --- I18N / time: store UTC, compute trade dates in America/New_York ---------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -134,7 +153,11 @@ REST_FRAMEWORK = {
         "apps.accounts.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        # A session of a user with 2FA enrolled must be OTP-verified (API keys are unaffected).
+        "apps.accounts.permissions.OtpVerifiedIfEnrolled",
+    ],
     "EXCEPTION_HANDLER": "apps.core.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "COERCE_DECIMAL_TO_STRING": True,

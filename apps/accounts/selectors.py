@@ -1,0 +1,108 @@
+"""Reads of the accounts app. Object-level rule: a customer only reaches their own rows; anything else is NotFound."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import QuerySet
+
+from apps.accounts.models import ApiKey, BrokerageAccount
+from apps.core.errors import BusinessRuleViolation, NotFound
+
+ZERO = Decimal("0")
+
+
+def account_for_user(user: Any) -> BrokerageAccount:
+    """The caller's brokerage account; ``NotFound`` if they have none."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        raise NotFound("No brokerage account.")
+    try:
+        return BrokerageAccount.objects.get(owner_id=user.pk)
+    except BrokerageAccount.DoesNotExist:
+        raise NotFound("No brokerage account.") from None
+
+
+def account_trading_check(account: BrokerageAccount) -> None:
+    """Raise ``BusinessRuleViolation`` unless ``account`` may place orders now.
+
+    ``error`` is ``account_not_active`` (status is not ACTIVE), ``trading_blocked`` (trading or whole-account
+    block) or ``trading_halted`` (the kill switch; ``details.reason`` says why).
+    """
+    if account.status != BrokerageAccount.Status.ACTIVE:
+        raise BusinessRuleViolation(
+            "The account is not active.",
+            error="account_not_active",
+            rule="account.status == ACTIVE",
+            details={"status": account.status},
+        )
+    if account.account_blocked or account.trading_blocked:
+        raise BusinessRuleViolation(
+            "Trading is blocked on this account.",
+            error="trading_blocked",
+            rule="not (account_blocked or trading_blocked)",
+            details={"account_blocked": account.account_blocked, "trading_blocked": account.trading_blocked},
+        )
+    if account.trading_halted_reason:
+        raise BusinessRuleViolation(
+            "Trading is halted on this account.",
+            error="trading_halted",
+            rule="trading_halted_reason is empty",
+            details={"reason": account.trading_halted_reason},
+        )
+
+
+def api_keys_of(user: Any) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(owner_id=user.pk).order_by("-created_at", "pk")
+
+
+def api_key_of(user: Any, key_id: str) -> ApiKey:
+    key = ApiKey.objects.filter(owner_id=user.pk, key_id=key_id).first()
+    if key is None:
+        raise NotFound("API key not found.")
+    return key
+
+
+@dataclass(frozen=True)
+class AccountSummary:
+    """The numbers behind ``GET /v2/account`` (all exact Decimals)."""
+
+    cash: Decimal
+    buying_power: Decimal
+    withdrawable: Decimal
+    long_market_value: Decimal
+    short_market_value: Decimal
+    equity: Decimal
+
+
+def _position_value(position: Any, name: str) -> Decimal:
+    value = getattr(position, name, None)
+    return Decimal(str(value)) if value is not None else ZERO
+
+
+def account_summary(account: BrokerageAccount) -> AccountSummary:
+    """Cash and positions from the ledger (``apps.settlement.selectors``), combined the way Alpaca reports them.
+
+    cash = settled + unsettled (open-order holds are not subtracted, as in Alpaca); equity = cash + long - short.
+    """
+    from apps.settlement import selectors as ledger
+
+    balances = ledger.cash_balances(account)
+    cash = Decimal(balances.settled) + Decimal(balances.unsettled)
+    long_value = ZERO
+    short_value = ZERO
+    for position in ledger.positions(account):
+        value = _position_value(position, "market_value")
+        if value >= 0:
+            long_value += value
+        else:
+            short_value += value
+    return AccountSummary(
+        cash=cash,
+        buying_power=Decimal(balances.buying_power),
+        withdrawable=Decimal(balances.withdrawable),
+        long_market_value=long_value,
+        short_market_value=short_value,
+        equity=cash + long_value + short_value,
+    )
