@@ -1,5 +1,9 @@
 """WebSocket routes of the orders app (included by brokerage.asgi)."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-websocket_urlpatterns: list[URLPattern | URLResolver] = []
+from apps.orders.consumers_ws import TradeUpdatesConsumer
+
+websocket_urlpatterns: list[URLPattern | URLResolver] = [
+    path("stream", TradeUpdatesConsumer.as_asgi()),
+]

@@ -1,0 +1,85 @@
+"""Alpaca's ``trade_updates`` stream at ``/stream``.
+
+Handshake (as alpaca-py's ``TradingStream`` speaks it):
+``{"action":"authenticate","data":{"key_id":K,"secret_key":S}}`` →
+``{"stream":"authorization","data":{"status":"authorized","action":"authenticate"}}``;
+``{"action":"listen","data":{"streams":["trade_updates"]}}`` → ``{"stream":"listening","data":{"streams":[...]}}``;
+then ``{"stream":"trade_updates","data":{"event","order","timestamp","seq",...}}``.
+Several connections per account each join the account's group. Delivery is at most once: every update
+carries the account's gap-free ``seq`` so a client detects a gap and resyncs over REST.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from apps.orders.projection import group_name
+
+
+def _account_for_keys(key_id: str, secret: str) -> str | None:
+    """The account id of an API key pair, checked by apps.accounts' ApiKeyAuthentication; None if invalid."""
+    from apps.accounts import authentication
+    from apps.accounts.models import BrokerageAccount
+
+    # The same check the REST API runs (constant-time, revoked/expired keys refused). TODO(accounts): a
+    # public ``api_key_verify(key_id, secret)`` selector would replace this reach into the class.
+    valid_key = getattr(authentication.ApiKeyAuthentication, "_valid_key", None)
+    if valid_key is None or not key_id or not secret:
+        return None
+    api_key = valid_key(key_id, secret)
+    if api_key is None:
+        return None
+    account = BrokerageAccount.objects.filter(owner_id=api_key.owner_id).first()
+    return str(account.id) if account is not None else None
+
+
+class TradeUpdatesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    account_id: str | None = None
+    listening: bool = False
+
+    async def connect(self) -> None:
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if self.account_id is not None and self.channel_layer is not None:
+            await self.channel_layer.group_discard(group_name(self.account_id), self.channel_name)
+
+    async def _send(self, stream: str, data: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps({"stream": stream, "data": data}))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8", "replace")
+        try:
+            msg = json.loads(raw)
+            action = msg.get("action")
+            data = msg.get("data") or {}
+        except (ValueError, AttributeError):
+            await self._send("authorization", {"status": "unauthorized", "action": "unknown"})
+            return
+        if action in ("authenticate", "auth"):
+            account_id = await database_sync_to_async(_account_for_keys)(
+                str(data.get("key_id", "")), str(data.get("secret_key", ""))
+            )
+            if account_id is None:
+                await self._send("authorization", {"status": "unauthorized", "action": "authenticate"})
+                await self.close(code=4001)
+                return
+            self.account_id = account_id
+            await self._send("authorization", {"status": "authorized", "action": "authenticate"})
+        elif action == "listen":
+            if self.account_id is None:
+                await self._send("authorization", {"status": "unauthorized", "action": "listen"})
+                return
+            streams = [s for s in (data.get("streams") or []) if s == "trade_updates"]
+            if streams and not self.listening and self.channel_layer is not None:
+                await self.channel_layer.group_add(group_name(self.account_id), self.channel_name)
+                self.listening = True
+            await self._send("listening", {"streams": streams})
+
+    async def trade_update(self, event: dict[str, Any]) -> None:
+        if self.listening:
+            await self._send("trade_updates", event["data"])
