@@ -67,17 +67,17 @@ class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> str | None:
         if value is None or value == "":
-            return value
-        return decrypt_text(value)
+            return None if value is None else ""
+        return decrypt_text(str(value))
 
     def to_python(self, value: Any) -> str | None:
         return value if value is None else str(value)
 
     def get_prep_value(self, value: Any) -> str | None:
-        value = super().get_prep_value(value)
-        if value is None or value == "":
-            return value
-        return encrypt_text(str(value))
+        prepared = super().get_prep_value(value)
+        if prepared is None or prepared == "":
+            return None if prepared is None else ""
+        return encrypt_text(str(prepared))
 
     def get_lookup(self, lookup_name: str) -> Any:
         if lookup_name not in {"isnull"}:
