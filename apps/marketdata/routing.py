@@ -1,5 +1,13 @@
-"""WebSocket routes of the marketdata app (included by brokerage.asgi)."""
+"""WebSocket routes of the marketdata app (included by brokerage.asgi): Alpaca's data-stream paths ``/v2/{feed}``.
 
-from django.urls import URLPattern, URLResolver
+The session middleware is applied here (not globally) so browser users can authenticate with their session.
+"""
 
-websocket_urlpatterns: list[URLPattern | URLResolver] = []
+from channels.auth import AuthMiddlewareStack
+from django.urls import URLPattern, URLResolver, re_path
+
+from apps.marketdata.ws import MarketDataStreamConsumer
+
+websocket_urlpatterns: list[URLPattern | URLResolver] = [
+    re_path(r"^v2/(?P<feed>iex|sip|test)$", AuthMiddlewareStack(MarketDataStreamConsumer.as_asgi())),
+]

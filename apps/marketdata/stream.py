@@ -2,7 +2,7 @@
 
 Groups: ``md.{channel}.{symbol}`` and ``md.{channel}.__all__`` (the ``"*"`` subscription), channel one of
 ``t`` (trades), ``q`` (quotes), ``b`` (bars), ``o`` (orderbooks). Each group message is
-``{"type": "md.update", "ch": channel, "S": symbol, "msg": <stream message with "seq">}``.
+``{"type": "md.update", "ch": channel, "S": symbol, "via": "symbol"|"all", "msg": <message with "seq">}``.
 
 Invariants:
 - Publishing is at most once (channels-redis drops silently when full); clients detect loss by ``seq`` and
@@ -77,8 +77,9 @@ class Publisher:
         try:
             for u in updates:
                 event = {"type": "md.update", "ch": u.channel, "S": u.symbol, "msg": u.message}
-                await layer.group_send(group_name(u.channel, u.symbol), event)
-                await layer.group_send(group_name(u.channel, "*"), event)
+                # "via" tells a consumer subscribed to both "*" and the symbol which copy to keep.
+                await layer.group_send(group_name(u.channel, u.symbol), {**event, "via": "symbol"})
+                await layer.group_send(group_name(u.channel, "*"), {**event, "via": "all"})
         except Exception:  # the layer is best effort: a Redis hiccup must not kill the worker
             logger.warning("market data fan-out failed", exc_info=True)
 

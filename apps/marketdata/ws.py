@@ -1,0 +1,240 @@
+"""Alpaca data-stream protocol over Channels (``/v2/iex``, ``/v2/sip``, ``/v2/test``), plus our additions.
+
+Protocol: on connect ``[{"T":"success","msg":"connected"}]``; ``{"action":"auth","key":K,"secret":S}`` →
+``[{"T":"success","msg":"authenticated"}]`` (an API key, or — with no key — the session user);
+``{"action":"subscribe"|"unsubscribe","trades":[...],"quotes":[...],"bars":[...],"orderbooks":[...]}`` (``"*"``
+= all symbols) → ``[{"T":"subscription",...}]``. Data arrive as arrays of ``{"T":"t"|"q"|"b"|"o",...}``.
+Errors use Alpaca's codes: 400 invalid syntax, 401 not authenticated, 402 auth failed, 403 already
+authenticated, 404 auth timeout; ours: 503 orderbook snapshot unavailable (Redis down).
+
+Invariants:
+- Every data message has ``seq``: per (channel, symbol), +1 per update, so a gap means loss (channel layer
+  drop, or conflation here); the client resyncs from REST (``/orderbook`` returns the same ``seq``).
+- ``orderbooks``: subscribing sends a snapshot (``"r": true``) with the book's ``seq``; deltas with a lower or
+  equal ``seq`` are dropped, later ones follow in order (a level with ``"s": "0"`` is removed).
+- Conflation: outgoing messages wait in one dict per connection keyed by (channel, symbol[, side, price]); a
+  newer message replaces an unsent older one (moved to the end, so order by ``seq`` is kept). The buffer is
+  bounded by the number of keys, never by the message rate. One writer task sends everything pending as one
+  array frame.
+- Origin: a browser ``Origin`` not in ``MARKETDATA_WS_ALLOWED_ORIGINS`` is refused at the handshake; programs
+  (no Origin) are allowed. Connections that do not authenticate within ``MARKETDATA_WS_AUTH_TIMEOUT`` seconds,
+  or fail auth, are closed. A user may hold several connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.http import HttpRequest
+from rest_framework.exceptions import APIException
+from rest_framework.request import Request
+
+from apps.marketdata import selectors, shapes
+from apps.marketdata.cache import RedisUnavailable
+from apps.marketdata.stream import CHANNELS, group_name
+
+logger = logging.getLogger(__name__)
+
+SUB_NAMES = tuple(CHANNELS)  # trades, quotes, bars, orderbooks
+MAX_SYMBOLS_PER_CHANNEL = 1000
+
+
+def api_key_user(key: str, secret: str) -> Any | None:
+    """The user behind an API key pair, through the accounts app's DRF authentication (headers form)."""
+    from apps.accounts.authentication import ApiKeyAuthentication
+
+    django_request = HttpRequest()
+    django_request.method = "GET"
+    django_request.META = {"HTTP_APCA_API_KEY_ID": key, "HTTP_APCA_API_SECRET_KEY": secret}
+    try:
+        result = ApiKeyAuthentication().authenticate(Request(django_request))
+    except APIException:
+        return None
+    return None if result is None else result[0]
+
+
+def _error(code: int, msg: str) -> dict[str, Any]:
+    return {"T": "error", "code": code, "msg": msg}
+
+
+class MarketDataStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    async def connect(self) -> None:
+        headers = {k.decode().lower(): v.decode() for k, v in self.scope.get("headers", [])}
+        origin = headers.get("origin")
+        allowed = set(getattr(settings, "MARKETDATA_WS_ALLOWED_ORIGINS", []))
+        if origin is not None and origin not in allowed:
+            await self.close(code=4003)  # before accept: the handshake is refused (HTTP 403)
+            return
+        self.user: Any | None = None
+        self.subs: dict[str, set[str]] = {name: set() for name in SUB_NAMES}
+        self.floors: dict[str, int] = {}
+        self.pending: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.ctl_n = 0
+        self.wake = asyncio.Event()
+        self.closed = False
+        await self.accept()
+        self.writer = asyncio.create_task(self._writer())
+        self.auth_timer = asyncio.create_task(self._auth_deadline())
+        self._ctl({"T": "success", "msg": "connected"})
+
+    async def disconnect(self, code: int) -> None:
+        self.closed = True
+        for task in (getattr(self, "writer", None), getattr(self, "auth_timer", None)):
+            if task is not None:
+                task.cancel()
+        for name, symbols in getattr(self, "subs", {}).items():
+            for symbol in symbols:
+                await self.channel_layer.group_discard(group_name(CHANNELS[name], symbol), self.channel_name)
+
+    # ---------------------------------------------------------------- outgoing
+    def _ctl(self, message: dict[str, Any]) -> None:
+        self.ctl_n += 1
+        self.pending[("ctl", self.ctl_n)] = message
+        self.wake.set()
+
+    def _data(self, key: tuple[Any, ...], message: dict[str, Any]) -> None:
+        self.pending.pop(key, None)  # re-insert at the end: the newest state, in seq order
+        self.pending[key] = message
+        self.wake.set()
+
+    async def _writer(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            if not self.pending:
+                continue
+            batch = list(self.pending.values())
+            self.pending.clear()
+            await self.send(text_data=orjson.dumps(batch).decode())
+            await asyncio.sleep(0)  # let updates accumulate (conflate) while the loop is busy
+
+    async def _close_with(self, code: int, msg: str) -> None:
+        self.pending.clear()
+        await self.send(text_data=orjson.dumps([_error(code, msg)]).decode())
+        await self.close(code=1008)
+
+    async def _auth_deadline(self) -> None:
+        await asyncio.sleep(float(getattr(settings, "MARKETDATA_WS_AUTH_TIMEOUT", 10)))
+        if self.user is None and not self.closed:
+            await self._close_with(404, "auth timeout")
+
+    # ---------------------------------------------------------------- incoming
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            msg = orjson.loads(text_data if text_data is not None else bytes_data or b"")
+        except orjson.JSONDecodeError:
+            msg = None
+        if not isinstance(msg, dict) or not isinstance(msg.get("action"), str):
+            self._ctl(_error(400, "invalid syntax"))
+            return
+        action = msg["action"]
+        if action == "auth":
+            await self._auth(msg)
+        elif action in ("subscribe", "unsubscribe"):
+            if self.user is None:
+                self._ctl(_error(401, "not authenticated"))
+                return
+            await self._subscription(msg, subscribe=action == "subscribe")
+        else:
+            self._ctl(_error(400, "invalid syntax"))
+
+    async def _auth(self, msg: dict[str, Any]) -> None:
+        if self.user is not None:
+            self._ctl(_error(403, "already authenticated"))
+            return
+        key, secret = msg.get("key"), msg.get("secret")
+        user: Any | None = None
+        if isinstance(key, str) and isinstance(secret, str) and key:
+            user = await database_sync_to_async(api_key_user)(key, secret)
+        else:
+            session_user = self.scope.get("user")
+            if session_user is not None and session_user.is_authenticated:
+                user = session_user
+        if user is None:
+            await self._close_with(402, "auth failed")
+            return
+        self.user = user
+        self.auth_timer.cancel()
+        self._ctl({"T": "success", "msg": "authenticated"})
+
+    async def _subscription(self, msg: dict[str, Any], *, subscribe: bool) -> None:
+        requested: dict[str, list[str]] = {}
+        for name in SUB_NAMES:
+            raw = msg.get(name, [])
+            if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
+                self._ctl(_error(400, "invalid syntax"))
+                return
+            requested[name] = sorted({s if s == "*" else s.upper() for s in raw})
+        snapshots: list[str] = []
+        for name, symbols in requested.items():
+            channel, current = CHANNELS[name], self.subs[name]
+            for symbol in symbols:
+                if subscribe and symbol not in current:
+                    if len(current) >= MAX_SYMBOLS_PER_CHANNEL:
+                        self._ctl(_error(405, "symbol limit exceeded"))
+                        break
+                    current.add(symbol)
+                    await self.channel_layer.group_add(group_name(channel, symbol), self.channel_name)
+                    if name == "orderbooks" and symbol != "*":
+                        snapshots.append(symbol)
+                elif not subscribe and symbol in current:
+                    current.discard(symbol)
+                    if name == "orderbooks":
+                        self.floors.pop(symbol, None)
+                    await self.channel_layer.group_discard(group_name(channel, symbol), self.channel_name)
+        self._ctl({"T": "subscription", **{name: sorted(self.subs[name]) for name in SUB_NAMES}})
+        for symbol in snapshots:
+            await self._book_snapshot(symbol)
+
+    async def _book_snapshot(self, symbol: str) -> None:
+        try:
+            book = await sync_to_async(selectors.orderbook, thread_sensitive=False)(symbol)
+        except RedisUnavailable:
+            self._ctl(_error(503, f"orderbook snapshot unavailable for {symbol}"))
+            return
+        floor = book["seq"]
+        self.floors[symbol] = floor
+        # Deltas that raced ahead of the snapshot: drop the ones it already contains, keep later ones after it.
+        later = {k: m for k, m in self.pending.items() if k[:2] == ("o", symbol) and m["seq"] > floor}
+        for k in [k for k in self.pending if k[:2] == ("o", symbol)]:
+            del self.pending[k]
+        snapshot = {
+            "T": "o",
+            "S": symbol,
+            "t": shapes.rfc3339(datetime.now(UTC)),
+            "b": [{"p": lvl["p"], "s": lvl["s"]} for lvl in book["b"]],
+            "a": [{"p": lvl["p"], "s": lvl["s"]} for lvl in book["a"]],
+            "r": True,
+            "book_seq": book["book_seq"],
+            "seq": floor,
+        }
+        self._data(("o", symbol, "snapshot"), snapshot)
+        for k, m in later.items():
+            self._data(k, m)
+
+    # ---------------------------------------------------------------- channel layer
+    async def md_update(self, event: dict[str, Any]) -> None:
+        channel, symbol, msg = event["ch"], event["S"], event["msg"]
+        name = next(n for n, c in CHANNELS.items() if c == channel)
+        subs = self.subs[name]
+        if "*" in subs:
+            if event.get("via") != "all":
+                return
+        elif event.get("via") != "symbol" or symbol not in subs:
+            return
+        if channel == "o":
+            floor = self.floors.get(symbol)
+            if floor is not None and msg["seq"] <= floor:
+                return
+            side = "b" if "b" in msg else "a"
+            self._data(("o", symbol, side, msg[side][0]["p"]), msg)
+        else:
+            self._data((channel, symbol), msg)
