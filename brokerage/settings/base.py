@@ -289,3 +289,18 @@ SANCTIONS_REVIEW_THRESHOLD = env.int("SANCTIONS_REVIEW_THRESHOLD", default=88)
 TRANSFER_LARGE_WITHDRAWAL_AMOUNT = env.str("TRANSFER_LARGE_WITHDRAWAL_AMOUNT", default="25000")
 # Seconds between simulated ACH steps (QUEUED -> PENDING -> COMPLETE); small locally so demos finish quickly.
 TRANSFER_SIMULATION_STEP_SECONDS = env.int("TRANSFER_SIMULATION_STEP_SECONDS", default=2)
+
+# --- Market data (apps.marketdata) ---------------------------------------------------------------------
+# Browser origins allowed on the data stream (/v2/{feed}); connections without an Origin header are programs.
+MARKETDATA_WS_ALLOWED_ORIGINS = env.list("MARKETDATA_WS_ALLOWED_ORIGINS", default=[])
+MARKETDATA_WS_AUTH_TIMEOUT = env.int("MARKETDATA_WS_AUTH_TIMEOUT", default=10)
+# Market data REST without authentication (demo deployments only).
+MARKETDATA_REST_PUBLIC = env.bool("MARKETDATA_REST_PUBLIC", default=False)
+# Circuit breaker on the market data Redis: open after fail_max errors, probe again after reset_timeout s.
+MARKETDATA_REDIS_BREAKER = {
+    "fail_max": env.int("MARKETDATA_REDIS_BREAKER_FAIL_MAX", default=3),
+    "reset_timeout": env.int("MARKETDATA_REDIS_BREAKER_RESET_S", default=5),
+}
+# Demo reference price publisher (manage.py run_marketdata_feed): one historical day per N real minutes.
+MARKETDATA_FEED_DAY_MINUTES = env.int("MARKETDATA_FEED_DAY_MINUTES", default=10)
+MARKETDATA_FEED_INTERVAL_S = env.int("MARKETDATA_FEED_INTERVAL_S", default=2)
