@@ -1,0 +1,343 @@
+"""The double-entry ledger: the book of record for customer cash and shares.
+
+Invariants (enforced in PostgreSQL, see the migrations, not only in Python):
+- Every ``JournalEntry`` sums to zero per asset (currency or instrument symbol): a DEFERRABLE INITIALLY DEFERRED
+  constraint trigger checks each entry at commit.
+- ``JournalEntry`` and ``Posting`` rows are immutable: triggers refuse UPDATE and DELETE (corrections are new,
+  reversing entries).
+- ``(source_type, source_id)`` is unique: posting the same fill / transfer / release twice is impossible.
+- ``LedgerAccount.balance`` is a cached sum of its postings, updated in the same transaction as the postings
+  (``UPDATE ... RETURNING`` after the row is locked); ``selectors.ledger_balance_breaks`` proves it.
+- Customer settled cash, held cash and the per-order hold remainders can never go negative (``CHECK``).
+
+Sign convention: a posting's amount is positive when it increases what the ledger account holds. Customer accounts
+are normally non-negative; the house side (clearing, funding in transit, fees) is the counterpart, so the sum of
+every balance per asset (the trial balance) is always zero.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Q
+
+from apps.accounts.models import BrokerageAccount
+from apps.core.money import (
+    MONEY_DECIMAL_PLACES,
+    MONEY_MAX_DIGITS,
+    QTY_DECIMAL_PLACES,
+    QTY_MAX_DIGITS,
+)
+
+CURRENCY = "USD"
+
+# Ledger amounts hold both cash (4 dp) and share quantities (9 dp): the quantity precision covers both; a CHECK
+# keeps cash postings on the money quantum.
+AMOUNT_MAX_DIGITS = QTY_MAX_DIGITS
+AMOUNT_DECIMAL_PLACES = QTY_DECIMAL_PLACES
+
+
+def _amount_field(**kwargs: object) -> models.DecimalField:  # type: ignore[type-arg]
+    return models.DecimalField(
+        max_digits=AMOUNT_MAX_DIGITS,
+        decimal_places=AMOUNT_DECIMAL_PLACES,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def _money_field(**kwargs: object) -> models.DecimalField:  # type: ignore[type-arg]
+    return models.DecimalField(
+        max_digits=MONEY_MAX_DIGITS,
+        decimal_places=MONEY_DECIMAL_PLACES,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+class LedgerAccount(models.Model):
+    class Kind(models.TextChoices):
+        # customer cash (asset = currency)
+        CASH_SETTLED = "cash_settled"
+        CASH_UNSETTLED = "cash_unsettled"  # sale proceeds not yet settled (net of what holds drew from them)
+        CASH_HELD = "cash_held"  # reserved for open buy orders
+        # customer securities (asset = symbol)
+        SEC_SETTLED = "sec_settled"
+        SEC_UNSETTLED = "sec_unsettled"  # signed: + bought not yet settled, - sold not yet settled
+        # house side (no customer)
+        CLEARING = "clearing"  # the street / clearing counterparty for trades (cash and shares)
+        FUNDING_IN_TRANSIT = "funding_in_transit"  # external deposits and withdrawals
+        FEES = "fees"  # commissions and regulatory fees collected
+        HOUSE = "house"  # the firm's own account (corporate actions, cash in lieu, corrections)
+
+    CUSTOMER_KINDS = (
+        Kind.CASH_SETTLED,
+        Kind.CASH_UNSETTLED,
+        Kind.CASH_HELD,
+        Kind.SEC_SETTLED,
+        Kind.SEC_UNSETTLED,
+    )
+    CASH_KINDS = (Kind.CASH_SETTLED, Kind.CASH_UNSETTLED, Kind.CASH_HELD)
+
+    id = models.BigAutoField(primary_key=True)
+    account = models.ForeignKey(
+        BrokerageAccount, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_accounts"
+    )
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    asset = models.CharField(max_length=16, help_text="currency code or instrument symbol")
+    balance = _amount_field(default=Decimal(0), help_text="cached sum of postings")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "kind", "asset"],
+                name="settlement_ledgeraccount_uniq",
+                nulls_distinct=False,
+            ),
+            models.CheckConstraint(
+                condition=Q(account__isnull=False, kind__in=["cash_settled", "cash_unsettled", "cash_held"])
+                | Q(account__isnull=False, kind__in=["sec_settled", "sec_unsettled"])
+                | Q(account__isnull=True, kind__in=["clearing", "funding_in_transit", "fees", "house"]),
+                name="settlement_ledgeraccount_owner_matches_kind",
+            ),
+            # No negative cash on a customer's settled or held cash (the double-spend backstop).
+            models.CheckConstraint(
+                condition=Q(balance__gte=0) | ~Q(kind__in=["cash_settled", "cash_held"]),
+                name="settlement_ledgeraccount_cash_nonneg",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        owner = self.account_id or "house"
+        return f"{owner}:{self.kind}:{self.asset}"
+
+
+class JournalEntry(models.Model):
+    """One balanced, immutable business event in the ledger."""
+
+    class EntryType(models.TextChoices):
+        # Alpaca activity types
+        FILL = "FILL"
+        CSD = "CSD"  # cash deposit
+        CSW = "CSW"  # cash withdrawal
+        FEE = "FEE"
+        DIV = "DIV"
+        SPLIT = "SPLIT"
+        JNLC = "JNLC"  # cash journal
+        JNLS = "JNLS"  # securities journal (ACATS in/out)
+        # internal movements (not shown as activities)
+        HOLD = "HOLD"
+        HOLD_RELEASE = "HOLD_RELEASE"
+        SETTLE = "SETTLE"
+        REVERSAL = "REVERSAL"
+
+    id = models.BigAutoField(primary_key=True)
+    activity_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    source_type = models.CharField(max_length=32)
+    source_id = models.CharField(max_length=128)
+    entry_type = models.CharField(max_length=16, choices=EntryType.choices)
+    account = models.ForeignKey(
+        BrokerageAccount, on_delete=models.PROTECT, null=True, blank=True, related_name="journal_entries"
+    )
+    description = models.CharField(max_length=300, blank=True, default="")
+    effective_date = models.DateField(help_text="trade date / business date in America/New_York")
+    occurred_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Activity details for the API (symbol, side, qty, price, order_id ...), decimals as strings.
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_type", "source_id"], name="settlement_journalentry_source_uniq"
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "id"], name="settlement_je_account_id_idx")]
+        verbose_name_plural = "journal entries"
+
+    def __str__(self) -> str:
+        return f"{self.entry_type} {self.source_type}:{self.source_id}"
+
+
+class Posting(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="postings")
+    ledger_account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="postings")
+    asset = models.CharField(max_length=16)
+    amount = _amount_field()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="settlement_posting_nonzero"),
+        ]
+        indexes = [models.Index(fields=["ledger_account", "id"], name="settlement_posting_la_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.ledger_account_id} {self.amount} {self.asset}"
+
+
+class CashHold(models.Model):
+    """Cash reserved for one buy order. ``unsettled_remaining`` is the part drawn from unsettled proceeds."""
+
+    id = models.BigAutoField(primary_key=True)
+    order_id = models.CharField(max_length=64, unique=True)
+    account = models.ForeignKey(BrokerageAccount, on_delete=models.PROTECT, related_name="cash_holds")
+    amount = _money_field()
+    remaining = _money_field()
+    unsettled_remaining = _money_field(default=Decimal(0))
+    release_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="settlement_cashhold_amount_pos"),
+            models.CheckConstraint(
+                condition=Q(remaining__gte=0), name="settlement_cashhold_remaining_nonneg"
+            ),
+            models.CheckConstraint(
+                condition=Q(unsettled_remaining__gte=0) & Q(unsettled_remaining__lte=models.F("remaining")),
+                name="settlement_cashhold_unsettled_within",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"hold {self.order_id} {self.remaining}/{self.amount}"
+
+
+class ShareReservation(models.Model):
+    """Shares reserved for one sell order (no naked shorts on cash accounts)."""
+
+    id = models.BigAutoField(primary_key=True)
+    order_id = models.CharField(max_length=64, unique=True)
+    account = models.ForeignKey(BrokerageAccount, on_delete=models.PROTECT, related_name="share_reservations")
+    symbol = models.CharField(max_length=16)
+    qty = models.DecimalField(max_digits=QTY_MAX_DIGITS, decimal_places=QTY_DECIMAL_PLACES)
+    remaining = models.DecimalField(max_digits=QTY_MAX_DIGITS, decimal_places=QTY_DECIMAL_PLACES)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(qty__gt=0), name="settlement_sharereservation_qty_pos"),
+            models.CheckConstraint(
+                condition=Q(remaining__gte=0), name="settlement_sharereservation_remaining_nonneg"
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "symbol"], name="settlement_sr_acct_sym_idx")]
+
+    def __str__(self) -> str:
+        return f"reserve {self.order_id} {self.symbol} {self.remaining}/{self.qty}"
+
+
+class SettlementObligation(models.Model):
+    """One unsettled leg of a trade, moved from unsettled to settled on its settlement date."""
+
+    id = models.BigAutoField(primary_key=True)
+    account = models.ForeignKey(BrokerageAccount, on_delete=models.PROTECT, related_name="obligations")
+    trade_entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="obligations")
+    kind = models.CharField(max_length=8, choices=[("cash", "cash"), ("sec", "sec")])
+    asset = models.CharField(max_length=16)
+    amount = _amount_field(help_text="signed: + receivable, - deliverable")
+    trade_date = models.DateField()
+    settle_date = models.DateField()
+    settled_entry = models.ForeignKey(
+        JournalEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="settled_obligations"
+    )
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["trade_entry", "kind", "asset"], name="settlement_obligation_uniq"
+            ),
+        ]
+        indexes = [models.Index(fields=["settle_date", "settled_at"], name="settlement_obl_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.asset} {self.amount} due {self.settle_date}"
+
+
+class FeeRule(models.Model):
+    """A fee schedule line, versioned by ``effective_from``: the newest line per ``code`` in force applies.
+
+    fee = clamp(notional * rate + qty * per_share, min_fee, max_fee), rounded up to the cent; a rule with
+    ``active=False`` from a date switches that fee off.
+    """
+
+    class Side(models.TextChoices):
+        BUY = "buy"
+        SELL = "sell"
+        BOTH = "both"
+
+    id = models.BigAutoField(primary_key=True)
+    code = models.CharField(max_length=32, help_text="e.g. commission, sec_fee, finra_taf")
+    effective_from = models.DateField()
+    active = models.BooleanField(default=True)
+    side = models.CharField(max_length=4, choices=Side.choices, default=Side.BOTH)
+    rate = models.DecimalField(
+        max_digits=16, decimal_places=12, default=Decimal(0), help_text="per $ notional"
+    )
+    per_share = models.DecimalField(max_digits=16, decimal_places=9, default=Decimal(0))
+    min_fee = _money_field(default=Decimal(0))
+    max_fee = _money_field(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["code", "effective_from"], name="settlement_feerule_version_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} from {self.effective_from}"
+
+
+class TaxLot(models.Model):
+    """An open (or closed) lot of shares bought at one price; closed by sells FIFO (default)."""
+
+    id = models.BigAutoField(primary_key=True)
+    account = models.ForeignKey(BrokerageAccount, on_delete=models.PROTECT, related_name="tax_lots")
+    symbol = models.CharField(max_length=16)
+    source_entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="lots")
+    acquired_date = models.DateField()
+    qty = models.DecimalField(max_digits=QTY_MAX_DIGITS, decimal_places=QTY_DECIMAL_PLACES)
+    remaining = models.DecimalField(max_digits=QTY_MAX_DIGITS, decimal_places=QTY_DECIMAL_PLACES)
+    cost_basis = _money_field(help_text="total cost of ``qty`` including fees")
+    remaining_cost = _money_field()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(remaining__gte=0), name="settlement_taxlot_remaining_nonneg"),
+            models.CheckConstraint(
+                condition=Q(remaining__lte=models.F("qty")), name="settlement_taxlot_within"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["account", "symbol", "acquired_date", "id"], name="settlement_lot_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"lot {self.symbol} {self.remaining}/{self.qty}"
+
+
+class RealizedGain(models.Model):
+    """The part of a lot closed by one sell fill."""
+
+    class Term(models.TextChoices):
+        SHORT = "short"
+        LONG = "long"
+
+    id = models.BigAutoField(primary_key=True)
+    lot = models.ForeignKey(TaxLot, on_delete=models.PROTECT, related_name="closings")
+    sell_entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="realized_gains")
+    qty = models.DecimalField(max_digits=QTY_MAX_DIGITS, decimal_places=QTY_DECIMAL_PLACES)
+    proceeds = _money_field()
+    cost_basis = _money_field()
+    gain = _money_field()
+    term = models.CharField(max_length=5, choices=Term.choices)
+    closed_date = models.DateField()
+
+    def __str__(self) -> str:
+        return f"{self.lot_id} {self.qty} gain {self.gain}"

@@ -1,0 +1,759 @@
+"""Ledger writes: deposits, withdrawals, holds, reservations, trade-date postings and T+1 settlement.
+
+Every function here runs inside the caller's transaction (a plain ``transaction.atomic()``), so an order and its
+hold, or a transfer and its posting, commit together. Each posting is idempotent by its source id:
+``JournalEntry(source_type, source_id)`` is unique, and a repeated call returns the entry already booked.
+
+Concurrency: the ledger rows an operation touches are created if missing and then locked with
+``select_for_update`` in primary-key order, before any balance is read (``locks.ledger_rows_lock``); hold and
+reservation rows are locked after them. The ``CHECK (balance >= 0)`` on settled and held cash is the backstop.
+
+Cash-account buying power (the good-faith rule applied):
+- buying power = settled cash + unsettled sale proceeds (holds have already left both);
+- a hold draws from settled cash first, then from unsettled proceeds; the hold row remembers how much came from
+  unsettled proceeds, fills consume the settled-funded part first, releases return the unsettled-funded part first
+  (back to unsettled while the proceeds are still pending, otherwise to settled cash);
+- withdrawals take settled cash only (never unsettled proceeds, never held cash);
+- a buy paid in part with unsettled proceeds is recorded (``JournalEntry.details["unsettled_funded"]``) so a
+  later sale before those proceeds settle can be flagged as a good-faith violation (tracking: not yet enforced).
+Margin accounts use the same cash rules for now (no margin lending).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_HALF_EVEN, ROUND_UP, Decimal
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from apps.accounts.models import BrokerageAccount
+from apps.core.errors import BusinessRuleViolation, Conflict, InsufficientFunds, NotFound, ValidationError
+from apps.core.markettime import NEW_YORK, XNYSCalendar
+from apps.core.money import CENT, MONEY_QUANTUM, QTY_DECIMAL_PLACES
+from apps.settlement.models import (
+    CURRENCY,
+    CashHold,
+    FeeRule,
+    JournalEntry,
+    LedgerAccount,
+    Posting,
+    RealizedGain,
+    SettlementObligation,
+    ShareReservation,
+    TaxLot,
+)
+from apps.settlement.types import FillData
+
+Kind = LedgerAccount.Kind
+EntryType = JournalEntry.EntryType
+QTY_QUANTUM = Decimal(1).scaleb(-QTY_DECIMAL_PLACES)
+ZERO = Decimal(0)
+_XNYS = XNYSCalendar()
+
+# (brokerage account id or None for house accounts, kind, asset)
+LedgerKey = tuple[Any, str, str]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Validation helpers
+
+
+def _money(value: Decimal, field: str) -> Decimal:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise ValidationError(f"{field} must be a finite decimal", field=field)
+    if value <= 0:
+        raise ValidationError(f"{field} must be positive", field=field)
+    if value != value.quantize(MONEY_QUANTUM):
+        raise ValidationError(f"{field} has more than 4 decimal places", field=field)
+    return value
+
+
+def _qty(value: Decimal, field: str = "qty") -> Decimal:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise ValidationError(f"{field} must be a finite decimal", field=field)
+    if value <= 0:
+        raise ValidationError(f"{field} must be positive", field=field)
+    if value != value.quantize(QTY_QUANTUM):
+        raise ValidationError(f"{field} has more than {QTY_DECIMAL_PLACES} decimal places", field=field)
+    return value
+
+
+def trade_date_of(ts: datetime) -> date:
+    """The America/New_York calendar date of an instant (the trade date of a fill)."""
+    if ts.tzinfo is None:
+        raise ValidationError("timestamps must be timezone-aware", field="filled_at")
+    return ts.astimezone(NEW_YORK).date()
+
+
+def settlement_date_of(trade_date: date) -> date:
+    """T+1 exchange business day (weekends and XNYS holidays skipped)."""
+    return _XNYS.settlement_date(trade_date)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Ledger primitives
+
+
+def ledger_rows_lock(keys: Iterable[LedgerKey]) -> dict[LedgerKey, LedgerAccount]:
+    """Create missing ledger rows, then lock all of them in primary-key order (deadlock-free ordering)."""
+    wanted = sorted(set(keys), key=lambda k: (str(k[0]), k[1], k[2]))
+    if not wanted:
+        return {}
+    with connection.cursor() as cursor:
+        for account_id, kind, asset in wanted:
+            cursor.execute(
+                "INSERT INTO settlement_ledgeraccount (account_id, kind, asset, balance, updated_at) "
+                "VALUES (%s, %s, %s, 0, now()) ON CONFLICT DO NOTHING",
+                [account_id, kind, asset],
+            )
+    cond = Q()
+    for account_id, kind, asset in wanted:
+        cond |= Q(account_id=account_id, kind=kind, asset=asset)
+    rows = list(LedgerAccount.objects.select_for_update().filter(cond).order_by("pk"))
+    found = {(r.account_id, r.kind, r.asset): r for r in rows}
+    return {k: found[k] for k in wanted}
+
+
+def _existing_entry(source_type: str, source_id: str) -> JournalEntry | None:
+    return JournalEntry.objects.filter(source_type=source_type, source_id=source_id).first()
+
+
+@dataclass(slots=True)
+class _Leg:
+    row: LedgerAccount
+    amount: Decimal
+
+
+def _entry_post(
+    *,
+    source_type: str,
+    source_id: str,
+    entry_type: str,
+    account: BrokerageAccount | None,
+    effective_date: date,
+    occurred_at: datetime,
+    legs: Sequence[_Leg],
+    description: str = "",
+    details: dict[str, Any] | None = None,
+) -> JournalEntry:
+    """Insert one balanced entry, its postings, and move the cached balances (rows must already be locked)."""
+    entry = JournalEntry.objects.create(
+        source_type=source_type,
+        source_id=source_id,
+        entry_type=entry_type,
+        account=account,
+        effective_date=effective_date,
+        occurred_at=occurred_at,
+        description=description[:300],
+        details=details or {},
+    )
+    totals: dict[int, Decimal] = defaultdict(Decimal)
+    rows: dict[int, LedgerAccount] = {}
+    for leg in legs:
+        totals[leg.row.pk] += leg.amount
+        rows[leg.row.pk] = leg.row
+    postings = [
+        Posting(entry=entry, ledger_account=rows[pk], asset=rows[pk].asset, amount=amount)
+        for pk, amount in sorted(totals.items())
+        if amount != 0
+    ]
+    Posting.objects.bulk_create(postings)
+    with connection.cursor() as cursor:
+        for posting in postings:
+            cursor.execute(
+                "UPDATE settlement_ledgeraccount SET balance = balance + %s, updated_at = now() "
+                "WHERE id = %s RETURNING balance",
+                [posting.amount, posting.ledger_account_id],
+            )
+            row = cursor.fetchone()
+            assert row is not None
+            rows[posting.ledger_account_id].balance = row[0]
+    return entry
+
+
+def _cust(account_id: Any, kind: str, asset: str = CURRENCY) -> LedgerKey:
+    return (account_id, kind, asset)
+
+
+def _house(kind: str, asset: str = CURRENCY) -> LedgerKey:
+    return (None, kind, asset)
+
+
+def _account_get(account_id: str) -> BrokerageAccount:
+    try:
+        return BrokerageAccount.objects.get(pk=account_id)
+    except (BrokerageAccount.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"brokerage account {account_id} not found") from None
+
+
+def _pending_cash_receivable(account_id: Any) -> Decimal:
+    """Unsettled sale proceeds still owed to the account (positive cash obligations not yet settled)."""
+    total = SettlementObligation.objects.filter(
+        account_id=account_id, kind="cash", settled_at__isnull=True, amount__gt=0
+    ).aggregate(s=Sum("amount"))["s"]
+    return total or ZERO
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Cash transfers
+
+
+def cash_deposit_post(
+    *, account: BrokerageAccount, amount: Decimal, transfer_id: str, description: str = ""
+) -> JournalEntry:
+    """Book an arrived external deposit as settled cash. Idempotent by ``transfer_id``."""
+    _money(amount, "amount")
+    with transaction.atomic():
+        existing = _existing_entry("transfer", transfer_id)
+        if existing is not None:
+            return existing
+        rows = ledger_rows_lock([_cust(account.pk, Kind.CASH_SETTLED), _house(Kind.FUNDING_IN_TRANSIT)])
+        existing = _existing_entry("transfer", transfer_id)  # a concurrent twin may have committed meanwhile
+        if existing is not None:
+            return existing
+        now = timezone.now()
+        return _entry_post(
+            source_type="transfer",
+            source_id=transfer_id,
+            entry_type=EntryType.CSD,
+            account=account,
+            effective_date=trade_date_of(now),
+            occurred_at=now,
+            description=description or "cash deposit",
+            details={"amount": str(amount), "transfer_id": transfer_id},
+            legs=[
+                _Leg(rows[_house(Kind.FUNDING_IN_TRANSIT)], -amount),
+                _Leg(rows[_cust(account.pk, Kind.CASH_SETTLED)], amount),
+            ],
+        )
+
+
+def cash_withdrawal_post(
+    *, account: BrokerageAccount, amount: Decimal, transfer_id: str, description: str = ""
+) -> JournalEntry:
+    """Take ``amount`` of settled cash out (to funding in transit). Raises ``InsufficientFunds``."""
+    _money(amount, "amount")
+    with transaction.atomic():
+        existing = _existing_entry("transfer", transfer_id)
+        if existing is not None:
+            return existing
+        rows = ledger_rows_lock([_cust(account.pk, Kind.CASH_SETTLED), _house(Kind.FUNDING_IN_TRANSIT)])
+        existing = _existing_entry("transfer", transfer_id)  # a concurrent twin may have committed meanwhile
+        if existing is not None:
+            return existing
+        settled = rows[_cust(account.pk, Kind.CASH_SETTLED)]
+        if amount > settled.balance:
+            raise InsufficientFunds(
+                "Insufficient settled cash to withdraw.",
+                error="insufficient_withdrawable_cash",
+                rule="withdraw_settled_cash_only",
+                details={"requested": str(amount), "withdrawable": str(settled.balance)},
+            )
+        now = timezone.now()
+        return _entry_post(
+            source_type="transfer",
+            source_id=transfer_id,
+            entry_type=EntryType.CSW,
+            account=account,
+            effective_date=trade_date_of(now),
+            occurred_at=now,
+            description=description or "cash withdrawal",
+            details={"amount": str(-amount), "transfer_id": transfer_id},
+            legs=[_Leg(settled, -amount), _Leg(rows[_house(Kind.FUNDING_IN_TRANSIT)], amount)],
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Holds (buy orders) and reservations (sell orders)
+
+
+def hold_place(*, account: BrokerageAccount, order_id: str, amount: Decimal) -> None:
+    """Move ``amount`` of buying power into held cash for ``order_id``. Idempotent for the same order/amount."""
+    _money(amount, "amount")
+    with transaction.atomic():
+        keys = [_cust(account.pk, k) for k in (Kind.CASH_SETTLED, Kind.CASH_UNSETTLED, Kind.CASH_HELD)]
+        rows = ledger_rows_lock(keys)
+        existing = CashHold.objects.filter(order_id=order_id).first()
+        if existing is not None:
+            if existing.account_id == account.pk and existing.amount == amount:
+                return
+            raise Conflict(f"order {order_id} already has a different hold", error="hold_exists")
+        settled = rows[keys[0]].balance
+        unsettled = max(rows[keys[1]].balance, ZERO)
+        buying_power = settled + unsettled
+        if amount > buying_power:
+            raise InsufficientFunds(
+                rule="cash_account_buying_power",
+                details={
+                    "required": str(amount),
+                    "buying_power": str(buying_power),
+                    "settled_cash": str(settled),
+                    "unsettled_proceeds": str(unsettled),
+                },
+            )
+        from_settled = min(amount, settled)
+        from_unsettled = amount - from_settled
+        CashHold.objects.create(
+            order_id=order_id,
+            account=account,
+            amount=amount,
+            remaining=amount,
+            unsettled_remaining=from_unsettled,
+        )
+        now = timezone.now()
+        _entry_post(
+            source_type="hold",
+            source_id=order_id,
+            entry_type=EntryType.HOLD,
+            account=account,
+            effective_date=trade_date_of(now),
+            occurred_at=now,
+            details={"order_id": order_id, "amount": str(amount)},
+            legs=[
+                _Leg(rows[keys[0]], -from_settled),
+                _Leg(rows[keys[1]], -from_unsettled),
+                _Leg(rows[keys[2]], amount),
+            ],
+        )
+
+
+def hold_release(*, order_id: str, amount: Decimal | None = None) -> Decimal:
+    """Return the rest of the hold (or ``amount`` of it, capped at what is left). Returns what was released."""
+    if amount is not None:
+        _money(amount, "amount")
+    with transaction.atomic():
+        peek = CashHold.objects.filter(order_id=order_id).only("account_id").first()
+        if peek is None:
+            raise NotFound(f"no hold for order {order_id}")
+        account_id = peek.account_id
+        keys = [_cust(account_id, k) for k in (Kind.CASH_SETTLED, Kind.CASH_UNSETTLED, Kind.CASH_HELD)]
+        rows = ledger_rows_lock(keys)
+        hold = CashHold.objects.select_for_update().get(pk=peek.pk)
+        release: Decimal = hold.remaining if amount is None else min(amount, hold.remaining)
+        if release == 0:
+            return ZERO
+        to_unsettled = _hold_unsettled_return(hold, release, rows[keys[1]].balance)
+        u_part = min(release, hold.unsettled_remaining)
+        hold.remaining -= release
+        hold.unsettled_remaining -= u_part
+        hold.release_count += 1
+        hold.save(update_fields=["remaining", "unsettled_remaining", "release_count", "updated_at"])
+        now = timezone.now()
+        _entry_post(
+            source_type="hold_release",
+            source_id=f"{order_id}:{hold.release_count}",
+            entry_type=EntryType.HOLD_RELEASE,
+            account=hold.account,
+            effective_date=trade_date_of(now),
+            occurred_at=now,
+            details={"order_id": order_id, "amount": str(release)},
+            legs=[
+                _Leg(rows[keys[2]], -release),
+                _Leg(rows[keys[1]], to_unsettled),
+                _Leg(rows[keys[0]], release - to_unsettled),
+            ],
+        )
+        return release
+
+
+def _hold_unsettled_return(hold: CashHold, release: Decimal, unsettled_balance: Decimal) -> Decimal:
+    """How much of a release goes back to unsettled proceeds: the unsettled-funded part, while still pending."""
+    u_part: Decimal = min(release, hold.unsettled_remaining)
+    if u_part == 0:
+        return ZERO
+    drawn_outstanding = max(_pending_cash_receivable(hold.account_id) - unsettled_balance, ZERO)
+    return Decimal(min(u_part, drawn_outstanding))
+
+
+def _reserved_total(account_id: Any, symbol: str) -> Decimal:
+    total = ShareReservation.objects.filter(account_id=account_id, symbol=symbol).aggregate(
+        s=Sum("remaining")
+    )["s"]
+    return total or ZERO
+
+
+def shares_reserve(*, account: BrokerageAccount, order_id: str, symbol: str, qty: Decimal) -> None:
+    """Reserve ``qty`` shares for a sell order (no naked shorts). Idempotent for the same order/qty."""
+    _qty(qty)
+    with transaction.atomic():
+        keys = [_cust(account.pk, Kind.SEC_SETTLED, symbol), _cust(account.pk, Kind.SEC_UNSETTLED, symbol)]
+        rows = ledger_rows_lock(keys)
+        existing = ShareReservation.objects.filter(order_id=order_id).first()
+        if existing is not None:
+            if existing.account_id == account.pk and existing.symbol == symbol and existing.qty == qty:
+                return
+            raise Conflict(
+                f"order {order_id} already has a different reservation", error="reservation_exists"
+            )
+        held = rows[keys[0]].balance + rows[keys[1]].balance
+        available = held - _reserved_total(account.pk, symbol)
+        if qty > available:
+            raise BusinessRuleViolation(
+                "Insufficient qty available for order.",
+                error="insufficient_qty",
+                rule="no_short_selling_cash_account",
+                details={"symbol": symbol, "requested": str(qty), "available": str(available)},
+            )
+        ShareReservation.objects.create(
+            order_id=order_id, account=account, symbol=symbol, qty=qty, remaining=qty
+        )
+
+
+def shares_release(*, order_id: str, qty: Decimal | None = None) -> Decimal:
+    """Release the rest of a reservation (or ``qty`` of it, capped). Returns what was released."""
+    if qty is not None:
+        _qty(qty)
+    with transaction.atomic():
+        peek = ShareReservation.objects.filter(order_id=order_id).first()
+        if peek is None:
+            raise NotFound(f"no share reservation for order {order_id}")
+        ledger_rows_lock([_cust(peek.account_id, Kind.SEC_SETTLED, peek.symbol)])
+        res = ShareReservation.objects.select_for_update().get(pk=peek.pk)
+        release: Decimal = res.remaining if qty is None else min(qty, res.remaining)
+        if release:
+            res.remaining -= release
+            res.save(update_fields=["remaining", "updated_at"])
+        return release
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Fees
+
+
+def fees_for(*, side: str, notional: Decimal, qty: Decimal, trade_date: date) -> list[tuple[str, Decimal]]:
+    """The fees of one fill by the schedule in force on ``trade_date`` (newest version per code)."""
+    rules = FeeRule.objects.filter(effective_from__lte=trade_date).order_by("code", "-effective_from")
+    seen: set[str] = set()
+    out: list[tuple[str, Decimal]] = []
+    for rule in rules:
+        if rule.code in seen:
+            continue
+        seen.add(rule.code)
+        if not rule.active or rule.side not in (side, FeeRule.Side.BOTH):
+            continue
+        fee = notional * rule.rate + qty * rule.per_share
+        if fee <= 0:
+            continue
+        fee = max(fee, rule.min_fee)
+        if rule.max_fee is not None:
+            fee = min(fee, rule.max_fee)
+        fee = fee.quantize(CENT, rounding=ROUND_UP)
+        if fee > 0:
+            out.append((rule.code, fee))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Fills and settlement
+
+
+def fill_notional(qty: Decimal, price: Decimal) -> Decimal:
+    """qty x price on the money quantum (4 dp, half-even)."""
+    return (qty * price).quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+def fill_settle_trade_date(*, fill: FillData) -> JournalEntry:
+    """Trade-date postings for one fill (idempotent by ``fill.fill_id``); consumes the order's hold/reservation."""
+    _qty(fill.qty)
+    if fill.price <= 0:
+        raise ValidationError("price must be positive", field="price")
+    if fill.side not in ("buy", "sell"):
+        raise ValidationError("side must be buy or sell", field="side")
+    with transaction.atomic():
+        existing = _existing_entry("fill", fill.fill_id)
+        if existing is not None:
+            return existing
+        account = _account_get(fill.account_id)
+        trade_date = trade_date_of(fill.filled_at)
+        settle_date = settlement_date_of(trade_date)
+        notional = fill_notional(fill.qty, fill.price)
+        fees = fees_for(side=fill.side, notional=notional, qty=fill.qty, trade_date=trade_date)
+        fee_total = sum((f for _, f in fees), ZERO)
+        a = account.pk
+        keys = {
+            "settled": _cust(a, Kind.CASH_SETTLED),
+            "unsettled": _cust(a, Kind.CASH_UNSETTLED),
+            "held": _cust(a, Kind.CASH_HELD),
+            "sec_unsettled": _cust(a, Kind.SEC_UNSETTLED, fill.symbol),
+            "clearing_cash": _house(Kind.CLEARING),
+            "clearing_sec": _house(Kind.CLEARING, fill.symbol),
+            "fees": _house(Kind.FEES),
+        }
+        rows = ledger_rows_lock(keys.values())
+        existing = _existing_entry("fill", fill.fill_id)  # a concurrent twin may have committed meanwhile
+        if existing is not None:
+            return existing
+        r = {name: rows[key] for name, key in keys.items()}
+        details: dict[str, Any] = {
+            "fill_id": fill.fill_id,
+            "order_id": fill.order_id,
+            "symbol": fill.symbol,
+            "side": fill.side,
+            "qty": str(fill.qty),
+            "price": str(fill.price),
+            "notional": str(notional),
+            "fees": {code: str(f) for code, f in fees},
+            "liquidity": fill.liquidity,
+            "transaction_time": fill.filled_at.isoformat(),
+            "settle_date": settle_date.isoformat(),
+        }
+        legs: list[_Leg] = [
+            _Leg(r["sec_unsettled"], fill.qty if fill.side == "buy" else -fill.qty),
+            _Leg(r["clearing_sec"], -fill.qty if fill.side == "buy" else fill.qty),
+        ]
+        if fill.side == "buy":
+            legs += _buy_cash_legs(fill, r, notional, fee_total, details)
+        else:
+            _reservation_consume(fill)
+            legs += [
+                _Leg(r["clearing_cash"], -notional),
+                _Leg(r["unsettled"], notional - fee_total),
+                _Leg(r["fees"], fee_total),
+            ]
+        entry = _entry_post(
+            source_type="fill",
+            source_id=fill.fill_id,
+            entry_type=EntryType.FILL,
+            account=account,
+            effective_date=trade_date,
+            occurred_at=fill.filled_at,
+            legs=legs,
+            description=f"{fill.side} {fill.qty} {fill.symbol} @ {fill.price}",
+            details=details,
+        )
+        obligations = [
+            SettlementObligation(
+                account=account,
+                trade_entry=entry,
+                kind="sec",
+                asset=fill.symbol,
+                amount=fill.qty if fill.side == "buy" else -fill.qty,
+                trade_date=trade_date,
+                settle_date=settle_date,
+            )
+        ]
+        if fill.side == "sell":
+            obligations.append(
+                SettlementObligation(
+                    account=account,
+                    trade_entry=entry,
+                    kind="cash",
+                    asset=CURRENCY,
+                    amount=notional - fee_total,
+                    trade_date=trade_date,
+                    settle_date=settle_date,
+                )
+            )
+        SettlementObligation.objects.bulk_create(obligations)
+        if fee_total:
+            # The fee as its own (zero-sum, informational) FEE activity; the cash moved in the fill entry.
+            _fee_activity_record(account=account, fill=fill, fees=fees, trade_date=trade_date)
+        _lots_apply(account=account, fill=fill, entry=entry, notional=notional, fee_total=fee_total)
+        return entry
+
+
+def _buy_cash_legs(
+    fill: FillData,
+    r: dict[str, LedgerAccount],
+    notional: Decimal,
+    fee_total: Decimal,
+    details: dict[str, Any],
+) -> list[_Leg]:
+    """Pay a buy from its hold (settled-funded part first), then settled cash, then unsettled proceeds."""
+    need = notional + fee_total
+    hold = CashHold.objects.select_for_update().filter(order_id=fill.order_id).first()
+    take = take_u = ZERO
+    if hold is not None:
+        take = min(need, hold.remaining)
+        settled_part = hold.remaining - hold.unsettled_remaining
+        take_u = max(take - settled_part, ZERO)
+        hold.remaining -= take
+        hold.unsettled_remaining -= take_u
+        hold.save(update_fields=["remaining", "unsettled_remaining", "updated_at"])
+    shortfall = need - take
+    from_settled = min(shortfall, max(r["settled"].balance, ZERO))
+    # Whatever is still short comes out of unsettled proceeds; it may go negative (a debit the customer owes),
+    # which reconciliation reports; a fill already executed cannot be refused.
+    from_unsettled = shortfall - from_settled
+    if take_u or from_unsettled:
+        details["unsettled_funded"] = str(take_u + from_unsettled)
+    return [
+        _Leg(r["held"], -take),
+        _Leg(r["settled"], -from_settled),
+        _Leg(r["unsettled"], -from_unsettled),
+        _Leg(r["clearing_cash"], notional),
+        _Leg(r["fees"], fee_total),
+    ]
+
+
+def _reservation_consume(fill: FillData) -> None:
+    res = ShareReservation.objects.select_for_update().filter(order_id=fill.order_id).first()
+    if res is not None and res.remaining:
+        res.remaining -= min(fill.qty, res.remaining)
+        res.save(update_fields=["remaining", "updated_at"])
+
+
+def _fee_activity_record(
+    *, account: BrokerageAccount, fill: FillData, fees: list[tuple[str, Decimal]], trade_date: date
+) -> None:
+    JournalEntry.objects.create(
+        source_type="fill_fee",
+        source_id=fill.fill_id,
+        entry_type=EntryType.FEE,
+        account=account,
+        effective_date=trade_date,
+        occurred_at=fill.filled_at,
+        description="; ".join(f"{code} {amount}" for code, amount in fees),
+        details={
+            "fill_id": fill.fill_id,
+            "order_id": fill.order_id,
+            "symbol": fill.symbol,
+            "net_amount": str(-sum((f for _, f in fees), ZERO)),
+            "fees": {code: str(f) for code, f in fees},
+        },
+    )
+
+
+def _lots_apply(
+    *, account: BrokerageAccount, fill: FillData, entry: JournalEntry, notional: Decimal, fee_total: Decimal
+) -> None:
+    """Open a lot on a buy; close lots FIFO on a sell, recording realized gain per closed lot part."""
+    trade_date = entry.effective_date
+    if fill.side == "buy":
+        cost = notional + fee_total
+        TaxLot.objects.create(
+            account=account,
+            symbol=fill.symbol,
+            source_entry=entry,
+            acquired_date=trade_date,
+            qty=fill.qty,
+            remaining=fill.qty,
+            cost_basis=cost,
+            remaining_cost=cost,
+        )
+        return
+    proceeds_total = notional - fee_total
+    left = fill.qty
+    lots = list(
+        TaxLot.objects.select_for_update()
+        .filter(account=account, symbol=fill.symbol, remaining__gt=0)
+        .order_by("acquired_date", "id")
+    )
+    gains: list[RealizedGain] = []
+    for lot in lots:
+        if left == 0:
+            break
+        take = min(left, lot.remaining)
+        # Cost and proceeds are apportioned by quantity; the last part of a lot takes the rest (no drift).
+        cost = lot.remaining_cost if take == lot.remaining else (lot.remaining_cost * take / lot.remaining)
+        cost = cost.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+        proceeds = (
+            proceeds_total if take == left else (proceeds_total * take / fill.qty).quantize(MONEY_QUANTUM)
+        )
+        if take != left:
+            proceeds_total -= proceeds
+        left -= take
+        lot.remaining -= take
+        lot.remaining_cost -= cost
+        lot.save(update_fields=["remaining", "remaining_cost"])
+        long_term = (trade_date - lot.acquired_date).days > 365
+        gains.append(
+            RealizedGain(
+                lot=lot,
+                sell_entry=entry,
+                qty=take,
+                proceeds=proceeds,
+                cost_basis=cost,
+                gain=proceeds - cost,
+                term=RealizedGain.Term.LONG if long_term else RealizedGain.Term.SHORT,
+                closed_date=trade_date,
+            )
+        )
+    RealizedGain.objects.bulk_create(gains)
+
+
+def settlement_apply(*, trade_entry_id: int) -> JournalEntry | None:
+    """Settle every leg of one trade entry (unsettled -> settled). Idempotent; returns the settlement entry."""
+    with transaction.atomic():
+        existing = _existing_entry("settlement", str(trade_entry_id))
+        if existing is not None:
+            return existing
+        obligations = list(SettlementObligation.objects.filter(trade_entry_id=trade_entry_id).order_by("pk"))
+        if not obligations:
+            return None
+        account_id = obligations[0].account_id
+        keys: list[LedgerKey] = []
+        for ob in obligations:
+            if ob.kind == "sec":
+                keys += [
+                    _cust(account_id, Kind.SEC_UNSETTLED, ob.asset),
+                    _cust(account_id, Kind.SEC_SETTLED, ob.asset),
+                ]
+            else:
+                keys += [_cust(account_id, Kind.CASH_UNSETTLED), _cust(account_id, Kind.CASH_SETTLED)]
+        rows = ledger_rows_lock(keys)
+        existing = _existing_entry("settlement", str(trade_entry_id))
+        if existing is not None:
+            return existing
+        obligations = list(
+            SettlementObligation.objects.select_for_update()
+            .filter(trade_entry_id=trade_entry_id)
+            .order_by("pk")
+        )
+        legs: list[_Leg] = []
+        for ob in obligations:
+            if ob.kind == "sec":
+                legs += [
+                    _Leg(rows[_cust(account_id, Kind.SEC_UNSETTLED, ob.asset)], -ob.amount),
+                    _Leg(rows[_cust(account_id, Kind.SEC_SETTLED, ob.asset)], ob.amount),
+                ]
+            else:
+                # Proceeds already drawn by holds/buys are spent: only what is still unsettled moves.
+                unsettled = rows[_cust(account_id, Kind.CASH_UNSETTLED)]
+                move = max(min(ob.amount, unsettled.balance), ZERO)
+                legs += [
+                    _Leg(unsettled, -move),
+                    _Leg(rows[_cust(account_id, Kind.CASH_SETTLED)], move),
+                ]
+        now = timezone.now()
+        entry = _entry_post(
+            source_type="settlement",
+            source_id=str(trade_entry_id),
+            entry_type=EntryType.SETTLE,
+            account=obligations[0].account,
+            effective_date=obligations[0].settle_date,
+            occurred_at=now,
+            legs=legs,
+            details={"trade_entry_id": trade_entry_id},
+        )
+        SettlementObligation.objects.filter(pk__in=[ob.pk for ob in obligations]).update(
+            settled_entry=entry, settled_at=now
+        )
+        return entry
+
+
+def settlement_run(*, as_of: date) -> int:
+    """Settle every trade due on or before ``as_of`` (one transaction per trade, in fill order).
+
+    Safe to run twice or concurrently: each trade's settlement is idempotent by its source id.
+    Returns the number of trades settled by this call.
+    """
+    due = (
+        SettlementObligation.objects.filter(settle_date__lte=as_of, settled_at__isnull=True)
+        .order_by("trade_entry_id")
+        .values_list("trade_entry_id", flat=True)
+        .distinct()
+    )
+    settled = 0
+    for trade_entry_id in list(due):
+        with transaction.atomic():
+            before = _existing_entry("settlement", str(trade_entry_id))
+            if before is None and settlement_apply(trade_entry_id=trade_entry_id) is not None:
+                settled += 1
+    return settled

@@ -1,0 +1,49 @@
+"""Plain value types other apps pass to the settlement services (no Django imports)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+Side = Literal["buy", "sell"]
+
+
+@dataclass(frozen=True, slots=True)
+class FillData:
+    """One execution for one customer order. ``qty`` > 0, ``price`` > 0, ``filled_at`` timezone-aware UTC."""
+
+    fill_id: str
+    order_id: str
+    account_id: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    price: Decimal
+    filled_at: datetime
+    liquidity: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CashBalances:
+    """Cash of one account. ``settled`` excludes holds; ``total`` = settled + unsettled + held."""
+
+    settled: Decimal
+    unsettled: Decimal
+    held: Decimal
+    buying_power: Decimal
+    withdrawable: Decimal
+    total: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PositionView:
+    symbol: str
+    qty: Decimal
+    qty_settled: Decimal
+    qty_unsettled: Decimal
+    qty_reserved: Decimal
+    qty_available: Decimal
+    avg_entry_price: Decimal
+    cost_basis: Decimal

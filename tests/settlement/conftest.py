@@ -1,0 +1,22 @@
+"""Every settlement test ends with sound books: balanced entries, zero trial balance, cached == derived."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from apps.settlement.selectors import ledger_balance_breaks, trial_balance, unbalanced_entries
+
+
+def books_assert_sound() -> None:
+    assert unbalanced_entries() == []
+    assert trial_balance() == {}
+    assert ledger_balance_breaks() == []
+
+
+@pytest.fixture(autouse=True)
+def _books_sound_after(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "db" in request.fixturenames or "transactional_db" in request.fixturenames:
+        books_assert_sound()
