@@ -76,32 +76,39 @@ class AccountSummary:
     equity: Decimal
 
 
-def _position_value(position: Any, name: str) -> Decimal:
-    value = getattr(position, name, None)
-    return Decimal(str(value)) if value is not None else ZERO
+def _mark_price(symbol: str, fallback: Decimal) -> Decimal:
+    """Last trade, else the reference price, else the position's average entry price."""
+    from apps.marketdata import selectors as marketdata
+
+    trade = marketdata.latest_trade(symbol)
+    if trade is not None and trade.get("p") is not None:
+        return Decimal(str(trade["p"]))
+    reference = marketdata.reference_price(symbol)
+    return Decimal(reference) if reference is not None else fallback
 
 
 def account_summary(account: BrokerageAccount) -> AccountSummary:
     """Cash and positions from the ledger (``apps.settlement.selectors``), combined the way Alpaca reports them.
 
-    cash = settled + unsettled (open-order holds are not subtracted, as in Alpaca); equity = cash + long - short.
+    cash = settled + unsettled + held (an open order's hold is still the customer's cash, as in Alpaca);
+    market values = qty x mark price; equity = cash + long - |short|.
     """
     from apps.settlement import selectors as ledger
 
     balances = ledger.cash_balances(account)
-    cash = Decimal(balances.settled) + Decimal(balances.unsettled)
+    cash = balances.settled + balances.unsettled + balances.held
     long_value = ZERO
     short_value = ZERO
     for position in ledger.positions(account):
-        value = _position_value(position, "market_value")
+        value = position.qty * _mark_price(position.symbol, position.avg_entry_price)
         if value >= 0:
             long_value += value
         else:
             short_value += value
     return AccountSummary(
         cash=cash,
-        buying_power=Decimal(balances.buying_power),
-        withdrawable=Decimal(balances.withdrawable),
+        buying_power=balances.buying_power,
+        withdrawable=balances.withdrawable,
         long_market_value=long_value,
         short_market_value=short_value,
         equity=cash + long_value + short_value,
