@@ -401,15 +401,15 @@ class EngineRunner:
         install_signals: bool = True,
     ) -> RunStats:
         """Process until stopped (SIGTERM/SIGINT), idle for ``idle_timeout`` s, or caught up with the input."""
-        previous: dict[int, Any] = {}
+        previous: dict[signal.Signals, Any] = {}
         if install_signals and threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 previous[signum] = signal.signal(signum, self.stop)
         try:
             return self._run(idle_timeout=idle_timeout, until_caught_up=until_caught_up)
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
     def _run(self, *, idle_timeout: float | None, until_caught_up: bool) -> RunStats:
         self.start()

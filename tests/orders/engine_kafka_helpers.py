@@ -6,7 +6,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
@@ -181,7 +181,7 @@ def workload(seed: int, n: int, symbols: list[str], start: int = 0) -> list[tupl
             )
         else:
             px = 100_0000 + rng.randint(-5, 5) * 100
-            tif = "ioc" if r < 0.35 else "gtc"
+            tif: Literal["ioc", "gtc"] = "ioc" if r < 0.35 else "gtc"
             cmd = NewOrder(
                 order_id=oid, account_id=f"a{rng.randint(0, 5)}", symbol=sym, side="buy" if buy else "sell",
                 type="limit", tif=tif, qty_e9=qty, limit_price_e4=px,
