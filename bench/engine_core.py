@@ -1,192 +1,296 @@
-"""Micro-benchmark of the engine core: seeded mixed limit/market/cancel/replace workload.
+"""Stage 1: the engine core in process, against PyPI order books and a plain reference book.
 
-Usage: .venv/bin/python bench/engine_core.py [--ops N] [--seed S]
-Prints ops/s and p50/p99/p99.9 per-op latency for a thick book (~30K resting orders) and a thin book, and writes
-bench/results/engine_core.json. Commands are generated before timing; only ``Engine.apply`` is timed.
+Workloads (seeded, generated once in the parent before round 0 and inherited by every forked measurement):
+- ``thick``: 30,000 resting orders over 500 price levels a side, then a mix of 40% passive limit, 15% marketable
+  IOC limit (crossing up to 3 ticks), 5% market, 30% cancel and 10% replace;
+- ``thin``: 200 resting orders over 10 levels a side, 25% passive, 30% marketable IOC, 5% market, 30% cancel,
+  10% replace;
+- ``depth=N`` (N = 1K, 10K, 50K): the thick mix on a book of N resting orders, for the scaling curve.
+Passive prices lie strictly away from the mid on their own side, so the book never crosses at rest and every
+implementation sees the same sequence of states.
+
+Each measurement (one variant, one group, one round; in its own forked process): build the book from the setup
+orders, ``gc.collect(); gc.freeze()``, time the whole op list with two ``perf_counter_ns`` reads (throughput
+pass), then on a fresh book the same ops with ``perf_counter_ns`` around each op (latency pass; the filled
+quantity is tallied outside the timed window). Checks: ``eq_filled_shares`` and ``eq_resting`` must be equal for
+every implementation.
 """
 
 from __future__ import annotations
 
-import argparse
+import cProfile
 import gc
-import json
-import platform
+import pstats
 import random
-import sys
 import time
-from pathlib import Path
+from collections.abc import Sequence
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.books import (
+    ADAPTERS,
+    CANCEL,
+    IOC,
+    KIND_NAMES,
+    LIMIT,
+    MARKET,
+    REPLACE,
+    Adapter,
+    Op,
+    available,
+)
+from bench.harness import Case, Config, Curve, percentile_us
 
-from engine import CancelOrder, Engine, NewOrder, ReplaceOrder
-from engine.commands import Command
+TITLE = "Engine core, in process: engine.Engine vs PyPI order books vs SortedDict+deque reference"
+BASELINE = "reference"
+TABLE_METRICS = ("ops_per_s", "p50_us", "p99_us", "p999_us")
+CURVES = (
+    Curve("Throughput vs book depth (thick mix)", "ops_per_s", "depth", "resting orders", "ops/s (median)"),
+    Curve("p99 latency vs book depth (thick mix)", "p99_us", "depth", "resting orders", "p99 per op (µs)"),
+)
+MID = 10_000  # ticks of $0.01: $100.00
+SCALING_DEPTHS = (1_000, 10_000, 50_000)
 
-SYM = "BENCH"
-MID = 100_0000  # $100.0000 in price_e4
-TICK = 100  # $0.01
-SHARE = 1_000_000_000
-
-
-def _limit(oid: str, acct: str, buy: bool, qty: int, px: int, tif: str = "gtc") -> NewOrder:
-    return NewOrder(
-        order_id=oid,
-        account_id=acct,
-        symbol=SYM,
-        side="buy" if buy else "sell",
-        type="limit",
-        tif=tif,  # type: ignore[arg-type]
-        qty_e9=qty,
-        limit_price_e4=px,
-    )
+# group -> (resting, spread_levels, passive share, marketable share)
+GROUPS: dict[str, tuple[int, int, float, float]] = {
+    "thick": (30_000, 500, 0.40, 0.15),
+    "thin": (200, 10, 0.25, 0.30),
+    **{f"depth={d}": (d, 500, 0.40, 0.15) for d in SCALING_DEPTHS},
+}
+_WORKLOADS: dict[str, tuple[list[Op], list[Op]]] = {}
 
 
-def build(
-    rng: random.Random, resting: int, n_ops: int, spread_levels: int, passive: float = 0.40
-) -> tuple[list[Command], list[Command]]:
-    """(setup commands that build the book, timed mixed workload)."""
-    setup: list[Command] = []
-    live: list[tuple[str, bool]] = []  # ids that are (probably) resting, for cancels/replaces
+def n_ops(config: Config) -> int:
+    return 20_000 if config.quick else 100_000
+
+
+def build(seed: int, resting: int, ops: int, levels: int, passive: float, marketable: float) -> tuple[list[Op], list[Op]]:
+    """(setup orders that build the book, the measured op list). Every order id is unique; ids start at 1."""
+    rng = random.Random(seed)
+    live: list[tuple[int, bool]] = []  # (id, is_buy) of orders that are probably resting
+    setup: list[Op] = []
     n = 0
     for _ in range(resting):
         n += 1
         buy = rng.random() < 0.5
-        off = rng.randint(1, spread_levels) * TICK
-        oid = f"s{n}"
-        setup.append(
-            _limit(
-                oid,
-                f"acct{rng.randint(0, 999)}",
-                buy,
-                rng.randint(1, 100) * SHARE,
-                MID - off if buy else MID + off,
-            )
-        )
-        live.append((oid, buy))
-    ops: list[Command] = []
-    for _ in range(n_ops):
+        off = rng.randint(1, levels)
+        setup.append((LIMIT, n, buy, rng.randint(1, 100), MID - off if buy else MID + off, 0))
+        live.append((n, buy))
+    out: list[Op] = []
+    for _ in range(ops):
         n += 1
-        oid = f"o{n}"
-        acct = f"acct{rng.randint(0, 999)}"
         buy = rng.random() < 0.5
         r = rng.random()
-        if r < passive:  # passive limit, away from the touch
-            off = rng.randint(1, spread_levels) * TICK
-            ops.append(_limit(oid, acct, buy, rng.randint(1, 100) * SHARE, MID - off if buy else MID + off))
-            live.append((oid, buy))
-        elif r < 0.55:  # marketable limit (crosses a few levels)
-            off = rng.randint(0, 3) * TICK
-            ops.append(
-                _limit(oid, acct, buy, rng.randint(1, 150) * SHARE, MID + off if buy else MID - off, "ioc")
-            )
-        elif r < 0.60:
-            ops.append(
-                NewOrder(order_id=oid, account_id=acct, symbol=SYM, side="buy" if buy else "sell", type="market",
-                         tif="day", qty_e9=rng.randint(1, 100) * SHARE)
-            )  # fmt: skip
-        elif r < 0.90 and live:
+        if r < passive:
+            off = rng.randint(1, levels)
+            out.append((LIMIT, n, buy, rng.randint(1, 100), MID - off if buy else MID + off, 0))
+            live.append((n, buy))
+        elif r < passive + marketable:
+            off = rng.randint(0, 3)
+            out.append((IOC, n, buy, rng.randint(1, 150), MID + off if buy else MID - off, 0))
+        elif r < passive + marketable + 0.05:
+            out.append((MARKET, n, buy, rng.randint(1, 100), 0, 0))
+        elif r < passive + marketable + 0.35 and live:
             i = rng.randrange(len(live))
             live[i], live[-1] = live[-1], live[i]
-            ops.append(CancelOrder(order_id=live.pop()[0]))
+            out.append((CANCEL, live.pop()[0], buy, 0, 0, 0))
         elif live:
             i = rng.randrange(len(live))
             old, obuy = live[i]
-            off = rng.randint(1, spread_levels) * TICK
-            ops.append(
-                ReplaceOrder(order_id=old, new_order_id=oid, qty_e9=rng.randint(1, 100) * SHARE,
-                             limit_price_e4=MID - off if obuy else MID + off)
-            )  # fmt: skip
-            live[i] = (oid, obuy)
-    return setup, ops
+            off = rng.randint(1, levels)
+            out.append((REPLACE, n, obuy, rng.randint(1, 100), MID - off if obuy else MID + off, old))
+            live[i] = (n, obuy)
+    return setup, out
 
 
-def pct(sorted_ns: list[int], p: float) -> float:
-    return sorted_ns[min(len(sorted_ns) - 1, int(p * len(sorted_ns)))] / 1000.0
+def workload(group: str, config: Config) -> tuple[list[Op], list[Op]]:
+    if group not in _WORKLOADS:
+        resting, levels, passive, marketable = GROUPS[group]
+        seed = config.seed + sorted(GROUPS).index(group)
+        _WORKLOADS[group] = build(seed, resting, n_ops(config), levels, passive, marketable)
+    return _WORKLOADS[group]
 
 
-def run(
-    name: str, resting: int, n_ops: int, spread_levels: int, seed: int, passive: float
-) -> dict[str, object]:
-    rng = random.Random(seed)
-    setup, ops = build(rng, resting, n_ops, spread_levels, passive)
-    eng = Engine()
-    seq = 0
-    for cmd in setup:
-        seq += 1
-        eng.apply(seq, cmd)
-    book = eng.book(SYM)
-    assert book is not None
-    depth_before = sum(c for _, _, c in book.depth(True)) + sum(c for _, _, c in book.depth(False))
+def prepare(config: Config) -> None:
+    for g in GROUPS:
+        workload(g, config)
+
+
+def cases(config: Config) -> list[Case]:
+    skipped = {v: why for v, why in available().items() if why}
+    for v, why in skipped.items():
+        print(f"  engine_core: skipping {v}: {why}")
+    return [
+        Case(g, v, {"depth": spec[0], "spread_levels": spec[1], "ops": n_ops(config)})
+        for g, spec in GROUPS.items()
+        for v in ADAPTERS
+        if v not in skipped
+    ]
+
+
+def _fresh(variant: str, setup: Sequence[Op]) -> Adapter:
+    a = ADAPTERS[variant]()
+    step = a.step
+    for x in a.native(setup):
+        step(x)
+    return a
+
+
+def run(round: int, case: Case, config: Config) -> dict[str, float]:  # noqa: A002 - the harness's interface name
+    setup, ops = workload(case.group, config)
+    clock = time.perf_counter_ns
+    # Throughput pass: no per-op work besides the op itself.
+    a = _fresh(case.variant, setup)
+    native = a.native(ops)
+    step = a.step
     gc.collect()
     gc.freeze()
-    lat: list[int] = []
-    events = 0
-    clock = time.perf_counter_ns
-    apply = eng.apply
     t0 = clock()
-    for cmd in ops:
-        seq += 1
-        a = clock()
-        events += len(apply(seq, cmd))
-        lat.append(clock() - a)
+    for x in native:
+        step(x)
     total = clock() - t0
     gc.unfreeze()
-    # Throughput without per-op timer overhead, on a fresh engine with the same input.
-    eng2 = Engine()
-    s2 = 0
-    for cmd in setup:
-        s2 += 1
-        eng2.apply(s2, cmd)
-    t1 = clock()
-    apply2 = eng2.apply
-    for cmd in ops:
-        s2 += 1
-        apply2(s2, cmd)
-    total2 = clock() - t1
-    assert eng2.state_hash() == eng.state_hash()
+    resting_tp = a.resting()
+    del a, native, step
+    # Latency pass on a fresh book.
+    b = _fresh(case.variant, setup)
+    native = b.native(ops)
+    step, filled_of = b.step, b.filled
+    lat: list[int] = []
+    push = lat.append
+    filled = 0
+    gc.collect()
+    gc.freeze()
+    for x in native:
+        t = clock()
+        res = step(x)
+        push(clock() - t)
+        filled += filled_of(res)
+    gc.unfreeze()
+    resting = b.resting()
+    metrics: dict[str, float] = {"ops_per_s": len(ops) / (total / 1e9)}
+    by_kind: dict[int, list[int]] = {}
+    for op, ns in zip(ops, lat, strict=True):
+        by_kind.setdefault(op[0], []).append(ns)
     lat.sort()
-    depth_after = sum(c for _, _, c in book.depth(True)) + sum(c for _, _, c in book.depth(False))
-    res: dict[str, object] = {
-        "book": name,
-        "resting_orders_before": depth_before,
-        "resting_orders_after": depth_after,
-        "ops": n_ops,
-        "events": events,
-        "ops_per_s": round(n_ops / (total2 / 1e9)),
-        "ops_per_s_with_timers": round(n_ops / (total / 1e9)),
-        "p50_us": pct(lat, 0.50),
-        "p99_us": pct(lat, 0.99),
-        "p999_us": pct(lat, 0.999),
-        "max_us": lat[-1] / 1000.0,
-    }
-    print(
-        f"{name:>5}: {res['ops_per_s']:>8} ops/s  p50 {res['p50_us']:.2f} us  p99 {res['p99_us']:.2f} us  "
-        f"p99.9 {res['p999_us']:.2f} us  (resting {depth_before} -> {depth_after}, {events} events)"
-    )
-    return res
+    metrics.update(p50_us=percentile_us(lat, 0.50), p99_us=percentile_us(lat, 0.99))
+    metrics.update(p999_us=percentile_us(lat, 0.999), max_us=lat[-1] / 1000)
+    for kind, samples in sorted(by_kind.items()):
+        samples.sort()
+        metrics[f"p99_us_{KIND_NAMES[kind]}"] = percentile_us(samples, 0.99)
+    metrics["eq_filled_shares"] = filled
+    metrics["eq_resting"] = resting
+    metrics["eq_resting_throughput_pass"] = resting_tp
+    return metrics
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--ops", type=int, default=200_000)
-    ap.add_argument("--seed", type=int, default=42)
-    args = ap.parse_args()
-    results = [
-        run("thick", 30_000, args.ops, 500, args.seed, 0.40),
-        run("thin", 200, args.ops, 10, args.seed + 1, 0.25),
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 9, stage 1: ahead of every library on both workloads; thick p99 <= 20 us, p99.9 <= 100 us."""
+    out: list[dict[str, Any]] = []
+    libs = ("orderly-chaos", "liquibook", "pyorderbook", "reference")
+    for g in ("thick", "thin"):
+        variants = result["groups"].get(g, {}).get("variants", {})
+        eng = variants.get("engine", {}).get("metrics", {}).get("ops_per_s")
+        if eng is None:
+            continue
+        for lib in libs:
+            m = variants.get(lib, {}).get("metrics", {}).get("ops_per_s")
+            if m is None:
+                continue
+            ratio = eng["median"] / m["median"]
+            out.append(
+                {
+                    "target": f"{g}: engine ops/s ahead of {lib}",
+                    "met": ratio > 1.0,
+                    "value": eng["median"],
+                    "goal": m["median"],
+                    "detail": f"engine {eng['median']:,.0f} vs {lib} {m['median']:,.0f} ops/s = {ratio:.2f}x"
+                    + ("" if ratio > 1 else f" (needs {1 / ratio:.2f}x faster)"),
+                }
+            )
+    thick = result["groups"].get("thick", {}).get("variants", {}).get("engine", {}).get("metrics", {})
+    for metric, goal in (("p99_us", 20.0), ("p999_us", 100.0)):
+        s = thick.get(metric)
+        if s is None:
+            continue
+        out.append(
+            {
+                "target": f"thick: engine {metric[:-3].replace('p999', 'p99.9')} <= {goal:.0f} us",
+                "met": s["median"] <= goal,
+                "value": s["median"],
+                "goal": goal,
+                "detail": f"{s['median']:.1f} us (min-max {s['min']:.1f}-{s['max']:.1f})"
+                + ("" if s["median"] <= goal else f", {s['median'] / goal:.2f}x the target"),
+            }
+        )
+    return out
+
+
+def profile(config: Config) -> dict[str, Any]:
+    """cProfile of the engine on the thick workload (throughput pass) and its time per op kind (latency pass)."""
+    setup, ops = workload("thick", config)
+    a = _fresh("engine", setup)
+    native = a.native(ops)
+    step = a.step
+    prof = cProfile.Profile()
+    prof.enable()
+    for x in native:
+        step(x)
+    prof.disable()
+    st = pstats.Stats(prof)
+    total = sum(v[2] for v in st.stats.values())  # type: ignore[attr-defined]
+    rows = sorted(st.stats.items(), key=lambda kv: kv[1][2], reverse=True)  # type: ignore[attr-defined]
+    hot = [
+        {
+            "function": f"{fn.rsplit('/', 2)[-1] if '/' in fn else fn}:{line}({name})",
+            "ncalls": v[1],
+            "tottime_s": round(v[2], 4),
+            "share_pct": round(100 * v[2] / total, 1),
+            "cumtime_s": round(v[3], 4),
+        }
+        for (fn, line, name), v in rows[:18]
     ]
-    out = {
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "seed": args.seed,
-        "workload": "thick: 40% passive limit (thin: 25%), then up to 55% marketable IOC limit, 5% market, "
-        "30% cancel, 10% replace",
-        "results": results,
+    # Where the time goes by op kind, from a latency pass without the profiler.
+    b = _fresh("engine", setup)
+    native = b.native(ops)
+    step = b.step
+    clock = time.perf_counter_ns
+    sums: dict[str, list[int]] = {}
+    gc.collect()
+    gc.freeze()
+    for op, x in zip(ops, native, strict=True):
+        t = clock()
+        step(x)
+        sums.setdefault(KIND_NAMES[op[0]], []).append(clock() - t)
+    gc.unfreeze()
+    grand = sum(sum(v) for v in sums.values())
+    kinds = {}
+    for k, v in sums.items():
+        v.sort()
+        kinds[k] = {
+            "count": len(v),
+            "share_of_time_pct": round(100 * sum(v) / grand, 1),
+            "mean_us": round(sum(v) / len(v) / 1000, 2),
+            "p99_us": round(percentile_us(v, 0.99), 2),
+            "p999_us": round(percentile_us(v, 0.999), 2),
+        }
+    # How much of the p99.9 tail is the cyclic GC: the same pass with gc disabled.
+    c = _fresh("engine", setup)
+    native = c.native(ops)
+    step = c.step
+    lat: list[int] = []
+    gc.collect()
+    gc.disable()
+    for x in native:
+        t = clock()
+        step(x)
+        lat.append(clock() - t)
+    gc.enable()
+    lat.sort()
+    return {
+        "profiler": "cProfile (deterministic; inflates per-call cost, use shares not absolute times)",
+        "workload": "thick, engine, throughput pass",
+        "total_s": round(total, 3),
+        "hot_spots": hot,
+        "by_kind": kinds,
+        "gc_disabled": {"p99_us": percentile_us(lat, 0.99), "p999_us": percentile_us(lat, 0.999)},
     }
-    path = Path(__file__).resolve().parent / "results" / "engine_core.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,105 @@
+"""``python -m bench``: run the registered benchmark stages, write bench/results/ and docs/PERFORMANCE.md.
+
+Usage::
+
+    python -m bench                                   # every registered stage that is present, 5 rounds
+    python -m bench --stage engine_core --rounds 5 --quick
+    python -m bench --docs-only                       # regenerate docs/PERFORMANCE.md from bench/results/*.json
+
+The comparison libraries and matplotlib live only in the bench virtualenv ``.run/bench-venv`` (built from
+``requirements/bench.txt``; never a platform dependency). When started from another interpreter this module
+creates or refreshes that venv and re-executes itself there (``--no-venv`` runs in the current interpreter and
+skips whatever is missing).
+
+Adding a stage: write ``bench/<name>.py`` with the interface in ``bench/harness.py`` (``cases`` + ``run(round,
+case, config) -> dict[str, float]``) and add one line to ``STAGES``. A registered module that does not exist
+yet is reported as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.harness import ROOT, Config, print_table, run_stage, write_latest, write_result
+
+# Stage registry: name -> module. Order is the run order.
+STAGES: dict[str, str] = {
+    "engine_core": "bench.engine_core",
+    "engine_kafka": "bench.engine_kafka",
+    "marketdata_fanout": "bench.marketdata_fanout",
+}
+VENV = ROOT / ".run" / "bench-venv"
+REQUIREMENTS = ROOT / "requirements" / "bench.txt"
+
+
+def ensure_venv(argv: list[str]) -> None:
+    """Create/refresh .run/bench-venv when requirements/bench.txt changed, then exec this command inside it."""
+    if Path(sys.prefix).resolve() == VENV.resolve():
+        return
+    py = VENV / "bin" / "python"
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:16]
+    stamp = VENV / f".installed-{digest}"
+    if not stamp.exists():
+        print(f"bench: preparing {VENV.relative_to(ROOT)} from {REQUIREMENTS.relative_to(ROOT)}", file=sys.stderr)
+        if not py.exists():
+            base = sys.executable if sys.version_info[:2] == (3, 11) else "python3.11"
+            subprocess.run([base, "-m", "venv", str(VENV)], check=True)  # noqa: S603
+        pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)  # noqa: S603
+        for old in VENV.glob(".installed-*"):
+            old.unlink()
+        stamp.touch()
+    os.chdir(ROOT)
+    os.execv(str(py), [str(py), "-m", "bench", *argv])  # noqa: S606 - our own venv interpreter
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--stage", action="append", choices=sorted(STAGES), help="run only this stage (repeatable)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (>= 5 for published figures)")
+    ap.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run, not for publishing)")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--no-venv", action="store_true", help="run in this interpreter, skip missing libraries")
+    ap.add_argument("--no-docs", action="store_true", help="do not regenerate docs/PERFORMANCE.md")
+    ap.add_argument("--docs-only", action="store_true", help="only regenerate docs/PERFORMANCE.md from results")
+    args = ap.parse_args(argv)
+    if not args.no_venv:
+        ensure_venv(argv)
+    from bench import report
+
+    if args.docs_only:
+        print(f"wrote {report.write_docs()}")
+        return 0
+    config = Config(rounds=args.rounds, quick=args.quick, seed=args.seed)
+    command = shlex.join(["python", "-m", "bench", *argv])
+    results = []
+    for name in args.stage or list(STAGES):
+        try:
+            module = importlib.import_module(STAGES[name])
+        except ModuleNotFoundError as exc:
+            if exc.name != STAGES[name]:
+                raise
+            print(f"bench: stage {name} skipped ({STAGES[name]} not present yet)", file=sys.stderr)
+            continue
+        print(f"bench: stage {name}: {config.rounds} rounds{' (quick)' if config.quick else ''}", file=sys.stderr)
+        result = run_stage(name, module, config, command)
+        print(f"wrote {write_result(result)}")
+        print_table(result)
+        results.append(result)
+    print(f"wrote {write_latest(results)}")
+    if not args.no_docs:
+        print(f"wrote {report.write_docs()}")
+    bad = any(r["mismatches"] or r["errors"] for r in results)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
