@@ -15,10 +15,13 @@ from typing import Any
 from django.contrib.auth import authenticate
 from django.contrib.auth import login as django_login
 from django.contrib.auth import logout as django_logout
+from django.db import transaction
 from django.middleware.csrf import get_token
 from django.utils import timezone
+from django_otp import devices_for_user, user_has_device
 from django_otp import login as otp_login
-from django_otp import match_token, user_has_device
+from django_otp.models import Device
+from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
@@ -203,6 +206,19 @@ def _otp_failed(request: Request) -> ValidationError:
     return ValidationError("Invalid or already used code.", field="token", error="invalid_otp_token")
 
 
+def _otp_match(user: Any, token: str) -> Device | None:
+    """Try the token only on devices of its kind (digits: TOTP; otherwise a backup code).
+
+    Trying every device would count a failure, and so a throttle step, on devices the user never meant.
+    """
+    kind: type[Device] = TOTPDevice if token.isdigit() else StaticDevice
+    with transaction.atomic():
+        for device in devices_for_user(user, for_verify=True):
+            if isinstance(device, kind) and device.verify_token(token):
+                return device
+    return None
+
+
 class OtpTotpConfirmApi(APIView):
     """POST /v1/auth/otp/totp/confirm {token}: confirms the device, verifies the session, returns backup codes."""
 
@@ -233,7 +249,7 @@ class OtpVerifyApi(APIView):
         data = _OtpTokenInput(data=request.data)
         data.is_valid(raise_exception=True)
         bruteforce.drf_attempt_check(path=bruteforce.PATH_OTP, account=str(request.user.pk), ip=_ip(request))
-        device = match_token(request.user, data.validated_data["token"])
+        device = _otp_match(request.user, data.validated_data["token"])
         if device is None:
             raise _otp_failed(request)
         otp_login(request._request, device)
