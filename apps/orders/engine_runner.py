@@ -304,6 +304,7 @@ class RunStats:
     dead_lettered: int = 0
     snapshots: int = 0
     transactions: int = 0
+    startup_seconds: float = 0.0  # fencing, snapshot load and restore of every owned partition
     recoveries: dict[int, int | None] = field(default_factory=dict)
 
 
@@ -412,7 +413,9 @@ class EngineRunner:
                 signal.signal(number, handler)
 
     def _run(self, *, idle_timeout: float | None, until_caught_up: bool) -> RunStats:
+        started = time.monotonic()
         self.start()
+        self.stats.startup_seconds = time.monotonic() - started
         assert self._consumer is not None
         ends = self._end_offsets() if until_caught_up else {}
         last_message = time.monotonic()
