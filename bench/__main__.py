@@ -47,12 +47,15 @@ def ensure_venv(argv: list[str]) -> None:
     digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:16]
     stamp = VENV / f".installed-{digest}"
     if not stamp.exists():
-        print(f"bench: preparing {VENV.relative_to(ROOT)} from {REQUIREMENTS.relative_to(ROOT)}", file=sys.stderr)
+        print(
+            f"bench: preparing {VENV.relative_to(ROOT)} from {REQUIREMENTS.relative_to(ROOT)}",
+            file=sys.stderr,
+        )
         if not py.exists():
             base = sys.executable if sys.version_info[:2] == (3, 11) else "python3.11"
-            subprocess.run([base, "-m", "venv", str(VENV)], check=True)  # noqa: S603
+            subprocess.run([base, "-m", "venv", str(VENV)], check=True)
         pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)  # noqa: S603
+        subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
         for old in VENV.glob(".installed-*"):
             old.unlink()
         stamp.touch()
@@ -63,13 +66,19 @@ def ensure_venv(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--stage", action="append", choices=sorted(STAGES), help="run only this stage (repeatable)")
+    ap.add_argument(
+        "--stage", action="append", choices=sorted(STAGES), help="run only this stage (repeatable)"
+    )
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (>= 5 for published figures)")
-    ap.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run, not for publishing)")
+    ap.add_argument(
+        "--quick", action="store_true", help="smaller workloads (a smoke run, not for publishing)"
+    )
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--no-venv", action="store_true", help="run in this interpreter, skip missing libraries")
     ap.add_argument("--no-docs", action="store_true", help="do not regenerate docs/PERFORMANCE.md")
-    ap.add_argument("--docs-only", action="store_true", help="only regenerate docs/PERFORMANCE.md from results")
+    ap.add_argument(
+        "--docs-only", action="store_true", help="only regenerate docs/PERFORMANCE.md from results"
+    )
     args = ap.parse_args(argv)
     if not args.no_venv:
         ensure_venv(argv)
@@ -89,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print(f"bench: stage {name} skipped ({STAGES[name]} not present yet)", file=sys.stderr)
             continue
-        print(f"bench: stage {name}: {config.rounds} rounds{' (quick)' if config.quick else ''}", file=sys.stderr)
+        print(
+            f"bench: stage {name}: {config.rounds} rounds{' (quick)' if config.quick else ''}",
+            file=sys.stderr,
+        )
         result = run_stage(name, module, config, command)
         print(f"wrote {write_result(result)}")
         print_table(result)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import importlib
 import itertools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from bench.refbook import RefBook
 
@@ -72,7 +72,7 @@ class EngineAdapter(Adapter):
 
         out: list[Any] = []
         for kind, oid, buy, qty, px, old in ops:
-            side = "buy" if buy else "sell"
+            side: Literal["buy", "sell"] = "buy" if buy else "sell"
             if kind == CANCEL:
                 out.append(CancelOrder(order_id=f"o{oid}"))
             elif kind == REPLACE:
@@ -185,7 +185,7 @@ class PyOrderBookAdapter(Adapter):
                 q = order.quantity
                 match(order)
                 return q - order.quantity  # type: ignore[no-any-return]
-            if kind == IOC or kind == MARKET:
+            if kind in (IOC, MARKET):
                 q = order.quantity
                 match(order)
                 if order.quantity:
@@ -270,7 +270,7 @@ class LiquibookAdapter(Adapter):
             if kind == LIMIT:
                 by_id[oid] = order
                 add(order, 0)
-            elif kind == IOC or kind == MARKET:
+            elif kind in (IOC, MARKET):
                 add(order, ioc_flag)
             elif kind == CANCEL:
                 o = by_id.pop(oid, None)
@@ -287,7 +287,7 @@ class LiquibookAdapter(Adapter):
                     return 0
                 by_id[oid] = order
                 add(order, 0)
-            return listener.filled_qty - before  # type: ignore[no-any-return]
+            return listener.filled_qty - before
 
         self.step = step
 
@@ -309,20 +309,48 @@ class LiquibookAdapter(Adapter):
         return len(self.book.bids()) + len(self.book.asks())
 
 
+class TimerFloorAdapter(Adapter):
+    """Does nothing: its "latency" is the timer plus whatever the shared machine's scheduler adds. Its p99.9 is
+    the floor under every other variant's p99.9 in the same round (no correctness checks)."""
+
+    name = "timer-floor"
+
+    def __init__(self) -> None:
+        self.step = _noop
+
+    def resting(self) -> int:
+        return 0
+
+
+def _noop(op: Any) -> int:
+    return 0
+
+
 ADAPTERS: dict[str, type[Adapter]] = {
     a.name: a
-    for a in (ReferenceAdapter, EngineAdapter, OrderlyChaosAdapter, LiquibookAdapter, PyOrderBookAdapter)
+    for a in (
+        ReferenceAdapter,
+        EngineAdapter,
+        OrderlyChaosAdapter,
+        LiquibookAdapter,
+        PyOrderBookAdapter,
+        TimerFloorAdapter,
+    )
 }
 
 
 def available() -> dict[str, str | None]:
     """Variant name -> None if importable here, else the reason it is skipped."""
     out: dict[str, str | None] = {}
-    for name, mod in (("orderly-chaos", "orderly_chaos"), ("liquibook", "liquibook"), ("pyorderbook", "pyorderbook")):
+    for name, mod in (
+        ("orderly-chaos", "orderly_chaos"),
+        ("liquibook", "liquibook"),
+        ("pyorderbook", "pyorderbook"),
+    ):
         try:
             importlib.import_module(mod)
         except ImportError as exc:
             out[name] = f"not installed ({exc}); run through `python -m bench` (bench venv)"
         else:
             out[name] = None
-    return {"reference": None, "engine": None, **out}
+    return {"reference": None, "engine": None, **out, "timer-floor": None}

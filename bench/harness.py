@@ -102,7 +102,7 @@ class Child:
 def _child_main(send: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
     try:
         send.send(("ok", fn(*args)))
-    except BaseException:  # noqa: BLE001 - the parent reports the child's traceback
+    except BaseException:
         send.send(("error", traceback.format_exc()))
     finally:
         send.close()
@@ -149,7 +149,9 @@ def _read(path: str) -> str:
 
 def _git(*args: str) -> str:
     try:
-        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False)  # noqa: S603, S607
+        out = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
+        )
     except OSError:
         return ""
     return out.stdout.strip()
@@ -157,7 +159,11 @@ def _git(*args: str) -> str:
 
 def machine() -> dict[str, Any]:
     cpu = next(
-        (ln.split(":", 1)[1].strip() for ln in _read("/proc/cpuinfo").splitlines() if ln.startswith("model name")),
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in _read("/proc/cpuinfo").splitlines()
+            if ln.startswith("model name")
+        ),
         platform.processor() or platform.machine(),
     )
     mem_kb = next(
@@ -306,7 +312,9 @@ def table_rows(result: Mapping[str, Any]) -> list[list[str]]:
 def print_table(result: Mapping[str, Any]) -> None:
     rows = table_rows(result)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    print(f"\n== {result['stage']}: {result['title']} ({result['config']['rounds']} rounds, paired ratios) ==")
+    print(
+        f"\n== {result['stage']}: {result['title']} ({result['config']['rounds']} rounds, paired ratios) =="
+    )
     for i, r in enumerate(rows):
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
         if i == 0:

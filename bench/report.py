@@ -94,15 +94,26 @@ def _stage_section(result: Mapping[str, Any]) -> str:
     ]
     if result.get("targets"):
         lines += ["**Targets (issue 9)**", ""]
-        lines += [f"- {'met' if t['met'] else '**MISSED**'}: {t['target']} - {t['detail']}" for t in result["targets"]]
+        lines += [
+            f"- {'met' if t['met'] else '**MISSED**'}: {t['target']} - {t['detail']}"
+            for t in result["targets"]
+        ]
         lines.append("")
     checks = [
-        f"{g}: " + ", ".join(f"{k}={int(s['median'])}" for k, s in grp["variants"][result["baseline"]]["metrics"].items() if k.startswith("eq_"))
+        f"{g}: "
+        + ", ".join(
+            f"{k}={int(s['median'])}"
+            for k, s in grp["variants"][result["baseline"]]["metrics"].items()
+            if k.startswith("eq_")
+        )
         for g, grp in result["groups"].items()
         if result["baseline"] in grp["variants"] and grp["variants"][result["baseline"]]["metrics"]
     ]
     if checks:
-        lines += ["**Equality checks** (identical for every implementation and round unless listed below)", ""]
+        lines += [
+            "**Equality checks** (identical for every implementation and round unless listed below)",
+            "",
+        ]
         lines += [f"- {c}" for c in checks]
         lines += [f"- **MISMATCH** {x}" for x in result.get("mismatches", [])]
         lines.append("")
@@ -114,20 +125,37 @@ def _stage_section(result: Mapping[str, Any]) -> str:
         lines += [f"**Profile** ({prof['profiler']}; {prof['workload']}, total {prof['total_s']} s)", ""]
         rows = [["function", "calls", "tottime s", "share %", "cumtime s"]]
         rows += [
-            [f"`{h['function']}`", str(h["ncalls"]), str(h["tottime_s"]), str(h["share_pct"]), str(h["cumtime_s"])]
+            [
+                f"`{h['function']}`",
+                str(h["ncalls"]),
+                str(h["tottime_s"]),
+                str(h["share_pct"]),
+                str(h["cumtime_s"]),
+            ]
             for h in prof["hot_spots"]
         ]
         lines += [_md_table(rows), ""]
         if prof.get("by_kind"):
             rows = [["op kind", "count", "share of time %", "mean µs", "p99 µs", "p99.9 µs"]]
             rows += [
-                [k, str(v["count"]), str(v["share_of_time_pct"]), str(v["mean_us"]), str(v["p99_us"]), str(v["p999_us"])]
+                [
+                    k,
+                    str(v["count"]),
+                    str(v["share_of_time_pct"]),
+                    str(v["mean_us"]),
+                    str(v["p99_us"]),
+                    str(v["p999_us"]),
+                ]
                 for k, v in prof["by_kind"].items()
             ]
             lines += ["Engine time by op kind (latency pass, no profiler):", "", _md_table(rows), ""]
         if prof.get("gc_disabled"):
             g = prof["gc_disabled"]
-            lines += [f"Same latency pass with the cyclic GC disabled: p99 {g['p99_us']:.1f} µs, p99.9 {g['p999_us']:.1f} µs.", ""]
+            lines += [
+                f"Same latency pass with the cyclic GC disabled: p99 {g['p99_us']:.1f} µs, "
+                f"p99.9 {g['p999_us']:.1f} µs.",
+                "",
+            ]
     for e in result.get("errors", []):
         lines.append(f"- **ERROR** {e.splitlines()[0]}")
     return "\n".join(lines)
