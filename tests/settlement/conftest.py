@@ -18,5 +18,5 @@ def books_assert_sound() -> None:
 @pytest.fixture(autouse=True)
 def _books_sound_after(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    if "db" in request.fixturenames or "transactional_db" in request.fixturenames:
+    if request.node.get_closest_marker("django_db") is not None:
         books_assert_sound()

@@ -265,9 +265,18 @@ def test_unbalanced_entry_is_refused_by_the_database() -> None:
         effective_date=date(2026, 1, 2),
         occurred_at=WED_1125,
     )
-    Posting.objects.create(entry=entry, ledger_account=la, asset="USD", amount=D("1"))
-    with pytest.raises(IntegrityError, match="does not balance"), connection.cursor() as cursor:
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+    def post_one_sided() -> None:
+        with transaction.atomic():
+            Posting.objects.create(entry=entry, ledger_account=la, asset="USD", amount=D("1"))
+            with connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # what COMMIT would do
+
+    with pytest.raises(IntegrityError, match="does not balance"):
+        post_one_sided()
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+    assert not Posting.objects.filter(entry=entry).exists()
 
 
 @pytest.mark.parametrize(
