@@ -21,20 +21,25 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import importlib.util
 import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from bench.harness import ROOT, Config, print_table, run_stage, write_latest, write_result
 
-# Stage registry: name -> module. Order is the run order.
-STAGES: dict[str, str] = {
-    "engine_core": "bench.engine_core",
-    "engine_kafka": "bench.engine_kafka",
-    "marketdata_fanout": "bench.marketdata_fanout",
+# Stage registry: name -> (module, environment). Order is the run order. Environment "bench" runs in
+# .run/bench-venv (comparison libraries, matplotlib); "platform" runs in the platform venv .venv (Django, Kafka
+# client, services) as a child `python -m bench --no-venv --stage NAME` so the two dependency sets never mix.
+STAGES: dict[str, tuple[str, str]] = {
+    "engine_core": ("bench.engine_core", "bench"),
+    "engine_kafka": ("bench.engine_kafka", "platform"),
+    "marketdata_fanout": ("bench.marketdata_fanout", "platform"),
 }
+PLATFORM_PY = ROOT / ".venv" / "bin" / "python"
 VENV = ROOT / ".run" / "bench-venv"
 REQUIREMENTS = ROOT / "requirements" / "bench.txt"
 
@@ -90,13 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     config = Config(rounds=args.rounds, quick=args.quick, seed=args.seed)
     command = shlex.join(["python", "-m", "bench", *argv])
     results = []
+    in_bench_venv = Path(sys.prefix).resolve() == VENV.resolve()
+    failed = False
     for name in args.stage or list(STAGES):
-        try:
-            module = importlib.import_module(STAGES[name])
-        except ModuleNotFoundError as exc:
-            if exc.name != STAGES[name]:
-                raise
-            print(f"bench: stage {name} skipped ({STAGES[name]} not present yet)", file=sys.stderr)
+        mod_name, env = STAGES[name]
+        if env == "platform" and in_bench_venv:
+            failed |= run_in_platform_venv(name, config)
+            continue
+        module = load_stage(name, mod_name)
+        if module is None:
             continue
         print(
             f"bench: stage {name}: {config.rounds} rounds{' (quick)' if config.quick else ''}",
@@ -109,8 +116,43 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {write_latest(results)}")
     if not args.no_docs:
         print(f"wrote {report.write_docs()}")
-    bad = any(r["mismatches"] or r["errors"] for r in results)
+    bad = failed or any(r["mismatches"] or r["errors"] for r in results)
     return 1 if bad else 0
+
+
+def load_stage(name: str, mod_name: str) -> ModuleType | None:
+    """Import a registered stage; None (with the reason on stderr) if absent or not a harness stage yet."""
+    if importlib.util.find_spec(mod_name) is None:
+        print(f"bench: stage {name} skipped ({mod_name} not present yet)", file=sys.stderr)
+        return None
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as exc:  # a dependency of the stage is missing in this interpreter
+        print(f"bench: stage {name} skipped (import failed: {exc})", file=sys.stderr)
+        return None
+    missing = [a for a in ("BASELINE", "cases", "run") if not hasattr(module, a)]
+    if missing:
+        print(
+            f"bench: stage {name} skipped ({mod_name} lacks {', '.join(missing)}; interface: bench/harness.py)",
+            file=sys.stderr,
+        )
+        return None
+    return module
+
+
+def run_in_platform_venv(name: str, config: Config) -> bool:
+    """Run one platform-environment stage in .venv; True if it failed."""
+    if not PLATFORM_PY.exists():
+        print(
+            f"bench: stage {name} skipped (no {PLATFORM_PY.relative_to(ROOT)}; run `make venv`)",
+            file=sys.stderr,
+        )
+        return False
+    cmd = [str(PLATFORM_PY), "-m", "bench", "--no-venv", "--no-docs", "--stage", name]
+    cmd += ["--rounds", str(config.rounds), "--seed", str(config.seed)] + (
+        ["--quick"] if config.quick else []
+    )
+    return subprocess.run(cmd, cwd=ROOT, check=False).returncode != 0
 
 
 if __name__ == "__main__":

@@ -335,6 +335,11 @@ def write_result(result: Mapping[str, Any]) -> Path:
     return path
 
 
+def is_harness_result(data: Any) -> bool:
+    """True for files written by ``write_result`` (stand-alone scripts may leave other JSON in results/)."""
+    return isinstance(data, dict) and {"stage", "machine", "groups", "baseline", "config"} <= data.keys()
+
+
 def write_latest(results: Sequence[Mapping[str, Any]]) -> Path:
     """Summary of every stage's newest result file (the stages not run now keep their previous figures)."""
     stages: dict[str, Any] = {}
@@ -342,6 +347,9 @@ def write_latest(results: Sequence[Mapping[str, Any]]) -> Path:
         if path.name == "latest.json":
             continue
         data = json.loads(path.read_text())
+        if not is_harness_result(data):
+            stages[path.stem] = {"file": f"bench/results/{path.name}", "format": "not a harness result"}
+            continue
         stages[data["stage"]] = {
             "file": f"bench/results/{path.name}",
             "date_utc": data["machine"]["date_utc"],

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.harness import RESULTS, ROOT, table_rows
+from bench.harness import RESULTS, ROOT, is_harness_result, table_rows
 
 DOC = ROOT / "docs" / "PERFORMANCE.md"
 BEGIN, END = "<!-- analysis:begin -->", "<!-- analysis:end -->"
@@ -163,9 +163,15 @@ def _stage_section(result: Mapping[str, Any]) -> str:
 
 def write_docs() -> Path:
     results = []
+    foreign = []
     for path in sorted(RESULTS.glob("*.json")):
-        if path.name != "latest.json":
-            results.append(json.loads(path.read_text()))
+        if path.name == "latest.json":
+            continue
+        data = json.loads(path.read_text())
+        if is_harness_result(data):
+            results.append(data)
+        else:
+            foreign.append(path.name)
     analysis = DEFAULT_ANALYSIS
     if DOC.exists():
         old = DOC.read_text()
@@ -191,10 +197,17 @@ def write_docs() -> Path:
             "",
         ]
     parts += ["## Analysis of missed targets", "", BEGIN, analysis, END, ""]
-    parts += [_stage_section(r) for r in results]
     for r in results:
-        plot(r)
-    # Plots may have appeared after sections were built on a first run.
-    parts = parts[: len(parts) - len(results)] + [_stage_section(r) for r in results]
+        plot(r)  # before the sections, which embed the PNG only if it exists
+    parts += [_stage_section(r) for r in results]
+    if foreign:
+        parts += [
+            "## Other result files",
+            "",
+            "Written by stand-alone scripts, not (yet) by the harness, so not interleaved or checked here: "
+            + ", ".join(f"`bench/results/{f}`" for f in foreign)
+            + ".",
+            "",
+        ]
     DOC.write_text("\n".join(parts).rstrip() + "\n")
     return DOC
