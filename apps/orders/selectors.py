@@ -19,7 +19,7 @@ DEFAULT_LIST_LIMIT = 50
 
 def _with_legs(qs: QuerySet[Order]) -> QuerySet[Order]:
     return qs.select_related("asset").prefetch_related(
-        Prefetch("legs", queryset=Order.objects.select_related("asset").order_by("leg_role", "id"))
+        Prefetch("legs", queryset=Order.objects.select_related("asset").order_by("-leg_role", "id"))
     )
 
 
