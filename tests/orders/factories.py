@@ -54,3 +54,8 @@ def funded_account(cash: Decimal = Decimal("100000"), **kwargs: Any) -> Brokerag
         with transaction.atomic():
             cash_deposit_post(account=account, amount=cash, transfer_id=f"test-{uuid.uuid4()}")
     return account
+
+
+def asset_create(**kwargs: Any) -> Asset:
+    asset: Asset = AssetFactory.create(**kwargs)
+    return asset

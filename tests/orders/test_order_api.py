@@ -20,7 +20,7 @@ from apps.core.models import IdempotencyRecord, StoredEvent
 from apps.orders.models import Order
 from apps.settlement.models import CashHold
 from engine import commands as ec
-from tests.orders.factories import AssetFactory, funded_account
+from tests.orders.factories import asset_create, funded_account
 
 pytestmark = pytest.mark.django_db
 
@@ -40,8 +40,8 @@ def clock() -> Iterator[FixedClock]:
 
 @pytest.fixture
 def account() -> BrokerageAccount:
-    AssetFactory(symbol="AAPL")
-    AssetFactory(symbol="IBM", fractionable=False, exchange="NYSE")
+    asset_create(symbol="AAPL")
+    asset_create(symbol="IBM", fractionable=False, exchange="NYSE")
     return funded_account()
 
 
@@ -363,7 +363,7 @@ def test_naked_short_refused(client: APIClient) -> None:
 
 
 def test_halted_asset_and_inactive_account(client: APIClient, account: BrokerageAccount) -> None:
-    AssetFactory(symbol="GOOG", halted=True)
+    asset_create(symbol="GOOG", halted=True)
     before = counts()
     assert _rule(post(client, {**LIMIT_BUY, "symbol": "GOOG"}))[:2] == (403, "asset_halted")
     account.status = BrokerageAccount.Status.DISABLED
