@@ -1,0 +1,1 @@
+"""CDK stacks of the brokerage platform (see ../app.py)."""
