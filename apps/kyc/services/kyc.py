@@ -368,7 +368,7 @@ def kyc_application_reject(
         if application.status in (KycApplication.Status.REJECTED,):
             raise Conflict("the application is already rejected")
         before = _snapshot(application)
-        was_active = account.status == BrokerageAccount.Status.ACTIVE
+        was_active = account.status in (BrokerageAccount.Status.APPROVED, BrokerageAccount.Status.ACTIVE)
         application.status = KycApplication.Status.REJECTED
         application.decided_at = timezone.now()
         application.decided_by = actor
