@@ -757,3 +757,113 @@ def settlement_run(*, as_of: date) -> int:
             if before is None and settlement_apply(trade_entry_id=trade_entry_id) is not None:
                 settled += 1
     return settled
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Securities transfers (ACATS in/out)
+
+
+def shares_deposit_post(
+    *, account: BrokerageAccount, symbol: str, qty: Decimal, cost_basis: Decimal, transfer_id: str
+) -> JournalEntry:
+    """Shares transferred in arrive settled, with one lot at ``cost_basis`` (total). Idempotent by transfer id."""
+    _qty(qty)
+    if (
+        not isinstance(cost_basis, Decimal)
+        or cost_basis < 0
+        or cost_basis != cost_basis.quantize(MONEY_QUANTUM)
+    ):
+        raise ValidationError(
+            "cost_basis must be a non-negative amount with at most 4 decimals", field="cost_basis"
+        )
+    with transaction.atomic():
+        existing = _existing_entry("transfer", transfer_id)
+        if existing is not None:
+            return existing
+        keys = [_cust(account.pk, Kind.SEC_SETTLED, symbol), _house(Kind.FUNDING_IN_TRANSIT, symbol)]
+        rows = ledger_rows_lock(keys)
+        existing = _existing_entry("transfer", transfer_id)
+        if existing is not None:
+            return existing
+        now = timezone.now()
+        entry = _entry_post(
+            source_type="transfer",
+            source_id=transfer_id,
+            entry_type=EntryType.JNLS,
+            account=account,
+            effective_date=trade_date_of(now),
+            occurred_at=now,
+            description=f"transfer in {qty} {symbol}",
+            details={"symbol": symbol, "qty": str(qty), "transfer_id": transfer_id},
+            legs=[_Leg(rows[keys[1]], -qty), _Leg(rows[keys[0]], qty)],
+        )
+        TaxLot.objects.create(
+            account=account,
+            symbol=symbol,
+            source_entry=entry,
+            acquired_date=entry.effective_date,
+            qty=qty,
+            remaining=qty,
+            cost_basis=cost_basis,
+            remaining_cost=cost_basis,
+        )
+        return entry
+
+
+def shares_withdrawal_post(
+    *, account: BrokerageAccount, symbol: str, qty: Decimal, transfer_id: str
+) -> JournalEntry:
+    """Shares transferred out (settled and unreserved only); lots are reduced FIFO without a realized gain."""
+    _qty(qty)
+    with transaction.atomic():
+        existing = _existing_entry("transfer", transfer_id)
+        if existing is not None:
+            return existing
+        keys = [
+            _cust(account.pk, Kind.SEC_SETTLED, symbol),
+            _cust(account.pk, Kind.SEC_UNSETTLED, symbol),
+            _house(Kind.FUNDING_IN_TRANSIT, symbol),
+        ]
+        rows = ledger_rows_lock(keys)
+        existing = _existing_entry("transfer", transfer_id)
+        if existing is not None:
+            return existing
+        settled = rows[keys[0]].balance
+        unsettled_out = min(rows[keys[1]].balance, ZERO)  # shares sold but not yet delivered
+        available = settled + unsettled_out - _reserved_total(account.pk, symbol)
+        if qty > available:
+            raise BusinessRuleViolation(
+                "Insufficient settled shares to transfer out.",
+                error="insufficient_qty",
+                rule="transfer_settled_unreserved_shares_only",
+                details={"symbol": symbol, "requested": str(qty), "available": str(available)},
+            )
+        now = timezone.now()
+        entry = _entry_post(
+            source_type="transfer",
+            source_id=transfer_id,
+            entry_type=EntryType.JNLS,
+            account=account,
+            effective_date=trade_date_of(now),
+            occurred_at=now,
+            description=f"transfer out {qty} {symbol}",
+            details={"symbol": symbol, "qty": str(-qty), "transfer_id": transfer_id},
+            legs=[_Leg(rows[keys[0]], -qty), _Leg(rows[keys[2]], qty)],
+        )
+        left = qty
+        for lot in (
+            TaxLot.objects.select_for_update()
+            .filter(account=account, symbol=symbol, remaining__gt=0)
+            .order_by("acquired_date", "id")
+        ):
+            if left == 0:
+                break
+            take = min(left, lot.remaining)
+            cost = (
+                lot.remaining_cost if take == lot.remaining else (lot.remaining_cost * take / lot.remaining)
+            )
+            lot.remaining -= take
+            lot.remaining_cost -= cost.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+            lot.save(update_fields=["remaining", "remaining_cost"])
+            left -= take
+        return entry
