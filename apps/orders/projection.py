@@ -27,6 +27,7 @@ from django.db import IntegrityError, transaction
 
 from apps.core import events
 from apps.core.consumers import MessageMeta
+from apps.core.fields import format_decimal
 from apps.core.outbox import aggregate_next_sequence
 from apps.orders.models import Fill, Order, TradeUpdate
 from apps.orders.presenters import order_json
@@ -81,11 +82,11 @@ def trade_update_emit(
         "seq": seq,
     }
     if price is not None:
-        data["price"] = str(price)
+        data["price"] = format_decimal(price)
     if qty is not None:
-        data["qty"] = str(qty)
+        data["qty"] = format_decimal(qty)
     if position_qty is not None:
-        data["position_qty"] = str(position_qty)
+        data["position_qty"] = format_decimal(position_qty)
     with transaction.atomic():
         update = TradeUpdate.objects.create(
             account_id=order.account_id,
