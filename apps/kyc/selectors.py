@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db.models import QuerySet
 
 from apps.accounts.models import BrokerageAccount
@@ -29,8 +31,12 @@ def transfers_for_account(account: BrokerageAccount) -> QuerySet[Transfer]:
 def transfer_for_account(account: BrokerageAccount, transfer_id: str) -> Transfer:
     """The account's own transfer; any other id (or a malformed one) is 404."""
     try:
-        return Transfer.objects.get(account=account, pk=transfer_id)
-    except (Transfer.DoesNotExist, ValueError) as exc:
+        pk = uuid.UUID(transfer_id)
+    except ValueError as exc:
+        raise NotFound("transfer not found") from exc
+    try:
+        return Transfer.objects.get(account=account, pk=pk)
+    except Transfer.DoesNotExist as exc:
         raise NotFound("transfer not found") from exc
 
 

@@ -79,10 +79,24 @@ def hold_release(
 def account_freeze(
     *, account: BrokerageAccount, actor: Any, reason: str, request: Any = None
 ) -> ComplianceHold:
-    return hold_place(
-        account=account, kind=ComplianceHold.Kind.FREEZE, reason=reason, actor=actor, request=request
-    )
+    """Freeze: a FREEZE hold (no transfers either way) plus trading and transfer blocks on the account."""
+    with transaction.atomic():
+        hold = hold_place(
+            account=account, kind=ComplianceHold.Kind.FREEZE, reason=reason, actor=actor, request=request
+        )
+        ports.account_blocks_change(
+            account=account, actor=actor, reason=f"frozen: {reason}", blocked=True, request=request
+        )
+        return hold
 
 
-def account_unfreeze(*, account: BrokerageAccount, actor: Any, request: Any = None) -> ComplianceHold | None:
-    return hold_release(account=account, kind=ComplianceHold.Kind.FREEZE, actor=actor, request=request)
+def account_unfreeze(
+    *, account: BrokerageAccount, actor: Any, reason: str = "", request: Any = None
+) -> ComplianceHold | None:
+    """Release the FREEZE hold and lift the trading and transfer blocks."""
+    with transaction.atomic():
+        hold = hold_release(account=account, kind=ComplianceHold.Kind.FREEZE, actor=actor, request=request)
+        ports.account_blocks_change(
+            account=account, actor=actor, reason=f"unfrozen {reason}".strip(), blocked=False, request=request
+        )
+        return hold
