@@ -49,6 +49,8 @@ def fill_data_from_event(payload: dict[str, Any]) -> FillData:
         price=_decimal(payload, "price"),
         filled_at=filled_at.astimezone(UTC),
         liquidity=str(payload.get("liquidity") or ""),
+        cum_qty=_decimal(payload, "cum_qty") if payload.get("cum_qty") is not None else None,
+        leaves_qty=_decimal(payload, "leaves_qty") if payload.get("leaves_qty") is not None else None,
     )
 
 

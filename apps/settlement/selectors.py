@@ -16,7 +16,7 @@ from django.db.models import Sum
 
 from apps.accounts.models import BrokerageAccount
 from apps.core.money import MONEY_QUANTUM, PRICE_DECIMAL_PLACES
-from apps.settlement.models import CURRENCY, LedgerAccount, ShareReservation, TaxLot
+from apps.settlement.models import CURRENCY, LedgerAccount, RealizedGain, ShareReservation, TaxLot
 from apps.settlement.types import CashBalances, PositionView
 
 Kind = LedgerAccount.Kind
@@ -154,3 +154,12 @@ def unbalanced_entries() -> list[int]:
             "SELECT DISTINCT entry_id FROM settlement_posting GROUP BY entry_id, asset HAVING SUM(amount) <> 0"
         )
         return [r[0] for r in cursor.fetchall()]
+
+
+def realized_pnl(account: BrokerageAccount, symbol: str | None = None) -> Decimal:
+    """Total realized gain of the account over closed lot parts (optionally for one symbol)."""
+    qs = RealizedGain.objects.filter(lot__account=account)
+    if symbol is not None:
+        qs = qs.filter(lot__symbol=symbol)
+    total: Decimal = qs.aggregate(s=Sum("gain"))["s"] or ZERO
+    return total

@@ -503,6 +503,10 @@ def fill_settle_trade_date(*, fill: FillData) -> JournalEntry:
             "transaction_time": fill.filled_at.isoformat(),
             "settle_date": settle_date.isoformat(),
         }
+        if fill.cum_qty is not None:
+            details["cum_qty"] = str(fill.cum_qty)
+        if fill.leaves_qty is not None:
+            details["leaves_qty"] = str(fill.leaves_qty)
         legs: list[_Leg] = [
             _Leg(r["sec_unsettled"], fill.qty if fill.side == "buy" else -fill.qty),
             _Leg(r["clearing_sec"], -fill.qty if fill.side == "buy" else fill.qty),

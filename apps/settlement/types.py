@@ -23,6 +23,9 @@ class FillData:
     price: Decimal
     filled_at: datetime
     liquidity: str = ""
+    # Optional order context for the activity feed (when the fill event carries it).
+    cum_qty: Decimal | None = None
+    leaves_qty: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

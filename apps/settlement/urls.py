@@ -1,5 +1,14 @@
-"""URL routes of the settlement app (included by brokerage.urls)."""
+"""URL routes of the settlement app (included by brokerage.urls). Paths exactly as Alpaca's, no trailing slash."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from apps.settlement import apis
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("v2/account/activities", apis.ActivitiesApi.as_view(), name="account-activities"),
+    path(
+        "v2/account/activities/<str:activity_type>",
+        apis.ActivitiesApi.as_view(),
+        name="account-activities-by-type",
+    ),
+]
