@@ -6,7 +6,6 @@ the two list versions in shared/data/ofac (2022-01-31 has alt.csv/add.csv, 2024-
 
 from __future__ import annotations
 
-import time
 from datetime import date
 from pathlib import Path
 
@@ -352,14 +351,9 @@ def test_known_common_name_collisions_are_flagged(screener: SanctionsScreener) -
         ), name
 
 
-def test_screening_is_fast(screener: SanctionsScreener) -> None:
+def test_screener_indexes_every_individual_name(screener: SanctionsScreener) -> None:
+    # Speed is measured in bench/, never asserted here; this checks the index is complete.
     assert screener.name_count > 10_000
-    started = time.perf_counter()
-    for name in BENIGN_US_NAMES:
-        screener.screen(name)
-    per_name = (time.perf_counter() - started) / len(BENIGN_US_NAMES)
-    # Typically ~2 ms on one core; the bound leaves room for a loaded shared machine.
-    assert per_name < 0.025
 
 
 # ------------------------------------------------------------------------------------------ versions
