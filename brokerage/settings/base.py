@@ -304,3 +304,22 @@ MARKETDATA_REDIS_BREAKER = {
 # Demo reference price publisher (manage.py run_marketdata_feed): one historical day per N real minutes.
 MARKETDATA_FEED_DAY_MINUTES = env.int("MARKETDATA_FEED_DAY_MINUTES", default=10)
 MARKETDATA_FEED_INTERVAL_S = env.int("MARKETDATA_FEED_INTERVAL_S", default=2)
+
+# --- Database read replica (brokerage.db_router; deploy) ---------------------------------------------------
+# Only when DATABASE_REPLICA_URL is set: a "replica" alias (never migrated; in tests a mirror of "default"), the
+# router, and the middleware that gives each request a fresh read-your-writes context.
+REPLICA_ROUTING = {
+    # App labels or "app.Model" labels whose reads may use the replica (reports, market-data history, activities).
+    "READ_MODELS": env.list("REPLICA_READ_MODELS", default=["marketdata", "reports", "activities"]),
+    "MAX_LAG_SECONDS": env.float("REPLICA_MAX_LAG_SECONDS", default=5.0),
+    "MAX_LAG_BYTES": env.int("REPLICA_MAX_LAG_BYTES", default=16 * 1024 * 1024),
+    "LAG_CHECK_INTERVAL_S": env.float("REPLICA_LAG_CHECK_INTERVAL_S", default=1.0),
+    "PIN_AFTER_WRITE_S": env.float("REPLICA_PIN_AFTER_WRITE_S", default=5.0),
+}
+DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
+if DATABASE_REPLICA_URL:
+    from brokerage.db_router import replica_database
+
+    DATABASES["replica"] = replica_database(DATABASE_REPLICA_URL, primary=DATABASES["default"])
+    DATABASE_ROUTERS = ["brokerage.db_router.PrimaryReplicaRouter"]
+    MIDDLEWARE = [*MIDDLEWARE[:1], "brokerage.db_router.ReplicaPinMiddleware", *MIDDLEWARE[1:]]
