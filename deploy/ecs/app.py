@@ -17,6 +17,7 @@ import aws_cdk as cdk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the stacks package sits beside app.py
 
+from stacks.allowlist import CheckovAllowList  # noqa: E402
 from stacks.config import PlatformConfig  # noqa: E402
 from stacks.data import DataStack  # noqa: E402
 from stacks.network import NetworkStack  # noqa: E402
@@ -43,6 +44,7 @@ def main() -> None:
     data = DataStack(app, "BrokerageData", env=env, vpc=network.vpc, app_sg=network.app_sg)
     PlatformStack(app, "BrokeragePlatform", env=env, config=config, network=network, data=data)
     cdk.Tags.of(app).add("project", "brokerage")
+    cdk.Aspects.of(app).add(CheckovAllowList(HERE / "checkov-allowlist.json"))
     app.synth()
 
 

@@ -19,6 +19,8 @@ from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
+from stacks.network import logs_key
+
 KAFKA_VERSION = "3.9.x"  # newest MSK provisioned version at the time of writing; the client speaks both
 KAFKA_BROKERS = 3
 
@@ -55,7 +57,7 @@ class DataStack(cdk.Stack):
         # --- PostgreSQL: primary (Multi-AZ) + read replica ------------------------------------------------
         self.db_sg = ec2.SecurityGroup(self, "DbSg", vpc=vpc, description="RDS PostgreSQL", allow_all_outbound=False)
         self.db_sg.add_ingress_rule(app_sg, ec2.Port.tcp(5432), "app tasks")
-        engine = rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_15)
+        engine = rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_15_17)
         parameters = rds.ParameterGroup(
             self,
             "DbParams",
@@ -75,14 +77,27 @@ class DataStack(cdk.Stack):
             "performance_insight_encryption_key": self.key,
             "monitoring_interval": cdk.Duration.seconds(60),
             "cloudwatch_logs_exports": ["postgresql", "upgrade"],
-            "cloudwatch_logs_retention": logs.RetentionDays.ONE_YEAR,
             "auto_minor_version_upgrade": True,
             "publicly_accessible": False,
             "removal_policy": cdk.RemovalPolicy.SNAPSHOT,
         }
+        # RDS log groups made here (KMS, retention) instead of by RDS's log-retention Lambda.
+        log_key = logs_key(self, "LogKey")
+        rds_logs = [
+            logs.LogGroup(
+                self,
+                f"RdsLogs-{ident}-{kind}",
+                log_group_name=f"/aws/rds/instance/{ident}/{kind}",
+                retention=logs.RetentionDays.ONE_YEAR,
+                encryption_key=log_key,
+            )
+            for ident in ("brokerage-primary", "brokerage-replica")
+            for kind in ("postgresql", "upgrade")
+        ]
         self.db = rds.DatabaseInstance(
             self,
             "Postgres",
+            instance_identifier="brokerage-primary",
             engine=engine,
             database_name="brokerage",
             credentials=rds.Credentials.from_generated_secret(
@@ -99,8 +114,15 @@ class DataStack(cdk.Stack):
             **common,
         )
         self.replica = rds.DatabaseInstanceReadReplica(
-            self, "PostgresReplica", source_database_instance=self.db, **common
+            self,
+            "PostgresReplica",
+            instance_identifier="brokerage-replica",
+            source_database_instance=self.db,
+            **common,
         )
+        for group in rds_logs:
+            self.db.node.add_dependency(group)
+            self.replica.node.add_dependency(group)
         assert self.db.secret is not None
         self.db_secret: sm.ISecret = self.db.secret
 
@@ -150,7 +172,9 @@ class DataStack(cdk.Stack):
                 ]
             ),
         )
-        broker_logs = logs.LogGroup(self, "KafkaBrokerLogs", retention=logs.RetentionDays.ONE_YEAR)
+        broker_logs = logs.LogGroup(
+            self, "KafkaBrokerLogs", retention=logs.RetentionDays.ONE_YEAR, encryption_key=log_key
+        )
         private_subnets = vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids
         # MSK wants a broker count that is a multiple of the client subnets (one per AZ): 3 AZs -> 3 brokers.
         self.kafka = msk.CfnCluster(

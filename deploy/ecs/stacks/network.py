@@ -9,8 +9,23 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+
+
+def logs_key(stack: cdk.Stack, construct_id: str) -> kms.Key:
+    """A rotating KMS key that CloudWatch Logs of this region may use (log groups encrypted at rest)."""
+    key = kms.Key(stack, construct_id, enable_key_rotation=True, description="brokerage log groups")
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+            principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+            resources=["*"],
+        )
+    )
+    return key
 
 
 class NetworkStack(cdk.Stack):
@@ -42,11 +57,15 @@ class NetworkStack(cdk.Stack):
             self, "AlbSg", vpc=self.vpc, description="public ALB", allow_all_outbound=False
         )
         self.alb_sg.add_ingress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS")
-        self.alb_sg.add_ingress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(80), "HTTP, redirected to HTTPS")
         for port in (8000, 8001):
             self.alb_sg.add_egress_rule(self.app_sg, ec2.Port.tcp(port), "to web/ws tasks")
             self.app_sg.add_ingress_rule(self.alb_sg, ec2.Port.tcp(port), "from the ALB")
-        flow_logs = logs.LogGroup(self, "FlowLogs", retention=logs.RetentionDays.ONE_YEAR)
+        flow_logs = logs.LogGroup(
+            self,
+            "FlowLogs",
+            retention=logs.RetentionDays.ONE_YEAR,
+            encryption_key=logs_key(self, "FlowLogKey"),
+        )
         self.vpc.add_flow_log(
             "FlowLog",
             destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),

@@ -127,7 +127,7 @@ class PlatformStack(cdk.Stack):
             idle_timeout=cdk.Duration.seconds(60),
         )
         alb.log_access_logs(access_logs, prefix="alb")
-        alb.add_redirect(source_port=80, target_port=443)
+        # HTTPS only: no port 80 listener at all (API clients are configured with https:// base URLs).
         listener = alb.add_listener(
             "Https",
             port=443,
