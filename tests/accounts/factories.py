@@ -14,33 +14,41 @@ from apps.accounts.models import ApiKey, BrokerageAccount, User
 PASSWORD = "correct horse battery staple 42"
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class UserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
         model = User
         skip_postgeneration_save = True
 
-    email = factory.Sequence(lambda n: f"customer{n}@example.com")
-    username = factory.LazyAttribute(lambda o: o.email)
-    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+    email = factory.Sequence(lambda n: f"customer{n}@example.com")  # type: ignore[attr-defined,no-untyped-call]
+    username = factory.LazyAttribute(lambda o: o.email)  # type: ignore[attr-defined,no-untyped-call]
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)  # type: ignore[attr-defined,no-untyped-call]
 
-    @factory.post_generation
+    @factory.post_generation  # type: ignore[attr-defined,untyped-decorator]
     def _save(obj: User, create: bool, extracted: Any, **kwargs: Any) -> None:
         if create:
             obj.save()
 
 
-class BrokerageAccountFactory(factory.django.DjangoModelFactory):
+class BrokerageAccountFactory(factory.django.DjangoModelFactory[BrokerageAccount]):
     class Meta:
         model = BrokerageAccount
 
-    owner = factory.SubFactory(UserFactory)
-    account_number = factory.Sequence(lambda n: f"PT{n:010d}")
+    owner = factory.SubFactory(UserFactory)  # type: ignore[attr-defined,no-untyped-call]
+    account_number = factory.Sequence(lambda n: f"PT{n:010d}")  # type: ignore[attr-defined,no-untyped-call]
+
+
+def make_user(**fields: Any) -> User:
+    return UserFactory.create(**fields)
+
+
+def make_account(**fields: Any) -> BrokerageAccount:
+    return BrokerageAccountFactory.create(**fields)
 
 
 def customer(**user_fields: Any) -> User:
     """A registered customer with an ACTIVE brokerage account."""
-    user = UserFactory(**user_fields)
-    BrokerageAccountFactory(owner=user, status=BrokerageAccount.Status.ACTIVE)
+    user = make_user(**user_fields)
+    make_account(owner=user, status=BrokerageAccount.Status.ACTIVE)
     return user
 
 
@@ -51,7 +59,8 @@ def api_key(
 
 
 def key_headers(key: ApiKey, secret: str) -> dict[str, str]:
-    return {"HTTP_APCA_API_KEY_ID": key.key_id, "HTTP_APCA_API_SECRET_KEY": secret}
+    """Request headers for ``client.get(url, headers=key_headers(key, secret))``."""
+    return {"APCA-API-KEY-ID": key.key_id, "APCA-API-SECRET-KEY": secret}
 
 
 def totp_device(user: User, *, confirmed: bool = True) -> TOTPDevice:

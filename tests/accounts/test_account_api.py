@@ -24,7 +24,7 @@ def test_account_shape_and_values_after_a_deposit(api: APIClient) -> None:
     account = BrokerageAccount.objects.get(owner=user)
     cash_deposit_post(account=account, amount=Decimal("1234.5600"), transfer_id="dep-1")
     key, secret = api_key(user, scopes=("read",))
-    response = api.get("/v2/account", **key_headers(key, secret))
+    response = api.get("/v2/account", headers=key_headers(key, secret))
     assert response.status_code == 200
     body = response.json()
     assert body["id"] == str(account.pk)

@@ -34,7 +34,7 @@ def test_create_returns_secret_once_and_stores_only_its_hmac(api: APIClient) -> 
 def test_key_authenticates_with_alpaca_headers_and_records_last_use(api: APIClient) -> None:
     user = customer()
     key, secret = api_key(user)
-    response = api.get("/v2/account", **key_headers(key, secret))
+    response = api.get("/v2/account", headers=key_headers(key, secret))
     assert response.status_code == 200
     key.refresh_from_db()
     assert key.last_used_at is not None
@@ -56,9 +56,9 @@ def test_bad_keys_get_one_identical_401(api: APIClient, case: str) -> None:
     key, secret = api_key(user)
     headers = key_headers(key, secret)
     if case == "wrong-secret":
-        headers["HTTP_APCA_API_SECRET_KEY"] = secret[:-1] + ("x" if secret[-1] != "x" else "y")
+        headers["APCA-API-SECRET-KEY"] = secret[:-1] + ("x" if secret[-1] != "x" else "y")
     elif case == "unknown-key":
-        headers["HTTP_APCA_API_KEY_ID"] = "AKNOTAREALKEY000000"
+        headers["APCA-API-KEY-ID"] = "AKNOTAREALKEY000000"
     elif case == "revoked":
         ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
     elif case == "expired":
@@ -66,8 +66,8 @@ def test_bad_keys_get_one_identical_401(api: APIClient, case: str) -> None:
     elif case == "inactive-owner":
         type(user).objects.filter(pk=user.pk).update(is_active=False)
     elif case == "missing-secret":
-        del headers["HTTP_APCA_API_SECRET_KEY"]
-    response = api.get("/v2/account", **headers)
+        del headers["APCA-API-SECRET-KEY"]
+    response = api.get("/v2/account", headers=headers)
     assert response.status_code == 401
     assert response.json() == {
         "code": 40110000,
@@ -79,7 +79,7 @@ def test_bad_keys_get_one_identical_401(api: APIClient, case: str) -> None:
 def test_scopes_are_enforced(api: APIClient) -> None:
     user = customer()
     key, secret = api_key(user, scopes=("trade",))
-    response = api.get("/v2/account", **key_headers(key, secret))
+    response = api.get("/v2/account", headers=key_headers(key, secret))
     assert response.status_code == 403
 
 
@@ -90,12 +90,12 @@ def test_key_cannot_mint_a_more_powerful_key(api: APIClient) -> None:
         "/v1/api-keys",
         {"name": "x", "scopes": ["read", "transfer"]},
         format="json",
-        **key_headers(key, secret),
+        headers=key_headers(key, secret),
     )
     assert response.status_code == 403
     assert ApiKey.objects.filter(owner=user).count() == 1
     ok = api.post(
-        "/v1/api-keys", {"name": "x", "scopes": ["read"]}, format="json", **key_headers(key, secret)
+        "/v1/api-keys", {"name": "x", "scopes": ["read"]}, format="json", headers=key_headers(key, secret)
     )
     assert ok.status_code == 201
 
@@ -111,7 +111,7 @@ def test_revoke_stops_the_key_and_other_customers_get_404(api: APIClient) -> Non
     api.force_login(owner)
     assert api.delete(f"/v1/api-keys/{key.key_id}").status_code == 204
     api.logout()
-    assert api.get("/v2/account", **key_headers(key, secret)).status_code == 401
+    assert api.get("/v2/account", headers=key_headers(key, secret)).status_code == 401
 
 
 def test_create_rejects_unknown_scope(api: APIClient) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -74,7 +75,7 @@ def test_postgres_refuses_update_and_delete(statement: str) -> None:
     assert record.action == "test.step0"
 
 
-def _tamper(sql: str, params: list[object]) -> None:
+def _tamper(sql: str, params: list[Any]) -> None:
     """Edit the table around the triggers, as only the table owner or a superuser could."""
     with connection.cursor() as cursor:
         cursor.execute("ALTER TABLE accounts_auditrecord DISABLE TRIGGER USER")

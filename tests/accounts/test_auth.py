@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from django.contrib.auth.hashers import check_password
@@ -10,12 +11,12 @@ from django.core import mail
 from rest_framework.test import APIClient
 
 from apps.accounts.models import AuditRecord, BrokerageAccount, User
-from tests.accounts.factories import PASSWORD, UserFactory, customer
+from tests.accounts.factories import PASSWORD, customer, make_user
 
 pytestmark = pytest.mark.django_db
 
 
-def test_register_creates_user_and_onboarding_account_with_argon2(api: APIClient, settings) -> None:
+def test_register_creates_user_and_onboarding_account_with_argon2(api: APIClient, settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.Argon2PasswordHasher"]
     response = api.post(
         "/v1/auth/register", {"email": "new@example.com", "password": PASSWORD}, format="json"
@@ -32,7 +33,7 @@ def test_register_creates_user_and_onboarding_account_with_argon2(api: APIClient
 
 
 def test_register_existing_email_answers_the_same_and_creates_nothing(api: APIClient) -> None:
-    existing = UserFactory(email="taken@example.com")
+    existing = make_user(email="taken@example.com")
     response = api.post(
         "/v1/auth/register", {"email": "TAKEN@example.com", "password": PASSWORD}, format="json"
     )
@@ -109,7 +110,7 @@ def test_password_reset_token_is_single_use(api: APIClient) -> None:
     response = api.post("/v1/auth/password/reset", {"email": user.email}, format="json")
     assert response.status_code == 202
     assert len(mail.outbox) == 1
-    match = re.search(r"uid=(\S+) token=(\S+)", mail.outbox[0].body)
+    match = re.search(r"uid=(\S+) token=(\S+)", str(mail.outbox[0].body))
     assert match is not None
     uid, token = match.groups()
     new_password = "a brand new passphrase 77"
@@ -126,7 +127,7 @@ def test_password_reset_token_is_single_use(api: APIClient) -> None:
     assert check_password(new_password, user.password)
 
 
-def test_password_reset_token_expires(api: APIClient, settings) -> None:
+def test_password_reset_token_expires(api: APIClient, settings: Any) -> None:
     from django.contrib.auth.tokens import default_token_generator
     from django.utils.encoding import force_bytes
     from django.utils.http import urlsafe_base64_encode

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
 from apps.accounts import bruteforce
-from tests.accounts.factories import PASSWORD, UserFactory, api_key, customer, key_headers, totp_device
+from tests.accounts.factories import PASSWORD, api_key, customer, key_headers, make_user, totp_device
 
 pytestmark = pytest.mark.django_db
 
@@ -15,7 +17,7 @@ LIMIT = 5
 
 
 @pytest.fixture(autouse=True)
-def _limits(settings) -> None:
+def _limits(settings: Any) -> None:
     settings.ACCOUNTS_BRUTE_FORCE = {
         "ACCOUNT_LIMIT": LIMIT,
         "IP_LIMIT": 8,
@@ -85,16 +87,16 @@ def test_success_resets_the_account_counter(api: APIClient) -> None:
 def test_api_key_guessing_locks_the_key_id(api: APIClient) -> None:
     user = customer()
     key, secret = api_key(user)
-    bad = {**key_headers(key, secret), "HTTP_APCA_API_SECRET_KEY": "0" * 40}
+    bad = {**key_headers(key, secret), "APCA-API-SECRET-KEY": "0" * 40}
     for _ in range(LIMIT):
-        assert api.get("/v2/account", **bad).status_code == 401
-    locked = api.get("/v2/account", **key_headers(key, secret))
+        assert api.get("/v2/account", headers=bad).status_code == 401
+    locked = api.get("/v2/account", headers=key_headers(key, secret))
     assert locked.status_code == 429
     assert locked["Retry-After"]
 
 
 def test_admin_login_shares_the_password_lockout() -> None:
-    staff = UserFactory(is_staff=True, is_superuser=True)
+    staff = make_user(is_staff=True, is_superuser=True)
     device = totp_device(staff)
     client = Client()
     for _ in range(LIMIT):

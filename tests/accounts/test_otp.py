@@ -9,7 +9,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from apps.accounts.models import User
-from tests.accounts.factories import PASSWORD, UserFactory, customer, totp_code, totp_device
+from tests.accounts.factories import PASSWORD, customer, make_user, totp_code, totp_device
 
 pytestmark = pytest.mark.django_db
 
@@ -96,7 +96,7 @@ def test_enrolled_user_cannot_replace_device_before_verifying(api: APIClient) ->
 
 
 def _staff() -> User:
-    return UserFactory(is_staff=True, is_superuser=True)
+    return make_user(is_staff=True, is_superuser=True)
 
 
 def test_admin_refuses_staff_session_without_otp() -> None:

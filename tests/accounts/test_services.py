@@ -8,18 +8,18 @@ from apps.accounts import selectors, services
 from apps.accounts.models import AuditRecord, BrokerageAccount
 from apps.core.errors import BusinessRuleViolation, Conflict, NotFound
 from apps.core.models import StoredEvent
-from tests.accounts.factories import BrokerageAccountFactory, UserFactory
+from tests.accounts.factories import make_account, make_user
 
 pytestmark = pytest.mark.django_db
 Status = BrokerageAccount.Status
 
 
 def _active() -> BrokerageAccount:
-    return BrokerageAccountFactory(status=Status.ACTIVE)
+    return make_account(status=Status.ACTIVE)
 
 
 def test_account_open_allocates_unique_numbers_and_refuses_a_second_account() -> None:
-    users = [UserFactory() for _ in range(3)]
+    users = [make_user() for _ in range(3)]
     accounts = [services.account_open(user=u) for u in users]
     assert len({a.account_number for a in accounts}) == 3
     assert {a.status for a in accounts} == {Status.ONBOARDING}
@@ -32,7 +32,7 @@ def test_account_for_user() -> None:
     account = _active()
     assert selectors.account_for_user(account.owner) == account
     with pytest.raises(NotFound):
-        selectors.account_for_user(UserFactory())
+        selectors.account_for_user(make_user())
 
 
 @pytest.mark.parametrize(
@@ -45,7 +45,7 @@ def test_account_for_user() -> None:
     ],
 )
 def test_trading_check_refusals(changes: dict[str, object], error: str) -> None:
-    account = BrokerageAccountFactory(**{"status": Status.ACTIVE, **changes})
+    account = make_account(**{"status": Status.ACTIVE, **changes})
     with pytest.raises(BusinessRuleViolation) as info:
         selectors.account_trading_check(account)
     assert info.value.error == error
@@ -56,11 +56,13 @@ def test_trading_check_passes_for_active_unblocked_account() -> None:
 
 
 def test_status_set_is_audited_with_event_and_refuses_forbidden_transitions() -> None:
-    account = BrokerageAccountFactory(status=Status.APPROVED)
-    actor = UserFactory(is_staff=True)
+    account = make_account(status=Status.APPROVED)
+    actor = make_user(is_staff=True)
     updated = services.account_status_set(account=account, status=Status.ACTIVE, actor=actor, reason="kyc ok")
     assert updated.status == Status.ACTIVE
     audit = AuditRecord.objects.get(action="account.status_changed")
+    assert audit.before is not None
+    assert audit.after is not None
     assert audit.before["status"] == "APPROVED"
     assert audit.after["status"] == "ACTIVE"
     assert audit.actor_id == str(actor.pk)
