@@ -27,6 +27,7 @@ from django.db import IntegrityError, transaction
 
 from apps.core import events
 from apps.core.consumers import MessageMeta
+from apps.core.errors import NotFound
 from apps.core.fields import format_decimal
 from apps.core.outbox import aggregate_next_sequence
 from apps.orders.models import Fill, Order, TradeUpdate
@@ -124,10 +125,13 @@ def _release(order: Order) -> None:
     if order.parent_id is not None:
         return  # legs hold nothing: they exit the shares their entry bought
     settlement = _settlement()
-    if order.side == Order.Side.BUY:
-        settlement.hold_release(order_id=str(order.id))
-    else:
-        settlement.shares_release(order_id=str(order.id))
+    try:
+        if order.side == Order.Side.BUY:
+            settlement.hold_release(order_id=str(order.id))
+        else:
+            settlement.shares_release(order_id=str(order.id))
+    except NotFound:
+        return  # nothing was held for it (e.g. an order written before holds existed): nothing to release
 
 
 def _touch(order: Order, ts: datetime, *fields: str) -> None:
