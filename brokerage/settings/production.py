@@ -21,3 +21,6 @@ CSRF_COOKIE_SECURE = True
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
+# API-key secrets are HMAC'd with this pepper; mail must go to a real backend.
+ACCOUNTS_API_KEY_PEPPER = env.str("ACCOUNTS_API_KEY_PEPPER")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")

@@ -14,7 +14,7 @@ def _check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "FIELD_"))} | env,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "FIELD_", "ACCOUNTS_"))} | env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -30,6 +30,7 @@ def test_check_deploy_has_no_warnings_under_production_settings() -> None:
             "DJANGO_ALLOWED_HOSTS": "api.example.com",
             "DATABASE_URL": "postgres://app:secret@db.internal:5432/brokerage",
             "FIELD_ENCRYPTION_KEYS": "bm90LWEtcmVhbC1rZXktYnV0LTMyLWJ5dGVzLWxvbmc=",
+            "ACCOUNTS_API_KEY_PEPPER": "pepper-from-the-secrets-manager",
         }
     )
     assert result.returncode == 0, result.stdout + result.stderr
