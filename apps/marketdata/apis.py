@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.permissions import HasScope
 from apps.core.errors import NotFound, ServiceUnavailable, ValidationError
 from apps.marketdata import selectors, shapes
 from apps.marketdata.cache import RedisUnavailable
@@ -62,12 +63,15 @@ class SymbolsField(serializers.CharField):
 
 
 class MarketDataPermission(BasePermission):
-    """Authenticated callers; ``MARKETDATA_REST_PUBLIC`` opens market data to anyone (demo deployments)."""
+    """Callers with the ``read`` scope (sessions have every scope); ``MARKETDATA_REST_PUBLIC`` opens market data
+    to anyone (demo deployments)."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
         if getattr(settings, "MARKETDATA_REST_PUBLIC", False):
             return AllowAny().has_permission(request, view)
-        return IsAuthenticated().has_permission(request, view)
+        return IsAuthenticated().has_permission(request, view) and HasScope("read")().has_permission(
+            request, view
+        )
 
 
 def _validated(serializer_class: type[serializers.Serializer[Any]], data: Any) -> dict[str, Any]:
