@@ -182,7 +182,7 @@ def run(round: int, case: Case, config: Config) -> dict[str, float]:
     for kind, samples in sorted(by_kind.items()):
         samples.sort()
         metrics[f"p99_us_{KIND_NAMES[kind]}"] = percentile_us(samples, 0.99)
-    if case.variant == "timer-floor":
+    if case.variant == "machine-floor":
         return metrics
     metrics["eq_filled_shares"] = filled
     metrics["eq_resting"] = resting
