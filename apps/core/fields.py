@@ -24,6 +24,10 @@ def parse_exact_decimal(value: Any) -> Decimal:
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, Decimal):
+        from apps.core.parsers import ExponentDecimal
+
+        if isinstance(value, ExponentDecimal):
+            raise ValueError("exponent notation is not accepted; write the number out in full")
         if not value.is_finite():
             raise ValueError("must be finite")
         return value

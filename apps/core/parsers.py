@@ -24,6 +24,16 @@ class DuplicateKeyError(ValueError):
     pass
 
 
+class ExponentDecimal(Decimal):
+    """A JSON number written with an exponent (``1e3``): exact, but refused by money fields."""
+
+
+def _parse_number(text: str) -> Decimal:
+    if "e" in text or "E" in text:
+        return ExponentDecimal(text)
+    return Decimal(text)
+
+
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
@@ -65,7 +75,7 @@ def loads_strict(raw: bytes | str) -> Any:
     try:
         value = json.loads(
             text,
-            parse_float=Decimal,
+            parse_float=_parse_number,
             parse_int=int,
             parse_constant=_reject_constant,
             object_pairs_hook=_reject_duplicates,

@@ -66,6 +66,8 @@ def test_decimal_field_accepts(value: object, expected: Decimal) -> None:
     ("value", "code"),
     [
         pytest.param("1e3", "invalid", id="exponent"),
+        pytest.param(loads_strict(b"[1e3]")[0], "invalid", id="exponent-json-number"),
+        pytest.param(loads_strict(b"[1.5E-2]")[0], "invalid", id="exponent-json-number-fraction"),
         pytest.param("1_000", "invalid", id="underscore"),
         pytest.param("１２", "invalid", id="fullwidth-digits"),
         pytest.param("٣", "invalid", id="arabic-indic-digit"),
