@@ -341,3 +341,25 @@ class RealizedGain(models.Model):
 
     def __str__(self) -> str:
         return f"{self.lot_id} {self.qty} gain {self.gain}"
+
+
+class ReconciliationReport(models.Model):
+    """One run of one reconciliation job; ``breaks`` lists every classified difference found."""
+
+    class Status(models.TextChoices):
+        CLEAN = "clean"
+        BREAKS = "breaks"
+
+    id = models.BigAutoField(primary_key=True)
+    job = models.CharField(max_length=40)
+    run_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=8, choices=Status.choices)
+    breaks = models.JSONField(default=list, blank=True)
+    halted_accounts = models.JSONField(default=list, blank=True)
+    resolved = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["job", "-run_at"], name="settlement_recon_job_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.job} {self.run_at:%Y-%m-%d %H:%M} {self.status}"

@@ -17,3 +17,13 @@ def settlement_run_due(as_of: str | None = None) -> int:
     """Settle every trade due on or before ``as_of`` (ISO date; default today in New York)."""
     day = date.fromisoformat(as_of) if as_of else trade_date_of(timezone.now())
     return settlement_run(as_of=day)
+
+
+@shared_task(  # type: ignore[untyped-decorator]
+    name="apps.settlement.tasks.reconciliation_run_all", acks_late=True, reject_on_worker_lost=True
+)
+def reconciliation_run_all_task() -> dict[str, str]:
+    """Run every reconciliation job; returns job -> status. Each run writes its own report."""
+    from apps.settlement.reconciliation import reconciliation_run_all
+
+    return {r.job: r.status for r in reconciliation_run_all()}

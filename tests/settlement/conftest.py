@@ -18,5 +18,13 @@ def books_assert_sound() -> None:
 @pytest.fixture(autouse=True)
 def _books_sound_after(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    if request.node.get_closest_marker("django_db") is not None:
+    if (
+        request.node.get_closest_marker("django_db") is not None
+        and "books_broken" not in request.fixturenames
+    ):
         books_assert_sound()
+
+
+@pytest.fixture
+def books_broken() -> None:
+    """Request this in a test that deliberately corrupts the books (skips the soundness check after it)."""

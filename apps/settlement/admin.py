@@ -1,0 +1,127 @@
+"""Back-office views of the ledger. Ledger rows are read-only here (history is immutable; corrections are
+reversing entries through services). Fee schedules are configuration operations may add (new versions only).
+Reconciliation reports can be re-run on demand from the admin action."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from apps.settlement.models import (
+    CashHold,
+    FeeRule,
+    JournalEntry,
+    LedgerAccount,
+    Posting,
+    ReconciliationReport,
+    SettlementObligation,
+    ShareReservation,
+    TaxLot,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin[Any]):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class PostingInline(admin.TabularInline[Posting, JournalEntry]):
+    model = Posting
+    extra = 0
+    can_delete = False
+    readonly_fields = ("ledger_account", "asset", "amount")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(JournalEntry)
+class JournalEntryAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "entry_type",
+        "source_type",
+        "source_id",
+        "account",
+        "effective_date",
+        "occurred_at",
+    )
+    list_filter = ("entry_type", "effective_date")
+    search_fields = ("source_id", "account__account_number")
+    inlines = [PostingInline]
+
+
+@admin.register(LedgerAccount)
+class LedgerAccountAdmin(ReadOnlyAdmin):
+    list_display = ("id", "account", "kind", "asset", "balance", "updated_at")
+    list_filter = ("kind",)
+    search_fields = ("account__account_number", "asset")
+
+
+@admin.register(CashHold)
+class CashHoldAdmin(ReadOnlyAdmin):
+    list_display = ("order_id", "account", "amount", "remaining", "unsettled_remaining")
+    search_fields = ("order_id",)
+
+
+@admin.register(ShareReservation)
+class ShareReservationAdmin(ReadOnlyAdmin):
+    list_display = ("order_id", "account", "symbol", "qty", "remaining")
+    search_fields = ("order_id", "symbol")
+
+
+@admin.register(SettlementObligation)
+class SettlementObligationAdmin(ReadOnlyAdmin):
+    list_display = ("id", "account", "kind", "asset", "amount", "trade_date", "settle_date", "settled_at")
+    list_filter = ("settle_date", "kind")
+
+
+@admin.register(TaxLot)
+class TaxLotAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "account",
+        "symbol",
+        "acquired_date",
+        "qty",
+        "remaining",
+        "cost_basis",
+        "remaining_cost",
+    )
+    search_fields = ("symbol", "account__account_number")
+
+
+@admin.register(FeeRule)
+class FeeRuleAdmin(admin.ModelAdmin[FeeRule]):
+    list_display = ("code", "effective_from", "active", "side", "rate", "per_share", "min_fee", "max_fee")
+    list_filter = ("code",)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None  # versions are added, never edited (past fills were charged by them)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ReconciliationReport)
+class ReconciliationReportAdmin(ReadOnlyAdmin):
+    list_display = ("id", "job", "run_at", "status", "resolved")
+    list_filter = ("job", "status", "resolved")
+    actions = ["rerun"]
+
+    @admin.action(description="Re-run the selected jobs now")
+    def rerun(self, request: HttpRequest, queryset: QuerySet[ReconciliationReport]) -> None:
+        from apps.settlement.reconciliation import reconciliation_run
+
+        for job in sorted(set(queryset.values_list("job", flat=True))):
+            report = reconciliation_run(job=job)
+            self.message_user(request, f"{job}: {report.status}", messages.INFO)
