@@ -289,6 +289,13 @@ SANCTIONS_REVIEW_THRESHOLD = env.int("SANCTIONS_REVIEW_THRESHOLD", default=88)
 TRANSFER_LARGE_WITHDRAWAL_AMOUNT = env.str("TRANSFER_LARGE_WITHDRAWAL_AMOUNT", default="25000")
 # Seconds between simulated ACH steps (QUEUED -> PENDING -> COMPLETE); small locally so demos finish quickly.
 TRANSFER_SIMULATION_STEP_SECONDS = env.int("TRANSFER_SIMULATION_STEP_SECONDS", default=2)
+# Periodic kyc tasks (merged into any schedule defined above): weekly sanctions re-screen against the configured
+# list, and a sweep that advances simulated transfers whose Celery chain was lost.
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "kyc-sanctions-rescreen": {"task": "apps.kyc.tasks.sanctions_rescreen", "schedule": 7 * 24 * 3600.0},
+    "kyc-transfers-sweep": {"task": "apps.kyc.tasks.transfers_sweep", "schedule": 60.0},
+}
 
 # --- Market data (apps.marketdata) ---------------------------------------------------------------------
 # Browser origins allowed on the data stream (/v2/{feed}); connections without an Origin header are programs.
