@@ -295,6 +295,10 @@ CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
     "kyc-sanctions-rescreen": {"task": "apps.kyc.tasks.sanctions_rescreen", "schedule": 7 * 24 * 3600.0},
     "kyc-transfers-sweep": {"task": "apps.kyc.tasks.transfers_sweep", "schedule": 60.0},
+    # Settlement is idempotent, so running it often just moves whatever became due (T+1) without delay.
+    "settlement-run-due": {"task": "apps.settlement.tasks.settlement_run_due", "schedule": 300.0},
+    # Reconciliation proves the books hourly; each run writes a report and halts accounts with breaks.
+    "settlement-reconciliation": {"task": "apps.settlement.tasks.reconciliation_run_all", "schedule": 3600.0},
 }
 
 # --- Market data (apps.marketdata) ---------------------------------------------------------------------
