@@ -57,7 +57,12 @@ pytest: venv
 	REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/9 CELERY_BROKER_URL=redis://127.0.0.1:$(REDIS_PORT)/10 \
 	$(VENV)/bin/pytest
 
-test: venv services lint typecheck migrations-check pytest
+test: venv services lint typecheck migrations-check deploy-checks pytest
+
+# Dockerfile lint, offline CDK synth, cfn-lint and checkov (own venv .run/deploy-venv; no AWS credentials).
+.PHONY: deploy-checks
+deploy-checks:
+	scripts/deploy_checks.sh
 
 bench: venv services
 	$(PY) -m bench

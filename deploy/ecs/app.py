@@ -17,12 +17,11 @@ import aws_cdk as cdk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the stacks package sits beside app.py
 
-from stacks.allowlist import CheckovAllowList  # noqa: E402
-from stacks.config import PlatformConfig  # noqa: E402
-from stacks.data import DataStack  # noqa: E402
-from stacks.network import NetworkStack  # noqa: E402
-from stacks.platform import PlatformStack  # noqa: E402
-
+from stacks.allowlist import CheckovAllowList
+from stacks.config import PlatformConfig
+from stacks.data import DataStack
+from stacks.network import NetworkStack
+from stacks.platform import PlatformStack
 
 HERE = Path(__file__).resolve().parent
 

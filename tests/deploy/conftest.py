@@ -92,27 +92,27 @@ def streaming_replica(django_db_blocker: Any) -> Iterator[dict[str, str]]:
     )
     _psql(f"DROP DATABASE IF EXISTS {RT_DB} WITH (FORCE)")
     _psql(f"CREATE DATABASE {RT_DB} OWNER brokerage")
-    _stop_standby()
-    shutil.rmtree(REPLICA_DIR, ignore_errors=True)
-    REPLICA_DIR.mkdir(parents=True)
-    shutil.chown(REPLICA_DIR, "postgres", "postgres")
-    data, sock = REPLICA_DIR / "data", REPLICA_DIR / "socket"
-    _as_postgres("mkdir", "-m", "700", str(sock))
-    _as_postgres(
-        str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(PRIMARY_PORT), "-U", REPLICATOR,
-        "-D", str(data), "-R", "-X", "stream", "-c", "fast", "--no-sync",
-        env={"PGPASSWORD": REPLICATOR_PASSWORD},
-    )  # fmt: skip
-    matched = " ".join(f"-c {name}={_psql(f'SHOW {name}').strip()}" for name in STANDBY_MUST_MATCH)
-    _as_postgres(
-        str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(REPLICA_DIR / "standby.log"), "-w", "-t", "60",
-        "-o", f"-p {REPLICA_PORT} -k {sock} -c listen_addresses=127.0.0.1 -c hot_standby=on "
-        f"-c shared_buffers=32MB {matched}",
-        "start",
-    )  # fmt: skip
-    connections.settings["rt_primary"] = _alias_settings(PRIMARY_PORT)
-    connections.settings["rt_replica"] = _alias_settings(REPLICA_PORT)
     try:
+        _stop_standby()
+        shutil.rmtree(REPLICA_DIR, ignore_errors=True)
+        REPLICA_DIR.mkdir(parents=True)
+        shutil.chown(REPLICA_DIR, "postgres", "postgres")
+        data, sock = REPLICA_DIR / "data", REPLICA_DIR / "socket"
+        _as_postgres("mkdir", "-m", "700", str(sock))
+        _as_postgres(
+            str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(PRIMARY_PORT), "-U", REPLICATOR,
+            "-D", str(data), "-R", "-X", "stream", "-c", "fast", "--no-sync",
+            env={"PGPASSWORD": REPLICATOR_PASSWORD},
+        )  # fmt: skip
+        matched = " ".join(f"-c {name}={_psql(f'SHOW {name}').strip()}" for name in STANDBY_MUST_MATCH)
+        _as_postgres(
+            str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(REPLICA_DIR / "standby.log"), "-w", "-t", "60",
+            "-o", f"-p {REPLICA_PORT} -k {sock} -c listen_addresses=127.0.0.1 -c hot_standby=on "
+            f"-c shared_buffers=32MB {matched}",
+            "start",
+        )  # fmt: skip
+        connections.settings["rt_primary"] = _alias_settings(PRIMARY_PORT)
+        connections.settings["rt_replica"] = _alias_settings(REPLICA_PORT)
         with django_db_blocker.unblock():
             from django.contrib.contenttypes.models import ContentType
 
@@ -122,9 +122,10 @@ def streaming_replica(django_db_blocker: Any) -> Iterator[dict[str, str]]:
             yield {"primary": "rt_primary", "replica": "rt_replica", "replica_socket": str(sock)}
     finally:
         for alias in ("rt_primary", "rt_replica"):
-            connections[alias].close()
-            del connections[alias]
-            connections.settings.pop(alias, None)
+            if alias in connections.settings:
+                connections[alias].close()
+                del connections[alias]
+                connections.settings.pop(alias)
         _stop_standby()
         shutil.rmtree(REPLICA_DIR, ignore_errors=True)
         _psql(f"DROP DATABASE IF EXISTS {RT_DB} WITH (FORCE)")

@@ -25,7 +25,7 @@ KAFKA_VERSION = "3.9.x"  # newest MSK provisioned version at the time of writing
 KAFKA_BROKERS = 3
 
 
-class DataStack(cdk.Stack):
+class DataStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside the deploy venv
     def __init__(
         self, scope: Construct, construct_id: str, *, vpc: ec2.IVpc, app_sg: ec2.ISecurityGroup, **kwargs: Any
     ) -> None:
@@ -55,14 +55,20 @@ class DataStack(cdk.Stack):
         )
 
         # --- PostgreSQL: primary (Multi-AZ) + read replica ------------------------------------------------
-        self.db_sg = ec2.SecurityGroup(self, "DbSg", vpc=vpc, description="RDS PostgreSQL", allow_all_outbound=False)
+        self.db_sg = ec2.SecurityGroup(
+            self, "DbSg", vpc=vpc, description="RDS PostgreSQL", allow_all_outbound=False
+        )
         self.db_sg.add_ingress_rule(app_sg, ec2.Port.tcp(5432), "app tasks")
         engine = rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_15_17)
         parameters = rds.ParameterGroup(
             self,
             "DbParams",
             engine=engine,
-            parameters={"rds.force_ssl": "1", "log_min_duration_statement": "500", "hot_standby_feedback": "1"},
+            parameters={
+                "rds.force_ssl": "1",
+                "log_min_duration_statement": "500",
+                "hot_standby_feedback": "1",
+            },
         )
         instance_type = ec2.InstanceType.of(ec2.InstanceClass.R6G, ec2.InstanceSize.LARGE)
         common: dict[str, Any] = {
@@ -127,7 +133,9 @@ class DataStack(cdk.Stack):
         self.db_secret: sm.ISecret = self.db.secret
 
         # --- Redis: ElastiCache replication group (primary + replica, automatic failover) ----------------
-        self.redis_sg = ec2.SecurityGroup(self, "RedisSg", vpc=vpc, description="ElastiCache", allow_all_outbound=False)
+        self.redis_sg = ec2.SecurityGroup(
+            self, "RedisSg", vpc=vpc, description="ElastiCache", allow_all_outbound=False
+        )
         self.redis_sg.add_ingress_rule(app_sg, ec2.Port.tcp(6379), "app tasks")
         redis_subnets = elasticache.CfnSubnetGroup(
             self,
@@ -156,7 +164,9 @@ class DataStack(cdk.Stack):
         )
 
         # --- Kafka: MSK, 3 brokers over the AZs, TLS only, RF 3 / min ISR 2 --------------------------------
-        self.kafka_sg = ec2.SecurityGroup(self, "KafkaSg", vpc=vpc, description="MSK", allow_all_outbound=False)
+        self.kafka_sg = ec2.SecurityGroup(
+            self, "KafkaSg", vpc=vpc, description="MSK", allow_all_outbound=False
+        )
         self.kafka_sg.add_ingress_rule(app_sg, ec2.Port.tcp(9094), "app tasks (TLS)")
         kafka_config = msk.CfnConfiguration(
             self,
@@ -192,7 +202,9 @@ class DataStack(cdk.Stack):
                 ),
             ),
             encryption_info=msk.CfnCluster.EncryptionInfoProperty(
-                encryption_at_rest=msk.CfnCluster.EncryptionAtRestProperty(data_volume_kms_key_id=self.key.key_arn),
+                encryption_at_rest=msk.CfnCluster.EncryptionAtRestProperty(
+                    data_volume_kms_key_id=self.key.key_arn
+                ),
                 encryption_in_transit=msk.CfnCluster.EncryptionInTransitProperty(
                     client_broker="TLS", in_cluster=True
                 ),

@@ -20,7 +20,13 @@ def logs_key(stack: cdk.Stack, construct_id: str) -> kms.Key:
     key = kms.Key(stack, construct_id, enable_key_rotation=True, description="brokerage log groups")
     key.add_to_resource_policy(
         iam.PolicyStatement(
-            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+            actions=[
+                "kms:Encrypt*",
+                "kms:Decrypt*",
+                "kms:ReEncrypt*",
+                "kms:GenerateDataKey*",
+                "kms:Describe*",
+            ],
             principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
             resources=["*"],
         )
@@ -28,7 +34,7 @@ def logs_key(stack: cdk.Stack, construct_id: str) -> kms.Key:
     return key
 
 
-class NetworkStack(cdk.Stack):
+class NetworkStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside the deploy venv
     def __init__(self, scope: Construct, construct_id: str, *, azs: list[str], **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         # AZs are named explicitly (from the region) so synth never needs an account lookup.
@@ -43,7 +49,9 @@ class NetworkStack(cdk.Stack):
                 ec2.SubnetConfiguration(
                     name="app", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20
                 ),
-                ec2.SubnetConfiguration(name="data", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24),
+                ec2.SubnetConfiguration(
+                    name="data", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24
+                ),
             ],
             restrict_default_security_group=True,
         )

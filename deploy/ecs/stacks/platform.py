@@ -18,6 +18,7 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_ec2 as ec2
@@ -31,7 +32,6 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as sm
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
-from aws_cdk import aws_certificatemanager as acm
 from constructs import Construct
 
 from stacks.config import PlatformConfig, ProcessSpec
@@ -41,7 +41,7 @@ from stacks.network import NetworkStack
 METRIC_NAMESPACE = "Brokerage"
 
 
-class PlatformStack(cdk.Stack):
+class PlatformStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside the deploy venv
     def __init__(
         self,
         scope: Construct,
@@ -63,10 +63,18 @@ class PlatformStack(cdk.Stack):
         self.app_sg = network.app_sg
         self.alb_sg = network.alb_sg
 
-        self.log_key = kms.Key(self, "LogKey", enable_key_rotation=True, description="brokerage logs and alarms")
+        self.log_key = kms.Key(
+            self, "LogKey", enable_key_rotation=True, description="brokerage logs and alarms"
+        )
         self.log_key.add_to_resource_policy(
             iam.PolicyStatement(
-                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                actions=[
+                    "kms:Encrypt*",
+                    "kms:Decrypt*",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                    "kms:Describe*",
+                ],
                 principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
                 resources=["*"],
             )
@@ -199,7 +207,9 @@ class PlatformStack(cdk.Stack):
             iam.PolicyStatement(
                 actions=["kms:Decrypt"],
                 resources=[self.data.key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{self.region}.amazonaws.com"}},
+                conditions={
+                    "StringEquals": {"kms:ViaService": f"secretsmanager.{self.region}.amazonaws.com"}
+                },
             )
         )
         # Read-only root filesystem; /tmp is a task-local scratch volume (beat schedule, temp files).
@@ -235,7 +245,9 @@ class PlatformStack(cdk.Stack):
             port_mappings=[ecs.PortMapping(container_port=spec.port)] if spec.port else [],
             essential=True,
         )
-        container.add_mount_points(ecs.MountPoint(container_path="/tmp", source_volume="tmp", read_only=False))
+        container.add_mount_points(
+            ecs.MountPoint(container_path="/tmp", source_volume="tmp", read_only=False)  # noqa: S108 (task-local volume)
+        )
         service = ecs.FargateService(
             self,
             f"{spec.name}-service",
@@ -416,7 +428,9 @@ class PlatformStack(cdk.Stack):
         )
         self._alarm(
             "ReplicaLag",
-            metric=self.data.replica.metric("ReplicaLag", statistic="Maximum", period=cdk.Duration.minutes(1)),
+            metric=self.data.replica.metric(
+                "ReplicaLag", statistic="Maximum", period=cdk.Duration.minutes(1)
+            ),
             threshold=30,
             evaluation_periods=5,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
