@@ -249,7 +249,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--rate", type=float, default=2000.0)
+    parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--snapshot-every", type=int, default=5000)
     args = parser.parse_args()

@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import FrameType
@@ -335,6 +336,8 @@ class EngineRunner:
         self.states: dict[int, PartitionState] = {}
         self.stats = RunStats()
         self._consumer: Consumer | None = None
+        self._pool = ThreadPoolExecutor(max_workers=len(self.partitions), thread_name_prefix="engine-txn")
+        self._stats_lock = threading.Lock()
         self._commands_physical = kafka.topic_name(self.topics.commands)
 
     # -- lifecycle
@@ -436,8 +439,12 @@ class EngineRunner:
                         logger.warning("engine consume error", extra={"error": str(err)})
                         continue
                     by_partition.setdefault(msg.partition() or 0, []).append(msg)
-                for p in sorted(by_partition):
-                    self._process_batch(self.states[p], by_partition[p])
+                jobs = [self._prepare(self.states[p], by_partition[p]) for p in sorted(by_partition)]
+                ready = [job for job in jobs if job is not None]
+                if len(ready) > 1:  # partitions commit independently: overlap their broker round trips
+                    list(self._pool.map(self._commit, ready))
+                elif ready:
+                    self._commit(ready[0])
         finally:
             self.shutdown()
         return self.stats
@@ -466,12 +473,16 @@ class EngineRunner:
                 logger.exception("engine final snapshot failed", extra={"partition": state.partition})
         self._consumer.close()
         self._consumer = None
+        self._pool.shutdown(wait=True)
         logger.info(
             "engine stopped", extra={"partitions": self.partitions, "processed": self.stats.processed}
         )
 
     # -- processing
-    def _process_batch(self, state: PartitionState, msgs: list[Message]) -> None:
+    def _prepare(
+        self, state: PartitionState, msgs: list[Message]
+    ) -> tuple[PartitionState, list[Output], bool] | None:
+        """Apply a partition's batch; return what its transaction must hold (None: pure replay)."""
         outputs: list[Output] = []
         for msg in msgs:
             offset = msg.offset()
@@ -480,8 +491,11 @@ class EngineRunner:
                 continue  # already applied (a fetch from before a re-seek)
             outputs.extend(self._apply(state, msg, offset))
         if state.position <= state.resume_at:
-            return  # pure replay: nothing to publish and no offset may move backwards
-        snapshot = state.since_snapshot >= self.snapshot_every
+            return None  # pure replay: nothing to publish and no offset may move backwards
+        return state, outputs, state.since_snapshot >= self.snapshot_every
+
+    def _commit(self, job: tuple[PartitionState, list[Output], bool]) -> None:
+        state, outputs, snapshot = job
         try:
             self._transaction(state, outputs, snapshot=snapshot)
         except KafkaException as exc:
@@ -531,12 +545,13 @@ class EngineRunner:
             30,
         )
         producer.commit_transaction(30)
-        self.stats.transactions += 1
-        self.stats.outputs += len(outputs)
         if snapshot:
             state.since_snapshot = 0
             state.snapshot_seq = state.engine.last_seq
-            self.stats.snapshots += 1
+        with self._stats_lock:
+            self.stats.transactions += 1
+            self.stats.outputs += len(outputs)
+            self.stats.snapshots += int(snapshot)
 
     @staticmethod
     def _produce(producer: Producer, out: Output) -> None:
