@@ -19,6 +19,31 @@
 set -euo pipefail
 cd /app 2>/dev/null || cd "$(dirname "$0")/.."
 
+# On ECS the connection parts arrive separately (endpoints as env, credentials as ECS secrets); Django reads
+# URLs. Compose them here, percent-encoding the credentials. Set DATABASE_URL etc. directly to skip this.
+compose_urls() {
+    python - <<'PY'
+import os
+from urllib.parse import quote
+
+e = os.environ
+out = {}
+if not e.get("DATABASE_URL") and e.get("DATABASE_HOST"):
+    cred = f"{quote(e['DATABASE_USER'], safe='')}:{quote(e['DATABASE_PASSWORD'], safe='')}"
+    tail = f"{e.get('DATABASE_PORT', '5432')}/{e.get('DATABASE_NAME', 'brokerage')}?sslmode=require"
+    out["DATABASE_URL"] = f"postgres://{cred}@{e['DATABASE_HOST']}:{tail}"
+    if e.get("DATABASE_REPLICA_HOST") and not e.get("DATABASE_REPLICA_URL"):
+        out["DATABASE_REPLICA_URL"] = f"postgres://{cred}@{e['DATABASE_REPLICA_HOST']}:{tail}"
+if not e.get("REDIS_URL") and e.get("REDIS_HOST"):
+    base = f"rediss://:{quote(e.get('REDIS_AUTH_TOKEN', ''), safe='')}@{e['REDIS_HOST']}:{e.get('REDIS_PORT', '6379')}"
+    out["REDIS_URL"] = f"{base}/0"
+    out.setdefault("CELERY_BROKER_URL", f"{base}/1")
+for key, value in out.items():
+    print(f"export {key}='{value}'")
+PY
+}
+eval "$(compose_urls)"
+
 role="${1:-web}"
 [[ $# -gt 0 ]] && shift
 
