@@ -17,41 +17,58 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 PDF = b"%PDF-1.7\n" + b"0" * 64
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class UserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
         model = User
 
-    email = factory.Sequence(lambda n: f"kyc-customer{n}@example.com")
-    username = factory.LazyAttribute(lambda o: o.email)
+    email = factory.Sequence(lambda n: f"kyc-customer{n}@example.com")  # type: ignore[attr-defined,no-untyped-call]
+    username = factory.LazyAttribute(lambda o: o.email)  # type: ignore[attr-defined,no-untyped-call]
 
 
 class StaffFactory(UserFactory):
-    email = factory.Sequence(lambda n: f"officer{n}@example.com")
+    email = factory.Sequence(lambda n: f"officer{n}@example.com")  # type: ignore[attr-defined,no-untyped-call]
     is_staff = True
 
 
-class AccountFactory(factory.django.DjangoModelFactory):
+class AccountFactory(factory.django.DjangoModelFactory[BrokerageAccount]):
     class Meta:
         model = BrokerageAccount
 
-    owner = factory.SubFactory(UserFactory)
-    account_number = factory.Sequence(lambda n: f"KY{n:010d}")
+    owner = factory.SubFactory(UserFactory)  # type: ignore[attr-defined,no-untyped-call]
+    account_number = factory.Sequence(lambda n: f"KY{n:010d}")  # type: ignore[attr-defined,no-untyped-call]
     status = BrokerageAccount.Status.ONBOARDING
 
 
-class TransferFactory(factory.django.DjangoModelFactory):
+class TransferFactory(factory.django.DjangoModelFactory[Transfer]):
     """A completed cash deposit by default (history for the AML rules)."""
 
     class Meta:
         model = Transfer
 
-    account = factory.SubFactory(AccountFactory, status=BrokerageAccount.Status.ACTIVE)
+    account = factory.SubFactory(AccountFactory, status=BrokerageAccount.Status.ACTIVE)  # type: ignore[attr-defined,no-untyped-call]
     direction = Transfer.Direction.INCOMING
     type = Transfer.Type.ACH
     status = Transfer.Status.COMPLETE
     amount = Decimal("1000")
-    requested_by = factory.LazyAttribute(lambda o: o.account.owner)
-    completed_at = factory.LazyFunction(timezone.now)
+    requested_by = factory.LazyAttribute(lambda o: o.account.owner)  # type: ignore[attr-defined,no-untyped-call]
+    completed_at = factory.LazyFunction(timezone.now)  # type: ignore[attr-defined,no-untyped-call]
+
+
+def make_user(**fields: Any) -> User:
+    return UserFactory.create(**fields)
+
+
+def make_staff(**fields: Any) -> User:
+    user: User = StaffFactory.create(**fields)
+    return user
+
+
+def make_account(**fields: Any) -> BrokerageAccount:
+    return AccountFactory.create(**fields)
+
+
+def make_transfer(**fields: Any) -> Transfer:
+    return TransferFactory.create(**fields)
 
 
 def application_payload(

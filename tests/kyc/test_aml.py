@@ -21,7 +21,7 @@ from apps.kyc.services.aml import (
     sar_draft,
     sar_draft_csv,
 )
-from tests.kyc.factories import AccountFactory, StaffFactory, TransferFactory
+from tests.kyc.factories import make_account, make_staff, make_transfer
 
 pytestmark = pytest.mark.django_db
 IN, OUT = Transfer.Direction.INCOMING, Transfer.Direction.OUTGOING
@@ -29,13 +29,13 @@ IN, OUT = Transfer.Direction.INCOMING, Transfer.Direction.OUTGOING
 
 @pytest.fixture
 def account() -> BrokerageAccount:
-    return AccountFactory(status=BrokerageAccount.Status.ACTIVE)
+    return make_account(status=BrokerageAccount.Status.ACTIVE)
 
 
 def _completed(
     account: BrokerageAccount, amount: str, *, ago: timedelta = timedelta(0), direction: str = IN
 ) -> Transfer:
-    transfer = TransferFactory(account=account, amount=Decimal(amount), direction=direction)
+    transfer = make_transfer(account=account, amount=Decimal(amount), direction=direction)
     Transfer.objects.filter(pk=transfer.pk).update(completed_at=timezone.now() - ago)
     transfer.refresh_from_db()
     return transfer
@@ -90,7 +90,7 @@ def test_rapid_in_and_out_fires(account: BrokerageAccount) -> None:
 
 
 def test_rapid_in_and_out_quiet_when_traded_or_slow(account: BrokerageAccount) -> None:
-    other = AccountFactory(status=BrokerageAccount.Status.ACTIVE)
+    other = make_account(status=BrokerageAccount.Status.ACTIVE)
     _completed(account, "8000", ago=timedelta(hours=20))
     for i in range(3):  # real trading in between
         aml_trade_observe(
@@ -98,7 +98,7 @@ def test_rapid_in_and_out_quiet_when_traded_or_slow(account: BrokerageAccount) -
             buy_account=account, sell_account=other,
         )  # fmt: skip
     assert aml_transfer_evaluate(transfer=_completed(account, "7900", direction=OUT)) == []
-    slow = AccountFactory(status=BrokerageAccount.Status.ACTIVE)
+    slow = make_account(status=BrokerageAccount.Status.ACTIVE)
     _completed(slow, "8000", ago=timedelta(days=10))
     assert aml_transfer_evaluate(transfer=_completed(slow, "7900", direction=OUT)) == []
 
@@ -117,8 +117,8 @@ def _kyc(account: BrokerageAccount, *, tax_digest: str = "", address: str = "") 
     ],
 )
 def test_wash_trade_between_linked_accounts(link: str) -> None:
-    a = AccountFactory(status=BrokerageAccount.Status.ACTIVE)
-    b = a if link == "same_account" else AccountFactory(status=BrokerageAccount.Status.ACTIVE)
+    a = make_account(status=BrokerageAccount.Status.ACTIVE)
+    b = a if link == "same_account" else make_account(status=BrokerageAccount.Status.ACTIVE)
     if link == "shared_owner":
         _kyc(a, tax_digest="d1")
         _kyc(b, tax_digest="d1")
@@ -138,7 +138,7 @@ def test_wash_trade_between_linked_accounts(link: str) -> None:
 
 
 def test_wash_trade_quiet_between_unrelated_accounts() -> None:
-    a, b = (AccountFactory(status=BrokerageAccount.Status.ACTIVE) for _ in range(2))
+    a, b = (make_account(status=BrokerageAccount.Status.ACTIVE) for _ in range(2))
     _kyc(a, tax_digest="d1", address="1 main st")
     _kyc(b, tax_digest="d2", address="2 elm st")
     AccountDevice.objects.create(account=a, device_key="ip:198.51.100.9")
@@ -210,7 +210,7 @@ def test_case_work_and_sar_draft(account: BrokerageAccount) -> None:
     transfer = _completed(account, "12000")
     aml_transfer_evaluate(transfer=transfer)
     case = AmlCase.objects.get(account=account)
-    officer = StaffFactory()
+    officer = make_staff()
     aml_case_assign(case=case, assignee=officer, actor=officer)
     aml_case_note_add(case=case, author=officer, body="source of funds unclear")
     case.sar_narrative = "Large cash deposit inconsistent with profile."

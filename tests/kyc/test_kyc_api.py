@@ -13,20 +13,19 @@ from rest_framework.test import APIClient
 from apps.accounts.models import AuditRecord, BrokerageAccount
 from apps.core.models import StoredEvent
 from apps.kyc.models import KycApplication, KycDocument, SanctionsScreening
-from tests.kyc.factories import PDF, AccountFactory, application_payload
+from tests.kyc.factories import PDF, application_payload, make_account
 
 pytestmark = pytest.mark.django_db(transaction=False)
 URL = "/v1/accounts/kyc"
 
 
 def _submit(api: APIClient, body: dict[str, Any], key: str | None = None) -> Any:
-    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
-    return api.post(URL, body, format="json", **headers)
+    return api.post(URL, body, format="json", headers={"Idempotency-Key": key} if key else None)
 
 
 @pytest.fixture
 def account(api: APIClient) -> BrokerageAccount:
-    account = AccountFactory()
+    account = make_account()
     api.force_authenticate(user=account.owner)
     return account
 
@@ -101,7 +100,7 @@ def test_pep_disclosure_goes_to_review(api: APIClient, account: BrokerageAccount
     ],
 )
 def test_failed_check_requires_action(
-    api: APIClient, account: BrokerageAccount, override: dict[str, str], reason: str
+    api: APIClient, account: BrokerageAccount, override: dict[str, Any], reason: str
 ) -> None:
     body = _submit(api, application_payload(**override)).json()
     assert (body["status"], body["account_status"], body["review_reasons"]) == (
@@ -208,7 +207,7 @@ def test_tax_id_is_encrypted_at_rest_and_masked_everywhere(
 
 def test_other_customer_cannot_see_my_application(api: APIClient, account: BrokerageAccount) -> None:
     _submit(api, application_payload())
-    other = AccountFactory()
+    other = make_account()
     api.force_authenticate(user=other.owner)
     assert api.get(URL).json()["status"] == "NOT_STARTED"
 

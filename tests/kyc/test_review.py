@@ -13,14 +13,14 @@ from apps.core.datafiles import shared_data_dir
 from apps.core.errors import BusinessRuleViolation, Conflict
 from apps.kyc.models import ComplianceHold, KycApplication, SanctionsScreening
 from apps.kyc.services import kyc
-from tests.kyc.factories import AccountFactory, StaffFactory, application_payload
+from tests.kyc.factories import application_payload, make_account, make_staff
 
 pytestmark = pytest.mark.django_db
 V2024 = shared_data_dir() / "ofac" / "2024-05-03"
 
 
 def _submitted(**payload: Any) -> KycApplication:
-    account = AccountFactory()
+    account = make_account()
     api = APIClient()
     api.force_authenticate(user=account.owner)
     response = api.post("/v1/accounts/kyc", application_payload(**payload), format="json")
@@ -36,7 +36,7 @@ def _held() -> KycApplication:
 
 def test_sanctions_hit_needs_two_different_officers_before_approval() -> None:
     application = _held()
-    first, second = StaffFactory(), StaffFactory()
+    first, second = make_staff(), make_staff()
     with pytest.raises(BusinessRuleViolation, match="two officers"):
         kyc.kyc_application_approve(application=application, actor=first)
     screening = application.screenings.get()
@@ -70,7 +70,7 @@ def test_sanctions_hit_needs_two_different_officers_before_approval() -> None:
 
 def test_confirmed_match_rejects_and_freezes() -> None:
     application = _held()
-    officer = StaffFactory()
+    officer = make_staff()
     kyc.sanctions_match_confirm(screening_row=application.screenings.get(), actor=officer)
     application.refresh_from_db()
     application.account.refresh_from_db()
@@ -83,7 +83,7 @@ def test_confirmed_match_rejects_and_freezes() -> None:
 
 def test_request_information_then_resubmit() -> None:
     application = _submitted(pep=True)
-    officer = StaffFactory()
+    officer = make_staff()
     kyc.kyc_application_request_info(application=application, actor=officer, message="proof of address")
     application.refresh_from_db()
     assert (application.status, application.info_requested) == ("ACTION_REQUIRED", "proof of address")
@@ -97,11 +97,11 @@ def test_request_information_then_resubmit() -> None:
 
 def test_reject_from_queue() -> None:
     application = _submitted(pep=True)
-    kyc.kyc_application_reject(application=application, actor=StaffFactory(), reason="declined")
+    kyc.kyc_application_reject(application=application, actor=make_staff(), reason="declined")
     application.account.refresh_from_db()
     assert application.account.status == "REJECTED"
     with pytest.raises(Conflict):
-        kyc.kyc_application_approve(application=application, actor=StaffFactory())
+        kyc.kyc_application_approve(application=application, actor=make_staff())
 
 
 def test_rescreen_flags_customers_who_now_match(capsys: pytest.CaptureFixture[str]) -> None:
@@ -120,7 +120,7 @@ def test_rescreen_flags_customers_who_now_match(capsys: pytest.CaptureFixture[st
     call_command("sanctions_rescreen", "--list-dir", str(V2024))  # same version again: nothing twice
     assert "screened 0, skipped 2, new matches 0" in capsys.readouterr().out
     # Two officers clear the hit: the re-screen hold is released.
-    row_first, row_second = StaffFactory(), StaffFactory()
+    row_first, row_second = make_staff(), make_staff()
     kyc.sanctions_override_request(screening_row=row, actor=row_first, reason="different person (DOB)")
     kyc.sanctions_override_confirm(screening_row=row, actor=row_second)
     assert not ComplianceHold.objects.filter(released_at=None).exists()
@@ -139,7 +139,7 @@ def test_rescreen_task_uses_the_configured_list(settings: Any) -> None:
 
 def test_admin_review_queue_renders_evidence_without_tax_id(client: Any) -> None:
     application = _held()
-    officer = StaffFactory(is_superuser=True)
+    officer = make_staff(is_superuser=True)
     client.force_login(officer)
     from django_otp.plugins.otp_static.models import (
         StaticDevice,

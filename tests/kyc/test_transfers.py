@@ -15,7 +15,7 @@ from apps.kyc.services.holds import account_freeze, hold_place
 from apps.kyc.services.transfers import transfer_advance, transfer_approve
 from apps.kyc.tasks import transfer_step
 from apps.settlement.selectors import cash_balances
-from tests.kyc.factories import AccountFactory, StaffFactory, application_payload
+from tests.kyc.factories import application_payload, make_account, make_staff
 
 pytestmark = pytest.mark.django_db
 URL = "/v1/transfers"
@@ -24,20 +24,19 @@ Q, P = Transfer.Status.QUEUED, Transfer.Status.PENDING
 
 @pytest.fixture
 def account(api: APIClient) -> BrokerageAccount:
-    account = AccountFactory(status=BrokerageAccount.Status.ACTIVE)
+    account = make_account(status=BrokerageAccount.Status.ACTIVE)
     api.force_authenticate(user=account.owner)
     return account
 
 
 def _post(api: APIClient, body: dict[str, Any], key: str | None = None) -> Any:
-    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
-    return api.post(URL, body, format="json", **headers)
+    return api.post(URL, body, format="json", headers={"Idempotency-Key": key} if key else None)
 
 
 def _run(transfer_id: str) -> str:
     """Drive the simulated network explicitly (what the Celery chain does with delays)."""
     transfer_step(transfer_id, Q)
-    return transfer_step(transfer_id, P)
+    return str(transfer_step(transfer_id, P))
 
 
 def _deposit(api: APIClient, amount: str) -> str:
@@ -49,7 +48,7 @@ def _deposit(api: APIClient, amount: str) -> str:
 
 
 def test_end_to_end_register_kyc_deposit_ledger(api: APIClient) -> None:
-    account = AccountFactory()
+    account = make_account()
     api.force_authenticate(user=account.owner)
     assert (
         api.post("/v1/accounts/kyc", application_payload(), format="json").json()["account_status"]
@@ -136,7 +135,7 @@ def test_holds_block_withdrawals(
 
 
 def test_freeze_blocks_both_directions_and_trading(api: APIClient, account: BrokerageAccount) -> None:
-    officer = StaffFactory()
+    officer = make_staff()
     account_freeze(account=account, actor=officer, reason="investigation")
     account.refresh_from_db()
     assert (account.trading_blocked, account.transfers_blocked) == (True, True)
@@ -163,7 +162,7 @@ def test_large_withdrawal_needs_two_distinct_approvers(
     assert (body["status"], body["requires_approval"]) == ("APPROVAL_PENDING", True)
     transfer = Transfer.objects.get(pk=body["id"])
     assert transfer_step(body["id"], Q) == "APPROVAL_PENDING"  # the simulator cannot bypass approval
-    first, second = StaffFactory(), StaffFactory()
+    first, second = make_staff(), make_staff()
     with pytest.raises(Exception, match="approvers must differ"):
         transfer_approve(transfer=transfer, approver=account.owner)
     transfer_approve(transfer=transfer, approver=first)
@@ -204,7 +203,7 @@ def test_invalid_transfer_bodies(
 
 
 def test_inactive_account_cannot_transfer(api: APIClient) -> None:
-    account = AccountFactory()  # ONBOARDING
+    account = make_account()  # ONBOARDING
     api.force_authenticate(user=account.owner)
     response = _post(api, {"direction": "INCOMING", "amount": "10", "type": "ach"})
     assert (response.status_code, response.json()["error"]) == (403, "account_not_active")
@@ -213,8 +212,58 @@ def test_inactive_account_cannot_transfer(api: APIClient) -> None:
 def test_customer_sees_only_own_transfers(api: APIClient, account: BrokerageAccount) -> None:
     transfer_id = _deposit(api, "10")
     assert [t["id"] for t in api.get(URL).json()] == [transfer_id]
-    other = AccountFactory(status=BrokerageAccount.Status.ACTIVE)
+    other = make_account(status=BrokerageAccount.Status.ACTIVE)
     api.force_authenticate(user=other.owner)
     assert api.get(URL).json() == []
     assert api.get(f"{URL}/{transfer_id}").status_code == 404
     assert api.get(f"{URL}/not-a-uuid").status_code == 404
+
+
+def test_acats_shares_in_and_out(api: APIClient, account: BrokerageAccount) -> None:
+    from apps.settlement.selectors import position
+
+    body = _post(
+        api, {"direction": "INCOMING", "symbol": "AAPL", "qty": "10", "cost_basis": "1500", "type": "acats"}
+    ).json()
+    assert (body["status"], body["qty"], body["amount"]) == ("QUEUED", "10", None)
+    assert _run(body["id"]) == "COMPLETE"
+    held = position(account, "AAPL")
+    assert held is not None
+    assert held.qty == Decimal(10)
+    out = _post(api, {"direction": "OUTGOING", "symbol": "AAPL", "qty": "4", "type": "acats"}).json()
+    assert _run(out["id"]) == "COMPLETE"
+    after = position(account, "AAPL")
+    assert after is not None
+    assert after.qty == Decimal(6)
+    too_many = _post(api, {"direction": "OUTGOING", "symbol": "AAPL", "qty": "7", "type": "acats"}).json()
+    assert (
+        transfer_step(too_many["id"], Q) == "REJECTED"
+    )  # the ledger refuses shares the account does not hold
+
+
+def test_bridge_consumer_enqueues_the_step_chain_on_commit(
+    api: APIClient, account: BrokerageAccount, redis_client: Any, settings: Any
+) -> None:
+    """The ``kyc.transfers`` handler enqueues the Celery chain (to the real Redis broker) only after commit."""
+    import redis as redis_lib
+
+    from apps.core import events
+    from apps.core.consumers import MessageMeta, consumer_get, inbox_apply
+
+    broker = redis_lib.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.delete("compliance")
+    body = _post(api, {"direction": "INCOMING", "amount": "10", "type": "ach"}).json()
+    stored = StoredEvent.objects.get(aggregate_id=body["id"], event_type="transfers.TransferQueued")
+    envelope = events.decode(bytes(stored.body))
+    spec = consumer_get("kyc.transfers")
+    meta = MessageMeta(topic="transfers.events", partition=0, offset=1, key=None)
+    from django.test import TestCase
+
+    with TestCase.captureOnCommitCallbacks(execute=True) as callbacks:
+        assert inbox_apply(spec, envelope, meta) is True
+    assert len(callbacks) == 1
+    assert broker.llen("compliance") == 1  # the chain's first step, routed to the compliance queue
+    assert inbox_apply(spec, envelope, meta) is False  # a redelivered event enqueues nothing more
+    assert broker.llen("compliance") == 1
+    broker.delete("compliance")
+    broker.close()
