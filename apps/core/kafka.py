@@ -77,6 +77,7 @@ def _base_config() -> dict[str, Any]:
     return {
         "bootstrap.servers": conf["BOOTSTRAP_SERVERS"],
         "client.id": conf["CLIENT_ID"],
+        "security.protocol": conf.get("SECURITY_PROTOCOL", "PLAINTEXT"),
     }
 
 

@@ -51,6 +51,24 @@ class RequestContextMiddleware:
         return response
 
 
+class HealthProbeMiddleware:
+    """Answers /healthz and /readyz before host validation.
+
+    Load-balancer probes address the task by IP, which is not in ALLOWED_HOSTS; the probes reveal nothing and
+    change nothing, so they are served without ``request.get_host()`` ever being called.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method in ("GET", "HEAD") and request.path in ("/healthz", "/readyz"):
+            from apps.core import health
+
+            return health.healthz(request) if request.path == "/healthz" else health.readyz(request)
+        return self.get_response(request)
+
+
 class MetricsMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apps.core.middleware.RequestContextMiddleware",
+    "apps.core.middleware.HealthProbeMiddleware",
     "apps.core.middleware.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -195,6 +196,8 @@ KAFKA = {
     "TOPICS_FILE": env.path("KAFKA_TOPICS_FILE", default=CONFIG_DIR / "kafka" / "topics.toml"),
     "CLIENT_ID": env.str("KAFKA_CLIENT_ID", default="brokerage"),
     "REQUEST_TIMEOUT_MS": env.int("KAFKA_REQUEST_TIMEOUT_MS", default=10000),
+    # PLAINTEXT locally; SSL on MSK (TLS-only). Passed to every client as security.protocol.
+    "SECURITY_PROTOCOL": env.str("KAFKA_SECURITY_PROTOCOL", default="PLAINTEXT"),
 }
 OUTBOX_RELAY = {
     "BATCH_SIZE": env.int("OUTBOX_RELAY_BATCH_SIZE", default=500),

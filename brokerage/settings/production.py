@@ -11,6 +11,10 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS")
+if DATABASE_REPLICA_URL:  # noqa: F405 - the read replica (see brokerage.db_router)
+    from brokerage.db_router import replica_database
+
+    DATABASES["replica"] = replica_database(DATABASE_REPLICA_URL, primary=DATABASES["default"])  # noqa: F405
 
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
 # The load balancer terminates TLS and forwards the original scheme.

@@ -61,6 +61,13 @@ def test_dead_dependency_answers_fast_then_trips_the_breaker(client: Client) -> 
     # "circuit open" means the check was not even attempted: no connection timeout to wait for.
 
 
+def test_probes_answer_for_hosts_outside_allowed_hosts(client: Client) -> None:
+    # An ALB health check addresses the task by its private IP.
+    assert client.get("/healthz", HTTP_HOST="10.0.3.17:8000").status_code == 200
+    assert client.get("/readyz", HTTP_HOST="10.0.3.17:8000").status_code == 200
+    assert client.get("/v2/clock", HTTP_HOST="10.0.3.17:8000").status_code == 400
+
+
 def test_readiness_goes_false_when_draining(client: Client) -> None:
     health.draining_begin()
     response = client.get("/readyz")
@@ -70,6 +77,6 @@ def test_readiness_goes_false_when_draining(client: Client) -> None:
 
 
 def test_metrics_exposes_request_counters(client: Client) -> None:
-    client.get("/healthz")
+    status = client.get("/v2/clock").status_code  # unauthenticated: refused, and still counted
     text = client.get("/metrics").content.decode()
-    assert 'http_requests_total{method="GET",route="healthz",status="200"}' in text
+    assert f'http_requests_total{{method="GET",route="v2/clock",status="{status}"}}' in text
