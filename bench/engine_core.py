@@ -38,14 +38,29 @@ from bench.books import (
     Op,
     available,
 )
-from bench.harness import Case, Config, Curve, percentile_us
+from bench.harness import Case, Config, Curve, paired, percentile_us
 
 TITLE = "Engine core, in process: engine.Engine vs PyPI order books vs SortedDict+deque reference"
 BASELINE = "reference"
 TABLE_METRICS = ("ops_per_s", "p50_us", "p99_us", "p999_us")
 CURVES = (
-    Curve("Throughput vs book depth (thick mix)", "ops_per_s", "depth", "resting orders", "ops/s (median)"),
-    Curve("p99 latency vs book depth (thick mix)", "p99_us", "depth", "resting orders", "p99 per op (µs)"),
+    Curve(
+        "Throughput vs book depth (thick mix)",
+        "ops_per_s",
+        "depth",
+        "resting orders at start",
+        "ops/s (median, min-max)",
+        where={"mix": "thick"},
+        exclude=("machine-floor",),
+    ),
+    Curve(
+        "p99 latency vs book depth (thick mix)",
+        "p99_us",
+        "depth",
+        "resting orders at start",
+        "p99 per op, µs (median, min-max)",
+        where={"mix": "thick"},
+    ),
 )
 MID = 10_000  # ticks of $0.01: $100.00
 SCALING_DEPTHS = (1_000, 10_000, 50_000)
@@ -125,7 +140,16 @@ def cases(config: Config) -> list[Case]:
     for v, why in skipped.items():
         print(f"  engine_core: skipping {v}: {why}")
     return [
-        Case(g, v, {"depth": spec[0], "spread_levels": spec[1], "ops": n_ops(config, g)})
+        Case(
+            g,
+            v,
+            {
+                "depth": spec[0],
+                "spread_levels": spec[1],
+                "ops": n_ops(config, g),
+                "mix": "thin" if g == "thin" else "thick",
+            },
+        )
         for g, spec in GROUPS.items()
         for v in ADAPTERS
         if v not in skipped
@@ -203,15 +227,19 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             m = variants.get(lib, {}).get("metrics", {}).get("ops_per_s")
             if m is None:
                 continue
-            ratio = eng["median"] / m["median"]
+            pr = paired(eng, m)
+            if pr is None:
+                continue
+            ratio = pr["median"]
             out.append(
                 {
                     "target": f"{g}: engine ops/s ahead of {lib}",
                     "met": ratio > 1.0,
-                    "value": eng["median"],
-                    "goal": m["median"],
-                    "detail": f"engine {eng['median']:,.0f} vs {lib} {m['median']:,.0f} ops/s = {ratio:.2f}x"
-                    + ("" if ratio > 1 else f" (needs {1 / ratio:.2f}x faster)"),
+                    "value": ratio,
+                    "goal": 1.0,
+                    "detail": f"engine/{lib} paired per round {ratio:.2f}x [{pr['min']:.2f}-{pr['max']:.2f}]"
+                    f" (medians {eng['median']:,.0f} vs {m['median']:,.0f} ops/s)"
+                    + ("" if ratio > 1 else f"; needs {1 / ratio:.2f}x faster"),
                 }
             )
     thick = result["groups"].get("thick", {}).get("variants", {}).get("engine", {}).get("metrics", {})
@@ -262,12 +290,15 @@ def profile(config: Config) -> dict[str, Any]:
     step = b.step
     clock = time.perf_counter_ns
     sums: dict[str, list[int]] = {}
+    events: dict[str, int] = {}
     gc.collect()
     gc.freeze()
     for op, x in zip(ops, native, strict=True):
         t = clock()
-        step(x)
+        res = step(x)
         sums.setdefault(KIND_NAMES[op[0]], []).append(clock() - t)
+        for e in res:
+            events[type(e).__name__] = events.get(type(e).__name__, 0) + 1
     gc.unfreeze()
     grand = sum(sum(v) for v in sums.values())
     kinds = {}
@@ -299,5 +330,8 @@ def profile(config: Config) -> dict[str, Any]:
         "total_s": round(total, 3),
         "hot_spots": hot,
         "by_kind": kinds,
+        "events_per_op": {
+            k: round(v / len(ops), 3) for k, v in sorted(events.items(), key=lambda kv: -kv[1])
+        },
         "gc_disabled": {"p99_us": percentile_us(lat, 0.99), "p999_us": percentile_us(lat, 0.999)},
     }

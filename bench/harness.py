@@ -70,6 +70,8 @@ class Curve:
     x_label: str
     y_label: str
     log_x: bool = True
+    where: Mapping[str, Any] = field(default_factory=dict)  # only groups whose params match
+    exclude: Sequence[str] = ()  # variants left out of this plot
 
 
 # ---------------------------------------------------------------------------------------------- children
@@ -133,6 +135,12 @@ def summary(values: Sequence[float]) -> dict[str, Any]:
         "n": len(values),
         "values": list(values),
     }
+
+
+def paired(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Summary of the per-round ratios ``a / b`` of two metric summaries measured in the same rounds."""
+    pairs = [x / y for x, y in zip(a["values"], b["values"], strict=False) if y]
+    return summary(pairs) if pairs else None
 
 
 def higher_is_better(metric: str) -> bool:
@@ -223,7 +231,10 @@ def run_stage(name: str, module: ModuleType, config: Config, command: str) -> di
         "machine": info,
         "baseline": module.BASELINE,
         "table_metrics": list(getattr(module, "TABLE_METRICS", [])),
-        "curves": [c.__dict__ for c in getattr(module, "CURVES", [])],
+        "curves": [
+            {**c.__dict__, "where": dict(c.where), "exclude": list(c.exclude)}
+            for c in getattr(module, "CURVES", [])
+        ],
         "groups": {},
         "mismatches": [],
         "errors": errors,

@@ -38,9 +38,11 @@ def plot(result: Mapping[str, Any]) -> Path | None:
         series: dict[str, list[tuple[float, float, float, float]]] = {}
         for grp in result["groups"].values():
             x = grp["params"].get(c["x_param"])
-            if x is None:
+            if x is None or any(grp["params"].get(k) != val for k, val in c.get("where", {}).items()):
                 continue
             for v, data in grp["variants"].items():
+                if v in c.get("exclude", []):
+                    continue
                 s = data["metrics"].get(c["metric"])
                 if s:
                     series.setdefault(v, []).append((float(x), s["median"], s["min"], s["max"]))
@@ -149,6 +151,9 @@ def _stage_section(result: Mapping[str, Any]) -> str:
                 for k, v in prof["by_kind"].items()
             ]
             lines += ["Engine time by op kind (latency pass, no profiler):", "", _md_table(rows), ""]
+        if prof.get("events_per_op"):
+            ev = ", ".join(f"{k} {v}" for k, v in prof["events_per_op"].items())
+            lines += [f"Engine events emitted per op (the reference and the libraries emit none): {ev}.", ""]
         if prof.get("gc_disabled"):
             g = prof["gc_disabled"]
             lines += [
