@@ -795,3 +795,86 @@ def position_close(
         account=account,
         data=OrderRequest(symbol=symbol, side="sell", type="market", time_in_force="day", qty=qty),
     )
+
+
+# ----------------------------------------------------------------------------------------- corporate actions
+# Called by apps.settlement.services.corporate_action_apply inside its transaction (the split and the orders
+# change together). Known gap: the engine's in-memory books keep the old terms until they are rebuilt.
+
+
+def _split_qty(value: Decimal, ratio_num: int, ratio_den: int, *, whole: bool) -> Decimal:
+    """``value * num / den`` rounded down: to whole shares when ``whole``, else to the 9-dp share quantum."""
+    scaled = risk.WIDE.divide(risk.WIDE.multiply(value, Decimal(ratio_num)), Decimal(ratio_den))
+    quantum = Decimal(1) if whole else Decimal("0.000000001")
+    return scaled.quantize(quantum, rounding="ROUND_FLOOR")
+
+
+def _split_price(
+    value: Decimal | None, tick: Decimal, ratio_num: int, ratio_den: int, *, up: bool
+) -> Decimal | None:
+    if value is None:
+        return None
+    scaled = risk.WIDE.divide(risk.WIDE.multiply(value, Decimal(ratio_den)), Decimal(ratio_num))
+    ticks = (scaled / tick).quantize(Decimal(1), rounding="ROUND_CEILING" if up else "ROUND_FLOOR")
+    return max(ticks, Decimal(1)) * tick
+
+
+def orders_adjust_for_split(*, symbol: str, ratio_num: int, ratio_den: int) -> list[Order]:
+    """Put every open order of ``symbol`` on post-split terms; returns the orders changed (or canceled).
+
+    Quantities scale by num/den rounded DOWN (sell orders and whole-share orders to whole shares, so sells
+    never exceed the post-split position, which keeps whole shares only); prices scale by den/num on the tick,
+    rounded in the customer's favour (buy limit and sell stop down, sell limit and buy stop up), so a buy's
+    worst-case cost never grows and its cash hold still covers it. An order whose remaining quantity rounds
+    to zero is canceled through the engine (``order_cancel``). The asset's reference price scales too.
+    """
+    if ratio_num <= 0 or ratio_den <= 0 or ratio_num == ratio_den:
+        raise ValidationError("a split ratio needs two different positive integers", field="ratio")
+    asset = Asset.objects.select_for_update().filter(symbol=symbol).first()
+    tick = asset.price_increment if asset is not None else Decimal("0.01")
+    if asset is not None and asset.reference_price is not None:
+        asset.reference_price = _split_price(asset.reference_price, tick, ratio_num, ratio_den, up=False)
+        asset.save(update_fields=["reference_price"])
+    changed: list[Order] = []
+    for order in (
+        Order.objects.select_for_update().filter(symbol=symbol, status__in=Order.OPEN).order_by("id")
+    ):
+        buy = order.side == Order.Side.BUY
+        if order.qty is not None:
+            leaves = order.qty - order.filled_qty
+            whole = not buy or leaves == leaves.to_integral_value()
+            new_leaves = _split_qty(leaves, ratio_num, ratio_den, whole=whole)
+            if new_leaves == 0 and order.status not in (
+                Order.Status.PENDING_CANCEL,
+                Order.Status.PENDING_REPLACE,
+            ):
+                changed.append(order_cancel(account=order.account, order_id=order.id))
+                continue
+            if order.filled_qty:
+                order.filled_qty = _split_qty(order.filled_qty, ratio_num, ratio_den, whole=False)
+                order.filled_avg_price = risk.WIDE.divide(order.filled_value, order.filled_qty).quantize(
+                    Decimal("0.0000000001"), context=risk.WIDE
+                )
+            order.qty = order.filled_qty + new_leaves
+        if order.reserved_qty:
+            order.reserved_qty = _split_qty(order.reserved_qty, ratio_num, ratio_den, whole=True)
+        order.limit_price = _split_price(order.limit_price, tick, ratio_num, ratio_den, up=not buy)
+        order.stop_price = _split_price(order.stop_price, tick, ratio_num, ratio_den, up=buy)
+        order.trail_price = _split_price(order.trail_price, tick, ratio_num, ratio_den, up=False)
+        order.hwm = _split_price(order.hwm, tick, ratio_num, ratio_den, up=False)
+        order.updated_at = market_clock().now()
+        order.save(
+            update_fields=[
+                "qty",
+                "filled_qty",
+                "filled_avg_price",
+                "reserved_qty",
+                "limit_price",
+                "stop_price",
+                "trail_price",
+                "hwm",
+                "updated_at",
+            ]
+        )
+        changed.append(order)
+    return changed

@@ -10,8 +10,10 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from apps.core.errors import BrokerageError
 from apps.settlement.models import (
     CashHold,
+    CorporateAction,
     FeeRule,
     JournalEntry,
     LedgerAccount,
@@ -125,3 +127,43 @@ class ReconciliationReportAdmin(ReadOnlyAdmin):
         for job in sorted(set(queryset.values_list("job", flat=True))):
             report = reconciliation_run(job=job)
             self.message_user(request, f"{job}: {report.status}", messages.INFO)
+
+
+@admin.register(CorporateAction)
+class CorporateActionAdmin(admin.ModelAdmin[CorporateAction]):
+    """Operations enter splits and dividends here and apply them with the action (once; idempotent)."""
+
+    list_display = (
+        "id",
+        "kind",
+        "symbol",
+        "effective_date",
+        "ratio_num",
+        "ratio_den",
+        "cash_per_share",
+        "record_date",
+        "pay_date",
+        "applied_at",
+    )
+    list_filter = ("kind", "applied_at")
+    search_fields = ("symbol",)
+    readonly_fields = ("applied_at", "created_at")
+    actions = ["apply"]
+
+    def has_change_permission(self, request: HttpRequest, obj: CorporateAction | None = None) -> bool:
+        return obj is None or obj.applied_at is None  # applied terms are history
+
+    def has_delete_permission(self, request: HttpRequest, obj: CorporateAction | None = None) -> bool:
+        return obj is None or obj.applied_at is None
+
+    @admin.action(description="Apply the selected corporate actions now")
+    def apply(self, request: HttpRequest, queryset: QuerySet[CorporateAction]) -> None:
+        from apps.settlement.corporate_actions import corporate_action_apply
+
+        for action_id in queryset.order_by("pk").values_list("pk", flat=True):
+            try:
+                entries = corporate_action_apply(action_id=action_id)
+            except BrokerageError as exc:
+                self.message_user(request, f"#{action_id}: {exc.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"#{action_id}: {len(entries)} holder entries", messages.INFO)

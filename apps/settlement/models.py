@@ -363,3 +363,152 @@ class ReconciliationReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job} {self.run_at:%Y-%m-%d %H:%M} {self.status}"
+
+
+class ReconciliationAlert(models.Model):
+    """One alert per break found (also logged at ERROR); operations acknowledge it after resolving."""
+
+    id = models.BigAutoField(primary_key=True)
+    report = models.ForeignKey(ReconciliationReport, on_delete=models.PROTECT, related_name="alerts")
+    job = models.CharField(max_length=40)
+    kind = models.CharField(max_length=48, help_text="the break's classification")
+    account = models.ForeignKey(
+        BrokerageAccount,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reconciliation_alerts",
+    )
+    details = models.JSONField(default=dict, blank=True)
+    raised_at = models.DateTimeField(auto_now_add=True)
+    acknowledged = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["acknowledged", "-raised_at"], name="settlement_alert_open_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.job}: {self.kind} ({self.account_id or 'house'})"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Corporate actions
+
+
+class CorporateAction(models.Model):
+    """A split or a cash dividend entered by operations; applied once (``applied_at``) by the services.
+
+    Split: every holder's position becomes ``qty * ratio_num / ratio_den`` rounded down to whole shares; the
+    fraction is paid in cash at ``cash_in_lieu_price`` (per post-split share). 3-for-2 is num=3, den=2; a
+    1-for-10 reverse split is num=1, den=10. Dividend: ``cash_per_share`` paid on ``pay_date`` to the
+    holders of record (settled shares at the end of ``record_date``).
+    """
+
+    class Kind(models.TextChoices):
+        SPLIT = "split"
+        DIVIDEND = "dividend"
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    symbol = models.CharField(max_length=16)
+    description = models.CharField(max_length=200, blank=True, default="")
+    effective_date = models.DateField(help_text="split: ex-date (the first session on new terms)")
+    ratio_num = models.PositiveIntegerField(null=True, blank=True)
+    ratio_den = models.PositiveIntegerField(null=True, blank=True)
+    cash_in_lieu_price = models.DecimalField(
+        max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, null=True, blank=True
+    )
+    cash_per_share = models.DecimalField(
+        max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, null=True, blank=True
+    )
+    record_date = models.DateField(null=True, blank=True)
+    pay_date = models.DateField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(kind="split", ratio_num__gt=0, ratio_den__gt=0, cash_in_lieu_price__gt=0)
+                    & ~Q(ratio_num=models.F("ratio_den"))
+                )
+                | Q(kind="dividend", cash_per_share__gt=0, record_date__isnull=False, pay_date__isnull=False),
+                name="settlement_corporateaction_terms",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        if self.kind == self.Kind.SPLIT:
+            return f"{self.symbol} {self.ratio_num}-for-{self.ratio_den} split {self.effective_date}"
+        return f"{self.symbol} dividend {self.cash_per_share} pay {self.pay_date}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Good-faith violations (cash accounts)
+
+
+class GoodFaithRule(models.Model):
+    """The consequence of repeated good-faith violations, versioned by ``effective_from`` (newest in force).
+
+    ``max_violations`` GFVs within ``window_months`` months -> settled-cash-only for ``restriction_days`` days.
+    Without any row the standard rule applies (3 in 12 months -> 90 days).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    effective_from = models.DateField(unique=True)
+    max_violations = models.PositiveIntegerField(default=3)
+    window_months = models.PositiveIntegerField(default=12)
+    restriction_days = models.PositiveIntegerField(default=90)
+
+    def __str__(self) -> str:
+        return f"{self.max_violations} GFV / {self.window_months} mo -> {self.restriction_days} d"
+
+
+class GoodFaithViolation(models.Model):
+    """A sale, before they settled, of shares bought with unsettled sale proceeds (one row per closed lot)."""
+
+    id = models.BigAutoField(primary_key=True)
+    account = models.ForeignKey(
+        BrokerageAccount, on_delete=models.PROTECT, related_name="good_faith_violations"
+    )
+    symbol = models.CharField(max_length=16)
+    buy_entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="+")
+    sell_entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="+")
+    trade_date = models.DateField(help_text="trade date of the sale")
+    funds_settle_date = models.DateField(help_text="when the proceeds that paid for the buy settle")
+    unsettled_funded = _money_field()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["buy_entry", "sell_entry"], name="settlement_gfv_uniq"),
+        ]
+        indexes = [models.Index(fields=["account", "trade_date"], name="settlement_gfv_acct_idx")]
+
+    def __str__(self) -> str:
+        return f"GFV {self.account_id} {self.symbol} {self.trade_date}"
+
+
+class CashAccountRestriction(models.Model):
+    """Settled-cash-only trading for ``start_date``..``end_date`` (inclusive), imposed by the GFV rule."""
+
+    id = models.BigAutoField(primary_key=True)
+    account = models.ForeignKey(BrokerageAccount, on_delete=models.PROTECT, related_name="cash_restrictions")
+    start_date = models.DateField()
+    end_date = models.DateField()
+    reason = models.CharField(max_length=200)
+    trigger = models.OneToOneField(
+        GoodFaithViolation, on_delete=models.PROTECT, null=True, blank=True, related_name="restriction"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(end_date__gte=models.F("start_date")), name="settlement_restriction_dates"
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "end_date"], name="settlement_restr_acct_idx")]
+
+    def __str__(self) -> str:
+        return f"settled cash only {self.account_id} {self.start_date}..{self.end_date}"

@@ -27,3 +27,14 @@ def reconciliation_run_all_task() -> dict[str, str]:
     from apps.settlement.reconciliation import reconciliation_run_all
 
     return {r.job: r.status for r in reconciliation_run_all()}
+
+
+@shared_task(  # type: ignore[untyped-decorator]
+    name="apps.settlement.tasks.corporate_actions_pay_due", acks_late=True, reject_on_worker_lost=True
+)
+def corporate_actions_pay_due(as_of: str | None = None) -> int:
+    """Pay every dividend whose pay date has come (idempotent per corporate action)."""
+    from apps.settlement.corporate_actions import corporate_actions_due
+
+    day = date.fromisoformat(as_of) if as_of else trade_date_of(timezone.now())
+    return corporate_actions_due(as_of=day)

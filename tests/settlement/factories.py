@@ -7,6 +7,7 @@ from typing import Any
 import factory
 
 from apps.accounts.models import BrokerageAccount, User
+from apps.orders.models import Asset, Order
 
 
 class UserFactory(factory.django.DjangoModelFactory[User]):
@@ -29,3 +30,42 @@ class BrokerageAccountFactory(factory.django.DjangoModelFactory[BrokerageAccount
 def account_create(**kwargs: Any) -> BrokerageAccount:
     account: BrokerageAccount = BrokerageAccountFactory.create(**kwargs)
     return account
+
+
+def order_create(
+    account: BrokerageAccount,
+    *,
+    side: str,
+    qty: str,
+    limit_price: str | None = None,
+    symbol: str = "AAPL",
+    status: str = "new",
+    **kwargs: Any,
+) -> Order:
+    """An order row as the orders service writes it (tests place its hold/reservation through settlement)."""
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    asset, _ = Asset.objects.get_or_create(
+        symbol=symbol,
+        defaults={"name": f"{symbol} Inc.", "exchange": "NASDAQ", "reference_price": Decimal("60")},
+    )
+    now = timezone.now()
+    order: Order = Order.objects.create(
+        client_order_id=f"c-{Order.objects.count() + 1}-{account.pk}",
+        account=account,
+        asset=asset,
+        symbol=symbol,
+        side=side,
+        type="limit" if limit_price else "market",
+        time_in_force="gtc" if limit_price else "day",
+        qty=Decimal(qty),
+        limit_price=Decimal(limit_price) if limit_price else None,
+        status=status,
+        created_at=now,
+        updated_at=now,
+        submitted_at=now,
+        **kwargs,
+    )
+    return order

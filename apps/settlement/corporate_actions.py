@@ -1,0 +1,325 @@
+"""Corporate-action services: stock splits (forward and reverse) and cash dividends.
+
+Invariants:
+- One application per ``CorporateAction``: the action row is locked, ``applied_at`` is stamped in the same
+  transaction as the postings, and every holder's entry is unique by ``("corporate_action", "<id>:<account>")``.
+  Applying twice returns the entries already booked.
+- Splits: a position of ``q`` shares becomes ``floor(q * num / den)`` whole shares; the fraction is bought by the
+  house at ``cash_in_lieu_price`` (per post-split share, rounded half-even to the cent). Shares move between
+  the customer's settled securities and the house account for the symbol, cash from the house cash account, so
+  the entry balances per asset. Tax lots keep their total cost; the fraction is taken from the newest lots as a
+  sale (a ``RealizedGain`` with the cash in lieu as proceeds). Share reservations and open orders
+  (``apps.orders.services.orders_adjust_for_split``) move to the new terms in the same transaction. A split is
+  refused while trades in the symbol are unsettled (apply it before the open of the ex-date, after the
+  settlement run), so unsettled obligations never straddle two sets of terms.
+- Dividends are paid on ``pay_date`` (or later) to the holders of record: settled shares at the end of
+  ``record_date``, i.e. postings to settled securities with ``effective_date <= record_date`` (a settlement
+  entry's effective date is its settlement date). The house receives ``round(sum(q) * per_share)`` to the cent
+  and allocates it by the largest remainder (``apps.core.money.allocate``), so the parts add up exactly.
+"""
+
+from __future__ import annotations
+
+import importlib
+from datetime import date
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from apps.core.errors import BusinessRuleViolation, NotFound
+from apps.core.money import CENT, MONEY_QUANTUM, allocate
+from apps.settlement.models import (
+    CorporateAction,
+    JournalEntry,
+    LedgerAccount,
+    Posting,
+    RealizedGain,
+    SettlementObligation,
+    ShareReservation,
+    TaxLot,
+)
+from apps.settlement.services import (
+    QTY_QUANTUM,
+    ZERO,
+    _account_get,
+    _cust,
+    _entry_post,
+    _house,
+    _Leg,
+    ledger_rows_lock,
+    trade_date_of,
+)
+
+Kind = LedgerAccount.Kind
+EntryType = JournalEntry.EntryType
+SOURCE_TYPE = "corporate_action"
+
+
+def _source_id(action: CorporateAction, account_id: Any) -> str:
+    return f"{action.pk}:{account_id}"
+
+
+def corporate_action_entries(action: CorporateAction) -> list[JournalEntry]:
+    return list(
+        JournalEntry.objects.filter(source_type=SOURCE_TYPE, source_id__startswith=f"{action.pk}:").order_by(
+            "pk"
+        )
+    )
+
+
+def corporate_action_apply(*, action_id: int, as_of: date | None = None) -> list[JournalEntry]:
+    """Apply one corporate action exactly once; returns its per-holder journal entries (SPLIT or DIV).
+
+    ``as_of`` (default: today in New York) must be on or after a dividend's pay date.
+    """
+    with transaction.atomic():
+        action = CorporateAction.objects.select_for_update().filter(pk=action_id).first()
+        if action is None:
+            raise NotFound(f"corporate action {action_id} not found")
+        if action.applied_at is not None:
+            return corporate_action_entries(action)
+        if action.kind == CorporateAction.Kind.SPLIT:
+            entries = _split_apply(action)
+        else:
+            entries = _dividend_pay(action, as_of or trade_date_of(timezone.now()))
+        action.applied_at = timezone.now()
+        action.save(update_fields=["applied_at"])
+        return entries
+
+
+def corporate_actions_due(*, as_of: date) -> int:
+    """Pay every unapplied dividend whose pay date has come (the daily task). Returns how many were paid."""
+    due = CorporateAction.objects.filter(
+        kind=CorporateAction.Kind.DIVIDEND, applied_at__isnull=True, pay_date__lte=as_of
+    ).order_by("pay_date", "pk")
+    paid = 0
+    for action_id in list(due.values_list("pk", flat=True)):
+        corporate_action_apply(action_id=action_id, as_of=as_of)
+        paid += 1
+    return paid
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Splits
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal string without trailing zeros or exponent ("3", "2.5")."""
+    return format(value.normalize(), "f")
+
+
+def _floor_qty(value: Fraction) -> Decimal:
+    """A rational share quantity rounded down to the 9-dp quantum."""
+    return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(QTY_QUANTUM, rounding=ROUND_FLOOR)
+
+
+def _split_apply(action: CorporateAction) -> list[JournalEntry]:
+    symbol = action.symbol
+    num, den = int(action.ratio_num or 0), int(action.ratio_den or 0)
+    price = action.cash_in_lieu_price
+    # The model's CHECK guarantees the terms.
+    assert num > 0
+    assert den > 0
+    assert price is not None
+    if SettlementObligation.objects.filter(kind="sec", asset=symbol, settled_at__isnull=True).exists():
+        raise BusinessRuleViolation(
+            f"{symbol} has unsettled trades; apply the split after the settlement run.",
+            error="unsettled_trades_pending",
+            rule="split_after_settlement",
+            details={"symbol": symbol},
+        )
+    holder_ids = sorted(
+        LedgerAccount.objects.filter(kind=Kind.SEC_SETTLED, asset=symbol)
+        .exclude(balance=0)
+        .values_list("account_id", flat=True),
+        key=str,
+    )
+    keys = [_house(Kind.HOUSE, symbol), _house(Kind.HOUSE)]
+    for account_id in holder_ids:
+        keys += [_cust(account_id, Kind.SEC_SETTLED, symbol), _cust(account_id, Kind.CASH_SETTLED)]
+    rows = ledger_rows_lock(keys)
+    entries: list[JournalEntry] = []
+    now = timezone.now()
+    ratio = Fraction(num, den)
+    for account_id in holder_ids:
+        sec = rows[_cust(account_id, Kind.SEC_SETTLED, symbol)]
+        old_qty = sec.balance
+        if old_qty <= 0:
+            continue  # no short positions on cash accounts; a zero balance has nothing to split
+        exact = Fraction(old_qty) * ratio
+        whole = Decimal(exact.numerator // exact.denominator)
+        fraction = exact - Fraction(whole)
+        cash = (Decimal(fraction.numerator) * price / Decimal(fraction.denominator)).quantize(
+            CENT, rounding=ROUND_HALF_EVEN
+        )
+        delta = whole - old_qty
+        account = _account_get(str(account_id))
+        entry = _entry_post(
+            source_type=SOURCE_TYPE,
+            source_id=_source_id(action, account_id),
+            entry_type=EntryType.SPLIT,
+            account=account,
+            effective_date=action.effective_date,
+            occurred_at=now,
+            description=(
+                f"{num}-for-{den} split of {symbol}: {_plain(old_qty)} -> {whole} shares"
+                + (f", cash in lieu {cash}" if cash else "")
+            ),
+            details={
+                "corporate_action_id": action.pk,
+                "symbol": symbol,
+                "qty": _plain(delta),
+                "old_qty": _plain(old_qty),
+                "new_qty": _plain(whole),
+                "ratio": f"{num}:{den}",
+                "fraction": _plain(_floor_qty(fraction)),
+                "cash_in_lieu_price": str(price),
+                "net_amount": str(cash),
+            },
+            legs=[
+                _Leg(sec, delta),
+                _Leg(rows[_house(Kind.HOUSE, symbol)], -delta),
+                _Leg(rows[_cust(account_id, Kind.CASH_SETTLED)], cash),
+                _Leg(rows[_house(Kind.HOUSE)], -cash),
+            ],
+        )
+        _lots_split(account_id=account_id, symbol=symbol, ratio=ratio, whole=whole, cash=cash, entry=entry)
+        entries.append(entry)
+    _reservations_split(symbol=symbol, ratio=ratio)
+    orders = importlib.import_module("apps.orders.services")
+    orders.orders_adjust_for_split(symbol=symbol, ratio_num=num, ratio_den=den)
+    return entries
+
+
+def _lots_split(
+    *, account_id: Any, symbol: str, ratio: Fraction, whole: Decimal, cash: Decimal, entry: JournalEntry
+) -> None:
+    """Scale the open lots (cost unchanged), then sell the fraction out of the newest lots for ``cash``."""
+    lots = list(
+        TaxLot.objects.select_for_update()
+        .filter(account_id=account_id, symbol=symbol, remaining__gt=0)
+        .order_by("acquired_date", "id")
+    )
+    if not lots:
+        return
+    for lot in lots:
+        lot.remaining = _floor_qty(Fraction(lot.remaining) * ratio)
+        lot.qty = max(_floor_qty(Fraction(lot.qty) * ratio), lot.remaining)
+    excess = sum((lot.remaining for lot in lots), ZERO) - whole
+    if excess < 0:  # 9-dp rounding lost a few quanta: the newest lot takes them back
+        lots[-1].remaining -= excess
+        lots[-1].qty = max(lots[-1].qty, lots[-1].remaining)
+        excess = ZERO
+    gains: list[RealizedGain] = []
+    proceeds_left = cash
+    for lot in reversed(lots):
+        if excess == 0:
+            break
+        take = min(excess, lot.remaining)
+        cost = lot.remaining_cost if take == lot.remaining else lot.remaining_cost * take / lot.remaining
+        cost = cost.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+        last = take == excess
+        proceeds = proceeds_left if last else (proceeds_left * take / excess).quantize(MONEY_QUANTUM)
+        proceeds_left -= proceeds
+        excess -= take
+        lot.remaining -= take
+        lot.remaining_cost -= cost
+        long_term = (entry.effective_date - lot.acquired_date).days > 365
+        gains.append(
+            RealizedGain(
+                lot=lot,
+                sell_entry=entry,
+                qty=take,
+                proceeds=proceeds,
+                cost_basis=cost,
+                gain=proceeds - cost,
+                term=RealizedGain.Term.LONG if long_term else RealizedGain.Term.SHORT,
+                closed_date=entry.effective_date,
+            )
+        )
+    for lot in lots:
+        lot.save(update_fields=["qty", "remaining", "remaining_cost"])
+    RealizedGain.objects.bulk_create(gains)
+
+
+def _reservations_split(*, symbol: str, ratio: Fraction) -> None:
+    """Reservations follow their sell orders: whole shares, rounded down (never more than the new position)."""
+    for res in ShareReservation.objects.select_for_update().filter(symbol=symbol).order_by("pk"):
+        remaining = Decimal(int(Fraction(res.remaining) * ratio))
+        qty = max(Decimal(int(Fraction(res.qty) * ratio)), remaining, QTY_QUANTUM)
+        res.remaining, res.qty = remaining, qty
+        res.save(update_fields=["remaining", "qty", "updated_at"])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Cash dividends
+
+
+def holders_of_record(*, symbol: str, record_date: date) -> dict[Any, Decimal]:
+    """Settled shares per account at the end of ``record_date`` (accounts with a positive position only)."""
+    rows = (
+        Posting.objects.filter(
+            ledger_account__kind=Kind.SEC_SETTLED,
+            ledger_account__asset=symbol,
+            entry__effective_date__lte=record_date,
+        )
+        .values("ledger_account__account_id")
+        .annotate(q=Sum("amount"))
+    )
+    return {r["ledger_account__account_id"]: r["q"] for r in rows if r["q"] and r["q"] > 0}
+
+
+def _dividend_pay(action: CorporateAction, as_of: date) -> list[JournalEntry]:
+    assert action.pay_date is not None
+    assert action.record_date is not None
+    assert action.cash_per_share is not None
+    if as_of < action.pay_date:
+        raise BusinessRuleViolation(
+            f"The dividend is payable on {action.pay_date}.",
+            error="dividend_not_payable_yet",
+            rule="dividend_on_pay_date",
+            details={"pay_date": action.pay_date.isoformat(), "as_of": as_of.isoformat()},
+        )
+    holders = holders_of_record(symbol=action.symbol, record_date=action.record_date)
+    if not holders:
+        return []
+    ids = sorted(holders, key=str)
+    weights = [holders[a] for a in ids]
+    total = (sum(weights, ZERO) * action.cash_per_share).quantize(CENT, rounding=ROUND_HALF_EVEN)
+    amounts = allocate(total, weights) if total > 0 else [ZERO] * len(ids)
+    keys = [_house(Kind.CLEARING)] + [_cust(a, Kind.CASH_SETTLED) for a in ids]
+    rows = ledger_rows_lock(keys)
+    now = timezone.now()
+    entries: list[JournalEntry] = []
+    for account_id, qty, amount in zip(ids, weights, amounts, strict=True):
+        if amount == 0:
+            continue  # a position too small to earn a cent
+        entries.append(
+            _entry_post(
+                source_type=SOURCE_TYPE,
+                source_id=_source_id(action, account_id),
+                entry_type=EntryType.DIV,
+                account=_account_get(str(account_id)),
+                effective_date=action.pay_date,
+                occurred_at=now,
+                description=f"cash dividend {action.symbol} {action.cash_per_share}/share on {_plain(qty)}",
+                details={
+                    "corporate_action_id": action.pk,
+                    "symbol": action.symbol,
+                    "qty": _plain(qty),
+                    "per_share_amount": str(action.cash_per_share),
+                    "net_amount": str(amount),
+                    "record_date": action.record_date.isoformat(),
+                    "pay_date": action.pay_date.isoformat(),
+                },
+                legs=[
+                    _Leg(rows[_house(Kind.CLEARING)], -amount),
+                    _Leg(rows[_cust(account_id, Kind.CASH_SETTLED)], amount),
+                ],
+            )
+        )
+    return entries
