@@ -9,6 +9,8 @@ How: the key is claimed in its own short committed transaction (so a concurrent 
 business change and the stored response then commit together in one durable transaction, so a response is
 stored if and only if its effect happened. If the process dies mid-request, the claim expires after
 ``CLAIM_TTL`` and a retry may take it over. A 5xx is never stored (it is not an outcome), so it can be retried.
+A deadlock or serialization failure (40P01/40001) reruns the whole transaction (``apps.core.transactions``,
+bounded), so clients never see one.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from rest_framework.response import Response
 from apps.core.errors import BrokerageError, IdempotencyKeyInUse, IdempotencyKeyReused, ValidationError
 from apps.core.models import IdempotencyRecord
 from apps.core.renderers import dumps
+from apps.core.transactions import transaction_retry
 
 HEADER = "Idempotency-Key"
 CLAIM_TTL = timedelta(seconds=60)
@@ -57,6 +60,7 @@ def _stored_response(record: IdempotencyRecord) -> Response:
     return response
 
 
+@transaction_retry
 def _claim(owner: str, key: str, request: Request, fingerprint: str) -> IdempotencyRecord | Response:
     """Claim the key, or answer from/for the existing record."""
     now = timezone.now()
@@ -108,8 +112,7 @@ def idempotent_execute(
             raise ValidationError(
                 f"The {HEADER} header is required.", field=HEADER, error="idempotency_key_missing"
             )
-        with transaction.atomic(durable=True):
-            return operation()
+        return _durable(operation)()
     if not key or len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
         raise ValidationError(
             f"{HEADER} must be 1-{MAX_KEY_LENGTH} printable ASCII characters.",
@@ -120,7 +123,10 @@ def idempotent_execute(
     if isinstance(claimed, Response):
         return claimed
     record = claimed
-    try:
+
+    # A deadlock or serialization failure reruns the whole transaction; the client never sees it.
+    @transaction_retry
+    def complete() -> Response:
         with transaction.atomic(durable=True):
             try:
                 with transaction.atomic():
@@ -136,12 +142,24 @@ def idempotent_execute(
             record.completed_at = timezone.now()
             record.save(update_fields=["state", "response_status", "response_body", "completed_at"])
             return response
+
+    try:
+        return complete()
     except _NotStorable as exc:
         _release(record)
         return exc.response
     except BaseException:
         _release(record)
         raise
+
+
+def _durable(operation: Callable[[], Response]) -> Callable[[], Response]:
+    @transaction_retry
+    def run() -> Response:
+        with transaction.atomic(durable=True):
+            return operation()
+
+    return run
 
 
 class _NotStorable(Exception):

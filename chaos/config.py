@@ -1,0 +1,77 @@
+"""Every knob of a chaos run in one frozen dataclass; the environment of every process it starts derives from it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    seed: int = 1
+    accounts: int = 200
+    ops: int = 3000
+    duration_s: float = 120.0
+    clients: int = 16
+    drain_s: float = 180.0
+    fault_interval_s: tuple[float, float] = (4.0, 10.0)
+    faults: bool = True
+    run_dir: Path = ROOT / ".run" / "chaos"
+    pg_port: int = 55600
+    redis_port: int = 56600
+    kafka_port: int = 19600
+    kafka_controller_port: int = 19601
+    web_port: int = 18600
+    topic_prefix: str = field(default="chaos.")
+    symbols: tuple[str, ...] = ("AAPL", "MSFT", "IBM", "GOOG", "FB")
+
+    @property
+    def database_url(self) -> str:
+        return f"postgres://brokerage:brokerage@127.0.0.1:{self.pg_port}/brokerage"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def history_path(self) -> Path:
+        return self.run_dir / f"history-seed{self.seed}.jsonl"
+
+    def services_env(self) -> dict[str, str]:
+        """The environment of ``scripts/services.sh`` for OUR instance (never the shared one)."""
+        return {
+            **os.environ,
+            "RUN_DIR": str(self.run_dir),
+            "PG_PORT": str(self.pg_port),
+            "REDIS_PORT": str(self.redis_port),
+            "KAFKA_PORT": str(self.kafka_port),
+            "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
+            "KAFKA_HEAP_OPTS": "-Xms256m -Xmx512m",
+        }
+
+    def django_env(self) -> dict[str, str]:
+        """The environment of every platform process (and of this process before ``django.setup()``)."""
+        return {
+            "DJANGO_SETTINGS_MODULE": "brokerage.settings.local",
+            "DJANGO_DEBUG": "False",
+            "DATABASE_URL": self.database_url,
+            # Short-lived connections: a PostgreSQL crash then costs one request, not a pool of dead sockets.
+            "DATABASE_CONN_MAX_AGE": "0",
+            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/1",
+            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.kafka_port}",
+            "KAFKA_TOPIC_PREFIX": self.topic_prefix,
+            "MARKET_CALENDAR": "always_open",
+            "TRANSFER_SIMULATION_STEP_SECONDS": "1",
+            # Every client is one account; keep the per-account rate limit out of the way of the storm.
+            "ORDERS_RATE_LIMIT_COUNT": "100000",
+            "PYTHONUNBUFFERED": "1",
+            "LOG_LEVEL": "WARNING",
+        }
