@@ -5,6 +5,8 @@ Handshake (as alpaca-py's ``TradingStream`` speaks it):
 ``{"stream":"authorization","data":{"status":"authorized","action":"authenticate"}}``;
 ``{"action":"listen","data":{"streams":["trade_updates"]}}`` → ``{"stream":"listening","data":{"streams":[...]}}``;
 then ``{"stream":"trade_updates","data":{"event","order","timestamp","seq",...}}``.
+A browser ``Origin`` not in ``MARKETDATA_WS_ALLOWED_ORIGINS`` (the one WebSocket origin list) is refused at the
+handshake; programs send no Origin. Failed key checks count towards the API-key brute-force limits, as on REST.
 Several connections per account each join the account's group. Delivery is at most once: every update
 carries the account's gap-free ``seq`` so a client detects a gap and resyncs over REST.
 """
@@ -16,13 +18,18 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from apps.orders.projection import group_name
 
 
-def _account_for_keys(key_id: str, secret: str) -> str | None:
-    """The account id of an API key pair, checked by apps.accounts' ApiKeyAuthentication; None if invalid."""
-    from apps.accounts import authentication
+def _account_for_keys(key_id: str, secret: str, ip: str | None = None) -> str | None:
+    """The account id of an API key pair, checked by apps.accounts' ApiKeyAuthentication; None if invalid.
+
+    Locked key ids/IPs are refused and every failure is counted (else the stream would be an unthrottled
+    oracle for guessing secrets, one connection per guess).
+    """
+    from apps.accounts import authentication, bruteforce
     from apps.accounts.models import BrokerageAccount
 
     # The same check the REST API runs (constant-time, revoked/expired keys refused). TODO(accounts): a
@@ -30,8 +37,13 @@ def _account_for_keys(key_id: str, secret: str) -> str | None:
     valid_key = getattr(authentication.ApiKeyAuthentication, "_valid_key", None)
     if valid_key is None or not key_id or not secret:
         return None
+    try:
+        bruteforce.attempt_check(path=bruteforce.PATH_API_KEY, account=key_id, ip=ip)
+    except bruteforce.LockedOut:
+        return None
     api_key = valid_key(key_id, secret)
     if api_key is None:
+        bruteforce.attempt_failed(path=bruteforce.PATH_API_KEY, account=key_id, ip=ip)
         return None
     account = BrokerageAccount.objects.filter(owner_id=api_key.owner_id).first()
     return str(account.id) if account is not None else None
@@ -42,6 +54,11 @@ class TradeUpdatesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     listening: bool = False
 
     async def connect(self) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope.get("headers", [])}
+        origin = headers.get("origin")
+        if origin is not None and origin not in set(getattr(settings, "MARKETDATA_WS_ALLOWED_ORIGINS", [])):
+            await self.close(code=4003)  # before accept: the handshake is refused (HTTP 403)
+            return
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
@@ -57,12 +74,15 @@ class TradeUpdatesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             msg = json.loads(raw)
             action = msg.get("action")
             data = msg.get("data") or {}
+            if not isinstance(data, dict):
+                raise ValueError("data must be an object")
         except (ValueError, AttributeError):
             await self._send("authorization", {"status": "unauthorized", "action": "unknown"})
             return
         if action in ("authenticate", "auth"):
+            client = self.scope.get("client") or [None]
             account_id = await database_sync_to_async(_account_for_keys)(
-                str(data.get("key_id", "")), str(data.get("secret_key", ""))
+                str(data.get("key_id", "")), str(data.get("secret_key", "")), client[0]
             )
             if account_id is None:
                 await self._send("authorization", {"status": "unauthorized", "action": "authenticate"})
