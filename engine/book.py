@@ -7,14 +7,17 @@ Invariants (checked by tests/engine):
 - For every order: qty = cum (filled) + leaves (resting/pending) + canceled/expired quantity.
 - An incoming order never trades with a resting order of the same ``account_id``: the resting order is
   canceled (reason ``self_trade``) and matching continues.
-- Every price level in ``bids``/``asks`` appears exactly once in its heap; a level whose ``count`` dropped
-  to 0 is removed lazily when it reaches the top of the heap. Dead orders stay in a level's FIFO until they
-  reach its head (O(1) cancel); ``Level.qty``/``count`` only ever count live orders.
+- Price ladder: ``bids``/``asks`` map price -> ``Level`` and hold only levels with live orders (``count`` >
+  0; a level is removed the moment it empties). ``bid_keys`` is the sorted list of bid prices and ``ask_keys``
+  the sorted list of negated ask prices, so the best level of either side is ``keys[-1]`` (O(1) peek and
+  pop; a new or emptied level costs one bisect plus a short memmove). Dead orders stay in a level's FIFO
+  until they reach its head (O(1) cancel); ``Level.qty``/``count`` only ever count live orders.
 - Nothing here reads a clock, a random source, or iterates an unordered container: determinism is structural.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import deque
 from heapq import heapify, heappop, heappush
 
@@ -98,10 +101,10 @@ class OrderBook:
     def __init__(self, symbol: str, orders: dict[str, Order]) -> None:
         self.symbol = symbol
         self.orders = orders  # shared by every book of the engine: order_id -> live order
-        self.bids: dict[int, Level] = {}
+        self.bids: dict[int, Level] = {}  # live levels only
         self.asks: dict[int, Level] = {}
-        self.bid_heap: list[int] = []  # negated prices
-        self.ask_heap: list[int] = []
+        self.bid_keys: list[int] = []  # sorted prices: best bid = bid_keys[-1]
+        self.ask_keys: list[int] = []  # sorted negated prices: best ask = -ask_keys[-1]
         self.buy_stops: list[tuple[int, int, str]] = []  # (stop, arrival, id): triggers when last >= stop
         self.sell_stops: list[tuple[int, int, str]] = []  # (-stop, arrival, id): triggers when last <= stop
         self.trailing: dict[str, Order] = {}
@@ -129,38 +132,42 @@ class OrderBook:
 
     def end(self) -> None:
         """Run cascaded work (leg activations, stop triggers) and publish L2 deltas for touched levels."""
-        self._drain()
+        if self.to_activate:
+            self._drain()
+        elif self.prices:
+            if self.buy_stops or self.sell_stops or self.trailing:
+                self._drain()
+            else:
+                self.prices.clear()  # no stop can trigger: _drain would find nothing
+        if self.dirty_bid or self.dirty_ask:
+            self._publish_levels()
+
+    def _publish_levels(self) -> None:
         out = self.out
-        for p in self.dirty_bid:
-            lvl = self.bids.get(p)
-            self.book_seq += 1
-            out.append(
-                BookLevelChanged(
-                    self.symbol,
-                    self.book_seq,
-                    self.seq,
-                    "buy",
-                    p,
-                    lvl.qty if lvl else 0,
-                    lvl.count if lvl else 0,
-                )
-            )
-        for p in self.dirty_ask:
-            lvl = self.asks.get(p)
-            self.book_seq += 1
-            out.append(
-                BookLevelChanged(
-                    self.symbol,
-                    self.book_seq,
-                    self.seq,
-                    "sell",
-                    p,
-                    lvl.qty if lvl else 0,
-                    lvl.count if lvl else 0,
-                )
-            )
-        self.dirty_bid.clear()
-        self.dirty_ask.clear()
+        sym, seq, bs = self.symbol, self.seq, self.book_seq
+        dirty = self.dirty_bid
+        if dirty:
+            levels = self.bids
+            for p in dirty:
+                bs += 1
+                lvl = levels.get(p)
+                if lvl is None:
+                    out.append(BookLevelChanged(sym, bs, seq, "buy", p, 0, 0))
+                else:
+                    out.append(BookLevelChanged(sym, bs, seq, "buy", p, lvl.qty, lvl.count))
+            dirty.clear()
+        dirty = self.dirty_ask
+        if dirty:
+            levels = self.asks
+            for p in dirty:
+                bs += 1
+                lvl = levels.get(p)
+                if lvl is None:
+                    out.append(BookLevelChanged(sym, bs, seq, "sell", p, 0, 0))
+                else:
+                    out.append(BookLevelChanged(sym, bs, seq, "sell", p, lvl.qty, lvl.count))
+            dirty.clear()
+        self.book_seq = bs
 
     def next_arrival(self) -> int:
         self.arrival += 1
@@ -172,24 +179,12 @@ class OrderBook:
 
     # ------------------------------------------------------------------ queries
     def best_bid(self) -> int | None:
-        heap, levels = self.bid_heap, self.bids
-        while heap:
-            p = -heap[0]
-            if levels[p].count:
-                return p
-            heappop(heap)
-            del levels[p]
-        return None
+        keys = self.bid_keys
+        return keys[-1] if keys else None
 
     def best_ask(self) -> int | None:
-        heap, levels = self.ask_heap, self.asks
-        while heap:
-            p = heap[0]
-            if levels[p].count:
-                return p
-            heappop(heap)
-            del levels[p]
-        return None
+        keys = self.ask_keys
+        return -keys[-1] if keys else None
 
     def depth(self, is_buy: bool) -> list[tuple[int, int, int]]:
         """(price, qty, count) per live level, best first."""
@@ -287,13 +282,26 @@ class OrderBook:
             lvl.qty -= o.leaves
             lvl.count -= 1
             if not lvl.count:
-                lvl.fifo.clear()  # only dead orders left in it
+                self._drop_level(o.is_buy, p)
         elif st == PENDING:
             self.trailing.pop(o.order_id, None)  # plain stops are dropped lazily from their heap
         elif st == AUCTION:
             (self.opg if o.tif == "opg" else self.cls).pop(o.order_id, None)
         o.state = DONE
         del self.orders[o.order_id]
+
+    def _drop_level(self, is_buy: bool, p: int) -> None:
+        """Remove an emptied level (only dead orders left in its FIFO) from the dict and the ladder."""
+        if is_buy:
+            del self.bids[p]
+            keys, k = self.bid_keys, p
+        else:
+            del self.asks[p]
+            keys, k = self.ask_keys, -p
+        i = len(keys) - 1
+        if keys[i] != k:  # usually the best level; otherwise bisect
+            i = bisect_left(keys, k)
+        del keys[i]
 
     def _on_terminal(self, o: Order, activate: bool) -> None:
         if o.oco:
@@ -324,7 +332,10 @@ class OrderBook:
         lvl = levels.get(p)
         if lvl is None:
             lvl = levels[p] = Level()
-            heappush(self.bid_heap if o.is_buy else self.ask_heap, -p if o.is_buy else p)
+            if o.is_buy:
+                insort(self.bid_keys, p)
+            else:
+                insort(self.ask_keys, -p)
         lvl.fifo.append(o)
         lvl.qty += o.leaves
         lvl.count += 1
@@ -395,24 +406,21 @@ class OrderBook:
         """Match incoming ``o`` against the opposite side. Returns True when that side ran out."""
         is_buy = o.is_buy
         if is_buy:
-            levels, heap, dirty, sign = self.asks, self.ask_heap, self.dirty_ask, 1
+            levels, keys, dirty, sign = self.asks, self.ask_keys, self.dirty_ask, -1
         else:
-            levels, heap, dirty, sign = self.bids, self.bid_heap, self.dirty_bid, -1
+            levels, keys, dirty, sign = self.bids, self.bid_keys, self.dirty_bid, 1
         limit = o.limit if o.otype == "limit" else 0
         notional = o.notional
         acct = o.account_id
-        while heap:
-            p = heap[0] * sign
-            lvl = levels[p]
-            if not lvl.count:
-                heappop(heap)
-                del levels[p]
-                continue
+        fill = self._fill
+        while keys:
+            p = keys[-1] * sign
             if limit and (p > limit if is_buy else p < limit):
                 return False
             want = o.notional_left // p if notional else o.leaves
             if not want:
                 return False
+            lvl = levels[p]
             fifo = lvl.fifo
             dirty[p] = None
             while want and lvl.count:
@@ -421,17 +429,23 @@ class OrderBook:
                     fifo.popleft()
                     continue
                 if m.account_id == acct:
-                    self.cancel(m, "self_trade")
+                    self.cancel(m, "self_trade")  # may drop the level
                     continue
                 q = want if want < m.leaves else m.leaves
                 want -= q
                 if notional:
                     o.notional_left -= p * q
-                self._fill(o, m, lvl, p, q)
+                fill(o, m, lvl, p, q)
                 if not m.leaves:
                     fifo.popleft()
                 if o.state != ACTIVE:
-                    return False
+                    break
+            if not lvl.count and levels.get(p) is lvl:
+                # Emptied by fills (a self-trade cancel drops its level itself); it is the best level.
+                del levels[p]
+                keys.pop()
+            if o.state != ACTIVE:
+                return False
         return True
 
     def _fill(self, taker: Order, maker: Order, lvl: Level, p: int, q: int) -> None:
@@ -673,9 +687,9 @@ class OrderBook:
     # ------------------------------------------------------------------ restore helpers
     def rebuild(self, bids: list[tuple[int, list[str]]], asks: list[tuple[int, list[str]]]) -> None:
         """Rebuild levels, heaps and the stop books from the (already restored) shared order dict."""
-        for side_levels, levels, heap, neg in (
-            (bids, self.bids, self.bid_heap, True),
-            (asks, self.asks, self.ask_heap, False),
+        for side_levels, levels, keys, neg in (
+            (bids, self.bids, self.bid_keys, False),
+            (asks, self.asks, self.ask_keys, True),
         ):
             for p, ids in side_levels:
                 lvl = levels[p] = Level()
@@ -684,8 +698,8 @@ class OrderBook:
                     lvl.fifo.append(o)
                     lvl.qty += o.leaves
                     lvl.count += 1
-                heap.append(-p if neg else p)
-            heapify(heap)
+                keys.append(-p if neg else p)
+            keys.sort()
         for o in self.orders.values():
             if o.symbol != self.symbol or o.state != PENDING or o.otype == "trailing_stop":
                 continue

@@ -14,6 +14,8 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -41,6 +43,7 @@ from engine.commands import (
 from engine.events import Event, OrderRejected, SessionChanged
 
 SNAPSHOT_VERSION = 1
+_CONTINUOUS_TIFS = frozenset({"day", "gtc", "ioc", "fok"})
 
 
 class BookState(msgspec.Struct, array_like=True):
@@ -127,15 +130,10 @@ class Engine:
             return []
         self.last_seq = seq
         t = type(command)
-        if t is NewOrder:
-            assert isinstance(command, NewOrder)
-            return self._new_order(seq, command)
-        if t is CancelOrder:
-            assert isinstance(command, CancelOrder)
-            return self._cancel(seq, command)
-        if t is ReplaceOrder:
-            assert isinstance(command, ReplaceOrder)
-            return self._replace(seq, command)
+        # The three order commands dispatch by exact type (one dict lookup); the rest are rare.
+        handler = _HANDLERS.get(t)
+        if handler is not None:
+            return handler(self, seq, command)
         if t is SessionOpen:
             return self._session(seq, opening=True)
         if t is SessionClose:
@@ -171,14 +169,62 @@ class Engine:
 
     def _new_order(self, seq: int, c: NewOrder) -> list[Event]:
         out: list[Event] = []
-        if not c.symbol or not c.order_id:
-            return self._reject(out, None, seq, c.order_id, "invalid_order")
-        book = self._book(c.symbol)
-        book.begin(out, seq)
-        if c.order_id in self.orders:
-            return self._reject(out, book, seq, c.order_id, "duplicate_order_id")
+        symbol = c.symbol
+        order_id = c.order_id
+        if not symbol or not order_id:
+            return self._reject(out, None, seq, order_id, "invalid_order")
+        book = self.books.get(symbol)
+        if book is None:
+            book = self.books[symbol] = OrderBook(symbol, self.orders)
+        book.out = out  # book.begin(out, seq), inlined
+        book.seq = seq
+        book.match_n = 0
+        if order_id in self.orders:
+            return self._reject(out, book, seq, order_id, "duplicate_order_id")
         if book.halted:
-            return self._reject(out, book, seq, c.order_id, "halted")
+            return self._reject(out, book, seq, order_id, "halted")
+        qty = c.qty_e9
+        otype = c.type
+        if (
+            c.order_class == "simple"
+            and qty is not None
+            and qty > 0
+            and c.tif in _CONTINUOUS_TIFS
+            and c.notional_e4 is None
+            and c.stop_price_e4 is None
+            and c.trail_price_e4 is None
+            and c.trail_percent_bps is None
+            and not c.extended_hours
+            and (
+                (otype == "limit" and c.limit_price_e4 is not None and c.limit_price_e4 > 0)
+                or (otype == "market" and c.limit_price_e4 is None)
+            )
+        ):
+            # Fast path: a plain limit/market order by quantity that validate_order would accept.
+            o = Order(
+                order_id,
+                c.account_id,
+                symbol,
+                c.side == "buy",
+                otype,
+                c.tif,
+                qty,
+                0,
+                0,
+                c.limit_price_e4 or 0,
+                0,
+                0,
+                0,
+                0,
+                qty,
+                0,
+                book.next_arrival(),
+                HELD,
+            )
+            book.accept(o)
+            book._take(o)
+            book.end()
+            return out
         reason = validate_order(
             otype=c.type,
             tif=c.tif,
@@ -318,7 +364,9 @@ class Engine:
         if o is None:
             return self._reject(out, None, seq, c.order_id, "unknown_order")
         book = self.books[o.symbol]
-        book.begin(out, seq)
+        book.out = out  # book.begin(out, seq), inlined
+        book.seq = seq
+        book.match_n = 0
         book.cancel(o, "user")
         book.end()
         return out
@@ -468,3 +516,10 @@ class Engine:
             b.cls = {oid: eng.orders[oid] for oid in bs.cls}
             b.rebuild(bs.bids, bs.asks)
         return eng
+
+
+_HANDLERS: dict[type, Callable[[Engine, int, Any], list[Event]]] = {
+    NewOrder: Engine._new_order,
+    CancelOrder: Engine._cancel,
+    ReplaceOrder: Engine._replace,
+}

@@ -1,0 +1,139 @@
+"""Engine-core quick loop for engine work: ``engine`` vs ``reference`` through ``bench.engine_core.run``.
+
+Usage::
+
+    .venv/bin/python -m bench.profile_engine [--rounds 3] [--quick] [--groups thick,thin] [--profile]
+
+Each measurement runs in a forked child (as the harness does), variants interleaved per round; prints the
+median (min-max) of ops/s, p50/p99/p99.9 and the engine/reference ratio. ``--profile`` prints the cProfile
+hot spots of the engine on the thick workload (``bench.engine_core.profile``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import multiprocessing as mp
+import statistics
+import time
+from typing import Any
+
+from bench import engine_core
+from bench.harness import Case, Config
+
+METRICS = ("ops_per_s", "p50_us", "p99_us", "p999_us")
+
+
+def _child(conn: Any, round_: int, case: Case, config: Config) -> None:
+    conn.send(engine_core.run(round_, case, config))
+    conn.close()
+
+
+def measure(round_: int, case: Case, config: Config) -> dict[str, float]:
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_child, args=(send, round_, case, config))
+    p.start()
+    send.close()
+    res: dict[str, float] = recv.recv()
+    p.join()
+    return res
+
+
+def _cpu_child(conn: Any, group: str, variant: str, config: Config) -> None:
+    setup, ops = engine_core.workload(group, config)
+    a = engine_core._fresh(variant, setup)
+    native = a.native(ops)
+    step = a.step
+    gc.collect()
+    gc.freeze()
+    t0 = time.process_time_ns()
+    for x in native:
+        step(x)
+    conn.send(len(ops) / ((time.process_time_ns() - t0) / 1e9))
+    conn.close()
+
+
+def cpu_main(groups: list[str], variants: list[str], config: Config, rounds: int) -> None:
+    """Best-of-``rounds`` CPU-time ops/s per (group, variant): less sensitive to other tenants than wall time."""
+    ctx = mp.get_context("fork")
+    best: dict[tuple[str, str], float] = {}
+    for _ in range(rounds):
+        for g in groups:
+            for v in variants:
+                recv, send = ctx.Pipe(duplex=False)
+                p = ctx.Process(target=_cpu_child, args=(send, g, v, config))
+                p.start()
+                send.close()
+                r = recv.recv()
+                p.join()
+                best[(g, v)] = max(best.get((g, v), 0.0), r)
+    for g in groups:
+        line = "  ".join(f"{v}={best[(g, v)]:,.0f}" for v in variants)
+        extra = ""
+        if "engine" in variants and "reference" in variants:
+            extra = f"  ratio={best[(g, 'engine')] / best[(g, 'reference')]:.2f}x"
+        print(f"cpu ops/s {g:6} {line}{extra}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--groups", default="thick,thin")
+    ap.add_argument("--variants", default="engine,reference")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--cpu", action="store_true", help="CPU-time throughput only (steadier on a loaded box)")
+    args = ap.parse_args()
+    config = Config(rounds=args.rounds, quick=args.quick)
+    groups = args.groups.split(",")
+    variants = args.variants.split(",")
+    for g in groups:
+        engine_core.workload(g, config)
+    if args.profile:
+        prof = engine_core.profile(config)
+        for row in prof["hot_spots"]:
+            print(
+                f"{row['share_pct']:5.1f}% {row['tottime_s']:8.4f}s {row['cumtime_s']:8.4f}s "
+                f"{row['ncalls']:>8} {row['function']}"
+            )
+        for k, v in prof["by_kind"].items():
+            print(k, v)
+        print("gc disabled:", prof["gc_disabled"])
+        return
+    if args.cpu:
+        cpu_main(groups, variants, config, args.rounds)
+        return
+    res: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for r in range(args.rounds):
+        for g in groups:
+            order = variants[r % len(variants) :] + variants[: r % len(variants)]
+            for v in order:
+                res.setdefault((g, v), []).append(measure(r, Case(g, v), config))
+    for g in groups:
+        for v in variants:
+            rows = res[(g, v)]
+            cells = []
+            for m in METRICS:
+                xs = [row[m] for row in rows]
+                fmt = "{:,.0f}" if m == "ops_per_s" else "{:.1f}"
+                cells.append(
+                    f"{m}={fmt.format(statistics.median(xs))} ({fmt.format(min(xs))}-{fmt.format(max(xs))})"
+                )
+            print(f"{g:6} {v:10} " + "  ".join(cells))
+        if "engine" in variants and "reference" in variants:
+            ratios = [
+                e["ops_per_s"] / f["ops_per_s"]
+                for e, f in zip(res[(g, "engine")], res[(g, "reference")], strict=True)
+            ]
+            print(
+                f"{g:6} engine/reference = {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+            )
+            print(
+                f"{g:6} eq_filled engine={res[(g, 'engine')][0].get('eq_filled_shares')} "
+                f"ref={res[(g, 'reference')][0].get('eq_filled_shares')}"
+            )
+
+
+if __name__ == "__main__":
+    main()
