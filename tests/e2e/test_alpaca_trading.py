@@ -406,7 +406,12 @@ def test_every_order_type_list_replace_and_cancel(world: World) -> None:
         ]
     )
     assert alice.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=["GOOG"])) == []
-    assert alice.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN, side=OrderSide.SELL)) == []
+    # Not nested, the held exit legs are listed as orders of their own (sells, status held).
+    oto = next(o for o in listed if str(o.id) == str(placed["oto"].id))
+    legs: Any = alice.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN, side=OrderSide.SELL))
+    assert sorted((str(o.id), o.status) for o in legs) == sorted(
+        (str(leg.id), OrderStatus.HELD) for leg in [*bracket.legs, *oto.legs]
+    )
     by_client = _order(alice.get_order_by_client_id(placed["limit"].client_order_id))
     assert by_client.id == placed["limit"].id
 
@@ -430,6 +435,7 @@ def test_every_order_type_list_replace_and_cancel(world: World) -> None:
     assert sorted((str(o.id), o.status) for o in closed) == sorted(
         [(str(placed["limit"].id), OrderStatus.REPLACED)]
         + [(i, OrderStatus.CANCELED) for i in still_open | {str(placed["stop"].id)}]
+        + [(str(o.id), OrderStatus.CANCELED) for o in legs]  # held legs die with their parent
     )
     # Every hold was released exactly: buying power is back where it started.
     assert _buying_power(alice) == before
