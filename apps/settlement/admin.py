@@ -12,12 +12,16 @@ from django.http import HttpRequest
 
 from apps.core.errors import BrokerageError
 from apps.settlement.models import (
+    CashAccountRestriction,
     CashHold,
     CorporateAction,
     FeeRule,
+    GoodFaithRule,
+    GoodFaithViolation,
     JournalEntry,
     LedgerAccount,
     Posting,
+    ReconciliationAlert,
     ReconciliationReport,
     SettlementObligation,
     ShareReservation,
@@ -167,3 +171,40 @@ class CorporateActionAdmin(admin.ModelAdmin[CorporateAction]):
                 self.message_user(request, f"#{action_id}: {exc.message}", messages.ERROR)
             else:
                 self.message_user(request, f"#{action_id}: {len(entries)} holder entries", messages.INFO)
+
+
+@admin.register(GoodFaithViolation)
+class GoodFaithViolationAdmin(ReadOnlyAdmin):
+    list_display = ("id", "account", "symbol", "trade_date", "funds_settle_date", "unsettled_funded")
+    list_filter = ("trade_date",)
+    search_fields = ("account__account_number", "symbol")
+
+
+@admin.register(CashAccountRestriction)
+class CashAccountRestrictionAdmin(ReadOnlyAdmin):
+    list_display = ("id", "account", "start_date", "end_date", "reason")
+    list_filter = ("end_date",)
+    search_fields = ("account__account_number",)
+
+
+@admin.register(GoodFaithRule)
+class GoodFaithRuleAdmin(admin.ModelAdmin[GoodFaithRule]):
+    list_display = ("effective_from", "max_violations", "window_months", "restriction_days")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None  # new versions only: past restrictions were imposed under the old ones
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ReconciliationAlert)
+class ReconciliationAlertAdmin(ReadOnlyAdmin):
+    list_display = ("id", "job", "kind", "account", "raised_at", "acknowledged")
+    list_filter = ("acknowledged", "job", "kind")
+    actions = ["acknowledge"]
+
+    @admin.action(description="Acknowledge (the break is resolved)")
+    def acknowledge(self, request: HttpRequest, queryset: QuerySet[ReconciliationAlert]) -> None:
+        count = queryset.filter(acknowledged=False).update(acknowledged=True)
+        self.message_user(request, f"{count} alerts acknowledged", messages.INFO)

@@ -8,15 +8,26 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from django.db import connection
 from django.db.models import Sum
+from django.utils import timezone
 
 from apps.accounts.models import BrokerageAccount
+from apps.core.markettime import NEW_YORK
 from apps.core.money import MONEY_QUANTUM, PRICE_DECIMAL_PLACES
-from apps.settlement.models import CURRENCY, LedgerAccount, RealizedGain, ShareReservation, TaxLot
+from apps.settlement.models import (
+    CURRENCY,
+    CashAccountRestriction,
+    GoodFaithViolation,
+    LedgerAccount,
+    RealizedGain,
+    ShareReservation,
+    TaxLot,
+)
 from apps.settlement.types import CashBalances, PositionView
 
 Kind = LedgerAccount.Kind
@@ -34,19 +45,37 @@ def _balances(
 
 
 def cash_balances(account: BrokerageAccount) -> CashBalances:
-    """Cash of a (cash) account: buying power = settled + unsettled sale proceeds (holds already left both)."""
+    """Cash of a (cash) account: buying power = settled + unsettled sale proceeds (holds already left both);
+    settled cash only while a good-faith restriction is in force."""
     b = _balances(account, LedgerAccount.CASH_KINDS, CURRENCY)
     settled = b.get((Kind.CASH_SETTLED, CURRENCY), ZERO)
     unsettled = b.get((Kind.CASH_UNSETTLED, CURRENCY), ZERO)
     held = b.get((Kind.CASH_HELD, CURRENCY), ZERO)
+    usable_unsettled = ZERO if settled_cash_only_restriction(account) is not None else max(unsettled, ZERO)
     return CashBalances(
         settled=settled,
         unsettled=unsettled,
         held=held,
-        buying_power=settled + max(unsettled, ZERO),
+        buying_power=settled + usable_unsettled,
         withdrawable=max(settled, ZERO),
         total=settled + unsettled + held,
     )
+
+
+def settled_cash_only_restriction(
+    account: BrokerageAccount, on: date | None = None
+) -> CashAccountRestriction | None:
+    """The good-faith restriction in force on ``on`` (default today in New York), if any."""
+    day = on or timezone.now().astimezone(NEW_YORK).date()
+    return (
+        CashAccountRestriction.objects.filter(account=account, start_date__lte=day, end_date__gte=day)
+        .order_by("-end_date")
+        .first()
+    )
+
+
+def good_faith_violations(account: BrokerageAccount) -> list[GoodFaithViolation]:
+    return list(GoodFaithViolation.objects.filter(account=account).order_by("trade_date", "id"))
 
 
 def _positions(account: BrokerageAccount, symbol: str | None = None) -> list[PositionView]:

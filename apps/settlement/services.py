@@ -14,17 +14,21 @@ Cash-account buying power (the good-faith rule applied):
   unsettled proceeds, fills consume the settled-funded part first, releases return the unsettled-funded part first
   (back to unsettled while the proceeds are still pending, otherwise to settled cash);
 - withdrawals take settled cash only (never unsettled proceeds, never held cash);
-- a buy paid in part with unsettled proceeds is recorded (``JournalEntry.details["unsettled_funded"]``) so a
-  later sale before those proceeds settle can be flagged as a good-faith violation (tracking: not yet enforced).
+- a buy paid in part with unsettled proceeds is recorded (``JournalEntry.details["unsettled_funded"]`` and
+  ``["funds_settle_date"]``, the latest settlement date of the proceeds pending then); selling those shares
+  (their FIFO lot) on a trade date before that settlement date is a good-faith violation on a cash account
+  (``GoodFaithViolation``); the ``GoodFaithRule`` in force (default 3 in 12 months) then restricts the account
+  to settled cash for 90 days (``CashAccountRestriction``): holds draw on settled cash only.
 Margin accounts use the same cash rules for now (no margin lending).
 """
 
 from __future__ import annotations
 
+import calendar
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, ROUND_UP, Decimal
 from typing import Any
 
@@ -38,8 +42,11 @@ from apps.core.markettime import NEW_YORK, XNYSCalendar
 from apps.core.money import CENT, MONEY_QUANTUM, QTY_DECIMAL_PLACES
 from apps.settlement.models import (
     CURRENCY,
+    CashAccountRestriction,
     CashHold,
     FeeRule,
+    GoodFaithRule,
+    GoodFaithViolation,
     JournalEntry,
     LedgerAccount,
     Posting,
@@ -286,10 +293,13 @@ def hold_place(*, account: BrokerageAccount, order_id: str, amount: Decimal) -> 
             raise Conflict(f"order {order_id} already has a different hold", error="hold_exists")
         settled = rows[keys[0]].balance
         unsettled = max(rows[keys[1]].balance, ZERO)
+        restricted = unsettled > 0 and settled_cash_only(account.pk, trade_date_of(timezone.now()))
+        if restricted:
+            unsettled = ZERO
         buying_power = settled + unsettled
         if amount > buying_power:
             raise InsufficientFunds(
-                rule="cash_account_buying_power",
+                rule="settled_cash_only_restriction" if restricted else "cash_account_buying_power",
                 details={
                     "required": str(amount),
                     "buying_power": str(buying_power),
@@ -587,6 +597,16 @@ def _buy_cash_legs(
     from_unsettled = shortfall - from_settled
     if take_u or from_unsettled:
         details["unsettled_funded"] = str(take_u + from_unsettled)
+        latest = (
+            SettlementObligation.objects.filter(
+                account_id=r["settled"].account_id, kind="cash", settled_at__isnull=True, amount__gt=0
+            )
+            .order_by("-settle_date")
+            .values_list("settle_date", flat=True)
+            .first()
+        )
+        # No pending proceeds (a debit beyond them): the buy's own settlement date is when it must be paid.
+        details["funds_settle_date"] = (latest or date.fromisoformat(details["settle_date"])).isoformat()
     return [
         _Leg(r["held"], -take),
         _Leg(r["settled"], -from_settled),
@@ -646,10 +666,12 @@ def _lots_apply(
     left = fill.qty
     lots = list(
         TaxLot.objects.select_for_update()
+        .select_related("source_entry")
         .filter(account=account, symbol=fill.symbol, remaining__gt=0)
         .order_by("acquired_date", "id")
     )
     gains: list[RealizedGain] = []
+    violations: list[GoodFaithViolation] = []
     for lot in lots:
         if left == 0:
             break
@@ -666,6 +688,9 @@ def _lots_apply(
         lot.remaining -= take
         lot.remaining_cost -= cost
         lot.save(update_fields=["remaining", "remaining_cost"])
+        gfv = _good_faith_check(account=account, lot=lot, sell_entry=entry)
+        if gfv is not None:
+            violations.append(gfv)
         long_term = (trade_date - lot.acquired_date).days > 365
         gains.append(
             RealizedGain(
@@ -680,6 +705,84 @@ def _lots_apply(
             )
         )
     RealizedGain.objects.bulk_create(gains)
+    if violations:
+        GoodFaithViolation.objects.bulk_create(violations)
+        good_faith_rule_apply(account=account, violation=violations[0])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Good-faith violations (cash accounts)
+
+DEFAULT_GOOD_FAITH_RULE = GoodFaithRule(max_violations=3, window_months=12, restriction_days=90)
+
+
+def _good_faith_check(
+    *, account: BrokerageAccount, lot: TaxLot, sell_entry: JournalEntry
+) -> GoodFaithViolation | None:
+    """A violation when this lot was bought with proceeds that settle after the sale's trade date."""
+    if account.account_type != BrokerageAccount.AccountType.CASH:
+        return None
+    buy = lot.source_entry
+    funded, funds_settle = buy.details.get("unsettled_funded"), buy.details.get("funds_settle_date")
+    if buy.entry_type != EntryType.FILL or not funded or not funds_settle:
+        return None
+    settles = date.fromisoformat(funds_settle)
+    if sell_entry.effective_date >= settles:
+        return None  # the proceeds had settled by the sale: a good-faith sale
+    return GoodFaithViolation(
+        account=account,
+        symbol=lot.symbol,
+        buy_entry=buy,
+        sell_entry=sell_entry,
+        trade_date=sell_entry.effective_date,
+        funds_settle_date=settles,
+        unsettled_funded=Decimal(funded),
+    )
+
+
+def good_faith_rule_in_force(on: date) -> GoodFaithRule:
+    rule = GoodFaithRule.objects.filter(effective_from__lte=on).order_by("-effective_from").first()
+    return rule or DEFAULT_GOOD_FAITH_RULE
+
+
+def _months_before(day: date, months: int) -> date:
+    y, m = divmod(day.year * 12 + day.month - 1 - months, 12)
+    month = m + 1
+    last = calendar.monthrange(y, month)[1]
+    return date(y, month, min(day.day, last))
+
+
+def good_faith_rule_apply(
+    *, account: BrokerageAccount, violation: GoodFaithViolation
+) -> CashAccountRestriction | None:
+    """Restrict the account to settled cash when the violations in the window reach the rule's limit."""
+    on = violation.trade_date
+    rule = good_faith_rule_in_force(on)
+    since = _months_before(on, rule.window_months)
+    count = (
+        GoodFaithViolation.objects.filter(account=account, trade_date__gt=since, trade_date__lte=on)
+        .values("sell_entry_id")
+        .distinct()
+        .count()
+    )
+    if count < rule.max_violations:
+        return None
+    if CashAccountRestriction.objects.filter(account=account, start_date__lte=on, end_date__gte=on).exists():
+        return None  # already restricted: the running restriction stands
+    return CashAccountRestriction.objects.create(
+        account=account,
+        start_date=on,
+        end_date=on + timedelta(days=rule.restriction_days),
+        reason=f"{count} good-faith violations in {rule.window_months} months",
+        trigger=violation,
+    )
+
+
+def settled_cash_only(account_id: Any, on: date) -> bool:
+    """Whether a good-faith restriction limits the account to settled cash on ``on``."""
+    return CashAccountRestriction.objects.filter(
+        account_id=account_id, start_date__lte=on, end_date__gte=on
+    ).exists()
 
 
 def settlement_apply(*, trade_entry_id: int) -> JournalEntry | None:
