@@ -80,4 +80,7 @@ def asset_json(asset: Asset) -> dict[str, Any]:
         "min_trade_increment": format_decimal(asset.min_trade_increment),
         "price_increment": format_decimal(asset.price_increment),
         "attributes": [],
+        # Not Alpaca's: the price the risk collar centres on (API clients such as the demo market maker
+        # quote around it; alpaca-py ignores unknown fields).
+        "reference_price": _d(asset.reference_price),
     }
