@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {write_result(result)}")
         print_table(result)
         results.append(result)
-    print(f"wrote {write_latest(results)}")
-    if not args.no_docs:
+    if not config.quick:  # quick results go to <stage>.quick.json only
+        print(f"wrote {write_latest(results)}")
+    if not args.no_docs and not config.quick:
         print(f"wrote {report.write_docs()}")
     bad = failed or any(r["mismatches"] or r["errors"] for r in results)
     return 1 if bad else 0

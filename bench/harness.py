@@ -341,7 +341,8 @@ def print_table(result: Mapping[str, Any]) -> None:
 
 def write_result(result: Mapping[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{result['stage']}.json"
+    # A --quick smoke run never overwrites the published figures.
+    path = RESULTS / f"{result['stage']}{'.quick' if result['config']['quick'] else ''}.json"
     path.write_text(json.dumps(result, indent=1, sort_keys=False) + "\n")
     return path
 
@@ -355,7 +356,7 @@ def write_latest(results: Sequence[Mapping[str, Any]]) -> Path:
     """Summary of every stage's newest result file (the stages not run now keep their previous figures)."""
     stages: dict[str, Any] = {}
     for path in sorted(RESULTS.glob("*.json")):
-        if path.name == "latest.json":
+        if path.name == "latest.json" or path.name.endswith(".quick.json"):
             continue
         data = json.loads(path.read_text())
         if not is_harness_result(data):
