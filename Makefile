@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(shell cat requirements/base.txt requirements/local.txt requirements/constraints.txt | sha256sum | cut -c1-16)
 export DJANGO_SETTINGS_MODULE ?= brokerage.settings.local
 # One set of ports for the service scripts and for Django (override any of them in the environment).
 export PG_PORT ?= 55432
@@ -66,6 +66,11 @@ deploy-checks:
 
 bench: venv services
 	$(PY) -m bench
+
+# Order storm + faults + auditor on its OWN PostgreSQL/Redis/Kafka (ports 556xx/196xx, .run/chaos): it kills them.
+# SEED, CHAOS_ARGS override (e.g. CHAOS_ARGS="--accounts 50 --ops 500 --duration 60").
+chaos: venv
+	$(PY) -m chaos --seed $${SEED:-$$RANDOM} $${CHAOS_ARGS:-}
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
