@@ -88,8 +88,8 @@ def check_conservation(seed_shares: Decimal) -> list[Check]:
         entry__entry_type__in=[JournalEntry.EntryType.CSD, JournalEntry.EntryType.CSW],
         ledger_account__account__isnull=False,
     ).values_list("ledger_account__account_id", "amount")
-    for acct, amount in transfers:
-        cash_want[str(acct)] += amount
+    for owner, amount in transfers:
+        cash_want[str(owner)] += amount
     fees = {
         source_id: sum((Decimal(v) for v in (details or {}).get("fees", {}).values()), ZERO)
         for source_id, details in JournalEntry.objects.filter(source_type="fill").values_list(
@@ -268,8 +268,7 @@ def check_history(history: list[dict[str, Any]]) -> list[Check]:
         if h["op"] == "transfer" and h["outcome"] == "ok" and str(h.get("id")) not in transfer_ids
     ]
     cancel_ok = [h for h in done if h["op"] == "cancel" and h["outcome"] == "ok"]
-    status = dict(Order.objects.values_list("id", "status"))
-    status = {str(k): v for k, v in status.items()}
+    status = {str(k): v for k, v in Order.objects.values_list("id", "status")}
     cancel_open = [h["target"] for h in cancel_ok if status.get(h["target"]) in Order.OPEN]
     return [
         Check("every invoked operation completed in the history", not incomplete, _first(incomplete)),

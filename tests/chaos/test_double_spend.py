@@ -25,7 +25,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 CLIENTS = 50
 OPEN_AT = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # a Tuesday, 10:00 New York
-BUY = {"symbol": "AAPL", "qty": "10", "side": "buy", "type": "limit", "time_in_force": "day", "limit_price": "100"}
+BUY = {
+    "symbol": "AAPL",
+    "qty": "10",
+    "side": "buy",
+    "type": "limit",
+    "time_in_force": "day",
+    "limit_price": "100",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +66,10 @@ def test_fifty_simultaneous_orders_accept_exactly_the_affordable_set(affordable:
             c.force_authenticate(account.owner)
             barrier.wait(timeout=30)
             r: Any = c.post(
-                "/v2/orders", {**BUY, "client_order_id": f"ds-{i}"}, format="json", HTTP_IDEMPOTENCY_KEY=f"ds-{i}"
+                "/v2/orders",
+                {**BUY, "client_order_id": f"ds-{i}"},
+                format="json",
+                HTTP_IDEMPOTENCY_KEY=f"ds-{i}",
             )
             with lock:
                 statuses.append(r.status_code)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import threading
 from decimal import Decimal
-from typing import Any
 
 import pytest
-from django.db import OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory
@@ -91,7 +90,7 @@ def test_other_database_errors_are_not_retried() -> None:
         with transaction.atomic(durable=True), connection.cursor() as cursor:
             cursor.execute("DO $$ BEGIN RAISE EXCEPTION 'dup' USING ERRCODE = 'unique_violation'; END $$")
 
-    with pytest.raises(Exception) as info:
+    with pytest.raises(IntegrityError) as info:
         unique_violation()
     assert sqlstate_of(info.value) == "23505"
     assert calls == [1]
@@ -134,7 +133,9 @@ def test_real_deadlock_between_two_transfers_is_retried_and_both_commit() -> Non
                     LedgerAccount.objects.select_for_update().filter(account=first, kind="cash_settled").get()
                     if attempts[order] == 1:
                         barrier.wait(timeout=10)  # both hold their first row: the second lock deadlocks
-                    LedgerAccount.objects.select_for_update().filter(account=second, kind="cash_settled").get()
+                    LedgerAccount.objects.select_for_update().filter(
+                        account=second, kind="cash_settled"
+                    ).get()
                     cash_deposit_post(account=first, amount=Decimal("2"), transfer_id=f"dl-{order}")
             except OperationalError as exc:
                 seen_states.append(sqlstate_of(exc))
@@ -157,5 +158,3 @@ def test_real_deadlock_between_two_transfers_is_retried_and_both_commit() -> Non
     assert seen_states == [DEADLOCK_DETECTED]  # exactly one victim, and it never escaped
     assert sorted(attempts.values()) == [1, 2]
     assert JournalEntry.objects.filter(source_id__in=["dl-ab", "dl-ba"]).count() == 2
-
-
