@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from apps.accounts.models import BrokerageAccount
 from apps.core.errors import NotFound
@@ -86,3 +86,36 @@ def asset_list(*, status: str | None = None) -> list[Asset]:
     if status:
         qs = qs.filter(status=status)
     return list(qs)
+
+
+def order_reservations(*, order_ids: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Reserved cash/shares of every open parent order, plus of the orders in ``order_ids`` (any status).
+
+    For settlement's reconciliation (holds = open orders' reserved amounts). Each row: ``id`` (str),
+    ``account_id`` (str), ``side``, ``status``, ``is_open``, ``reserved_amount``, ``reserved_qty``.
+    """
+    ids: list[uuid.UUID] = []
+    for raw in order_ids:
+        try:
+            ids.append(uuid.UUID(raw))
+        except ValueError:
+            continue  # not an order id of ours: the caller reports it as orphaned
+    qs = Order.objects.filter(parent__isnull=True).filter(
+        Q(status__in=Order.OPEN, reserved_amount__gt=0)
+        | Q(status__in=Order.OPEN, reserved_qty__gt=0)
+        | Q(id__in=ids)
+    )
+    return [
+        {
+            "id": str(row["id"]),
+            "account_id": str(row["account_id"]),
+            "side": row["side"],
+            "status": row["status"],
+            "is_open": row["status"] in Order.OPEN,
+            "reserved_amount": row["reserved_amount"],
+            "reserved_qty": row["reserved_qty"],
+        }
+        for row in qs.order_by("id").values(
+            "id", "account_id", "side", "status", "reserved_amount", "reserved_qty"
+        )
+    ]
