@@ -23,6 +23,21 @@ CHECK_DEPLOY: dict[str, str] = {}
 SCHEMATHESIS_SKIP: dict[tuple[str, str], str] = {}
 
 
+# Bad-input cases a target may accept (2xx), keyed (scope, case label); scope is a target label, "<location>-<kind>"
+# or "<location>". The database-unchanged rule still applies to them.
+BAD_INPUT_ACCEPTED: dict[tuple[str, str], str] = {
+    ("query", "empty"): "an empty query parameter means 'not given': the same answer as omitting it, a read",
+    ("query-int", "fullwidth-digits"): (
+        "paging/depth integers parse with int(), which reads Unicode digits by value; still bounded by "
+        "min/max and never money (decimals are ASCII-only via StrictDecimalField)"
+    ),
+    (
+        "kyc",
+        "empty",
+    ): "an empty POST /v1/accounts/kyc is an empty partial save: it answers the application as is",
+}
+
+
 def allowlist_check() -> list[str]:
     """Entries that lack a reason (must be empty)."""
     problems: list[str] = []
@@ -32,6 +47,7 @@ def allowlist_check() -> list[str]:
         ("PIP_AUDIT", PIP_AUDIT),
         ("CHECK_DEPLOY", CHECK_DEPLOY),
         ("SCHEMATHESIS_SKIP", SCHEMATHESIS_SKIP),
+        ("BAD_INPUT_ACCEPTED", BAD_INPUT_ACCEPTED),
     ):
         problems += [f"{name}[{key!r}] has no reason" for key, why in table.items() if len(why.strip()) < 10]
     return problems

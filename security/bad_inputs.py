@@ -10,8 +10,8 @@ integer ``code``, never a 5xx, and the database unchanged (``security.dbstate``)
 
 from __future__ import annotations
 
-import json
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -246,3 +246,14 @@ PATH_ID_CASES: list[tuple[str, str]] = [
     ("uuid-upper", "6F9619FF-8B86-D011-B42D-00CF4FC964FF"),
     ("negative-int", "-1"),
 ]
+
+
+def accepted_reason(scope_label: str, location: str, kind: str, case: str) -> str | None:
+    """The reviewed reason a case may be accepted for this target, or None (it must be refused)."""
+    from security.allowlists import BAD_INPUT_ACCEPTED
+
+    for scope in (scope_label, f"{location}-{kind}", location):
+        reason = BAD_INPUT_ACCEPTED.get((scope, case))
+        if reason is not None:
+            return reason
+    return None

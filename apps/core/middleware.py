@@ -1,4 +1,4 @@
-"""Request context (request id, correlation id) and Prometheus request metrics."""
+"""Request context (request id, correlation id), Prometheus request metrics, and NUL-byte refusal."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import Counter, Histogram
 
 from apps.core.logging import correlation_id_var, request_id_var
@@ -81,3 +81,22 @@ class MetricsMiddleware:
         LATENCY.labels(request.method, route).observe(time.perf_counter() - start)
         REQUESTS.labels(request.method, route, str(response.status_code)).inc()
         return response
+
+
+class NulByteRejectMiddleware:
+    """Refuses a NUL character in the path or the query string (400, the core error shape).
+
+    PostgreSQL text cannot hold NUL, so such an id or filter would reach the database as a DataError (a 500).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        query = request.META.get("QUERY_STRING", "")
+        if "\x00" in request.path or "%00" in query or "\x00" in query:
+            from apps.core.errors import MalformedRequest
+
+            exc = MalformedRequest("The request contains a NUL character.", error="nul_character")
+            return JsonResponse(exc.as_body(), status=exc.status)
+        return self.get_response(request)

@@ -1,9 +1,9 @@
 """Strict JSON parsing: numbers become exact ``Decimal`` from their literal text, never a binary float.
 
 Rejected outright (400 ``malformed_request``): invalid UTF-8, duplicate keys at any depth (``{"qty":1,"qty":2}``
-must not silently keep the last), ``NaN``/``Infinity``, nesting deeper than ``MAX_DEPTH``, and bodies over the
-size limit. Field-level rules (ASCII digits only, no exponent, precision) are the fields' job: see
-``apps.core.fields``.
+must not silently keep the last), ``NaN``/``Infinity``, nesting deeper than ``MAX_DEPTH``, NUL characters
+(PostgreSQL text cannot store them), and bodies over the size limit. Field-level rules (ASCII digits only, no
+exponent, precision) are the fields' job: see ``apps.core.fields``.
 """
 
 from __future__ import annotations
@@ -90,6 +90,9 @@ def loads_strict(raw: bytes | str) -> Any:
         raise MalformedRequest(f"Malformed JSON: {exc}", error="malformed_json") from exc
     if _depth(value, MAX_DEPTH) > MAX_DEPTH:
         raise MalformedRequest(f"The body nests deeper than {MAX_DEPTH} levels.", error="too_deep")
+    if "\x00" in text or "\\u0000" in text:
+        # PostgreSQL text cannot hold NUL: refused here, not as a database error (a 500) deep in a service.
+        raise MalformedRequest("The body contains a NUL character.", error="nul_character")
     return value
 
 

@@ -174,6 +174,12 @@ class KycApi(APIView):
         return idempotent_execute(request, operation, owner=owner_of(request))
 
 
+# As the orders API bounds notional and qty (apps.orders.apis); the cost basis within the ledger's money range.
+MAX_TRANSFER_AMOUNT = Decimal("100000000000")
+MAX_TRANSFER_QTY = Decimal("1000000000000")
+MAX_TRANSFER_COST_BASIS = Decimal("100000000000000")
+
+
 class TransferOutputSerializer(serializers.Serializer[Any]):
     id = serializers.UUIDField()
     account_id = serializers.UUIDField()
@@ -198,11 +204,19 @@ class TransfersApi(APIView):
     class InputSerializer(serializers.Serializer[Any]):
         direction = serializers.ChoiceField(Transfer.Direction.values)
         type = serializers.ChoiceField(Transfer.Type.values)
-        amount = StrictDecimalField(decimal_places=2, positive=True, required=False)
+        # Upper bounds: without them a 16-digit amount was accepted and a 16-digit qty overflowed the column (500).
+        amount = StrictDecimalField(
+            decimal_places=2, positive=True, max_value=MAX_TRANSFER_AMOUNT, required=False
+        )
         symbol = serializers.RegexField(r"^[A-Z][A-Z0-9.]{0,9}$", required=False)
-        qty = StrictDecimalField(decimal_places=QTY_DECIMAL_PLACES, positive=True, required=False)
+        qty = StrictDecimalField(
+            decimal_places=QTY_DECIMAL_PLACES, positive=True, max_value=MAX_TRANSFER_QTY, required=False
+        )
         cost_basis = StrictDecimalField(
-            decimal_places=MONEY_DECIMAL_PLACES, min_value=Decimal(0), required=False
+            decimal_places=MONEY_DECIMAL_PLACES,
+            min_value=Decimal(0),
+            max_value=MAX_TRANSFER_COST_BASIS,
+            required=False,
         )
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -52,6 +52,8 @@ MIDDLEWARE = [
     "apps.core.middleware.RequestContextMiddleware",
     "apps.core.middleware.HealthProbeMiddleware",
     "apps.core.middleware.MetricsMiddleware",
+    # Security battery (make security): NUL bytes in a path or query would reach PostgreSQL as a 500.
+    "apps.core.middleware.NulByteRejectMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
