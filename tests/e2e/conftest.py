@@ -113,7 +113,7 @@ class LiveStack:
             text = path.read_text(errors="replace").splitlines() if path.exists() else []
             rc = self.procs[name].poll()
             out.append(f"----- {name} (exit {rc}) {path} -----")
-            out.extend(text[-lines:])
+            out.extend(line[:400] for line in text[-lines:])  # one JSON traceback line can be 50 kB
         return "\n".join(out)
 
     def start(self) -> None:

@@ -58,6 +58,7 @@ ASSETS = {
     "MSFT": Decimal("200"),
     "GOOG": Decimal("150"),
     "IBM": Decimal("50"),
+    "NVDA": Decimal("100"),
 }
 
 
@@ -464,3 +465,97 @@ def test_rejections_are_alpaca_errors(world: World) -> None:
         alice.get_order_by_id(uuid.uuid4())
     assert unknown.value.status_code == 404
     assert alice.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, symbols=["IBM"])) == []
+
+
+# ----------------------------------------------------------------------------------------- the market maker
+
+
+@pytest.mark.parametrize(
+    ("inventory_change", "sides"),
+    [
+        pytest.param(
+            Decimal(0), [("buy", Decimal("99.80")), ("sell", Decimal("100.21"))], id="flat-two-sided"
+        ),
+        pytest.param(Decimal(500), [("sell", Decimal("100.21"))], id="long-limit-no-bid"),
+        pytest.param(Decimal(-500), [("buy", Decimal("99.80"))], id="short-limit-no-ask"),
+    ],
+)
+def test_market_maker_quotes_are_on_tick_and_inventory_bounded(
+    inventory_change: Decimal, sides: list[tuple[str, Decimal]]
+) -> None:
+    from apps.orders.marketmaker import quotes_for
+
+    # 100.001 * (1 -/+ 0.002) = 99.800998 / 100.201002: bids round down, asks up, to the cent tick.
+    quotes = quotes_for(
+        reference=Decimal("100.001"),
+        tick=Decimal("0.01"),
+        half_spread=Decimal("0.002"),
+        qty=Decimal(10),
+        inventory_change=inventory_change,
+        max_inventory=Decimal(500),
+    )
+    assert [(q.side, q.price) for q in quotes] == sides
+    assert {q.qty for q in quotes} == {Decimal(10)}
+
+
+def test_market_maker_process_quotes_fills_and_cancels_on_sigterm(world: World) -> None:
+    """``run_market_maker`` is an ordinary API client: Alice trades against its quote; SIGTERM cancels it."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import LOG_DIR, ROOT, subprocess_env
+
+    w = world
+    maker = customer_create(
+        email="maker@e2e.example.com", cash=Decimal("100000"), shares={"NVDA": Decimal("1000")}
+    )
+    maker_api = TradingClient(maker.key_id, maker.secret, url_override=w.stack.base_url)
+    argv = [
+        sys.executable,
+        "manage.py",
+        "run_market_maker",
+        "--base-url",
+        w.stack.base_url,
+        "--symbols",
+        "NVDA",
+    ]
+    argv += ["--key-id", maker.key_id, "--secret-key", maker.secret, "--refresh", "0.5", "--qty", "10"]
+    with (LOG_DIR / "market_maker.log").open("wb") as log:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+
+        def quoted() -> list[Any] | None:
+            orders: Any = maker_api.get_orders(
+                GetOrdersRequest(status=QueryOrderStatus.OPEN, symbols=["NVDA"])
+            )
+            live = [o for o in orders if o.status == OrderStatus.NEW]
+            return live if len(live) == 2 else None
+
+        quotes = eventually(quoted, what="two-sided NVDA quotes", stack=w.stack)
+        assert sorted((o.side, o.limit_price, o.qty) for o in quotes) == [
+            (OrderSide.BUY, "99.8", "10"),
+            (OrderSide.SELL, "100.2", "10"),
+        ]
+        bought = _order(
+            w.alice_api.submit_order(
+                MarketOrderRequest(symbol="NVDA", qty=3, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
+            )
+        )
+        fill = w.alice_stream.wait(w.stack, bought.id, "fill")
+        assert (fill.price, fill.qty) == (100.2, 3.0)
+        assert _order(
+            maker_api.get_order_by_id(next(o.id for o in quotes if o.side == OrderSide.SELL))
+        ).filled_qty
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    assert code == 0, (LOG_DIR / "market_maker.log").read_text()[-3000:]
+    # Gone with it: every order it had open (the replaced partial fill included) is canceled.
+    eventually(
+        lambda: maker_api.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN)) == [] or None,
+        what="the market maker's orders to be canceled",
+        stack=w.stack,
+    )
+    position: Any = maker_api.get_open_position("NVDA")
+    assert position.qty == "997"

@@ -7,6 +7,7 @@ cancel its open orders and exit.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from decimal import Decimal
@@ -54,6 +55,7 @@ class Command(BaseCommand):
             refresh_s=options["refresh"],
         )
         maker = MarketMaker(config)
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request drowns the demo log
 
         def stop(signum: int, _frame: FrameType | None) -> None:
             maker.stopping.set()
