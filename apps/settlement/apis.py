@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from apps.accounts.permissions import HasScope
 from apps.accounts.selectors import account_for_user
 from apps.core.errors import NotFound
+from apps.core.fields import StrictDecimalField
 from apps.settlement.activities import (
     ACTIVITY_TYPES,
     MAX_PAGE_SIZE,
@@ -19,6 +20,7 @@ from apps.settlement.activities import (
     activities_page,
     activity_render,
 )
+from apps.settlement.portfolio import portfolio_history
 
 
 class ActivitiesApi(APIView):
@@ -66,3 +68,35 @@ class ActivitiesApi(APIView):
             ),
         )
         return Response([activity_render(e) for e in entries])
+
+
+class PortfolioHistoryApi(APIView):
+    """GET /v2/account/portfolio/history: the daily equity series (Alpaca's ``PortfolioHistory``)."""
+
+    permission_classes = [HasScope("read")]
+
+    class InputSerializer(serializers.Serializer[Any]):
+        period = serializers.CharField(required=False, default="1M", max_length=5)
+        timeframe = serializers.CharField(required=False, default="1D", max_length=5)
+        date_end = serializers.DateField(required=False)
+        extended_hours = serializers.BooleanField(required=False)
+
+    class OutputSerializer(serializers.Serializer[Any]):
+        timestamp = serializers.ListField(child=serializers.IntegerField())
+        equity = serializers.ListField(child=StrictDecimalField(decimal_places=2))
+        profit_loss = serializers.ListField(child=StrictDecimalField(decimal_places=2))
+        profit_loss_pct = serializers.ListField(child=StrictDecimalField(decimal_places=6))
+        base_value = StrictDecimalField(decimal_places=2)
+        timeframe = serializers.CharField()
+
+    def get(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        history = portfolio_history(
+            account_for_user(request.user),
+            period=v["period"],
+            timeframe=v["timeframe"],
+            date_end=v.get("date_end"),
+        )
+        return Response(self.OutputSerializer(history).data)

@@ -6,6 +6,7 @@ from apps.settlement import apis
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("v2/account/activities", apis.ActivitiesApi.as_view(), name="account-activities"),
+    path("v2/account/portfolio/history", apis.PortfolioHistoryApi.as_view(), name="portfolio-history"),
     path(
         "v2/account/activities/<str:activity_type>",
         apis.ActivitiesApi.as_view(),
