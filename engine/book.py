@@ -222,6 +222,55 @@ class OrderBook:
             )
         )
 
+    def submit_plain(self, o: Order, side: str) -> None:
+        """``accept`` + ``route`` + ``end`` for a validated simple limit/market order (the hot path).
+
+        A day/gtc limit that does not cross rests straight away: that is what ``_take`` would do (``_match``
+        stops at once and marks nothing), minus three calls.
+        """
+        self.orders[o.order_id] = o
+        out, sym, seq = self.out, self.symbol, self.seq
+        bs = self.book_seq = self.book_seq + 1
+        out.append(
+            OrderAccepted(
+                sym, bs, seq, o.order_id, o.account_id, side, o.otype, o.tif, o.qty, 0, o.limit, 0, ""
+            )
+        )
+        p = o.limit
+        if p and (o.tif == "gtc" or o.tif == "day"):
+            if o.is_buy:
+                keys = self.ask_keys
+                if not keys or -keys[-1] > p:
+                    levels = self.bids
+                    lvl = levels.get(p)
+                    if lvl is None:
+                        lvl = levels[p] = Level()
+                        insort(self.bid_keys, p)
+                    lvl.fifo.append(o)
+                    qty = lvl.qty = lvl.qty + o.leaves
+                    count = lvl.count = lvl.count + 1
+                    o.state = RESTING
+                    self.book_seq = bs + 1  # end(): nothing to drain, one level to publish
+                    out.append(BookLevelChanged(sym, bs + 1, seq, "buy", p, qty, count))
+                    return
+            else:
+                keys = self.bid_keys
+                if not keys or keys[-1] < p:
+                    levels = self.asks
+                    lvl = levels.get(p)
+                    if lvl is None:
+                        lvl = levels[p] = Level()
+                        insort(self.ask_keys, -p)
+                    lvl.fifo.append(o)
+                    qty = lvl.qty = lvl.qty + o.leaves
+                    count = lvl.count = lvl.count + 1
+                    o.state = RESTING
+                    self.book_seq = bs + 1  # end(): nothing to drain, one level to publish
+                    out.append(BookLevelChanged(sym, bs + 1, seq, "sell", p, qty, count))
+                    return
+        self._take(o)
+        self.end()
+
     def route(self, o: Order) -> None:
         """Send an accepted (or activated, or replacement) order to the auction, the stop book or matching."""
         if o.tif == "opg" or o.tif == "cls":
@@ -232,13 +281,37 @@ class OrderBook:
         else:
             self._take(o)
 
+    def cancel_resting(self, o: Order, seq: int) -> list[Event]:
+        """A user cancel of a resting order without class links: the whole command (begin..end) inlined."""
+        p = o.limit
+        leaves = o.leaves
+        if o.is_buy:
+            lvl = self.bids[p]
+            side = "buy"
+        else:
+            lvl = self.asks[p]
+            side = "sell"
+        qty = lvl.qty = lvl.qty - leaves
+        count = lvl.count = lvl.count - 1
+        if not count:
+            self._drop_level(o.is_buy, p)
+            qty = 0
+        o.state = DONE
+        del self.orders[o.order_id]
+        sym = self.symbol
+        bs = self.book_seq
+        self.book_seq = bs + 2
+        return [
+            OrderCanceled(sym, bs + 1, seq, o.order_id, "user", o.cum, leaves),
+            BookLevelChanged(sym, bs + 2, seq, side, p, qty, count),
+        ]
+
     def cancel(self, o: Order, reason: str) -> None:
         self._remove(o)
-        self.book_seq += 1
-        self.out.append(
-            OrderCanceled(self.symbol, self.book_seq, self.seq, o.order_id, reason, o.cum, o.leaves)
-        )
-        self._on_terminal(o, activate=True)
+        bs = self.book_seq = self.book_seq + 1
+        self.out.append(OrderCanceled(self.symbol, bs, self.seq, o.order_id, reason, o.cum, o.leaves))
+        if o.oco or o.children:
+            self._on_terminal(o, activate=True)
 
     def expire(self, o: Order) -> None:
         self._remove(o)

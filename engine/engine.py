@@ -201,29 +201,31 @@ class Engine:
             )
         ):
             # Fast path: a plain limit/market order by quantity that validate_order would accept.
-            o = Order(
-                order_id,
-                c.account_id,
-                symbol,
-                c.side == "buy",
-                otype,
-                c.tif,
-                qty,
-                0,
-                0,
-                c.limit_price_e4 or 0,
-                0,
-                0,
-                0,
-                0,
-                qty,
-                0,
-                book.next_arrival(),
-                HELD,
+            book.arrival += 1
+            side = c.side
+            book.submit_plain(
+                Order(
+                    order_id,
+                    c.account_id,
+                    symbol,
+                    side == "buy",
+                    otype,
+                    c.tif,
+                    qty,
+                    0,
+                    0,
+                    c.limit_price_e4 or 0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    qty,
+                    0,
+                    book.arrival,
+                    HELD,
+                ),
+                side,
             )
-            book.accept(o)
-            book._take(o)
-            book.end()
             return out
         reason = validate_order(
             otype=c.type,
@@ -364,6 +366,8 @@ class Engine:
         if o is None:
             return self._reject(out, None, seq, c.order_id, "unknown_order")
         book = self.books[o.symbol]
+        if o.state == RESTING and not o.oco and not o.children:
+            return book.cancel_resting(o, seq)
         book.out = out  # book.begin(out, seq), inlined
         book.seq = seq
         book.match_n = 0
@@ -395,19 +399,34 @@ class Engine:
         else:
             trail_price, trail_bps = c.trail_price_e4, c.trail_percent_bps
         tif = c.tif or old.tif
-        reason = validate_order(
-            otype=old.otype,
-            tif=tif,
-            qty=qty,
-            notional=None,
-            limit=limit,
-            stop=stop,
-            trail_price=trail_price,
-            trail_bps=trail_bps,
-            extended_hours=old.extended_hours,
-        )
-        if reason is None and (tif in ("opg", "cls")) != (old.tif in ("opg", "cls")):
-            reason = "invalid_order"
+        reason: str | None
+        if (
+            old.otype == "limit"
+            and stop is None
+            and trail_price is None
+            and trail_bps is None
+            and not old.extended_hours
+            and tif in _CONTINUOUS_TIFS
+            and old.tif in _CONTINUOUS_TIFS
+            and qty > 0
+            and limit is not None
+            and limit > 0
+        ):
+            reason = None  # a plain continuous limit: what validate_order would say
+        else:
+            reason = validate_order(
+                otype=old.otype,
+                tif=tif,
+                qty=qty,
+                notional=None,
+                limit=limit,
+                stop=stop,
+                trail_price=trail_price,
+                trail_bps=trail_bps,
+                extended_hours=old.extended_hours,
+            )
+            if reason is None and (tif in ("opg", "cls")) != (old.tif in ("opg", "cls")):
+                reason = "invalid_order"
         if reason is not None:
             return self._reject(out, book, seq, c.new_order_id, reason)
         new = Order(
