@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from django.http import HttpResponse
 from rest_framework import serializers
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,6 +16,7 @@ from apps.accounts.permissions import HasScope
 from apps.accounts.selectors import account_for_user
 from apps.core.errors import NotFound
 from apps.core.fields import StrictDecimalField
+from apps.core.renderers import DecimalSafeJSONRenderer
 from apps.settlement.activities import (
     ACTIVITY_TYPES,
     MAX_PAGE_SIZE,
@@ -20,6 +24,7 @@ from apps.settlement.activities import (
     activities_page,
     activity_render,
 )
+from apps.settlement.documents import confirmation_html, statement_html
 from apps.settlement.portfolio import portfolio_history
 
 
@@ -100,3 +105,53 @@ class PortfolioHistoryApi(APIView):
             date_end=v.get("date_end"),
         )
         return Response(self.OutputSerializer(history).data)
+
+
+class _HtmlPassthrough(BaseRenderer):
+    """Lets a client that asks for text/html be served; error bodies stay JSON text."""
+
+    media_type = "text/html"
+    format = "html"
+    charset = "utf-8"
+
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
+    ) -> bytes:
+        if isinstance(data, bytes):
+            return data
+        return json.dumps(data, default=str).encode() if not isinstance(data, str) else data.encode()
+
+
+DOCUMENT_RENDERERS = [DecimalSafeJSONRenderer, _HtmlPassthrough]
+
+
+class StatementApi(APIView):
+    """GET /v1/accounts/statements?month=YYYY-MM: the caller's monthly statement as an HTML document."""
+
+    permission_classes = [HasScope("read")]
+    renderer_classes = DOCUMENT_RENDERERS
+
+    class InputSerializer(serializers.Serializer[Any]):
+        month = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$", max_length=7)
+
+    def get(self, request: Request) -> HttpResponse:
+        data = self.InputSerializer(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        month = data.validated_data["month"]
+        html = statement_html(account=account_for_user(request.user), month=month)
+        response = HttpResponse(html, content_type="text/html; charset=utf-8")
+        response["Content-Disposition"] = f'inline; filename="statement-{month}.html"'
+        return response
+
+
+class ConfirmationApi(APIView):
+    """GET /v1/accounts/confirmations/{fill_id}: the trade confirmation of one of the caller's fills."""
+
+    permission_classes = [HasScope("read")]
+    renderer_classes = DOCUMENT_RENDERERS
+
+    def get(self, request: Request, fill_id: str) -> HttpResponse:
+        html = confirmation_html(account=account_for_user(request.user), fill_id=fill_id)
+        response = HttpResponse(html, content_type="text/html; charset=utf-8")
+        response["Content-Disposition"] = 'inline; filename="confirmation.html"'
+        return response

@@ -6,6 +6,10 @@ from apps.settlement import apis
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("v2/account/activities", apis.ActivitiesApi.as_view(), name="account-activities"),
+    path("v1/accounts/statements", apis.StatementApi.as_view(), name="account-statements"),
+    path(
+        "v1/accounts/confirmations/<str:fill_id>", apis.ConfirmationApi.as_view(), name="account-confirmation"
+    ),
     path("v2/account/portfolio/history", apis.PortfolioHistoryApi.as_view(), name="portfolio-history"),
     path(
         "v2/account/activities/<str:activity_type>",
