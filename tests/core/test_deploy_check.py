@@ -14,7 +14,8 @@ def _check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "FIELD_", "ACCOUNTS_"))} | env,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "FIELD_", "ACCOUNTS_"))}
+        | env,
         capture_output=True,
         text=True,
         timeout=120,
