@@ -67,6 +67,11 @@ deploy-checks:
 bench: venv services
 	$(PY) -m bench
 
+# Security battery (docs/security.md): static gates, the tests/security suite, schemathesis on a live daphne,
+# Alpaca conformance report. Own tooling venv .run/security-venv; own database and Redis DBs.
+security: venv services
+	$(PY) -m security
+
 # Order storm + faults + auditor on its OWN PostgreSQL/Redis/Kafka (ports 556xx/196xx, .run/chaos): it kills them.
 # SEED, CHAOS_ARGS override (e.g. CHAOS_ARGS="--accounts 50 --ops 500 --duration 60").
 chaos: venv

@@ -68,3 +68,18 @@ class ApiKeyAuthentication(BaseAuthentication):
         if not api_key.owner.is_active:
             return None
         return api_key
+
+
+# OpenAPI (drf-spectacular): describe the key pair, so the schema states which operations need it.
+from drf_spectacular.extensions import OpenApiAuthenticationExtension  # noqa: E402
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    target_class = "apps.accounts.authentication.ApiKeyAuthentication"
+    name = ["ApiKeyId", "ApiSecretKey"]
+
+    def get_security_definition(self, auto_schema: Any) -> list[dict[str, str]]:
+        return [
+            {"type": "apiKey", "in": "header", "name": KEY_HEADER},
+            {"type": "apiKey", "in": "header", "name": SECRET_HEADER},
+        ]
