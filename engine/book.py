@@ -23,6 +23,7 @@ from heapq import heapify, heappop, heappush
 
 import msgspec
 
+from engine.commands import NewOrder
 from engine.events import (
     BookLevelChanged,
     Event,
@@ -222,52 +223,69 @@ class OrderBook:
             )
         )
 
-    def submit_plain(self, o: Order, side: str) -> None:
-        """``accept`` + ``route`` + ``end`` for a validated simple limit/market order (the hot path).
+    def submit_plain(self, c: NewOrder, qty: int) -> None:
+        """``accept`` + ``route`` + ``end`` for a validated simple limit/market order by quantity (hot path).
 
-        A day/gtc limit that does not cross rests straight away: that is what ``_take`` would do (``_match``
-        stops at once and marks nothing), minus three calls.
+        A limit that does not cross cannot trade: a day/gtc one rests straight away and an ioc one is canceled
+        (``ioc_remainder``) without ever building its ``Order``; that is exactly what ``_take`` would do
+        (``_match`` stops at once and marks no level). Everything else goes through ``_take`` and ``end``.
         """
-        self.orders[o.order_id] = o
+        self.arrival = arrival = self.arrival + 1
         out, sym, seq = self.out, self.symbol, self.seq
-        bs = self.book_seq = self.book_seq + 1
-        out.append(
-            OrderAccepted(
-                sym, bs, seq, o.order_id, o.account_id, side, o.otype, o.tif, o.qty, 0, o.limit, 0, ""
-            )
-        )
-        p = o.limit
-        if p and (o.tif == "gtc" or o.tif == "day"):
-            if o.is_buy:
+        bs = self.book_seq + 1
+        oid, side, tif, otype = c.order_id, c.side, c.tif, c.type
+        p = c.limit_price_e4 or 0
+        out.append(OrderAccepted(sym, bs, seq, oid, c.account_id, side, otype, tif, qty, 0, p, 0, ""))
+        is_buy = side == "buy"
+        if p and tif != "fok":
+            if is_buy:
                 keys = self.ask_keys
-                if not keys or -keys[-1] > p:
-                    levels = self.bids
-                    lvl = levels.get(p)
-                    if lvl is None:
-                        lvl = levels[p] = Level()
-                        insort(self.bid_keys, p)
-                    lvl.fifo.append(o)
-                    qty = lvl.qty = lvl.qty + o.leaves
-                    count = lvl.count = lvl.count + 1
-                    o.state = RESTING
-                    self.book_seq = bs + 1  # end(): nothing to drain, one level to publish
-                    out.append(BookLevelChanged(sym, bs + 1, seq, "buy", p, qty, count))
-                    return
+                crosses = keys and -keys[-1] <= p
             else:
                 keys = self.bid_keys
-                if not keys or keys[-1] < p:
-                    levels = self.asks
-                    lvl = levels.get(p)
-                    if lvl is None:
-                        lvl = levels[p] = Level()
-                        insort(self.ask_keys, -p)
-                    lvl.fifo.append(o)
-                    qty = lvl.qty = lvl.qty + o.leaves
-                    count = lvl.count = lvl.count + 1
-                    o.state = RESTING
-                    self.book_seq = bs + 1  # end(): nothing to drain, one level to publish
-                    out.append(BookLevelChanged(sym, bs + 1, seq, "sell", p, qty, count))
+                crosses = keys and keys[-1] >= p
+            if not crosses:
+                self.book_seq = bs + 1
+                if tif == "ioc":
+                    out.append(OrderCanceled(sym, bs + 1, seq, oid, "ioc_remainder", 0, qty))
                     return
+                o = Order(
+                    oid,
+                    c.account_id,
+                    sym,
+                    is_buy,
+                    otype,
+                    tif,
+                    qty,
+                    0,
+                    0,
+                    p,
+                    0,
+                    0,
+                    0,
+                    0,
+                    qty,
+                    0,
+                    arrival,
+                    RESTING,
+                )
+                self.orders[oid] = o
+                levels = self.bids if is_buy else self.asks
+                lvl = levels.get(p)
+                if lvl is None:
+                    lvl = levels[p] = Level()
+                    if is_buy:
+                        insort(self.bid_keys, p)
+                    else:
+                        insort(self.ask_keys, -p)
+                lvl.fifo.append(o)
+                lvl.qty += qty
+                lvl.count += 1
+                out.append(BookLevelChanged(sym, bs + 1, seq, side, p, lvl.qty, lvl.count))
+                return
+        o = Order(oid, c.account_id, sym, is_buy, otype, tif, qty, 0, 0, p, 0, 0, 0, 0, qty, 0, arrival, HELD)
+        self.orders[oid] = o
+        self.book_seq = bs
         self._take(o)
         self.end()
 

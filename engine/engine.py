@@ -201,31 +201,7 @@ class Engine:
             )
         ):
             # Fast path: a plain limit/market order by quantity that validate_order would accept.
-            book.arrival += 1
-            side = c.side
-            book.submit_plain(
-                Order(
-                    order_id,
-                    c.account_id,
-                    symbol,
-                    side == "buy",
-                    otype,
-                    c.tif,
-                    qty,
-                    0,
-                    0,
-                    c.limit_price_e4 or 0,
-                    0,
-                    0,
-                    0,
-                    0,
-                    qty,
-                    0,
-                    book.arrival,
-                    HELD,
-                ),
-                side,
-            )
+            book.submit_plain(c, qty)
             return out
         reason = validate_order(
             otype=c.type,
