@@ -218,7 +218,7 @@ def live() -> Iterator[Check]:
     with psycopg.connect(f"{PG}/brokerage", autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone():
             conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    env = _env(DJANGO_SETTINGS_MODULE="brokerage.settings.local", DJANGO_DEBUG="false",
+    env = _env(DJANGO_SETTINGS_MODULE="security.live_settings", DJANGO_DEBUG="false",
                MARKET_CALENDAR="always_open", KAFKA_TOPIC_PREFIX="security.")  # fmt: skip
     code, out = _run([str(PY), "manage.py", "migrate", "--noinput"], env, "migrate.log")
     if code != 0:

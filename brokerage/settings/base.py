@@ -172,6 +172,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Security battery: every operation documents the core error answers (schemathesis checks statuses).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.core.openapi.error_responses_hook",
+    ],
 }
 
 # --- Redis, cache, Channels ---------------------------------------------------------------------------
