@@ -358,6 +358,72 @@ class OrderBook:
         self.accept(new, new.parent)
         self.route(new)
 
+    def replace_plain(self, old: Order, new_id: str, qty: int, p: int, tif: str) -> None:
+        """``replace`` + ``end`` for a resting plain limit without class links, replaced by a day/gtc limit.
+
+        When the new price does not cross, the replacement rests straight away (what ``route`` -> ``_take``
+        would do); otherwise the general path runs. Events and their order are those of ``replace``.
+        """
+        is_buy = old.is_buy
+        self.arrival += 1
+        new = Order(
+            new_id,
+            old.account_id,
+            old.symbol,
+            is_buy,
+            "limit",
+            tif,
+            qty,
+            0,
+            0,
+            p,
+            0,
+            0,
+            0,
+            0,
+            qty,
+            0,
+            self.arrival,
+            HELD,
+            "",
+            old.parent,
+        )
+        if is_buy:
+            keys = self.ask_keys
+            crosses = keys and -keys[-1] <= p
+        else:
+            keys = self.bid_keys
+            crosses = keys and keys[-1] >= p
+        if crosses:
+            self.replace(old, new)
+            self.end()
+            return
+        self._remove(old)
+        out, sym, seq = self.out, self.symbol, self.seq
+        bs = self.book_seq
+        out.append(OrderReplaced(sym, bs + 1, seq, old.order_id, new_id, old.cum))
+        self.orders[new_id] = new
+        out.append(
+            OrderAccepted(
+                sym,
+                bs + 2,
+                seq,
+                new_id,
+                new.account_id,
+                "buy" if is_buy else "sell",
+                "limit",
+                tif,
+                qty,
+                0,
+                p,
+                0,
+                new.parent,
+            )
+        )
+        self.book_seq = bs + 2
+        self._rest(new)
+        self._publish_levels()
+
     # ------------------------------------------------------------------ internals
     def _remove(self, o: Order) -> None:
         """Take a live order out of whatever structure holds it and mark it DONE (no event)."""

@@ -388,7 +388,11 @@ class Engine:
             and limit is not None
             and limit > 0
         ):
-            reason = None  # a plain continuous limit: what validate_order would say
+            # A plain continuous limit (what validate_order would say), so ``old`` is RESTING.
+            if (tif == "gtc" or tif == "day") and not old.oco and not old.children:
+                book.replace_plain(old, c.new_order_id, qty, limit, tif)
+                return out
+            reason = None
         else:
             reason = validate_order(
                 otype=old.otype,
