@@ -15,8 +15,10 @@ from pathlib import Path
 
 from celery import chain, shared_task
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
+from apps.core.transactions import transaction_retry
 from apps.kyc.models import Transfer
 from apps.kyc.screening import configured_list_dir
 from apps.kyc.services.kyc import sanctions_rescreen_all
@@ -25,8 +27,12 @@ from apps.kyc.services.transfers import transfer_advance
 
 @shared_task(name="apps.kyc.tasks.transfer_step", acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
 def transfer_step(transfer_id: str, from_status: str) -> str:
-    from django.db import transaction
+    return _transfer_step_transaction(transfer_id, from_status)
 
+
+@transaction_retry
+def _transfer_step_transaction(transfer_id: str, from_status: str) -> str:
+    """One step in its own outermost transaction, rerun whole on deadlock/serialization failure."""
     with transaction.atomic(durable=True):
         return transfer_advance(transfer_id=transfer_id, from_status=from_status).status
 

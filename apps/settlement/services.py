@@ -112,16 +112,23 @@ def ledger_rows_lock(keys: Iterable[LedgerKey]) -> dict[LedgerKey, LedgerAccount
     wanted = sorted(set(keys), key=lambda k: (str(k[0]), k[1], k[2]))
     if not wanted:
         return {}
-    with connection.cursor() as cursor:
-        for account_id, kind, asset in wanted:
-            cursor.execute(
-                "INSERT INTO settlement_ledgeraccount (account_id, kind, asset, balance, updated_at) "
-                "VALUES (%s, %s, %s, 0, now()) ON CONFLICT DO NOTHING",
-                [account_id, kind, asset],
-            )
     cond = Q()
     for account_id, kind, asset in wanted:
         cond |= Q(account_id=account_id, kind=kind, asset=asset)
+    # Only missing rows are inserted: an INSERT ... ON CONFLICT against an existing row whose balance another
+    # open transaction has updated WAITS for that transaction, in key order rather than primary-key order, which
+    # deadlocked (40P01) against the ordered row locks below. A plain read never waits; rows that exist are then
+    # only ever waited on by the primary-key-ordered SELECT ... FOR UPDATE.
+    present = set(LedgerAccount.objects.filter(cond).values_list("account_id", "kind", "asset"))
+    missing = [k for k in wanted if k not in present]
+    if missing:
+        with connection.cursor() as cursor:
+            for account_id, kind, asset in missing:  # deterministic (sorted) order
+                cursor.execute(
+                    "INSERT INTO settlement_ledgeraccount (account_id, kind, asset, balance, updated_at) "
+                    "VALUES (%s, %s, %s, 0, now()) ON CONFLICT DO NOTHING",
+                    [account_id, kind, asset],
+                )
     rows = list(LedgerAccount.objects.select_for_update().filter(cond).order_by("pk"))
     found = {(r.account_id, r.kind, r.asset): r for r in rows}
     return {k: found[k] for k in wanted}
