@@ -6,8 +6,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from django_otp.plugins.otp_static.models import StaticDevice
 from rest_framework.test import APIClient
 
 from apps.accounts.models import BrokerageAccount
@@ -26,7 +28,7 @@ from apps.settlement.models import (
     ShareReservation,
     TaxLot,
 )
-from tests.settlement.factories import account_create, order_create
+from tests.settlement.factories import UserFactory, account_create, order_create
 from tests.settlement.helpers import fill
 
 pytestmark = pytest.mark.django_db
@@ -248,3 +250,37 @@ def test_dividend_pays_holders_of_record_on_pay_date_exact_to_the_cent() -> None
     client.force_authenticate(user=a.owner)
     body = client.get("/v2/account/activities?activity_types=DIV,SPLIT").json()
     assert [(x["activity_type"], x["net_amount"]) for x in body] == [("DIV", "0.33")]
+
+
+def test_operations_apply_a_dividend_from_the_admin_once(client: Any) -> None:
+    holder = _holder()
+    _buy(holder, "4", "20", MON)
+    services.settlement_run(as_of=date(2026, 11, 24))
+    action = CorporateAction.objects.create(
+        kind="dividend",
+        symbol="AAPL",
+        effective_date=date(2026, 11, 24),
+        cash_per_share=D("0.25"),
+        record_date=date(2026, 11, 24),
+        pay_date=date(2026, 11, 24),
+    )
+    ops = UserFactory.create(is_staff=True, is_superuser=True)
+    client.force_login(ops)
+    device = StaticDevice.objects.create(
+        user=ops, name="backup"
+    )  # the admin requires a verified second factor
+    session = client.session
+    session["otp_device_id"] = device.persistent_id
+    session.save()
+    for _ in range(2):
+        resp = client.post(
+            "/admin/settlement/corporateaction/", {"action": "apply", "_selected_action": [action.pk]}
+        )
+        assert resp.status_code == 302
+    action.refresh_from_db()
+    assert action.applied_at is not None
+    assert [
+        (e.account_id, e.details["net_amount"]) for e in JournalEntry.objects.filter(entry_type="DIV")
+    ] == [
+        (holder.pk, "1.00")  # 4 x 0.25
+    ]
