@@ -54,7 +54,8 @@ def _withdrawal(account: BrokerageAccount, amount: str) -> Transfer:
 
 
 def _settled(account: BrokerageAccount) -> Decimal:
-    return LedgerAccount.objects.get(account=account, kind=SETTLED).balance
+    balance: Decimal = LedgerAccount.objects.get(account=account, kind=SETTLED).balance
+    return balance
 
 
 def _wait_until_blocked(holder_pid: int) -> None:
