@@ -560,16 +560,23 @@ class OrderBook:
         self._on_terminal(o, activate=True)
 
     def _match(self, o: Order) -> bool:
-        """Match incoming ``o`` against the opposite side. Returns True when that side ran out."""
+        """Match incoming ``o`` against the opposite side. Returns True when that side ran out.
+
+        Each match prints ``TradeExecuted`` then the maker's and the taker's ``OrderFilled`` (book_seq +1..+3,
+        ``trade_id = f"{seq}:{n}"``); the fill is inlined here because it is the innermost loop.
+        """
         is_buy = o.is_buy
         if is_buy:
             levels, keys, dirty, sign = self.asks, self.ask_keys, self.dirty_ask, -1
+            m_side, t_side, m_suf, t_suf = "sell", "buy", ":s", ":b"
         else:
             levels, keys, dirty, sign = self.bids, self.bid_keys, self.dirty_bid, 1
+            m_side, t_side, m_suf, t_suf = "buy", "sell", ":b", ":s"
         limit = o.limit if o.otype == "limit" else 0
         notional = o.notional
         acct = o.account_id
-        fill = self._fill
+        oid = o.order_id
+        sym, seq, out, orders, prices = self.symbol, self.seq, self.out, self.orders, self.prices
         while keys:
             p = keys[-1] * sign
             if limit and (p > limit if is_buy else p < limit):
@@ -588,13 +595,51 @@ class OrderBook:
                 if m.account_id == acct:
                     self.cancel(m, "self_trade")  # may drop the level
                     continue
-                q = want if want < m.leaves else m.leaves
+                ml = m.leaves
+                q = want if want < ml else ml
                 want -= q
                 if notional:
                     o.notional_left -= p * q
-                fill(o, m, lvl, p, q)
-                if not m.leaves:
+                n = self.match_n
+                self.match_n = n + 1
+                tid = f"{seq}:{n}"
+                ml -= q
+                m.leaves = ml
+                m.cum = mc = m.cum + q
+                lvl.qty -= q
+                if not notional:
+                    o.leaves -= q
+                o.cum = tc = o.cum + q
+                bs = self.book_seq
+                mid = m.order_id
+                if is_buy:
+                    out.append(TradeExecuted(sym, bs + 1, seq, tid, p, q, oid, mid, "buy"))
+                else:
+                    out.append(TradeExecuted(sym, bs + 1, seq, tid, p, q, mid, oid, "sell"))
+                out.append(
+                    OrderFilled(
+                        sym, bs + 2, seq, mid, m.account_id, m_side, tid + m_suf, tid, p, q, ml, mc, "maker"
+                    )
+                )
+                out.append(
+                    OrderFilled(
+                        sym, bs + 3, seq, oid, acct, t_side, tid + t_suf, tid, p, q, o.leaves, tc, "taker"
+                    )
+                )
+                self.book_seq = bs + 3
+                self.last_price = p
+                prices.append(p)
+                if not ml:
+                    lvl.count -= 1
+                    m.state = DONE
+                    del orders[mid]
+                    if m.oco or m.children:
+                        self._on_terminal(m, activate=True)
                     fifo.popleft()
+                elif m.oco:
+                    self._first_fill_oco(m)
+                if o.oco:
+                    self._first_fill_oco(o)
                 if o.state != ACTIVE:
                     break
             if not lvl.count and levels.get(p) is lvl:
@@ -604,72 +649,6 @@ class OrderBook:
             if o.state != ACTIVE:
                 return False
         return True
-
-    def _fill(self, taker: Order, maker: Order, lvl: Level, p: int, q: int) -> None:
-        n = self.match_n
-        self.match_n = n + 1
-        seq = self.seq
-        tid = f"{seq}:{n}"
-        sym = self.symbol
-        out = self.out
-        maker.leaves -= q
-        maker.cum += q
-        lvl.qty -= q
-        if not taker.notional:
-            taker.leaves -= q
-        taker.cum += q
-        bs = self.book_seq
-        if taker.is_buy:
-            out.append(TradeExecuted(sym, bs + 1, seq, tid, p, q, taker.order_id, maker.order_id, "buy"))
-        else:
-            out.append(TradeExecuted(sym, bs + 1, seq, tid, p, q, maker.order_id, taker.order_id, "sell"))
-        m_side, t_side = ("sell", "buy") if taker.is_buy else ("buy", "sell")
-        out.append(
-            OrderFilled(
-                sym,
-                bs + 2,
-                seq,
-                maker.order_id,
-                maker.account_id,
-                m_side,
-                f"{tid}:{m_side[0]}",
-                tid,
-                p,
-                q,
-                maker.leaves,
-                maker.cum,
-                "maker",
-            )
-        )
-        out.append(
-            OrderFilled(
-                sym,
-                bs + 3,
-                seq,
-                taker.order_id,
-                taker.account_id,
-                t_side,
-                f"{tid}:{t_side[0]}",
-                tid,
-                p,
-                q,
-                taker.leaves,
-                taker.cum,
-                "taker",
-            )
-        )
-        self.book_seq = bs + 3
-        self.last_price = p
-        self.prices.append(p)
-        if not maker.leaves:
-            lvl.count -= 1
-            maker.state = DONE
-            del self.orders[maker.order_id]
-            self._on_terminal(maker, activate=True)
-        elif maker.oco:
-            self._first_fill_oco(maker)
-        if taker.oco:
-            self._first_fill_oco(taker)
 
     def _first_fill_oco(self, o: Order) -> None:
         sib = self.orders.get(o.oco)
