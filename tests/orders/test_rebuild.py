@@ -59,3 +59,19 @@ def test_rebuild_equals_live_and_verify_finds_a_corrupted_row(
         f"order {partial.id} filled_qty: live=Decimal('3.000000000') rebuilt=Decimal('10.000000000')"
     ]
     assert _snapshot() == live
+
+
+def test_rebuild_refuses_while_the_projection_consumer_runs(kafka_topics: list[str]) -> None:
+    from apps.core import kafka
+    from apps.core.errors import Conflict
+    from apps.orders.consumers import ORDERS_PROJECTION
+
+    consumer = kafka.consumer_create(group_id=ORDERS_PROJECTION.group)
+    consumer.subscribe([kafka.topic_name("orders.events")])
+    try:
+        while not consumer.assignment():
+            consumer.poll(0.5)
+        with pytest.raises(Conflict, match="active members"):
+            orders_rebuild()
+    finally:
+        consumer.close()
