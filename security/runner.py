@@ -3,7 +3,8 @@
 Environment: the platform venv (``.venv``) runs Django and pytest; the tooling venv ``.run/security-venv``
 (requirements/security.txt) runs schemathesis, bandit and pip-audit. The live server is daphne on a free
 loopback port against a database this run migrates and seeds itself (``SECURITY_DATABASE``, default
-``brokerage_security``), with its own Redis DBs (``SECURITY_REDIS_DB``/``+1``).
+``brokerage_security``), with its own Redis DBs (``SECURITY_REDIS_DB``, default 5, flushed before the live
+stage; ``SECURITY_CELERY_DB``, default 4).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ PG = os.environ.get("SECURITY_PG", "postgres://brokerage:brokerage@127.0.0.1:554
 DB_NAME = os.environ.get("SECURITY_DATABASE", "brokerage_security")
 REDIS = os.environ.get("SECURITY_REDIS", "redis://127.0.0.1:56379")
 REDIS_DB = int(os.environ.get("SECURITY_REDIS_DB", "5"))
+CELERY_DB = int(os.environ.get("SECURITY_CELERY_DB", "4"))
 MAX_EXAMPLES = os.environ.get("SECURITY_MAX_EXAMPLES", "25")
 
 # Existing security-relevant tests of other apps that the battery runs too (reused, not duplicated).
@@ -56,7 +58,7 @@ def _env(**extra: str) -> dict[str, str]:
         **os.environ,
         "DATABASE_URL": f"{PG}/{DB_NAME}",
         "REDIS_URL": f"{REDIS}/{REDIS_DB}",
-        "CELERY_BROKER_URL": f"{REDIS}/{REDIS_DB + 1}",
+        "CELERY_BROKER_URL": f"{REDIS}/{CELERY_DB}",
         "DJANGO_SETTINGS_MODULE": "brokerage.settings.test",
     }
     env.update(extra)
@@ -228,6 +230,10 @@ def live() -> Iterator[Check]:
     if code != 0:
         yield Check("live: seed", False, out[-300:])
         return
+    import redis
+
+    # This run's own Redis DB: start without lock-outs or rate counters left by an earlier run.
+    redis.Redis.from_url(f"{REDIS}/{REDIS_DB}").flushdb()
     keys_file = LOGS / "keys.json"
     keys_file.write_text(out.strip().splitlines()[-1])
     keys = json.loads(keys_file.read_text())

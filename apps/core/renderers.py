@@ -13,7 +13,11 @@ from apps.core.fields import format_decimal
 
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return format_decimal(value)
+        try:
+            return format_decimal(value)
+        except ArithmeticError:
+            # A hostile input such as 6.3e+276 (before any field has refused it) must not be a 500: exact text.
+            return str(value)
     if isinstance(value, set | frozenset):
         return sorted(value)
     if hasattr(value, "isoformat"):

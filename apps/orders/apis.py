@@ -13,6 +13,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -208,6 +209,9 @@ class OrdersApi(OrderCreateApi):
         )
         return Response([order_json(o) if v["nested"] else order_json(o, []) for o in orders])
 
+    @extend_schema(
+        responses={207: OpenApiResponse(description="one result per order (Alpaca's multi-status)")}
+    )
     def delete(self, request: Request) -> Response:
         account = account_of(request)
 
@@ -345,6 +349,9 @@ class PositionsApi(APIView):
         views = _settlement_selectors().positions(account_of(request))
         return Response([position_json(p) for p in views if p.qty != 0])
 
+    @extend_schema(
+        responses={207: OpenApiResponse(description="one result per order (Alpaca's multi-status)")}
+    )
     def delete(self, request: Request) -> Response:
         account = account_of(request)
 

@@ -83,6 +83,11 @@ MUTATING = [
 ]
 
 
+# A number only the fingerprint/renderer sees before a field refuses it (once a 500 in the idempotency hash).
+HUGE_EXPONENTS = (
+    b'{"identity":{"date_of_birth":6.3e+276},"qty":6.3e+276,"amount":6.3e+276,"limit_price":6.3e+276,'
+    b'"scopes":[-2.3e+16],"x":6.3e+276}'
+)
 MULTIPART = b"--x\r\nContent-Disposition: form-data; name=qty\r\n\r\n1\r\n--x--"
 
 
@@ -92,6 +97,7 @@ def _hostile_bodies() -> list[tuple[str, bytes, str]]:
         ("deep-nesting", b"[" * 5000 + b"]" * 5000, "application/json"),
         ("deep-objects", b'{"a":' * 40 + b"1" + b"}" * 40, "application/json"),
         ("bracket-bomb", b"[" * 20000, "application/json"),
+        ("huge-exponents", HUGE_EXPONENTS, "application/json"),
         ("duplicate-keys", b'{"qty":"1","qty":"2","amount":"1","amount":"2"}', "application/json"),
         ("not-utf8", b'{"symbol":"\xff\xfe"}', "application/json"),
         ("top-level-list", b"[1,2,3]", "application/json"),
