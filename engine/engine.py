@@ -14,8 +14,6 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from typing import Any
 
 import msgspec
 
@@ -130,10 +128,13 @@ class Engine:
             return []
         self.last_seq = seq
         t = type(command)
-        # The three order commands dispatch by exact type (one dict lookup); the rest are rare.
-        handler = _HANDLERS.get(t)
-        if handler is not None:
-            return handler(self, seq, command)
+        # Order commands first, by exact type (commands are final Structs); the rest are rare.
+        if t is NewOrder:
+            return self._new_order(seq, command)  # type: ignore[arg-type]
+        if t is CancelOrder:
+            return self._cancel(seq, command)  # type: ignore[arg-type]
+        if t is ReplaceOrder:
+            return self._replace(seq, command)  # type: ignore[arg-type]
         if t is SessionOpen:
             return self._session(seq, opening=True)
         if t is SessionClose:
@@ -337,13 +338,13 @@ class Engine:
         )
 
     def _cancel(self, seq: int, c: CancelOrder) -> list[Event]:
-        out: list[Event] = []
         o = self.orders.get(c.order_id)
         if o is None:
-            return self._reject(out, None, seq, c.order_id, "unknown_order")
+            return self._reject([], None, seq, c.order_id, "unknown_order")
         book = self.books[o.symbol]
         if o.state == RESTING and not o.oco and not o.children:
             return book.cancel_resting(o, seq)
+        out: list[Event] = []
         book.out = out  # book.begin(out, seq), inlined
         book.seq = seq
         book.match_n = 0
@@ -515,10 +516,3 @@ class Engine:
             b.cls = {oid: eng.orders[oid] for oid in bs.cls}
             b.rebuild(bs.bids, bs.asks)
         return eng
-
-
-_HANDLERS: dict[type, Callable[[Engine, int, Any], list[Event]]] = {
-    NewOrder: Engine._new_order,
-    CancelOrder: Engine._cancel,
-    ReplaceOrder: Engine._replace,
-}
