@@ -16,12 +16,18 @@ Invariants:
   no offset below the committed one is ever committed again.
 - Undecodable commands go to the dead-letter topic inside the same transaction and are skipped (never applied).
 - Nothing here reads a clock: ``occurred_at``/``filled_at`` of an output is the command's ``occurred_at``.
+- Liveness (``stall_timeout``): a process that makes no input progress for that long while input is waiting (or
+  the broker cannot say), or whose main loop is blocked in a call, logs ``engine stalled`` and exits with
+  ``STALL_EXIT_CODE`` so its supervisor restarts it; recovery above makes the restart exactly-once. (A broker
+  killed with -9 and restarted could leave the process alive but never progressing, orders left pending.)
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -128,6 +134,9 @@ class SnapshotRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     state_hash: str
     engine: bytes
 
+
+# Exit status of a stalled process (EX_SOFTWARE): distinct from a crash's traceback exit 1.
+STALL_EXIT_CODE = 70
 
 _snapshot_encoder = msgspec.msgpack.Encoder()
 _snapshot_decoder = msgspec.msgpack.Decoder(SnapshotRecord)
@@ -322,6 +331,7 @@ class EngineRunner:
         batch_size: int = 500,
         poll_timeout: float = 0.2,
         snapshot_on_exit: bool = True,
+        stall_timeout: float | None = None,
     ) -> None:
         self.partitions = sorted(set(partitions))
         if not self.partitions:
@@ -332,6 +342,9 @@ class EngineRunner:
         self.batch_size = batch_size
         self.poll_timeout = poll_timeout
         self.snapshot_on_exit = snapshot_on_exit
+        self.stall_timeout = stall_timeout
+        self._progress_at = time.monotonic()  # last time the input moved or was known to be fully consumed
+        self._progress_positions: dict[int, int] = {}
         self.stopping = threading.Event()
         self.states: dict[int, PartitionState] = {}
         self.stats = RunStats()
@@ -357,6 +370,7 @@ class EngineRunner:
             producer.init_transactions(30)
             state = self._recover(p, producer)
             self.states[p] = state
+            self._progress_at = time.monotonic()  # a slow but moving start-up is not a stall
             assignment.append(TopicPartition(self._commands_physical, p, state.position))
         self._consumer.assign(assignment)
         logger.info(
@@ -415,15 +429,54 @@ class EngineRunner:
             for number, handler in previous.items():
                 signal.signal(number, handler)
 
+    # -- liveness
+    def _watchdog(self) -> None:
+        """Exit the process when the main loop has shown no progress for ``stall_timeout`` s (any cause)."""
+        assert self.stall_timeout is not None
+        while not self.stopping.wait(min(1.0, self.stall_timeout / 4)):
+            stalled = time.monotonic() - self._progress_at
+            if stalled > self.stall_timeout:
+                logger.critical(
+                    "engine stalled: no input progress, exiting for a restart",
+                    extra={"partitions": self.partitions, "stalled_s": round(stalled, 1)},
+                )
+                for handler in logging.getLogger().handlers:
+                    handler.flush()
+                sys.stderr.flush()
+                os._exit(STALL_EXIT_CODE)  # the main thread may be blocked in librdkafka: no orderly exit
+
+    def _progress_check(self) -> None:
+        """Progress = some position moved since the last check, or nothing is waiting on any partition."""
+        positions = {p: s.position for p, s in self.states.items()}
+        if positions != self._progress_positions:
+            self._progress_positions = positions
+            self._progress_at = time.monotonic()
+            return
+        assert self._consumer is not None
+        try:
+            ends = self._end_offsets(timeout=5)
+        except KafkaException as exc:
+            logger.warning("engine cannot read input end offsets", extra={"error": str(exc)})
+            return  # unknown lag is not progress
+        if all(positions[p] >= end for p, end in ends.items()):
+            self._progress_at = time.monotonic()
+
     def _run(self, *, idle_timeout: float | None, until_caught_up: bool) -> RunStats:
         started = time.monotonic()
+        if self.stall_timeout is not None:
+            self._progress_at = started
+            threading.Thread(target=self._watchdog, name="engine-watchdog", daemon=True).start()
         self.start()
         self.stats.startup_seconds = time.monotonic() - started
         assert self._consumer is not None
         ends = self._end_offsets() if until_caught_up else {}
         last_message = time.monotonic()
+        next_check = time.monotonic()
         try:
             while not self.stopping.is_set():
+                if self.stall_timeout is not None and time.monotonic() >= next_check:
+                    self._progress_check()
+                    next_check = time.monotonic() + min(5.0, self.stall_timeout / 4)
                 if ends and all(self.states[p].position >= end for p, end in ends.items()):
                     break
                 msgs = self._consumer.consume(self.batch_size, self.poll_timeout)
@@ -449,12 +502,12 @@ class EngineRunner:
             self.shutdown()
         return self.stats
 
-    def _end_offsets(self) -> dict[int, int]:
+    def _end_offsets(self, timeout: float = 10) -> dict[int, int]:
         assert self._consumer is not None
         ends: dict[int, int] = {}
         for p in self.partitions:
             _low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(self._commands_physical, p), timeout=10, cached=False
+                TopicPartition(self._commands_physical, p), timeout=timeout, cached=False
             )
             ends[p] = high
         return ends

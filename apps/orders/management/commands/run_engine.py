@@ -37,6 +37,12 @@ class Command(BaseCommand):
         parser.add_argument("--group", default="engine", help="consumer group and transactional id base")
         parser.add_argument("--idle-timeout", type=float, default=None, help="exit after this many idle s")
         parser.add_argument("--until-caught-up", action="store_true", help="exit at the input's end")
+        parser.add_argument(
+            "--stall-timeout",
+            type=float,
+            default=60.0,
+            help="exit (status 70) after this many s without input progress while input waits; 0: never",
+        )
         defaults = EngineTopics()
         for name in ("commands", "events", "trades", "book", "snapshots", "dead_letters"):
             parser.add_argument(f"--{name.replace('_', '-')}-topic", default=getattr(defaults, name))
@@ -56,6 +62,7 @@ class Command(BaseCommand):
             group=options["group"],
             snapshot_every=options["snapshot_every"],
             batch_size=options["batch_size"],
+            stall_timeout=options["stall_timeout"] or None,
         )
         stats = runner.run(idle_timeout=options["idle_timeout"], until_caught_up=options["until_caught_up"])
         self.stdout.write(

@@ -1,0 +1,69 @@
+"""The engine process never hangs: no provable input progress for ``--stall-timeout`` s -> it exits (status 70).
+
+Chaos (Kafka killed with -9 and restarted) left ``run_engine`` alive but never progressing, orders pending; a
+reproduction against a private broker showed its input partitions answering ``_UNKNOWN_PARTITION`` after the
+restart. The shared broker cannot be killed here, so the same condition is made real by deleting the engine's
+command topic under it: its lag cannot be known any more, so it must exit for its supervisor (a restart recovers
+exactly once, see ``test_engine_runner.test_sigkill_mid_stream_then_restart_matches_uncrashed_twin``). While
+merely idle and caught up, it must keep running.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from apps.core import kafka
+from apps.orders.engine_runner import STALL_EXIT_CODE
+from tests.orders.engine_kafka_helpers import (
+    by_key,
+    committed,
+    envelope_bytes,
+    fills,
+    make_topics,
+    produce,
+    read_all,
+    twin,
+    workload,
+)
+from tests.orders.test_engine_runner import ROOT, _engine_argv, _env, _group, _wait_committed
+
+pytestmark = [pytest.mark.kafka]
+
+
+def test_engine_exits_when_input_progress_cannot_be_shown(fresh_topic: Any) -> None:
+    topics = make_topics(fresh_topic, partitions=1)
+    group = _group()
+    cmds = workload(seed=7, n=40, symbols=["AAPL"])
+    delivered = produce(
+        topics.commands, [(0, sym, envelope_bytes(cmd, i)) for i, (sym, cmd) in enumerate(cmds)]
+    )
+
+    argv = _engine_argv(topics, group, "0", "--stall-timeout", "2")
+    proc = subprocess.Popen(argv, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_committed(topics, group, {0: 40})
+        # Caught up and idle for several stall periods (progress checks run every 0.5 s): still running.
+        time.sleep(5)
+        assert proc.poll() is None
+        kafka.topics_delete([kafka.topic_name(topics.commands)])
+        returncode = proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stderr = proc.stderr.read() if proc.stderr is not None else b""
+    assert returncode == STALL_EXIT_CODE, stderr.decode()[-3000:]
+    assert b"engine stalled: no input progress, exiting for a restart" in stderr
+
+    reference = twin(delivered, topics)  # everything before the outage: exactly once
+    output = read_all(topics.events)
+    assert by_key(output) == reference.events_by_key
+    fill_ids = fills(output)
+    assert len(fill_ids) == len(set(fill_ids)) > 0
+    assert committed(topics.commands, group, [0]) in (
+        {0: 40},
+        {0: -1001},
+    )  # -1001: topic gone with its offsets
