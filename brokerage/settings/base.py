@@ -313,7 +313,10 @@ CELERY_BEAT_SCHEDULE = {
     # Reconciliation proves the books hourly; each run writes a report and halts accounts with breaks.
     "settlement-reconciliation": {"task": "apps.settlement.tasks.reconciliation_run_all", "schedule": 3600.0},
     # Dividends are paid on their pay date (idempotent per corporate action; a late run pays what is due).
-    "settlement-dividends-due": {"task": "apps.settlement.tasks.corporate_actions_pay_due", "schedule": 3600.0},
+    "settlement-dividends-due": {
+        "task": "apps.settlement.tasks.corporate_actions_pay_due",
+        "schedule": 3600.0,
+    },
 }
 
 # --- Market data (apps.marketdata) ---------------------------------------------------------------------
