@@ -76,6 +76,61 @@ def cpu_main(groups: list[str], variants: list[str], config: Config, rounds: int
         print(f"cpu ops/s {g:6} {line}{extra}")
 
 
+def _floor_child(conn: Any, group: str, config: Config) -> None:
+    """CPU ns/op of (a) the engine, (b) rebuilding exactly the engine's output events (one list per op) and
+    nothing else, (c) the reference book: (b) is a floor no pure-Python engine with this event contract beats."""
+    setup, ops = engine_core.workload(group, config)
+    a = engine_core._fresh("engine", setup)
+    native = a.native(ops)
+    produced = [a.step(x) for x in native]
+    recipes = [
+        [(type(e), tuple(getattr(e, f) for f in e.__struct_fields__)) for e in evs] for evs in produced
+    ]
+    del produced
+    res: dict[str, float] = {}
+    a = engine_core._fresh("engine", setup)
+    step = a.step
+    gc.collect()
+    gc.freeze()
+    t0 = time.process_time_ns()
+    for x in native:
+        step(x)
+    res["engine"] = (time.process_time_ns() - t0) / len(ops)
+    gc.collect()
+    t0 = time.process_time_ns()
+    for r in recipes:
+        out = []
+        for cls, args in r:
+            out.append(cls(*args))
+    res["events_only"] = (time.process_time_ns() - t0) / len(ops)
+    r_ = engine_core._fresh("reference", setup)
+    rnative = r_.native(ops)
+    rstep = r_.step
+    gc.collect()
+    t0 = time.process_time_ns()
+    for x in rnative:
+        rstep(x)
+    res["reference"] = (time.process_time_ns() - t0) / len(ops)
+    gc.unfreeze()
+    conn.send(res)
+    conn.close()
+
+
+def floor_main(groups: list[str], config: Config, rounds: int) -> None:
+    ctx = mp.get_context("fork")
+    for g in groups:
+        best: dict[str, float] = {}
+        for _ in range(rounds):
+            recv, send = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=_floor_child, args=(send, g, config))
+            p.start()
+            send.close()
+            for k, v in recv.recv().items():
+                best[k] = min(best.get(k, float("inf")), v)
+            p.join()
+        print(f"cpu ns/op {g:6} " + "  ".join(f"{k}={v:,.0f}" for k, v in best.items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -84,6 +139,9 @@ def main() -> None:
     ap.add_argument("--variants", default="engine,reference")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--cpu", action="store_true", help="CPU-time throughput only (steadier on a loaded box)")
+    ap.add_argument(
+        "--floor", action="store_true", help="engine vs its event construction alone vs reference"
+    )
     args = ap.parse_args()
     config = Config(rounds=args.rounds, quick=args.quick)
     groups = args.groups.split(",")
@@ -100,6 +158,9 @@ def main() -> None:
         for k, v in prof["by_kind"].items():
             print(k, v)
         print("gc disabled:", prof["gc_disabled"])
+        return
+    if args.floor:
+        floor_main(groups, config, args.rounds)
         return
     if args.cpu:
         cpu_main(groups, variants, config, args.rounds)
