@@ -249,7 +249,9 @@ def live() -> Iterator[Check]:
             yield Check("live: daphne started", False, "no answer on /healthz")
             return
         yield from _schema_complete(base)
-        for n, key in enumerate(keys):
+        for n, key in enumerate(
+            keys[:2]
+        ):  # the third user is the conformance run's (stateful fuzzing revokes keys)
             yield from _schemathesis(base, key, n)
         yield from _conformance(base, keys_file)
     finally:

@@ -1,7 +1,8 @@
 """Seed the live-server database for the fuzz and conformance runs; prints the two users' API keys as JSON.
 
 Run as ``DJANGO_SETTINGS_MODULE=... python -m security.seed`` after ``migrate``. Idempotent enough for reruns:
-every run makes two fresh customers (ACTIVE accounts, settled cash, 10 AAPL) and keys with every scope.
+every run makes three fresh customers
+(A and B for the fuzz, a third for conformance): ACTIVE accounts, settled cash, 10 AAPL, keys with every scope.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def main() -> None:
         },
     )
     users = []
-    for n in range(2):
+    for n in range(3):
         tag = uuid.uuid4().hex[:10]
         with transaction.atomic():
             user = User.objects.create_user(
