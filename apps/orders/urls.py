@@ -2,10 +2,11 @@
 
 from django.urls import URLPattern, URLResolver, path
 
-from apps.orders import apis
+from apps.orders import apis, apis_batch
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("v2/orders", apis.OrdersApi.as_view(), name="orders"),
+    path("v2/orders/batch", apis_batch.OrdersBatchApi.as_view(), name="orders-batch"),  # before <order_id>
     path("v2/orders:by_client_order_id", apis.OrderByClientIdApi.as_view(), name="order-by-client-id"),
     path("v2/orders/<str:order_id>", apis.OrderDetailApi.as_view(), name="order-detail"),
     path("v2/positions", apis.PositionsApi.as_view(), name="positions"),
