@@ -119,3 +119,22 @@ def order_reservations(*, order_ids: Sequence[str] = ()) -> list[dict[str, Any]]
             "id", "account_id", "side", "status", "reserved_amount", "reserved_qty"
         )
     ]
+
+
+def order_accounts(*, order_ids: Sequence[str]) -> dict[str, str]:
+    """Engine order id -> account id (str) for the ids that are our orders; others are simply absent.
+
+    Engine ids are an order UUID, or ``"{parent}:tp"`` / ``"{parent}:sl"`` for a bracket leg, which belongs to
+    its parent's account. For consumers mapping ``engine.TradeExecuted`` sides to accounts (AML monitoring).
+    """
+    bases: dict[str, uuid.UUID] = {}
+    for raw in order_ids:
+        try:
+            bases[raw] = uuid.UUID(raw.partition(":")[0])
+        except ValueError:
+            continue
+    owners = {
+        row["id"]: str(row["account_id"])
+        for row in Order.objects.filter(id__in=set(bases.values())).values("id", "account_id")
+    }
+    return {raw: owners[base] for raw, base in bases.items() if base in owners}

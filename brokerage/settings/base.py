@@ -228,11 +228,15 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240
 # A task that outlives the visibility timeout is redelivered: keep it well above the hard time limit.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {
-    "apps.settlement.tasks.*": {"queue": "settlement"},
-    "apps.kyc.tasks.*": {"queue": "compliance"},
-    "apps.core.tasks.*": {"queue": "default"},
-}
+CELERY_TASK_ROUTES = (
+    # kyc: the AML-on-trades Kafka bridge task runs on the compliance queue (first: routers are tried in order).
+    "apps.kyc.celery_routes.compliance_bridge_route",
+    {
+        "apps.settlement.tasks.*": {"queue": "settlement"},
+        "apps.kyc.tasks.*": {"queue": "compliance"},
+        "apps.core.tasks.*": {"queue": "default"},
+    },
+)
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -130,3 +130,23 @@ def application_payload(
             }
         ]
     return body
+
+
+def make_order(
+    *, account: BrokerageAccount, side: str, symbol: str = "XYZ", parent: Any = None, leg_role: str = ""
+) -> Any:
+    """A bare order row (the AML consumer only maps engine order ids to accounts)."""
+    from apps.orders.models import Asset, Order
+
+    asset, _ = Asset.objects.get_or_create(
+        symbol=symbol,
+        defaults={"name": f"{symbol} Inc.", "exchange": "NASDAQ", "price_increment": Decimal("0.01"),
+                  "min_trade_increment": Decimal("0.000000001"), "min_order_size": Decimal("0.000000001"),
+                  "reference_price": Decimal("12.50")},
+    )  # fmt: skip
+    now = timezone.now()
+    return Order.objects.create(
+        client_order_id=f"kyc-{Order.objects.count()}", account=account, asset=asset, symbol=symbol, side=side,
+        type="limit", time_in_force="day", qty=Decimal(100), limit_price=Decimal("12.50"), parent=parent,
+        leg_role=leg_role, created_at=now, updated_at=now, submitted_at=now,
+    )  # fmt: skip
