@@ -38,6 +38,8 @@ STAGES: dict[str, tuple[str, str]] = {
     "engine_core": ("bench.engine_core", "bench"),
     "engine_kafka": ("bench.engine_kafka", "platform"),
     "marketdata_fanout": ("bench.marketdata_fanout", "platform"),
+    "ingest": ("bench.ingest", "platform"),
+    "rest": ("bench.rest", "platform"),
 }
 PLATFORM_PY = ROOT / ".venv" / "bin" / "python"
 VENV = ROOT / ".run" / "bench-venv"

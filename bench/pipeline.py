@@ -1,0 +1,238 @@
+"""The platform under benchmark: its own database, Kafka topic prefix and Redis DB, real server processes.
+
+Used by ``bench/ingest.py`` and ``bench/rest.py``. Nothing here touches the development database: every process
+gets ``DATABASE_URL`` of ``brokerage_bench`` (created and migrated by ``db_prepare``), a topic prefix of its own
+(``bench<hex>.``) and ``REDIS_URL`` DB 6. Processes are started with ``Popen`` in their own process group and
+stopped by that group's id only.
+
+``python -m bench.pipeline seed PAIRS`` (run with ``env()``) creates one asset ``BNCH`` and ``PAIRS`` buyer/seller
+account pairs with API keys, and prints them as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = str(ROOT / ".venv" / "bin" / "python")
+DB_NAME = os.environ.get("BENCH_DB_NAME", "brokerage_bench")
+PG_ADMIN = "postgres://brokerage:brokerage@127.0.0.1:55432/brokerage"
+DB_URL = f"postgres://brokerage:brokerage@127.0.0.1:55432/{DB_NAME}"
+SYMBOL = "BNCH"
+
+
+def env(prefix: str, **extra: str) -> dict[str, str]:
+    """Environment of every platform process of one run."""
+    e = dict(os.environ)
+    e.update(
+        DJANGO_SETTINGS_MODULE="brokerage.settings.local",
+        DJANGO_DEBUG="false",
+        DATABASE_URL=DB_URL,
+        KAFKA_TOPIC_PREFIX=prefix,
+        REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:56379/6"),
+        CELERY_BROKER_URL=os.environ.get("BENCH_CELERY_BROKER_URL", "redis://127.0.0.1:56379/7"),
+        MARKET_CALENDAR="always_open",
+        ORDERS_RATE_LIMIT_COUNT="1000000000",
+        PYTHONPATH=str(ROOT),
+    )
+    e.update(extra)
+    return e
+
+
+def new_prefix() -> str:
+    return f"bench{uuid.uuid4().hex[:8]}."
+
+
+def db_prepare(fresh: bool = True) -> None:
+    """(Re)create ``brokerage_bench`` and migrate it."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        if fresh:
+            conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    subprocess.run(
+        [PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env(""), check=True, timeout=600
+    )
+
+
+def manage(prefix: str, *args: str, timeout: float = 300) -> str:
+    out = subprocess.run(
+        [PY, "manage.py", *args], cwd=ROOT, env=env(prefix), capture_output=True, text=True, timeout=timeout
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
+    return out.stdout
+
+
+def seed(prefix: str, pairs: int) -> list[dict[str, str]]:
+    out = subprocess.run(
+        [PY, "-m", "bench.pipeline", "seed", str(pairs)],
+        cwd=ROOT,
+        env=env(prefix),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    data: list[dict[str, str]] = json.loads(out.stdout.strip().splitlines()[-1])
+    return data
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Procs:
+    """Platform processes of one measurement; ``stop`` ends exactly the groups it started."""
+
+    def __init__(self, prefix: str, log_dir: Path, **extra_env: str) -> None:
+        self.prefix = prefix
+        self.log_dir = log_dir
+        self.extra_env = extra_env
+        self.procs: list[subprocess.Popen[bytes]] = []
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(self, name: str, argv: list[str], **extra_env: str) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("wb")
+        p = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env(self.prefix, **self.extra_env, **extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(p)
+        return p
+
+    def gunicorn(self, port: int, workers: int = 2, **extra_env: str) -> None:
+        self.start(
+            "gunicorn",
+            [
+                str(ROOT / ".venv" / "bin" / "gunicorn"),
+                "brokerage.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(workers),
+                "--threads",
+                "1",
+                "--timeout",
+                "120",
+            ],
+            **extra_env,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not listen within 60 s")
+
+    def pipeline(self) -> None:
+        """relay -> engine -> projection (which books fills through settlement) + settlement.fills."""
+        self.start("relay", [PY, "manage.py", "run_outbox_relay"])
+        self.start("engine", [PY, "manage.py", "run_engine"])
+        self.start("projection", [PY, "manage.py", "run_consumer", "orders.projection"])
+        self.start("fills", [PY, "manage.py", "run_consumer", "settlement.fills"])
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+        self.procs = []
+
+
+def _seed_main(pairs: int) -> None:
+    import django
+
+    django.setup()
+    from decimal import Decimal
+
+    from django.db import transaction
+
+    from apps.accounts.models import BrokerageAccount, User
+    from apps.accounts.services import api_key_create
+    from apps.orders.models import Asset
+    from apps.settlement.services import cash_deposit_post, shares_deposit_post
+
+    Asset.objects.get_or_create(
+        symbol=SYMBOL,
+        defaults={
+            "name": "Bench Corp",
+            "exchange": "NASDAQ",
+            "price_increment": Decimal("0.01"),
+            "min_trade_increment": Decimal("1"),
+            "min_order_size": Decimal("1"),
+            "fractionable": False,
+            "reference_price": Decimal("100"),
+        },
+    )
+    out = []
+    for i in range(pairs):
+        row: dict[str, str] = {}
+        for role in ("buyer", "seller"):
+            tag = uuid.uuid4().hex[:10]
+            user = User.objects.create(username=f"{role}{i}-{tag}", email=f"{role}{i}-{tag}@bench.invalid")
+            account = BrokerageAccount.objects.create(
+                owner=user, account_number=f"BN{tag}", status=BrokerageAccount.Status.ACTIVE
+            )
+            with transaction.atomic():
+                if role == "buyer":
+                    cash_deposit_post(
+                        account=account, amount=Decimal("1000000000"), transfer_id=f"bench-{tag}"
+                    )
+                else:
+                    shares_deposit_post(
+                        account=account,
+                        symbol=SYMBOL,
+                        qty=Decimal("10000000"),
+                        cost_basis=Decimal("1000000000"),
+                        transfer_id=f"bench-{tag}",
+                    )
+            key, secret = api_key_create(owner=user, name="bench", scopes=["read", "trade"])
+            row[f"{role}_key"] = key.key_id
+            row[f"{role}_secret"] = secret
+            row[f"{role}_account"] = str(account.id)
+        out.append(row)
+    print(json.dumps(out))
+
+
+def headers(key: str, secret: str) -> dict[str, str]:
+    return {"APCA-API-KEY-ID": key, "APCA-API-SECRET-KEY": secret, "Content-Type": "application/json"}
+
+
+def query(sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """One read of the benchmark database (after a run; no Django in the parent)."""
+    import psycopg
+
+    with psycopg.connect(DB_URL) as conn:
+        return list(conn.execute(sql, params).fetchall())
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["seed"]:
+        _seed_main(int(sys.argv[2]))
