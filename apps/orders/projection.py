@@ -257,8 +257,8 @@ def _terminal(
 def _on_rejected(envelope: events.EventEnvelope, p: dict[str, Any], order: Order) -> None:
     _terminal(envelope, order, Order.Status.REJECTED, "failed_at", "rejected", p.get("reason", ""))
     if order.replaces_id is not None:
-        # The engine refused the replace: the old order stays as it was (its hold moved to this one and is
-        # now released; see docs/interfaces.md, known gap).
+        # The engine refused the replace: the old order stays as it was, and so does its hold/reservation
+        # (order_replace keeps it until the engine confirms); only the refused order's own is released.
         old = Order.objects.select_for_update().get(id=order.replaces_id)
         if old.status == Order.Status.PENDING_REPLACE:
             old.status = Order.Status.PARTIALLY_FILLED if old.filled_qty > 0 else Order.Status.NEW

@@ -676,8 +676,11 @@ def orders_cancel_all(*, account: BrokerageAccount) -> list[tuple[Order, int, st
 def order_replace(*, account: BrokerageAccount, order_id: uuid.UUID, data: ReplaceRequest) -> Order:
     """Replace = a new order linked to the old (``replaces``/``replaced_by``); emits ReplaceOrder.
 
-    The old order goes ``pending_replace``; its hold or reservation moves to the new order now (released
-    for the old id, placed for the new), so buying power is not counted twice.
+    The old order goes ``pending_replace`` and KEEPS its hold or reservation until the engine decides: the
+    projection releases it on ``OrderReplaced`` (the old order is terminal), or the old order goes back to
+    open with it intact when the engine refuses (only the refused order's own hold is released). The new
+    order's hold is placed now, so while the replace is pending both count (hold = open orders' reserves,
+    exactly; the customer needs buying power / shares for both until the engine confirms).
     """
     old = _lock_order(account=account, order_id=order_id)
     if not old.is_open or old.status in (Order.Status.PENDING_CANCEL, Order.Status.PENDING_REPLACE):
@@ -762,11 +765,6 @@ def order_replace(*, account: BrokerageAccount, order_id: uuid.UUID, data: Repla
         else None,
         tif=data.time_in_force,  # type: ignore[arg-type]
     )
-    settlement = _settlement()
-    if old.side == Order.Side.BUY:
-        settlement.hold_release(order_id=str(old.id))
-    else:
-        settlement.shares_release(order_id=str(old.id))
     _reserve(new, request, worst, ref, cfg)
     new.save(force_insert=True)
     old.status = Order.Status.PENDING_REPLACE

@@ -205,3 +205,76 @@ def test_bracket_legs_activate_after_the_entry_fills(account: BrokerageAccount) 
     legs = {leg.leg_role: (leg.status, leg.qty) for leg in entry.legs.all()}
     assert entry.status == "filled"
     assert legs == {"take_profit": ("new", Decimal("2")), "stop_loss": ("new", Decimal("2"))}
+
+
+def _held(account: BrokerageAccount) -> tuple[Decimal, Decimal, dict[str, Decimal]]:
+    """(buying power, held cash, hold remaining per order id) of the account."""
+    cash = settlement_selectors.cash_balances(account)
+    holds = dict(CashHold.objects.filter(account=account).values_list("order_id", "remaining"))
+    return cash.buying_power, cash.held, holds
+
+
+def replace(account: BrokerageAccount, order: Order, **kw: object) -> Order:
+    from apps.orders.types import ReplaceRequest
+
+    with transaction.atomic():
+        return services.order_replace(
+            account=account,
+            order_id=order.id,
+            data=ReplaceRequest(**kw),  # type: ignore[arg-type]
+        )
+
+
+def test_refused_replace_puts_the_old_order_back_with_its_hold(account: BrokerageAccount) -> None:
+    h = Harness()
+    old = submit(account, qty=Decimal("10"), limit_price=Decimal("100"))
+    h.pump()
+    assert _held(account) == (Decimal("9000.0000"), Decimal("1000.0000"), {str(old.id): Decimal("1000")})
+
+    new = replace(account, old, qty=Decimal("5"), limit_price=Decimal("99"))
+    # Pending: both holds stand until the engine decides (hold = open orders' reserves).
+    assert _held(account) == (
+        Decimal("8505.0000"),
+        Decimal("1495.0000"),
+        {str(old.id): Decimal("1000"), str(new.id): Decimal("495")},
+    )
+    h.inject(ec.Halt(symbol="AAPL"))  # the venue halts before the replace reaches the engine: refused
+    h.pump()
+    old.refresh_from_db()
+    new.refresh_from_db()
+    assert (old.status, old.replaced_by_id, old.reserved_amount) == ("new", None, Decimal("1000"))
+    assert (new.status, new.reject_reason) == ("rejected", "halted")
+    assert _held(account) == (
+        Decimal("9000.0000"),
+        Decimal("1000.0000"),
+        {str(old.id): Decimal("1000"), str(new.id): Decimal("0")},
+    )
+    assert [(u.event, str(u.order_id)) for u in TradeUpdate.objects.order_by("seq")] == [
+        ("new", str(old.id)),
+        ("rejected", str(new.id)),
+    ]
+
+    # The old order is still live in the engine: it fills from its own hold, which ends fully used.
+    h.inject(ec.Resume(symbol="AAPL"))
+    h.inject(mm_sell("10", "100", "mm-r"))
+    old.refresh_from_db()
+    assert (old.status, old.filled_qty) == ("filled", Decimal("10"))
+    buying_power, held, holds = _held(account)
+    assert (held, holds) == (Decimal("0"), {str(old.id): Decimal("0"), str(new.id): Decimal("0")})
+    assert buying_power == Decimal("9000.0000")  # 10 000 - 10 x 100
+
+
+def test_confirmed_replace_moves_the_hold_to_the_new_order(account: BrokerageAccount) -> None:
+    h = Harness()
+    old = submit(account, qty=Decimal("10"), limit_price=Decimal("100"))
+    h.pump()
+    new = replace(account, old, qty=Decimal("5"), limit_price=Decimal("99"))
+    h.pump()
+    old.refresh_from_db()
+    new.refresh_from_db()
+    assert (old.status, new.status) == ("replaced", "new")
+    assert _held(account) == (
+        Decimal("9505.0000"),
+        Decimal("495.0000"),
+        {str(old.id): Decimal("0"), str(new.id): Decimal("495")},
+    )
