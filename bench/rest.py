@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from bench import pipeline
-from bench.harness import Case, Config, start_child
+from bench.harness import Case, Config
 
 TITLE = "Single-order REST: POST /v2/orders vs a bare DRF create (2 gunicorn workers)"
 BASELINE = "bare_drf"
@@ -31,7 +31,7 @@ def prepare(config: Config) -> None:
 
     from bench.bare_urls import BARE_DDL
 
-    pipeline.db_prepare(fresh=True)
+    pipeline.db_prepare(fresh=False)  # the ingest stage's database is reused (fresh accounts below)
     with psycopg.connect(pipeline.DB_URL, autocommit=True) as conn:
         conn.execute(BARE_DDL)
     _seeded.extend(pipeline.seed("", CLIENTS))
@@ -171,12 +171,10 @@ def run(r: int, case: Case, config: Config) -> dict[str, float]:
         )
         _wait(port)
         p = case.params
+        # This measurement child is the load generator; gunicorn runs as separate processes.
         if case.group == "latency":
-            gen = start_child(_open, port, _seeded, p["path"], p["rate"], p["duration_s"])
-        else:
-            gen = start_child(_closed, port, _seeded, p["path"], p["duration_s"])
-        result: dict[str, float] = gen.result(timeout=p["duration_s"] + 300)
-        return result
+            return _open(port, _seeded, p["path"], p["rate"], p["duration_s"])
+        return _closed(port, _seeded, p["path"], p["duration_s"])
     finally:
         procs.stop()
 
