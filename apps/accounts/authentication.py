@@ -4,6 +4,8 @@ On success ``request.user`` is the key's owner and ``request.auth`` the ``ApiKey
 ``apps.accounts.permissions.HasScope``). Every failure (unknown key, wrong secret, revoked, expired, inactive
 owner) gets the same message after the same work, and counts towards the brute-force limits of the key id and
 the client IP; a locked key id or IP answers 429 with ``Retry-After``.
+With Redis down the counters fail OPEN on this path only (``apps.accounts.bruteforce``): a valid key still
+authenticates and an invalid one still gets 401, so trading bots survive a Redis blip.
 """
 
 from __future__ import annotations

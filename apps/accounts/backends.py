@@ -2,7 +2,8 @@
 
 Every password check (the ``/v1/auth/login`` API and the admin login form) goes through here, so both share the
 per-account and per-IP counters. ModelBackend already hashes the given password for unknown users, so an unknown
-email costs what a wrong password costs. While locked, authentication fails for every password.
+email costs what a wrong password costs. While locked, authentication fails for every password; so it does
+while the counters are unreachable (fail closed).
 """
 
 from __future__ import annotations
@@ -33,9 +34,15 @@ class GuardedModelBackend(ModelBackend):
         except bruteforce.LockedOut:
             # PermissionDenied stops django.contrib.auth.authenticate() from trying other backends.
             raise PermissionDenied(bruteforce.LOCKED_MESSAGE) from None
+        except bruteforce.GuardUnavailable:
+            # Fail closed without counters (see apps.accounts.bruteforce); the admin form shows a failed login.
+            raise PermissionDenied(bruteforce.UNAVAILABLE_MESSAGE) from None
         user = super().authenticate(request, username=username, password=password, **kwargs)
-        if user is None:
-            bruteforce.attempt_failed(path=bruteforce.PATH_PASSWORD, account=username, ip=ip)
-        else:
-            bruteforce.attempt_succeeded(path=bruteforce.PATH_PASSWORD, account=username)
+        try:
+            if user is None:
+                bruteforce.attempt_failed(path=bruteforce.PATH_PASSWORD, account=username, ip=ip)
+            else:
+                bruteforce.attempt_succeeded(path=bruteforce.PATH_PASSWORD, account=username)
+        except bruteforce.GuardUnavailable:
+            raise PermissionDenied(bruteforce.UNAVAILABLE_MESSAGE) from None
         return user
