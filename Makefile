@@ -77,5 +77,12 @@ security: venv services
 chaos: venv
 	$(PY) -m chaos --seed $${SEED:-$$RANDOM} $${CHAOS_ARGS:-}
 
+# Scale-out checks (issue 8; deploy/ecs/README.md): 3-broker Kafka loses a broker, two engine processes hand
+# partitions over, two gunicorns behind a proxy share a session. OWN services under .run/scale (ports 19701-19709,
+# 55700, 56700), torn down at the end. Prints PASS/FAIL per assertion and "N passed, N failed".
+.PHONY: scale-checks
+scale-checks: venv
+	$(PY) -m deploy.scale $${SCALE_ARGS:-}
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
