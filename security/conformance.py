@@ -103,6 +103,11 @@ def run(base: str, spec_path: str, keys_path: str, report_path: str) -> tuple[in
             ids.update(order_id=str(payload.get("id")), client_order_id=str(payload.get("client_order_id")))
         if method == "patch" and isinstance(payload, dict) and "id" in payload:
             ids["new_order_id"] = str(payload["id"])
+        if status == 401:
+            # The seeded key must work, or nothing below would be measured: a failure, not a deviation.
+            failed += 1
+            rows.append((op_name, "FAIL not authenticated", "the seeded API key was refused"))
+            continue
         responses = operation.get("responses", {})
         declared = responses.get(str(status))
         if declared is None:
@@ -135,7 +140,8 @@ def run(base: str, spec_path: str, keys_path: str, report_path: str) -> tuple[in
             "Each of our trading endpoints called on a live server and its answer validated against Alpaca's\n"
             "published OpenAPI spec (`trading-api.openapi.json`). Deviations are data; only a missing required\n"
             "field fails (alpaca-py rejects such responses). Regenerate with `make security`.\n\n"
-            f"Operations checked: {len(CALLS)}; conforming: {passed}; missing required fields: {failed}; "
+            f"Operations checked: {len(CALLS)}; conforming: {passed}; failures (missing required / refused key): "
+            f"{failed}; "
             f"other deviations: {sum(1 for _, sev, _ in rows if sev == 'deviation')}.\n\n"
             "| operation | result | detail |\n|---|---|---|\n"
         )
@@ -147,5 +153,5 @@ def run(base: str, spec_path: str, keys_path: str, report_path: str) -> tuple[in
 
 if __name__ == "__main__":
     ok, bad = run(*sys.argv[1:5])
-    print(f"conformance: {ok} conforming, {bad} missing required fields")
+    print(f"conformance: {ok} conforming, {bad} failures (missing required fields or refused key)")
     sys.exit(1 if bad else 0)
