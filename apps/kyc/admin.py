@@ -12,11 +12,16 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
 from apps.core.errors import BrokerageError
+from apps.kyc import ports
+from apps.kyc.documents import EXTENSIONS
 from apps.kyc.models import (
     AmlAlert,
     AmlCase,
@@ -28,6 +33,7 @@ from apps.kyc.models import (
     SanctionsScreening,
     Transfer,
 )
+from apps.kyc.selectors import DOCUMENT_VIEW_PERMISSION, kyc_document_content
 from apps.kyc.services import aml, holds, kyc, transfers
 
 REQUEST_INFO_MESSAGE = (
@@ -64,10 +70,27 @@ class _ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
         return False
 
 
+def _document_url(document: KycDocument) -> str:
+    return reverse("admin:kyc_kycapplication_document", args=[document.pk])
+
+
 class KycDocumentInline(_ReadOnlyInline):
     model = KycDocument
-    fields = ("document_type", "document_sub_type", "content_type", "size", "sha256", "file", "uploaded_at")
+    fields = (
+        "document_type",
+        "document_sub_type",
+        "content_type",
+        "size",
+        "sha256",
+        "download",
+        "uploaded_at",
+    )
     readonly_fields = fields
+
+    @admin.display(description="File")
+    def download(self, obj: KycDocument) -> str:
+        # Stored encrypted: the file is served decrypted only by the permission-checked admin view, never by URL.
+        return format_html('<a href="{}">download</a>', _document_url(obj))
 
 
 class SanctionsScreeningInline(_ReadOnlyInline):
@@ -96,11 +119,36 @@ class KycApplicationAdmin(admin.ModelAdmin[KycApplication]):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.document_download)
+        return [
+            path("document/<uuid:document_id>/", view, name="kyc_kycapplication_document"),
+            *super().get_urls(),
+        ]
+
+    def document_download(self, request: HttpRequest, document_id: Any) -> HttpResponse:
+        """An identity document, decrypted, for compliance staff only; every access is audited."""
+        if not request.user.has_perm(DOCUMENT_VIEW_PERMISSION):
+            raise PermissionDenied
+        document = get_object_or_404(KycDocument.objects.select_related("application"), pk=document_id)
+        content = kyc_document_content(document=document)
+        ports.audit(
+            actor=request.user, action="kyc.document_viewed", target=document, before=None,
+            after={"application_id": str(document.application_id), "document_type": document.document_type},
+            request=request,
+        )  # fmt: skip
+        response = HttpResponse(content, content_type=document.content_type)
+        filename = f"{document.pk}.{EXTENSIONS.get(document.content_type, 'bin')}"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        response["Cache-Control"] = "no-store, private"
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
+
     @admin.display(description="Documents and screening evidence")
     def evidence(self, obj: KycApplication) -> str:
         documents = format_html_join(
             "", '<li><a href="{}">{}</a> ({}, {} bytes)</li>',
-            ((d.file.url, d.document_type, d.content_type, d.size) for d in obj.documents.all()),
+            ((_document_url(d), d.document_type, d.content_type, d.size) for d in obj.documents.all()),
         )  # fmt: skip
         rows = []
         for screening in obj.screenings.order_by("-screened_at")[:3]:

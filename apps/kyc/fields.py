@@ -1,4 +1,4 @@
-"""Encryption at rest for personal identifiers (tax ids).
+"""Encryption at rest for personal identifiers (tax ids) and identity documents.
 
 ``EncryptedTextField`` stores ``MultiFernet`` tokens built from ``settings.FIELD_ENCRYPTION_KEYS`` (url-safe base64
 Fernet keys, newest first): the first key encrypts, every key decrypts, so keys rotate by prepending a new one and
@@ -8,6 +8,8 @@ Invariants:
 - The database column never holds plaintext; a value that fails to decrypt raises, it is never returned raw.
 - Plaintext leaves this module only through the model attribute; everything shown to people goes through
   ``mask_tax_id`` (API, admin, logs, ``__str__``).
+- Identity document files are stored as ``encrypt_bytes`` tokens (same keys); ``decrypt_bytes`` is the only way
+  back, used by ``apps.kyc.selectors.kyc_document_content`` for compliance staff.
 - Equality lookups cannot work on ciphertext (Fernet is randomized): use ``identifier_digest`` for matching.
 """
 
@@ -38,6 +40,18 @@ def decrypt_text(token: str) -> str:
         return _fernet().decrypt(token.encode("ascii")).decode()
     except InvalidToken as exc:
         raise ValueError("encrypted field could not be decrypted with the configured keys") from exc
+
+
+def encrypt_bytes(data: bytes) -> bytes:
+    """A Fernet token (url-safe base64 ASCII) of ``data``, under the newest key."""
+    return _fernet().encrypt(data)
+
+
+def decrypt_bytes(token: bytes) -> bytes:
+    try:
+        return _fernet().decrypt(token)
+    except InvalidToken as exc:
+        raise ValueError("encrypted content could not be decrypted with the configured keys") from exc
 
 
 def identifier_digest(value: str) -> str:

@@ -34,7 +34,7 @@ from apps.core.markettime_config import market_clock
 from apps.core.outbox import event_record
 from apps.kyc import checks, ports, screening
 from apps.kyc.documents import ALLOWED_TYPES, EXTENSIONS, sniff_content_type
-from apps.kyc.fields import identifier_digest
+from apps.kyc.fields import encrypt_bytes, identifier_digest
 from apps.kyc.models import ComplianceHold, KycAgreement, KycApplication, KycDocument, SanctionsScreening
 from apps.kyc.services.holds import hold_place, hold_release
 
@@ -156,8 +156,12 @@ def _document_store(application: KycApplication, upload: DocumentUpload, index: 
         size=len(upload.content),
         sha256=digest,
     )
-    # The stored name carries no customer data: the document id and the sniffed extension.
-    document.file.save(f"{document.pk}.{EXTENSIONS[sniffed]}", ContentFile(upload.content), save=False)
+    # Encrypted at rest (MultiFernet, settings.FIELD_ENCRYPTION_KEYS): the storage (disk, bucket, backups) never
+    # holds the plaintext; read it back only through selectors.kyc_document_content. The stored name carries no
+    # customer data: the document id, the sniffed extension and ".enc".
+    document.file.save(
+        f"{document.pk}.{EXTENSIONS[sniffed]}.enc", ContentFile(encrypt_bytes(upload.content)), save=False
+    )
     document.save()
     return document
 
