@@ -21,8 +21,6 @@ from bisect import bisect_left, insort
 from collections import deque
 from heapq import heapify, heappop, heappush
 
-import msgspec
-
 from engine.commands import NewOrder
 from engine.events import (
     BookLevelChanged,
@@ -36,6 +34,7 @@ from engine.events import (
     OrderTriggered,
     TradeExecuted,
 )
+from engine.state import OrderState
 
 # Order.state
 HELD = 0  # bracket/OTO child waiting for its parent
@@ -49,31 +48,134 @@ STOP_TYPES = frozenset({"stop", "stop_limit", "trailing_stop"})
 BPS = 10_000
 
 
-class Order(msgspec.Struct, array_like=True, gc=False):
-    """Mutable engine-side order. ``limit``/``stop`` = 0 means "none"; ``notional_left`` is in 1e-13 USD."""
+class Order:
+    """Mutable engine-side order (a native class when compiled); ``OrderState`` is its snapshot form."""
 
-    order_id: str
-    account_id: str
-    symbol: str
-    is_buy: bool
-    otype: str
-    tif: str
-    qty: int
-    notional: int
-    notional_left: int
-    limit: int
-    stop: int
-    trail_price: int
-    trail_bps: int
-    water: int
-    leaves: int
-    cum: int
-    arrival: int
-    state: int
-    oco: str = ""
-    parent: str = ""
-    children: tuple[str, ...] = ()
-    extended_hours: bool = False
+    __slots__ = (
+        "account_id",
+        "arrival",
+        "children",
+        "cum",
+        "extended_hours",
+        "is_buy",
+        "leaves",
+        "limit",
+        "notional",
+        "notional_left",
+        "oco",
+        "order_id",
+        "otype",
+        "parent",
+        "qty",
+        "state",
+        "stop",
+        "symbol",
+        "tif",
+        "trail_bps",
+        "trail_price",
+        "water",
+    )
+
+    def __init__(
+        self,
+        order_id: str,
+        account_id: str,
+        symbol: str,
+        is_buy: bool,
+        otype: str,
+        tif: str,
+        qty: int,
+        notional: int,
+        notional_left: int,
+        limit: int,
+        stop: int,
+        trail_price: int,
+        trail_bps: int,
+        water: int,
+        leaves: int,
+        cum: int,
+        arrival: int,
+        state: int,
+        oco: str = "",
+        parent: str = "",
+        children: tuple[str, ...] = (),
+        extended_hours: bool = False,
+    ) -> None:
+        self.order_id = order_id
+        self.account_id = account_id
+        self.symbol = symbol
+        self.is_buy = is_buy
+        self.otype = otype
+        self.tif = tif
+        self.qty = qty
+        self.notional = notional
+        self.notional_left = notional_left
+        self.limit = limit
+        self.stop = stop
+        self.trail_price = trail_price
+        self.trail_bps = trail_bps
+        self.water = water
+        self.leaves = leaves
+        self.cum = cum
+        self.arrival = arrival
+        self.state = state
+        self.oco = oco
+        self.parent = parent
+        self.children = children
+        self.extended_hours = extended_hours
+
+    def to_state(self) -> OrderState:
+        return OrderState(
+            self.order_id,
+            self.account_id,
+            self.symbol,
+            self.is_buy,
+            self.otype,
+            self.tif,
+            self.qty,
+            self.notional,
+            self.notional_left,
+            self.limit,
+            self.stop,
+            self.trail_price,
+            self.trail_bps,
+            self.water,
+            self.leaves,
+            self.cum,
+            self.arrival,
+            self.state,
+            self.oco,
+            self.parent,
+            self.children,
+            self.extended_hours,
+        )
+
+    @staticmethod
+    def from_state(s: OrderState) -> Order:
+        return Order(
+            s.order_id,
+            s.account_id,
+            s.symbol,
+            s.is_buy,
+            s.otype,
+            s.tif,
+            s.qty,
+            s.notional,
+            s.notional_left,
+            s.limit,
+            s.stop,
+            s.trail_price,
+            s.trail_bps,
+            s.water,
+            s.leaves,
+            s.cum,
+            s.arrival,
+            s.state,
+            s.oco,
+            s.parent,
+            s.children,
+            s.extended_hours,
+        )
 
 
 class Level:
@@ -283,7 +385,26 @@ class OrderBook:
                 lvl.count += 1
                 out.append(BookLevelChanged(sym, bs + 1, seq, side, p, lvl.qty, lvl.count))
                 return
-        o = Order(oid, c.account_id, sym, is_buy, otype, tif, qty, 0, 0, p, 0, 0, 0, 0, qty, 0, arrival, HELD)
+        o = Order(
+            oid,
+            c.account_id,
+            sym,
+            is_buy,
+            otype,
+            tif,
+            qty,
+            0,
+            0,
+            p,
+            0,
+            0,
+            0,
+            0,
+            qty,
+            0,
+            arrival,
+            HELD,
+        )
         self.orders[oid] = o
         self.book_seq = bs
         self._take(o)
@@ -342,7 +463,14 @@ class OrderBook:
         self._remove(old)
         self.book_seq += 1
         self.out.append(
-            OrderReplaced(self.symbol, self.book_seq, self.seq, old.order_id, new.order_id, old.cum)
+            OrderReplaced(
+                self.symbol,
+                self.book_seq,
+                self.seq,
+                old.order_id,
+                new.order_id,
+                old.cum,
+            )
         )
         if old.oco:
             sib = self.orders.get(old.oco)
@@ -576,7 +704,13 @@ class OrderBook:
         notional = o.notional
         acct = o.account_id
         oid = o.order_id
-        sym, seq, out, orders, prices = self.symbol, self.seq, self.out, self.orders, self.prices
+        sym, seq, out, orders, prices = (
+            self.symbol,
+            self.seq,
+            self.out,
+            self.orders,
+            self.prices,
+        )
         while keys:
             p = keys[-1] * sign
             if limit and (p > limit if is_buy else p < limit):
@@ -618,12 +752,36 @@ class OrderBook:
                     out.append(TradeExecuted(sym, bs + 1, seq, tid, p, q, mid, oid, "sell"))
                 out.append(
                     OrderFilled(
-                        sym, bs + 2, seq, mid, m.account_id, m_side, tid + m_suf, tid, p, q, ml, mc, "maker"
+                        sym,
+                        bs + 2,
+                        seq,
+                        mid,
+                        m.account_id,
+                        m_side,
+                        tid + m_suf,
+                        tid,
+                        p,
+                        q,
+                        ml,
+                        mc,
+                        "maker",
                     )
                 )
                 out.append(
                     OrderFilled(
-                        sym, bs + 3, seq, oid, acct, t_side, tid + t_suf, tid, p, q, o.leaves, tc, "taker"
+                        sym,
+                        bs + 3,
+                        seq,
+                        oid,
+                        acct,
+                        t_side,
+                        tid + t_suf,
+                        tid,
+                        p,
+                        q,
+                        o.leaves,
+                        tc,
+                        "taker",
                     )
                 )
                 self.book_seq = bs + 3
@@ -667,7 +825,12 @@ class OrderBook:
                     self.book_seq += 1
                     self.out.append(
                         OrderActivated(
-                            self.symbol, self.book_seq, self.seq, child.order_id, child.parent, child.qty
+                            self.symbol,
+                            self.book_seq,
+                            self.seq,
+                            child.order_id,
+                            child.parent,
+                            child.qty,
                         )
                     )
                     self.route(child)
@@ -747,10 +910,12 @@ class OrderBook:
         price = self.auction_price(pending, self.ref_price or self.last_price)
         if price:
             buys = sorted(
-                (o for o in pending if o.is_buy), key=lambda o: (o.otype != "market", -o.limit, o.arrival)
+                (o for o in pending if o.is_buy),
+                key=lambda o: (o.otype != "market", -o.limit, o.arrival),
             )
             sells = sorted(
-                (o for o in pending if not o.is_buy), key=lambda o: (o.otype != "market", o.limit, o.arrival)
+                (o for o in pending if not o.is_buy),
+                key=lambda o: (o.otype != "market", o.limit, o.arrival),
             )
             bi = si = 0
             while bi < len(buys) and si < len(sells):

@@ -39,31 +39,10 @@ from engine.commands import (
     SetReferencePrice,
 )
 from engine.events import Event, OrderRejected, SessionChanged
+from engine.state import BookState, EngineState
 
 SNAPSHOT_VERSION = 1
 _CONTINUOUS_TIFS = frozenset({"day", "gtc", "ioc", "fok"})
-
-
-class BookState(msgspec.Struct, array_like=True):
-    symbol: str
-    book_seq: int
-    arrival: int
-    last_price: int
-    ref_price: int
-    halted: bool
-    bids: list[tuple[int, list[str]]]
-    asks: list[tuple[int, list[str]]]
-    trailing: list[str]
-    opg: list[str]
-    cls: list[str]
-
-
-class EngineState(msgspec.Struct, array_like=True):
-    version: int
-    last_seq: int
-    phase: str
-    orders: list[Order]
-    books: list[BookState]
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -292,7 +271,13 @@ class Engine:
             otype = "stop" if sl.limit_price_e4 is None else "stop_limit"
             legs.append(
                 self._leg(
-                    book, o, f"{o.order_id}:sl", legs_buy, otype, sl.limit_price_e4 or 0, sl.stop_price_e4
+                    book,
+                    o,
+                    f"{o.order_id}:sl",
+                    legs_buy,
+                    otype,
+                    sl.limit_price_e4 or 0,
+                    sl.stop_price_e4,
                 )
             )
         if c.order_class == "oco":
@@ -313,7 +298,13 @@ class Engine:
 
     @staticmethod
     def _leg(
-        book: OrderBook, parent: Order, oid: str, is_buy: bool, otype: str, limit: int, stop: int
+        book: OrderBook,
+        parent: Order,
+        oid: str,
+        is_buy: bool,
+        otype: str,
+        limit: int,
+        stop: int,
     ) -> Order:
         qty = parent.qty
         return Order(
@@ -483,7 +474,13 @@ class Engine:
                     list(b.cls),
                 )
             )
-        return EngineState(SNAPSHOT_VERSION, self.last_seq, self.phase, list(self.orders.values()), books)
+        return EngineState(
+            SNAPSHOT_VERSION,
+            self.last_seq,
+            self.phase,
+            [o.to_state() for o in self.orders.values()],
+            books,
+        )
 
     def snapshot(self) -> bytes:
         """Canonical msgpack bytes of the whole engine (taken between commands)."""
@@ -501,7 +498,7 @@ class Engine:
         eng.last_seq = state.last_seq
         eng.phase = state.phase
         for o in state.orders:
-            eng.orders[o.order_id] = o
+            eng.orders[o.order_id] = Order.from_state(o)
         for bs in state.books:
             b = eng.books[bs.symbol] = OrderBook(bs.symbol, eng.orders)
             b.book_seq, b.arrival, b.last_price, b.ref_price, b.halted = (

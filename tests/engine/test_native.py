@@ -1,0 +1,181 @@
+"""The mypyc build of the engine (scripts/build_engine_native.py) is byte-identical to the pure-Python one.
+
+The same seeded command stream (every command kind, order type, class and tif, two symbols, a restore
+mid-stream) must give the same events and the same snapshot bytes in this process (compiled when the
+extensions exist) and in a subprocess that imports the ``.py`` sources only; both must also equal the digest
+recorded from the pure engine before the native build existed. Without the extensions the comparison is
+pure against pure and still pins the recorded digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+import engine.book
+from engine.commands import (
+    CancelOrder,
+    Command,
+    Halt,
+    NewOrder,
+    ReplaceOrder,
+    Resume,
+    SessionClose,
+    SessionOpen,
+    SetReferencePrice,
+    StopLoss,
+    TakeProfit,
+)
+from engine.engine import Engine
+from engine.state import BookState, EngineState, OrderState
+
+ROOT = Path(__file__).resolve().parents[2]
+# Recorded from the pure-Python engine at 8524131 (before engine.state / the native build): the snapshot
+# format and every event must never change because of how the engine is built.
+RECORDED = {
+    "events": "6be7c6e46e2ba2680b95585feede179301ea267e1e9accd815c2b62ce43b7d68",
+    "state": "41c00154def49fd62f7425540b0f964609deebd6cb0fb55ae1ce305f1383b601",
+}
+
+# Run in a fresh interpreter: engine.* resolve to their .py files even where an extension sits beside them.
+_PURE_PRELUDE = """
+import importlib.machinery, importlib.util, sys
+from pathlib import Path
+from typing import Any
+
+class _SourceOnly:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name != "engine" and not name.startswith("engine."):
+            return None
+        rel = Path(*name.split("."))
+        base = Path(sys.argv[1])
+        pkg = base / rel / "__init__.py"
+        if pkg.exists():
+            return importlib.util.spec_from_file_location(name, pkg, submodule_search_locations=[str(pkg.parent)])
+        return importlib.util.spec_from_file_location(name, base / rel.with_suffix(".py"))
+
+sys.meta_path.insert(0, _SourceOnly)
+sys.path.insert(0, sys.argv[1])
+import json
+import engine.book
+from tests.engine.test_native import digest
+assert engine.book.__file__.endswith(".py"), engine.book.__file__
+print(json.dumps(digest()))
+"""
+
+
+def stream(seed: int = 7, n: int = 3000) -> list[Command]:
+    rng = random.Random(seed)
+    syms = ("ACME", "BETA")
+    live: list[str] = []
+    out: list[Command] = [SetReferencePrice(symbol=s, price_e4=1_000_000) for s in syms]
+    out.append(SessionOpen())
+    for i in range(n):
+        r = rng.random()
+        sym = rng.choice(syms)
+        side: Any = rng.choice(("buy", "sell"))  # Literal fields: chosen at random
+        px = 1_000_000 + rng.randint(-20, 20) * 500
+        qty = rng.randint(1, 50) * 100_000_000
+        acct = f"a{rng.randint(0, 6)}"
+        oid = f"o{i}"
+        if r < 0.40:
+            tif: Any = rng.choice(("day", "day", "gtc", "ioc", "fok", "opg", "cls"))
+            out.append(NewOrder(oid, acct, sym, side, "limit", tif, qty_e9=qty, limit_price_e4=px))
+            live.append(oid)
+        elif r < 0.48:
+            if rng.random() < 0.3:
+                out.append(
+                    NewOrder(oid, acct, sym, side, "market", "day", notional_e4=px * rng.randint(1, 9))
+                )
+            else:
+                out.append(NewOrder(oid, acct, sym, side, "market", rng.choice(("day", "ioc")), qty_e9=qty))
+        elif r < 0.56:
+            otype: Any = rng.choice(("stop", "stop_limit", "trailing_stop"))
+            kw: dict[str, Any] = {}
+            if otype == "trailing_stop":
+                kw = {"trail_price_e4": 2000} if rng.random() < 0.5 else {"trail_percent_bps": 150}
+            else:
+                kw["stop_price_e4"] = px
+                if otype == "stop_limit":
+                    kw["limit_price_e4"] = px
+            out.append(NewOrder(oid, acct, sym, side, otype, "gtc", qty_e9=qty, **kw))
+            live.append(oid)
+        elif r < 0.62:
+            cls: Any = rng.choice(("bracket", "oto", "oco"))
+            exit_up = side == "buy" if cls != "oco" else side == "sell"
+            tp = TakeProfit(limit_price_e4=px + (8000 if exit_up else -8000))
+            sl = StopLoss(stop_price_e4=px - (8000 if exit_up else -8000))
+            legs: dict[str, Any] = (
+                {"take_profit": tp, "stop_loss": sl} if cls != "oto" else {"take_profit": tp}
+            )
+            out.append(
+                NewOrder(
+                    oid,
+                    acct,
+                    sym,
+                    side,
+                    "limit",
+                    "gtc",
+                    qty_e9=qty,
+                    limit_price_e4=px,
+                    order_class=cls,
+                    **legs,
+                )
+            )
+            live.append(oid)
+        elif r < 0.80 and live:
+            out.append(CancelOrder(order_id=live.pop(rng.randrange(len(live)))))
+        elif r < 0.93 and live:
+            old = live.pop(rng.randrange(len(live)))
+            out.append(ReplaceOrder(old, f"r{i}", qty_e9=rng.choice((None, qty)), limit_price_e4=px))
+            live.append(f"r{i}")
+        elif r < 0.96:
+            out.append(Halt(symbol=sym) if rng.random() < 0.2 else Resume(symbol=sym))
+        elif r < 0.98:
+            out.append(SetReferencePrice(symbol=sym, price_e4=px))
+        else:
+            out.append(SessionClose() if rng.random() < 0.3 else SessionOpen())
+    return out
+
+
+def digest() -> dict[str, str]:
+    """sha256 of every event (msgpack) and of the final snapshot; restores from a snapshot mid-stream."""
+    cmds = stream()
+    events = hashlib.sha256()
+    eng = Engine()
+    for seq, cmd in enumerate(cmds, start=1):
+        events.update(msgspec.msgpack.encode(eng.apply(seq, cmd)))
+        if seq == len(cmds) // 2:
+            eng = Engine.restore(eng.snapshot())
+    return {"events": events.hexdigest(), "state": eng.state_hash()}
+
+
+def test_snapshot_structs_keep_their_wire_config() -> None:
+    # mypyc would drop these class keywords; engine.state is never compiled.
+    assert OrderState.__struct_config__.array_like is True
+    assert OrderState.__struct_config__.gc is False
+    assert EngineState.__struct_config__.array_like is True
+    assert BookState.__struct_config__.array_like is True
+
+
+def test_loaded_build_matches_recorded_digest() -> None:
+    assert digest() == RECORDED, f"engine.book from {engine.book.__file__}"
+
+
+def test_pure_sources_match_recorded_digest_in_subprocess() -> None:
+    res = subprocess.run(
+        [sys.executable, "-c", _PURE_PRELUDE, str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    assert json.loads(res.stdout) == RECORDED
