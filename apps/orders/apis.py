@@ -309,12 +309,18 @@ def _settlement_selectors() -> Any:
     return importlib.import_module("apps.settlement.selectors")
 
 
-def position_json(p: Any) -> dict[str, Any]:
-    """Alpaca's ``Position`` from a ``PositionView`` (valued at the asset's reference price)."""
+def _valuations(account: BrokerageAccount) -> dict[str, Any]:
+    """Settlement's ``PositionValuation`` per symbol: valued at the latest trade (else the reference price)."""
+    portfolio = importlib.import_module("apps.settlement.portfolio")
+    return {v.symbol: v for v in portfolio.position_valuations(account)}
+
+
+def position_json(p: Any, v: Any) -> dict[str, Any]:
+    """Alpaca's ``Position`` from a ``PositionView`` (quantities) and its ``PositionValuation`` (prices).
+
+    Market value, cost basis and P&L are settlement's (cents, half-even): this view does no arithmetic.
+    """
     asset = selectors.asset_get(symbol_or_id=p.symbol)
-    price = asset.reference_price or p.avg_entry_price
-    market_value = p.qty * price
-    pl = market_value - p.cost_basis
     return {
         "asset_id": str(asset.id),
         "symbol": p.symbol,
@@ -325,16 +331,14 @@ def position_json(p: Any) -> dict[str, Any]:
         "qty": format_decimal(p.qty),
         "qty_available": format_decimal(p.qty_available),
         "side": "long" if p.qty >= 0 else "short",
-        "market_value": format_decimal(market_value),
+        "market_value": format_decimal(v.market_value),
         "cost_basis": format_decimal(p.cost_basis),
-        "unrealized_pl": format_decimal(pl),
-        "unrealized_plpc": format_decimal((pl / p.cost_basis).quantize(Decimal("0.0001")))
-        if p.cost_basis
-        else "0",
-        "unrealized_intraday_pl": format_decimal(pl),
-        "unrealized_intraday_plpc": "0",
-        "current_price": format_decimal(price),
-        "lastday_price": format_decimal(price),
+        "unrealized_pl": format_decimal(v.unrealized_pl),
+        "unrealized_plpc": format_decimal(v.unrealized_plpc),
+        "unrealized_intraday_pl": format_decimal(v.unrealized_pl),
+        "unrealized_intraday_plpc": format_decimal(v.unrealized_plpc),
+        "current_price": format_decimal(v.current_price),
+        "lastday_price": format_decimal(v.current_price),
         "change_today": "0",
     }
 
@@ -346,8 +350,10 @@ class PositionsApi(APIView):
         return [_scope("read" if self.request.method == "GET" else "trade")()]
 
     def get(self, request: Request) -> Response:
-        views = _settlement_selectors().positions(account_of(request))
-        return Response([position_json(p) for p in views if p.qty != 0])
+        account = account_of(request)
+        views = _settlement_selectors().positions(account)
+        valued = _valuations(account)
+        return Response([position_json(p, valued[p.symbol]) for p in views if p.qty != 0])
 
     @extend_schema(
         responses={207: OpenApiResponse(description="one result per order (Alpaca's multi-status)")}
@@ -378,10 +384,11 @@ class PositionDetailApi(APIView):
         )
 
     def get(self, request: Request, symbol: str) -> Response:
-        p = _settlement_selectors().position(account_of(request), symbol.upper())
+        account = account_of(request)
+        p = _settlement_selectors().position(account, symbol.upper())
         if p is None or p.qty == 0:
             raise NotFound("position not found", field="symbol")
-        return Response(position_json(p))
+        return Response(position_json(p, _valuations(account)[p.symbol]))
 
     def delete(self, request: Request, symbol: str) -> Response:
         q = self.CloseQuery(data=request.query_params.dict())

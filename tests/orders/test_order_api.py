@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -591,3 +592,57 @@ def test_unauthenticated_is_401() -> None:
     response = APIClient().get("/v2/orders")
     assert response.status_code in (401, 403)
     assert isinstance(response.json()["code"], int)
+
+
+# ------------------------------------------------------------------------------------------------ positions
+
+
+@pytest.mark.parametrize(
+    ("last_trade", "current", "market_value", "pl", "plpc"),
+    [
+        pytest.param(Decimal("110.55"), "110.55", "1105.5", "105.5", "0.1055", id="latest-trade"),
+        pytest.param(None, "100", "1000", "0", "0", id="no-trade-reference-price"),
+    ],
+)
+def test_positions_are_valued_at_the_latest_trade(
+    client: APIClient,
+    account: BrokerageAccount,
+    last_trade: Decimal | None,
+    current: str,
+    market_value: str,
+    pl: str,
+    plpc: str,
+) -> None:
+    from apps.marketdata.models import Trade
+    from apps.settlement.services import shares_deposit_post
+
+    asset_create(symbol="POSV", reference_price=Decimal("100"))
+    with transaction.atomic():
+        shares_deposit_post(
+            account=account,
+            symbol="POSV",
+            qty=Decimal("10"),
+            cost_basis=Decimal("1000"),
+            transfer_id="t-posv",
+        )
+    if last_trade is not None:
+        for seq, price in ((1, Decimal("90")), (2, last_trade)):  # the newest print counts, not the first
+            Trade.objects.create(
+                symbol="POSV",
+                trade_id=f"p0:{seq}:0",
+                price=price,
+                size=Decimal(1),
+                timestamp=OPEN_AT,
+                book_seq=seq,
+            )
+    listed = client.get("/v2/positions").json()
+    one = client.get("/v2/positions/POSV").json()
+    assert listed == [one]
+    assert {k: one[k] for k in ("qty", "avg_entry_price", "cost_basis", "current_price", "market_value")} == {
+        "qty": "10",
+        "avg_entry_price": "100",
+        "cost_basis": "1000",
+        "current_price": current,
+        "market_value": market_value,
+    }
+    assert (one["unrealized_pl"], one["unrealized_plpc"], one["lastday_price"]) == (pl, plpc, current)
