@@ -565,6 +565,9 @@ def order_submit(*, account: BrokerageAccount, data: OrderRequest, dry_run: bool
     For a dry run the returned Order is unsaved; its legs are in ``order.pending_legs``.
     """
     data = dc_replace(data, symbol=data.symbol.upper())
+    if data.order_class == "oco" and data.limit_price is None and data.take_profit is not None:
+        # Alpaca lets an oco order give its exit limit only as take_profit.limit_price: that IS the limit.
+        data = dc_replace(data, limit_price=data.take_profit.limit_price)
     asset = asset_for_symbol(data.symbol)
     _validate_shape(data, asset)
     client_order_id = _client_order_id(account, data.client_order_id)

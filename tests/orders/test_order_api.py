@@ -646,3 +646,71 @@ def test_positions_are_valued_at_the_latest_trade(
         "market_value": market_value,
     }
     assert (one["unrealized_pl"], one["unrealized_plpc"], one["lastday_price"]) == (pl, plpc, current)
+
+
+# ------------------------------------------------------------------------------------------------ oco
+
+
+@pytest.mark.parametrize(
+    "limit_price",
+    [pytest.param({"limit_price": "105"}, id="limit-given"), pytest.param({}, id="limit-from-take-profit")],
+)
+def test_oco_limit_price_may_come_from_take_profit(
+    client: APIClient, account: BrokerageAccount, limit_price: dict[str, str]
+) -> None:
+    from apps.settlement.services import shares_deposit_post
+
+    with transaction.atomic():
+        shares_deposit_post(
+            account=account, symbol="AAPL", qty=Decimal("5"), cost_basis=Decimal("500"), transfer_id="t-oco"
+        )
+    body = {
+        "symbol": "AAPL",
+        "qty": "5",
+        "side": "sell",
+        "type": "limit",
+        "time_in_force": "gtc",
+        "order_class": "oco",
+        "take_profit": {"limit_price": "105"},
+        "stop_loss": {"stop_price": "95"},
+        **limit_price,
+    }
+    response = post(client, body)
+    assert response.status_code == 200, response.content
+    order = Order.objects.get(id=response.json()["id"])
+    assert (order.limit_price, order.order_class, order.reserved_qty) == (Decimal("105"), "oco", Decimal("5"))
+    assert [(leg.leg_role, leg.type, leg.stop_price) for leg in order.legs.all()] == [
+        ("stop_loss", "stop", Decimal("95"))
+    ]
+    event = StoredEvent.objects.get(event_type="orders.OrderSubmitted")
+    assert msgspec.json.decode(bytes(event.body))["payload"]["command"] == msgspec.to_builtins(
+        ec.NewOrder(
+            order_id=str(order.id),
+            account_id=str(account.id),
+            symbol="AAPL",
+            side="sell",
+            type="limit",
+            tif="gtc",
+            qty_e9=5_000_000_000,
+            limit_price_e4=1_050_000,
+            order_class="oco",
+            take_profit=ec.TakeProfit(limit_price_e4=1_050_000),
+            stop_loss=ec.StopLoss(stop_price_e4=950_000),
+        )
+    )
+
+
+def test_oco_without_any_limit_price_names_the_field(client: APIClient) -> None:
+    before = counts()
+    body = {
+        "symbol": "AAPL",
+        "qty": "5",
+        "side": "sell",
+        "type": "limit",
+        "time_in_force": "gtc",
+        "order_class": "oco",
+        "stop_loss": {"stop_price": "95"},
+    }
+    response = post(client, body)
+    assert (response.status_code, response.json()["field"]) == (422, "limit_price")
+    assert counts() == before
