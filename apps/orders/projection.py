@@ -266,6 +266,40 @@ def _on_rejected(envelope: events.EventEnvelope, p: dict[str, Any], order: Order
             _touch(old, envelope.occurred_at, "status", "replaced_by")
 
 
+def _trailing_water(order: Order, p: dict[str, Any], stop: Decimal) -> Decimal | None:
+    """The water mark a trailing stop triggered at: the engine's when it says, else exact from a trail price.
+
+    A ``trail_percent`` stop is rounded to the tick inside the engine, so its water mark is not recoverable
+    from the stop price; it stays unknown (None) unless the event carries ``water``.
+    """
+    if isinstance(p.get("water"), str):
+        return Decimal(p["water"])
+    if order.trail_price is None:
+        return None
+    return stop - order.trail_price if order.side == Order.Side.BUY else stop + order.trail_price
+
+
+def _on_triggered(envelope: events.EventEnvelope, p: dict[str, Any], order: Order) -> None:
+    """A stop (limit) / trailing stop was triggered by a trade at or through its stop price.
+
+    The order stays open (Alpaca keeps type and status; there is no ``triggered`` trade update): the row
+    records the stop price it triggered at and, for a trailing stop, its water mark (``hwm``), which the
+    fill's trade update then carries.
+    """
+    if order.status in Order.TERMINAL or not isinstance(p.get("stop_price"), str):
+        return
+    fields: list[str] = []
+    if order.type == Order.Type.TRAILING_STOP:
+        stop = Decimal(p["stop_price"])
+        order.stop_price = stop
+        fields.append("stop_price")
+        water = _trailing_water(order, p, stop)
+        if water is not None:
+            order.hwm = water
+            fields.append("hwm")
+    _touch(order, envelope.occurred_at, *fields)
+
+
 def _on_canceled(envelope: events.EventEnvelope, p: dict[str, Any], order: Order) -> None:
     _terminal(envelope, order, Order.Status.CANCELED, "canceled_at", "canceled", p.get("reason", ""))
 
@@ -286,6 +320,7 @@ _HANDLERS = {
     "engine.OrderCanceled": _on_canceled,
     "engine.OrderExpired": _on_expired,
     "engine.OrderReplaced": _on_replaced,
+    "engine.OrderTriggered": _on_triggered,
 }
 
 
@@ -293,7 +328,7 @@ def engine_event_apply(envelope: events.EventEnvelope, meta: MessageMeta | None 
     """Consumer handler (``orders.projection``). Events that do not concern an order row are ignored."""
     handler = _HANDLERS.get(envelope.event_type)
     if handler is None:
-        return  # TradeExecuted, BookLevelChanged, SessionChanged, OrderTriggered: market data's business
+        return  # TradeExecuted, BookLevelChanged, SessionChanged: market data's business
     order_id = envelope.payload.get("order_id")
     if not isinstance(order_id, str):
         return

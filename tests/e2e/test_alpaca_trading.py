@@ -59,6 +59,10 @@ ASSETS = {
     "GOOG": Decimal("150"),
     "IBM": Decimal("50"),
     "NVDA": Decimal("100"),
+    "TSLA": Decimal("100"),
+    "AMD": Decimal("100"),
+    "HALTX": Decimal("50"),
+    "DAYX": Decimal("100"),
 }
 
 
@@ -137,7 +141,7 @@ def world(live_stack: LiveStack) -> Iterator[World]:
     bob = customer_create(
         email="bob@e2e.example.com",
         cash=Decimal("100000"),
-        shares={"AAPL": Decimal("100"), "GOOG": Decimal("100")},
+        shares={"AAPL": Decimal("100"), "GOOG": Decimal("100"), "TSLA": Decimal("10"), "AMD": Decimal("10")},
     )
     streams = [StreamLog(alice, live_stack.ws_url), StreamLog(bob, live_stack.ws_url)]
     for s in streams:
@@ -559,3 +563,216 @@ def test_market_maker_process_quotes_fills_and_cancels_on_sigterm(world: World) 
     )
     position: Any = maker_api.get_open_position("NVDA")
     assert position.qty == "997"
+
+
+# ----------------------------------------------------------------------------------------- triggers
+
+
+def _limit(symbol: str, qty: int, side: OrderSide, price: float, tif: TimeInForce = TimeInForce.DAY) -> Any:
+    return LimitOrderRequest(symbol=symbol, qty=qty, side=side, time_in_force=tif, limit_price=price)
+
+
+def _print(w: World, seller: TradingClient, buyer: TradingClient, symbol: str, price: float) -> None:
+    """One share trades at ``price`` between two customers (the seller's ask rests first)."""
+    sells, buys = (w.bob_stream, w.alice_stream) if seller is w.bob_api else (None, w.alice_stream)
+    ask = _order(seller.submit_order(_limit(symbol, 1, OrderSide.SELL, price)))
+    if sells is not None:
+        sells.wait(w.stack, ask.id, "new")
+    else:
+        _wait_status(w, seller, ask.id, OrderStatus.NEW)
+    bid = _order(buyer.submit_order(_limit(symbol, 1, OrderSide.BUY, price)))
+    buys.wait(w.stack, bid.id, "fill")
+
+
+def test_stop_and_stop_limit_rest_until_a_trade_at_their_stop(world: World) -> None:
+    w, alice, bob = world, world.alice_api, world.bob_api
+    gtc, buy = TimeInForce.GTC, OrderSide.BUY
+    stop = _order(
+        alice.submit_order(
+            StopOrderRequest(symbol="TSLA", qty=1, side=buy, time_in_force=gtc, stop_price=102)
+        )
+    )
+    stop_limit = _order(
+        alice.submit_order(
+            StopLimitOrderRequest(
+                symbol="TSLA", qty=1, side=buy, time_in_force=gtc, stop_price=102, limit_price=103
+            )
+        )
+    )
+    for order in (stop, stop_limit):
+        w.alice_stream.wait(w.stack, order.id, "new")
+
+    _print(w, bob, alice, "TSLA", 101)  # below the stops: nothing triggers
+    ask = _order(bob.submit_order(_limit("TSLA", 3, OrderSide.SELL, 102)))
+    w.bob_stream.wait(w.stack, ask.id, "new")  # a later command: the 101 print is fully projected
+    for order in (stop, stop_limit):
+        got = _order(alice.get_order_by_id(order.id))
+        assert (got.status, got.filled_qty) == (OrderStatus.NEW, "0")
+
+    # Alice buys one share at 102: the print reaches both stops, which then buy Bob's other two at 102.
+    bid = _order(alice.submit_order(_limit("TSLA", 1, buy, 102)))
+    w.alice_stream.wait(w.stack, bid.id, "fill")
+    for order, otype in ((stop, OrderType.STOP), (stop_limit, OrderType.STOP_LIMIT)):
+        fill = w.alice_stream.wait(w.stack, order.id, "fill")
+        assert (fill.order.type, fill.order.status, fill.order.filled_avg_price, fill.price, fill.qty) == (
+            otype,
+            OrderStatus.FILLED,
+            "102",
+            102.0,
+            1.0,
+        )
+        assert w.alice_stream.events(order.id) == ["new", "fill"]
+    assert _wait_status(w, bob, ask.id, OrderStatus.FILLED).filled_qty == "3"
+
+
+def test_trailing_stop_follows_the_high_water_mark_and_triggers(world: World) -> None:
+    w, alice, bob = world, world.alice_api, world.bob_api
+    carol = customer_create(
+        email="carol@e2e.example.com", cash=Decimal("1000"), shares={"AMD": Decimal("10")}
+    )
+    carol_api = TradingClient(carol.key_id, carol.secret, url_override=w.stack.base_url)
+    trailing = _order(
+        bob.submit_order(
+            TrailingStopOrderRequest(
+                symbol="AMD", qty=1, side=OrderSide.SELL, time_in_force=TimeInForce.GTC, trail_price=2
+            )
+        )
+    )
+    w.bob_stream.wait(w.stack, trailing.id, "new")
+    for price in (101, 104, 103):  # the water mark rises to 104 (stop 102); 103 is above the stop
+        _print(w, carol_api, alice, "AMD", price)
+    got = _order(bob.get_order_by_id(trailing.id))
+    assert (got.status, got.filled_qty) == (OrderStatus.NEW, "0")
+
+    bid = _order(alice.submit_order(_limit("AMD", 2, OrderSide.BUY, 102)))
+    w.alice_stream.wait(w.stack, bid.id, "new")
+    ask = _order(carol_api.submit_order(_limit("AMD", 1, OrderSide.SELL, 102)))  # prints 102: triggers
+    fill = w.bob_stream.wait(w.stack, trailing.id, "fill")
+    assert (fill.order.status, fill.order.type, fill.price, fill.qty) == (
+        OrderStatus.FILLED,
+        OrderType.TRAILING_STOP,
+        102.0,
+        1.0,
+    )
+    assert (fill.order.hwm, fill.order.stop_price, fill.order.trail_price) == ("104", "102", "2")
+    assert w.bob_stream.events(trailing.id) == ["new", "fill"]
+    assert _wait_status(w, carol_api, ask.id, OrderStatus.FILLED).filled_qty == "1"
+    assert w.alice_stream.wait(w.stack, bid.id, "fill").order.filled_qty == "2"
+
+
+# ----------------------------------------------------------------------------------------- oco, rejected
+
+
+def test_oco_without_limit_price_takes_the_take_profit_limit(world: World) -> None:
+    w, bob = world, world.bob_api
+    oco = _order(
+        bob.submit_order(
+            LimitOrderRequest(
+                symbol="GOOG",
+                qty=5,
+                side=OrderSide.SELL,
+                time_in_force=TimeInForce.GTC,
+                order_class=OrderClass.OCO,
+                take_profit=TakeProfitRequest(limit_price=161),
+                stop_loss=StopLossRequest(stop_price=139),
+            )
+        )
+    )
+    assert (oco.order_class, oco.type, oco.limit_price, oco.qty) == (
+        OrderClass.OCO,
+        OrderType.LIMIT,
+        "161",
+        "5",
+    )
+    new = w.bob_stream.wait(w.stack, oco.id, "new")
+    assert [(leg.type, leg.stop_price, leg.side) for leg in new.order.legs or []] == [
+        (OrderType.STOP, "139", OrderSide.SELL)
+    ]
+    position: Any = bob.get_open_position("GOOG")
+    assert (position.qty, position.qty_available) == ("100", "95")
+    bob.cancel_order_by_id(oco.id)
+    w.bob_stream.wait(w.stack, oco.id, "canceled")
+    position = bob.get_open_position("GOOG")
+    assert position.qty_available == "100"
+
+
+def _engine_command_record(command: Any, key: str) -> None:
+    """Record an engine command through the outbox, as the session clock does (ordered with the orders)."""
+    import msgspec
+    from django.db import transaction
+
+    from apps.core.outbox import event_record
+    from apps.orders.engine_runner import command_event_type
+
+    with transaction.atomic():
+        event_record(
+            topic="orders.commands",
+            key=key,
+            event_type=command_event_type(command),
+            aggregate_type="market_session",
+            aggregate_id=key,
+            payload={"command": msgspec.to_builtins(command)},
+        )
+
+
+def test_engine_rejection_reaches_the_stream_with_the_order(world: World) -> None:
+    from engine.commands import Halt
+
+    w, alice = world, world.alice_api
+    before = _buying_power(alice)
+    _engine_command_record(Halt(symbol="HALTX"), key="HALTX")  # the venue halts; the asset row does not know
+    order = _order(alice.submit_order(_limit("HALTX", 2, OrderSide.BUY, 50)))
+    rejected = w.alice_stream.wait(w.stack, order.id, "rejected")
+    assert (
+        str(rejected.order.id),
+        rejected.order.status,
+        rejected.order.qty,
+        rejected.order.limit_price,
+    ) == (
+        str(order.id),
+        OrderStatus.REJECTED,
+        "2",
+        "50",
+    )
+    assert rejected.order.failed_at is not None
+    assert w.alice_stream.events(order.id) == ["rejected"]
+    assert _buying_power(alice) == before  # the hold came back
+
+
+# ----------------------------------------------------------------------------------------- the close (LAST)
+
+
+def test_day_order_expires_at_the_session_close(world: World) -> None:
+    """SessionClose expires every day order of the partition: this test must stay the module's last."""
+    from apps.core import kafka
+    from apps.orders.engine_runner_session import session_commands_record
+
+    w, alice = world, world.alice_api
+    before = _buying_power(alice)
+    day = _order(alice.submit_order(_limit("DAYX", 1, OrderSide.BUY, 95)))
+    gtc = _order(alice.submit_order(_limit("DAYX", 1, OrderSide.BUY, 94, TimeInForce.GTC)))
+    for order in (day, gtc):
+        w.alice_stream.wait(w.stack, order.id, "new")
+    assert _buying_power(alice) == before - Decimal("189")
+
+    now = datetime.now(UTC)
+    recorded = session_commands_record(
+        kind="close",
+        session_date=now.date(),
+        occurred_at=now,
+        partitions=kafka.declared_topic("orders.commands").partitions,
+    )
+    assert recorded == kafka.declared_topic("orders.commands").partitions
+    expired = w.alice_stream.wait(w.stack, day.id, "expired")
+    assert (expired.order.status, expired.order.filled_qty, expired.order.time_in_force) == (
+        OrderStatus.EXPIRED,
+        "0",
+        TimeInForce.DAY,
+    )
+    assert expired.order.expired_at is not None
+    assert w.alice_stream.events(day.id) == ["new", "expired"]
+    assert _order(alice.get_order_by_id(gtc.id)).status == OrderStatus.NEW
+    assert _buying_power(alice) == before - Decimal("94")
+    alice.cancel_order_by_id(gtc.id)
+    w.alice_stream.wait(w.stack, gtc.id, "canceled")
+    assert _buying_power(alice) == before

@@ -278,3 +278,42 @@ def test_confirmed_replace_moves_the_hold_to_the_new_order(account: BrokerageAcc
         Decimal("495.0000"),
         {str(old.id): Decimal("0"), str(new.id): Decimal("495")},
     )
+
+
+def mm(side: str, qty: str, price: str, oid: str, account_id: str) -> ec.NewOrder:
+    return ec.NewOrder(
+        order_id=oid,
+        account_id=account_id,
+        symbol="AAPL",
+        side=side,  # type: ignore[arg-type]
+        type="limit",
+        tif="day",
+        qty_e9=int(Decimal(qty) * 10**9),
+        limit_price_e4=int(Decimal(price) * 10**4),
+    )
+
+
+def test_trailing_stop_trigger_records_the_water_mark(account: BrokerageAccount) -> None:
+    h = Harness()
+    order = submit(account, type="trailing_stop", qty=Decimal("1"), trail_price=Decimal("2"))
+    h.pump()
+    # Two other traders print 98: a buy trailing stop follows the LOW water mark (stop = 98 + 2).
+    h.inject(mm("sell", "1", "98", "mm-a1", "trader-a"))
+    h.inject(mm("buy", "1", "98", "mm-b1", "trader-b"))
+    order.refresh_from_db()
+    assert (order.status, order.hwm, order.stop_price) == ("new", None, None)  # no event while it trails
+    # A print at 100 reaches the stop: it triggers and buys the ask that is left at 100.
+    h.inject(mm("sell", "2", "100", "mm-a2", "trader-a"))
+    triggered = [e.event_type for e in h.inject(mm("buy", "1", "100", "mm-b2", "trader-b"))]
+    assert triggered.count("engine.OrderTriggered") == 1
+    order.refresh_from_db()
+    assert (order.status, order.type, order.hwm, order.stop_price, order.filled_avg_price) == (
+        "filled",
+        "trailing_stop",
+        Decimal("98"),
+        Decimal("100"),
+        Decimal("100"),
+    )
+    fill = TradeUpdate.objects.get(order=order, event="fill")
+    assert (fill.data["order"]["hwm"], fill.data["order"]["stop_price"]) == ("98", "100")
+    assert [u.event for u in TradeUpdate.objects.filter(order=order).order_by("seq")] == ["new", "fill"]
