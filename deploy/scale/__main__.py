@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -112,25 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         stores_text = f", PostgreSQL {cfg.pg_port} and Redis {cfg.redis_port}" if need_db else ""
         say(f"starting a 3-node Kafka cluster ({cfg.bootstrap_servers}){stores_text}; logs {cfg.log_dir}")
-        errors: list[BaseException] = []
-
-        def stores() -> None:
-            try:
-                services_sh(cfg, "postgres", "start")
-                services_sh(cfg, "redis", "start")
-                database_recreate(cfg)
-            except BaseException as exc:  # re-raised in the main thread
-                errors.append(exc)
-
-        store_thread = threading.Thread(target=stores, name="scale-stores")
         if need_db:
-            store_thread.start()
+            # Before the cluster, not beside it: while three JVMs boot and dial each other, PostgreSQL's bind
+            # of 55700 (inside the ephemeral port range) was seen to fail with EADDRINUSE.
+            services_sh(cfg, "postgres", "start")
+            services_sh(cfg, "redis", "start")
+            database_recreate(cfg)
         cluster.format()
         cluster.start_all()
         if need_db:
-            store_thread.join()
-            if errors:
-                raise errors[0]
             os.environ.update(cfg.django_env())
             import django
             from django.core.management import call_command

@@ -14,7 +14,9 @@ causation id of at least one output (every command got its output); the committe
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,13 +24,25 @@ import threading
 import time
 import uuid
 from collections import Counter
-from typing import IO
+from typing import IO, Any
 
 from .config import ROOT, ScaleConfig
 from .report import Result
 
 PARTITIONS = 4
 SYMBOLS = ["AAPL", "MSFT", "IBM", "GOOG", "AMZN", "NVDA", "TSLA", "META"]
+
+
+def _ready_line(log: str) -> dict[str, Any]:
+    """The JSON log record of the process's 'engine ready' line ({} if absent)."""
+    for line in log.splitlines():
+        if '"engine ready"' in line:
+            try:
+                record: dict[str, Any] = json.loads(line)
+            except ValueError:
+                continue
+            return record
+    return {}
 
 
 class EngineProcess:
@@ -168,12 +182,18 @@ def run(cfg: ScaleConfig, *, commands: int = 800, seconds: float = 8.0) -> list[
     caused = {e.causation_id for e in envelopes}
     command_ids = {events.decode(d.value).event_id for d in delivered}
     without_output = len(command_ids - caused)
-    replayed = "suppressed" in replacement.log_text() or "restored_from" in replacement.log_text()
+    ready = _ready_line(replacement.log_text())
+    resume_at = {int(p): off for p, off in ready.get("resume_at", {}).items()}
+    suppressed = re.search(r"suppressed=(\d+)", replacement.log_text())
     figures = (
         f"{len(delivered)} commands over {PARTITIONS} partitions; A/B ready in {ready_a:.1f}/{ready_b:.1f} s; "
         f"A SIGKILLed (exit {a_status}) at offset >= {kill_at} of p0; replacement ready in "
         f"{ready_replacement:.1f} s, all committed {handover_s:.1f} s after the kill; {len(output)} events, "
         f"{len(fill_ids)} fills"
+    )
+    takeover = (
+        f"replacement resumed at committed offsets {resume_at} from snapshots {ready.get('restored_from')}, "
+        f"replayed {suppressed.group(1) if suppressed else '?'} commands with output suppressed"
     )
     return [
         Result("engine: output equals the uncrashed twin (per key, byte for byte)",
@@ -182,6 +202,8 @@ def run(cfg: ScaleConfig, *, commands: int = 800, seconds: float = 8.0) -> list[
                f"{duplicate_fills} duplicates of {len(fill_ids)}"),
         Result("engine: every command got its output", without_output == 0,
                f"{without_output} of {len(command_ids)} commands without output"),
-        Result("engine: replacement and B stop cleanly on SIGTERM", statuses == [0, 0] and replayed,
+        Result("engine: the replacement took over A's committed position (not from zero)",
+               resume_at.get(0, -1) >= kill_at and resume_at.get(1, -1) >= 0, takeover),
+        Result("engine: replacement and B stop cleanly on SIGTERM", statuses == [0, 0],
                f"exit statuses {statuses}"),
     ]  # fmt: skip

@@ -57,8 +57,20 @@ class _Acks:
 
 def partition_state(admin: AdminClient, topic: str) -> dict[int, tuple[int, list[int]]]:
     """{partition: (leader, isr)} from the cluster's metadata (-1: no leader)."""
-    meta = admin.list_topics(topic, timeout=10).topics[topic]
+    meta = admin.list_topics(topic, timeout=10).topics.get(topic)
+    if meta is None or meta.error is not None:
+        return {}  # a fresh topic's metadata may not have reached the broker asked yet
     return {p: (pm.leader, sorted(pm.isrs)) for p, pm in meta.partitions.items()}
+
+
+def _leaders_avoid(admin: AdminClient, topic: str, node: int) -> bool:
+    state = partition_state(admin, topic)
+    return len(state) == PARTITIONS and all(leader not in (node, -1) for leader, _isr in state.values())
+
+
+def _fully_replicated(admin: AdminClient, topic: str) -> bool:
+    state = partition_state(admin, topic)
+    return len(state) == PARTITIONS and all(len(isr) == 3 and leader >= 0 for leader, isr in state.values())
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> float:
@@ -82,7 +94,7 @@ def run(cfg: ScaleConfig, cluster: KafkaCluster, *, messages: int = 30000, rate:
         ]
     )
     futures[topic].result(30)
-    _wait(lambda: all(len(isr) == 3 for _l, isr in partition_state(admin, topic).values()), 30, "ISR of 3")
+    _wait(lambda: _fully_replicated(admin, topic), 30, "ISR of 3")
     victim = partition_state(admin, topic)[0][0]
 
     acks = _Acks()
@@ -112,11 +124,7 @@ def run(cfg: ScaleConfig, cluster: KafkaCluster, *, messages: int = 30000, rate:
                 cluster.kill(victim)
                 killed_at = time.monotonic()
                 acked_at_kill = acks.count
-            elif (
-                killed_at
-                and not failover_s
-                and all(leader not in (victim, -1) for leader, _i in partition_state(admin, topic).values())
-            ):
+            elif killed_at and not failover_s and _leaders_avoid(admin, topic, victim):
                 failover_s = time.monotonic() - killed_at
             if failover_s and not restarted_at and acks.count >= 2 * messages // 3:
                 log_offset = cluster.log_size(victim)
@@ -131,9 +139,9 @@ def run(cfg: ScaleConfig, cluster: KafkaCluster, *, messages: int = 30000, rate:
         restarted_at = time.monotonic()
         acked_while_down = acks.count - acked_at_kill
     cluster.wait_ready(victim, since=log_offset)
-    rejoin_s = _wait(
-        lambda: all(len(isr) == 3 for _l, isr in partition_state(admin, topic).values()), 90, "ISR back to 3"
-    ) + (time.monotonic() - restarted_at)
+    rejoin_s = _wait(lambda: _fully_replicated(admin, topic), 90, "ISR back to 3") + (
+        time.monotonic() - restarted_at
+    )
 
     read: dict[str, list[int]] = {}
     consumer = Consumer(
