@@ -46,6 +46,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The live stack's own Kafka namespace (set by ``live_stack``): its topics hold only its own events, and its
+# engine's transactional ids never meet the fenced-off producers of engine tests killed earlier in the session.
+_STACK_PREFIX: list[str] = []
+
+
+def _kafka_prefix() -> str:
+    return _STACK_PREFIX[-1] if _STACK_PREFIX else str(settings.KAFKA["TOPIC_PREFIX"])
+
+
 def subprocess_env() -> dict[str, str]:
     """The environment of every live process: this session's database, Redis DBs and Kafka prefix."""
     db = settings.DATABASES["default"]
@@ -53,7 +62,7 @@ def subprocess_env() -> dict[str, str]:
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.e2e.live_settings",
         "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "KAFKA_TOPIC_PREFIX": settings.KAFKA["TOPIC_PREFIX"],
+        "KAFKA_TOPIC_PREFIX": _kafka_prefix(),
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "MARKET_CALENDAR": "always_open",
@@ -206,6 +215,14 @@ def live_db(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def live_stack(kafka_topics: list[str], live_db: None) -> Iterator[LiveStack]:
+    from django.test import override_settings
+
+    from apps.core import kafka
+
+    prefix = f"{settings.KAFKA['TOPIC_PREFIX']}e2e{uuid.uuid4().hex[:6]}."
+    with override_settings(KAFKA={**settings.KAFKA, "TOPIC_PREFIX": prefix}):
+        created = sorted(kafka.topics_ensure())
+    _STACK_PREFIX.append(prefix)
     stack = LiveStack(port=_free_port())
     _CURRENT.append(stack)
     stack.start()
@@ -215,6 +232,8 @@ def live_stack(kafka_topics: list[str], live_db: None) -> Iterator[LiveStack]:
     finally:
         codes = stack.stop()
         _CURRENT.remove(stack)
+        _STACK_PREFIX.remove(prefix)
+        kafka.topics_delete(created)
         print("live stack stopped:", codes)
 
 
