@@ -18,6 +18,13 @@ COPY requirements/base.txt requirements/production.txt requirements/constraints.
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir -r requirements/production.txt -c requirements/constraints.txt
 COPY . .
+# The engine's hot modules compiled with mypyc (docs/engine.md): compiler and mypy live in this stage only
+# (unpinned apt: gcc never reaches the runtime image, and the base is pinned by digest).
+# hadolint ignore=DL3008
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/* \
+    && pip install --no-cache-dir --target /tmp/mypyc mypy==2.4.1 \
+    && PYTHONPATH=/tmp/mypyc /opt/venv/bin/python scripts/build_engine_native.py --force \
+    && rm -rf /tmp/mypyc .run
 # collectstatic needs no database and no secret beyond a throwaway key used only in this build stage.
 RUN DJANGO_SETTINGS_MODULE=brokerage.settings.base DJANGO_SECRET_KEY=collectstatic-only \
     /opt/venv/bin/python manage.py collectstatic --noinput -v 0

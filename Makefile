@@ -31,7 +31,9 @@ $(STAMP): requirements/base.txt requirements/local.txt requirements/constraints.
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# The mypyc build of the engine (docs/engine.md): a no-op while engine sources are unchanged.
 venv: $(STAMP)
+	$(PY) scripts/build_engine_native.py
 
 services:
 	scripts/services.sh all start
