@@ -7,7 +7,15 @@ A ``ConsumerSpec`` names the topics, the handler, the dead-letter topic and how 
 
 Either way the effect runs through ``inbox_apply``: one transaction that inserts ``(consumer, event_id)`` into the
 inbox and runs the handler, so a redelivered event (Kafka rebalance, relay republish, Celery redelivery after a
-worker loss) changes nothing. Offsets are committed only after the effect's transaction (inline) or after the
+worker loss) changes nothing. Throughput options (both keep that guarantee):
+- ``event_types``: the only event types the handler has an effect for. Other messages are acknowledged without a
+  transaction, an inbox row or a Celery task (the handler would have done nothing with them).
+- ``transaction_batch`` (inline only): up to that many consecutive messages of one consume batch are applied in
+  ONE durable transaction (``inbox_apply_many``): one bulk inbox insert (``ON CONFLICT DO NOTHING RETURNING``)
+  decides which events are new, the handler runs for each new one in message order, and inbox rows and effects
+  commit together. If anything in the chunk fails, the whole chunk rolls back and is applied again one message
+  at a time (``inbox_apply``, with the usual retries and dead-lettering), so a batch never half-applies.
+Offsets are committed only after the effect's transaction (inline) or after the
 task is safely enqueued (celery). Undecodable messages, and handlers that keep failing on a message, go to the
 dead-letter topic with the error in a header; transient database errors are retried, never dead-lettered.
 """
@@ -18,7 +26,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Literal
@@ -26,6 +34,7 @@ from typing import Any, Literal
 import msgspec
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from django.db import IntegrityError, OperationalError, connection, transaction
+from django.utils import timezone
 
 from apps.core import events, kafka
 from apps.core.models import InboxRecord
@@ -55,6 +64,8 @@ class ConsumerSpec:
     max_attempts: int = 5
     batch_size: int = 200
     options: dict[str, Any] = field(default_factory=dict)
+    event_types: frozenset[str] | None = None
+    transaction_batch: int = 1
 
     @property
     def group(self) -> str:
@@ -109,6 +120,42 @@ def inbox_apply(spec: ConsumerSpec, envelope: events.EventEnvelope, meta: Messag
     return True
 
 
+def inbox_apply_many(spec: ConsumerSpec, items: Sequence[tuple[events.EventEnvelope, MessageMeta]]) -> int:
+    """Apply a chunk of events in ONE transaction, each exactly once per (consumer, event_id).
+
+    Returns how many were applied (new). A duplicate, stored or earlier in the chunk, is skipped. Any exception
+    rolls back the whole chunk (inbox rows included) and propagates.
+    """
+    if not items:
+        return 0
+    with transaction.atomic(durable=True):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {InboxRecord._meta.db_table} "  # noqa: S608 - table name from the model, not input
+                '(consumer, event_id, topic, partition, "offset", applied_at) '
+                "SELECT %s, u.e, u.t, u.p, u.o, %s "
+                "FROM unnest(%s::uuid[], %s::text[], %s::int[], %s::bigint[]) WITH ORDINALITY AS u(e, t, p, o, n) "
+                "ORDER BY u.n "
+                "ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id",
+                [
+                    spec.name,
+                    timezone.now(),
+                    [env.event_id for env, _ in items],
+                    [meta.topic for _, meta in items],
+                    [meta.partition for _, meta in items],
+                    [meta.offset for _, meta in items],
+                ],
+            )
+            fresh = {row[0] for row in cursor.fetchall()}
+        applied = 0
+        for envelope, meta in items:
+            if envelope.event_id in fresh:
+                fresh.discard(envelope.event_id)  # the same event twice in one chunk applies once
+                spec.handler(envelope, meta)
+                applied += 1
+    return applied
+
+
 def _text(raw: str | bytes | None) -> str | None:
     if raw is None:
         return None
@@ -160,7 +207,8 @@ class ConsumerRunner:
         else:
             inbox_apply(self.spec, envelope, meta)
 
-    def _process(self, msg: Message) -> None:
+    def _decode(self, msg: Message) -> tuple[events.EventEnvelope, MessageMeta] | None:
+        """The message's envelope and metadata; None when it was dead-lettered or is not for this handler."""
         meta = MessageMeta(
             topic=kafka.logical_topic_name(msg.topic() or ""),
             partition=msg.partition() or 0,
@@ -171,7 +219,17 @@ class ConsumerRunner:
             envelope = events.decode(msg.value() or b"")
         except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
             self._dead_letter(msg, f"undecodable: {exc}")
-            return
+            return None
+        if self.spec.event_types is not None and envelope.event_type not in self.spec.event_types:
+            return None  # the handler has no effect for it: no transaction, inbox row or task
+        return envelope, meta
+
+    def _process(self, msg: Message) -> None:
+        item = self._decode(msg)
+        if item is not None:
+            self._apply_with_retry(msg, *item)
+
+    def _apply_with_retry(self, msg: Message, envelope: events.EventEnvelope, meta: MessageMeta) -> None:
         attempt = 0
         while True:
             attempt += 1
@@ -191,6 +249,18 @@ class ConsumerRunner:
                 logger.warning("handler failed; retrying", exc_info=True, extra={"consumer": self.spec.name})
                 time.sleep(min(0.05 * 2**attempt, 2.0))
 
+    def _apply_chunk(self, chunk: list[tuple[Message, events.EventEnvelope, MessageMeta]]) -> None:
+        """One transaction for the chunk; on any failure, the chunk again message by message (as before)."""
+        try:
+            inbox_apply_many(self.spec, [(envelope, meta) for _msg, envelope, meta in chunk])
+            return
+        except OperationalError:
+            connection.close()
+        except Exception:
+            logger.warning("chunk failed; applying it one message at a time", exc_info=True)
+        for msg, envelope, meta in chunk:
+            self._apply_with_retry(msg, envelope, meta)
+
     def _commit(self, consumer: Consumer, offsets: list[TopicPartition]) -> None:
         """Commit only after every effect of the batch has committed (synchronously, so a crash re-reads)."""
         consumer.commit(offsets=offsets, asynchronous=False)
@@ -203,6 +273,7 @@ class ConsumerRunner:
         consumer: Consumer = kafka.consumer_create(group_id=self.spec.group, **self.spec.options)
         consumer.subscribe([kafka.topic_name(t) for t in self.spec.topics])
         processed = 0
+        chunked = self.spec.mode == "inline" and self.spec.transaction_batch > 1
         idle_since = time.monotonic()
         try:
             while not self.stopping.is_set():
@@ -213,15 +284,27 @@ class ConsumerRunner:
                     continue
                 idle_since = time.monotonic()
                 offsets: dict[tuple[str, int], int] = {}
+                chunk: list[tuple[Message, events.EventEnvelope, MessageMeta]] = []
                 for msg in batch:
                     err = msg.error()
                     if err is not None:
                         if err.code() != KafkaError._PARTITION_EOF:
                             logger.error("consume error", extra={"error": str(err)})
                         continue
-                    self._process(msg)
                     offsets[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
                     processed += 1
+                    item = self._decode(msg)
+                    if item is None:
+                        continue
+                    if not chunked:
+                        self._apply_with_retry(msg, *item)
+                        continue
+                    chunk.append((msg, *item))
+                    if len(chunk) >= self.spec.transaction_batch:
+                        self._apply_chunk(chunk)
+                        chunk = []
+                if chunk:
+                    self._apply_chunk(chunk)
                 if offsets:
                     self._commit(consumer, [TopicPartition(t, p, o) for (t, p), o in offsets.items()])
                 if max_messages is not None and processed >= max_messages:

@@ -1,7 +1,7 @@
 """Kafka consumers of the orders app (autodiscovered): the projection of the engine's events."""
 
 from apps.core.consumers import ConsumerSpec, consumer_register
-from apps.orders.projection import engine_event_apply
+from apps.orders.projection import _HANDLERS, engine_event_apply
 
 ORDERS_PROJECTION = consumer_register(
     ConsumerSpec(
@@ -9,5 +9,9 @@ ORDERS_PROJECTION = consumer_register(
         topics=("orders.events",),
         handler=engine_event_apply,
         mode="inline",
+        # Throughput (docs/PERFORMANCE.md, Pipeline): skip the events the projection ignores (TradeExecuted,
+        # book and session changes) and apply up to 100 events per transaction, each still once by event id.
+        event_types=frozenset(_HANDLERS),
+        transaction_batch=100,
     )
 )

@@ -67,5 +67,7 @@ SETTLEMENT_FILLS = consumer_register(
         topics=("orders.events",),
         handler=order_event_apply,
         mode="celery",
+        # Only fills reach the ledger: every other order event would be a Celery round trip that does nothing.
+        event_types=frozenset({FILL_EVENT_TYPE}),
     )
 )
