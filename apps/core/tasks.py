@@ -1,11 +1,15 @@
-"""Celery tasks of the Kafka -> Celery bridge. Thin: decode, then ``inbox_apply`` (idempotent by event id)."""
+"""Celery tasks of the Kafka -> Celery bridge. Thin: decode, then ``inbox_apply`` (idempotent by event id).
+
+Also the beat-scheduled queue-depth publisher: measures the Redis broker backlog and emits it as EMF metrics.
+"""
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import current_app, shared_task
 
 from apps.core import events
 from apps.core.consumers import MessageMeta, consumer_get, inbox_apply
+from apps.core.emf import emf_emit
 
 
 @shared_task(  # type: ignore[untyped-decorator]
@@ -15,3 +19,47 @@ def consumer_event_apply(consumer_name: str, body: str, topic: str, partition: i
     spec = consumer_get(consumer_name)
     envelope = events.decode(body.encode())
     return inbox_apply(spec, envelope, MessageMeta(topic=topic, partition=partition, offset=offset, key=None))
+
+
+# Queue-depth metric (issue 8): the worker service scales on Brokerage/CeleryQueueDepth with no dimensions
+# (deploy/ecs/stacks/platform.py queue_depth_metric), so the total over all queues is published without
+# dimensions; each queue also gets its own CeleryQueueDepth{Queue=<name>} for dashboards.
+QUEUE_DEPTH_METRIC = "CeleryQueueDepth"
+QUEUE_DIMENSION = "Queue"
+
+
+def celery_queue_names() -> list[str]:
+    """Every queue the configuration routes to: the default queue, dict routes, and declared task_queues."""
+    conf = current_app.conf
+    names = {str(conf.task_default_queue)}
+    routes = conf.task_routes or ()
+    for route in routes if isinstance(routes, (list, tuple)) else (routes,):
+        if isinstance(route, dict):
+            names.update(str(r["queue"]) for r in route.values() if isinstance(r, dict) and "queue" in r)
+    names.update(str(q.name) for q in conf.task_queues or ())
+    return sorted(names)
+
+
+def celery_queue_depths(queues: list[str]) -> dict[str, int]:
+    """Backlog per queue in the Redis broker: LLEN of the list kombu pushes to for each priority step
+    (priority 0 is the bare queue name, others ``<queue><sep><priority>``), exactly as kombu's ``_size``."""
+    with current_app.connection_for_read() as conn:
+        channel = conn.default_channel
+        client = channel.client
+        with client.pipeline() as pipe:
+            for queue in queues:
+                for pri in channel.priority_steps:
+                    pipe.llen(f"{queue}{channel.sep}{pri}" if pri else queue)
+            sizes = pipe.execute()
+    steps = len(channel.priority_steps)
+    return {queue: int(sum(sizes[i * steps : (i + 1) * steps])) for i, queue in enumerate(queues)}
+
+
+@shared_task(name="apps.core.tasks.celery_queue_depth_publish")  # type: ignore[untyped-decorator]
+def celery_queue_depth_publish(queues: list[str] | None = None) -> dict[str, int]:
+    """Emit CeleryQueueDepth per queue (dimension Queue) and in total (no dimensions) as EMF lines."""
+    depths = celery_queue_depths(queues if queues is not None else celery_queue_names())
+    for queue, depth in depths.items():
+        emf_emit(metrics={QUEUE_DEPTH_METRIC: depth}, dimensions={QUEUE_DIMENSION: queue})
+    emf_emit(metrics={QUEUE_DEPTH_METRIC: sum(depths.values())}, dimensions={})
+    return depths

@@ -19,7 +19,8 @@ A break is classified (``kind``), logged as an alert, and halts trading on the a
     +/- fees), and every journal entry balances.
 (f) ``unsettled``: per account and symbol, unsettled shares == sum of unsettled share obligations; unsettled
     cash never exceeds the pending sale proceeds.
-Every break also becomes a ``ReconciliationAlert`` row and an ERROR log line.
+Every break also becomes a ``ReconciliationAlert`` row and an ERROR log line; each run emits its break count as
+the EMF metric ``Brokerage/ReconciliationBreaks`` (``apps.core.emf``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from django.utils import timezone
 from apps.accounts.models import BrokerageAccount
 from apps.accounts.services import account_trading_halt
 from apps.core import events, kafka
+from apps.core.emf import emf_emit
 from apps.settlement.consumers import FILL_EVENT_TYPE
 from apps.settlement.models import (
     CashHold,
@@ -377,6 +379,8 @@ def reconciliation_run(*, job: str, halt: bool = True, **options: Any) -> Reconc
         ReconciliationAlert.objects.bulk_create(alerts)
     for b in breaks:
         logger.error("reconciliation break", extra={"job": job, "report": report.pk, "break": b})
+    # Brokerage/ReconciliationBreaks, no dimensions: the alarm in deploy/ecs/stacks/platform.py pages on > 0.
+    emf_emit(metrics={"ReconciliationBreaks": len(breaks)}, dimensions={})
     return report
 
 

@@ -321,6 +321,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.settlement.tasks.corporate_actions_pay_due",
         "schedule": 3600.0,
     },
+    # core (issue 8): Celery backlog as the EMF metric Brokerage/CeleryQueueDepth, which scales the workers.
+    "core-celery-queue-depth": {"task": "apps.core.tasks.celery_queue_depth_publish", "schedule": 60.0},
 }
 
 # --- Market data (apps.marketdata) ---------------------------------------------------------------------
