@@ -26,8 +26,18 @@ def _csrf(client: httpx.Client) -> dict[str, str]:
 
 
 def test_sign_up_kyc_deposit_api_key_then_sdk_account(live_stack: LiveStack, django_db_blocker: Any) -> None:
+    import importlib
+
+    from django.apps import apps
+
     from apps.kyc.models import Transfer
     from apps.kyc.tasks import transfer_step
+
+    # Migration-seeded reference data (the AML thresholds) is gone after earlier transactional tests flushed the
+    # database; restore it with the migration's own seed function, exactly as a migrated database has it.
+    seed_aml = importlib.import_module("apps.kyc.migrations.0002_seed_aml_thresholds").seed
+    with django_db_blocker.unblock():
+        seed_aml(apps, None)
 
     with httpx.Client(base_url=live_stack.base_url, timeout=30.0) as web:
         registered = web.post(
