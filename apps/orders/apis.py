@@ -95,6 +95,30 @@ class _StopLossInput(serializers.Serializer[Any]):
     limit_price = _price(required=False, allow_null=True)
 
 
+def order_request_of(v: dict[str, Any]) -> OrderRequest:
+    """The service input from a validated order body (``POST /v2/orders`` and each batch item)."""
+    tp, sl = v.get("take_profit"), v.get("stop_loss")
+    return OrderRequest(
+        symbol=v["symbol"],
+        side=v["side"],
+        type=v["type"],
+        time_in_force=v["time_in_force"],
+        qty=v.get("qty"),
+        notional=v.get("notional"),
+        limit_price=v.get("limit_price"),
+        stop_price=v.get("stop_price"),
+        trail_price=v.get("trail_price"),
+        trail_percent=v.get("trail_percent"),
+        extended_hours=v["extended_hours"],
+        client_order_id=v.get("client_order_id"),
+        order_class=v["order_class"] or "simple",
+        take_profit=TakeProfitSpec(limit_price=tp["limit_price"]) if tp else None,
+        stop_loss=StopLossSpec(stop_price=sl["stop_price"], limit_price=sl.get("limit_price"))
+        if sl
+        else None,
+    )
+
+
 class OrderCreateApi(APIView):
     permission_classes = [_scope("trade")]
 
@@ -128,26 +152,7 @@ class OrderCreateApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         v = serializer.validated_data
-        tp, sl = v.get("take_profit"), v.get("stop_loss")
-        data = OrderRequest(
-            symbol=v["symbol"],
-            side=v["side"],
-            type=v["type"],
-            time_in_force=v["time_in_force"],
-            qty=v.get("qty"),
-            notional=v.get("notional"),
-            limit_price=v.get("limit_price"),
-            stop_price=v.get("stop_price"),
-            trail_price=v.get("trail_price"),
-            trail_percent=v.get("trail_percent"),
-            extended_hours=v["extended_hours"],
-            client_order_id=v.get("client_order_id"),
-            order_class=v["order_class"] or "simple",
-            take_profit=TakeProfitSpec(limit_price=tp["limit_price"]) if tp else None,
-            stop_loss=StopLossSpec(stop_price=sl["stop_price"], limit_price=sl.get("limit_price"))
-            if sl
-            else None,
-        )
+        data = order_request_of(v)
         dry_run = request.query_params.get("dry_run") in ("true", "1")
         account = account_of(request)
 

@@ -21,34 +21,10 @@ from rest_framework.views import APIView
 
 from apps.core.errors import exception_handler
 from apps.core.idempotency import idempotent_execute, owner_of
-from apps.orders.apis import OrderCreateApi, _scope, account_of
+from apps.orders.apis import OrderCreateApi, _scope, account_of, order_request_of
 from apps.orders.batch import MAX_BATCH, orders_submit_batch
 from apps.orders.presenters import order_json
-from apps.orders.types import OrderRequest, StopLossSpec, TakeProfitSpec
-
-
-def order_request_of(v: dict[str, Any]) -> OrderRequest:
-    """The service input from one item's validated data (the same mapping as ``OrderCreateApi.post``)."""
-    tp, sl = v.get("take_profit"), v.get("stop_loss")
-    return OrderRequest(
-        symbol=v["symbol"],
-        side=v["side"],
-        type=v["type"],
-        time_in_force=v["time_in_force"],
-        qty=v.get("qty"),
-        notional=v.get("notional"),
-        limit_price=v.get("limit_price"),
-        stop_price=v.get("stop_price"),
-        trail_price=v.get("trail_price"),
-        trail_percent=v.get("trail_percent"),
-        extended_hours=v["extended_hours"],
-        client_order_id=v.get("client_order_id"),
-        order_class=v["order_class"] or "simple",
-        take_profit=TakeProfitSpec(limit_price=tp["limit_price"]) if tp else None,
-        stop_loss=StopLossSpec(stop_price=sl["stop_price"], limit_price=sl.get("limit_price"))
-        if sl
-        else None,
-    )
+from apps.orders.types import OrderRequest
 
 
 def _error_item(exc: Exception) -> dict[str, Any]:

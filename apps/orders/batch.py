@@ -99,20 +99,6 @@ def _same_terms(a: OrderRequest, b: OrderRequest) -> bool:
     return a == b
 
 
-def _client_order_id_check(value: str) -> None:
-    if (
-        not value
-        or len(value) > services.MAX_CLIENT_ORDER_ID
-        or not value.isascii()
-        or not value.isprintable()
-    ):
-        raise ValidationError(
-            f"client_order_id: must be 1-{services.MAX_CLIENT_ORDER_ID} printable ASCII characters",
-            field="client_order_id",
-            error="invalid_order",
-        )
-
-
 def _duplicate() -> ValidationError:
     return ValidationError(
         "client_order_id was already used for an order with different terms",
@@ -128,44 +114,7 @@ def _crossing_check(
     if data.order_class == "oco":
         return
     opposite = "sell" if data.side == "buy" else "buy"
-    unbounded_new = data.type in ("market", "stop", "trailing_stop")
-    for other in resting.get((data.symbol, opposite), []):
-        if other.type == "limit" and other.limit_price is not None:
-            crosses = unbounded_new or (
-                data.limit_price is not None
-                and (
-                    data.limit_price >= other.limit_price
-                    if data.side == "buy"
-                    else data.limit_price <= other.limit_price
-                )
-            )
-            if crosses:
-                raise risk.violation(
-                    "self_trade_prevention",
-                    f"The order would trade against your own open order {other.id}.",
-                    inputs={
-                        "side": data.side,
-                        "type": data.type,
-                        "limit_price": data.limit_price,
-                        "resting_order_id": str(other.id),
-                        "resting_limit_price": other.limit_price,
-                    },
-                    threshold=other.limit_price,
-                    config=cfg,
-                )
-        elif unbounded_new or other.type in ("market", "stop", "trailing_stop"):
-            raise risk.violation(
-                "wash_trade_prevention",
-                f"An unpriced order may not oppose your own open {other.type} order {other.id}.",
-                inputs={
-                    "side": data.side,
-                    "type": data.type,
-                    "resting_order_id": str(other.id),
-                    "resting_type": other.type,
-                },
-                threshold="no opposite open order without a limit price",
-                config=cfg,
-            )
+    services.crossing_rules_check(resting.get((data.symbol, opposite), []), data, cfg)
 
 
 def _reserve(
@@ -323,7 +272,7 @@ def _judge(
     if client_order_id is None:
         client_order_id = str(uuid.uuid4())
     else:
-        _client_order_id_check(client_order_id)
+        services.client_order_id_format_check(client_order_id)
     if account_error is not None:
         raise account_error
     services._validate_asset(asset)

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import importlib
 import uuid
+from collections.abc import Iterable
 from dataclasses import replace as dc_replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from django.db import IntegrityError, transaction
@@ -372,6 +373,19 @@ def _crossing_prevention(account: BrokerageAccount, data: OrderRequest, cfg: ris
         .only("id", "type", "limit_price")
         .order_by("id")
     )
+    crossing_rules_check(resting, data, cfg)
+
+
+class RestingTerms(Protocol):
+    """What the crossing rules read of an opposite open order (a stored Order or a batch's in-memory item)."""
+
+    id: Any
+    type: str
+    limit_price: Decimal | None
+
+
+def crossing_rules_check(resting: Iterable[RestingTerms], data: OrderRequest, cfg: risk.RiskConfig) -> None:
+    """Self-trade and wash-trade rules of ``data`` against the caller's opposite open orders."""
     unbounded_new = data.type in ("market", "stop", "trailing_stop")
     for other in resting:
         if other.type == "limit" and other.limit_price is not None:
@@ -543,11 +557,15 @@ def _legs(order: Order, data: OrderRequest) -> list[Order]:
     ]
 
 
+def client_order_id_format_check(value: str) -> None:
+    if not value or len(value) > MAX_CLIENT_ORDER_ID or not value.isascii() or not value.isprintable():
+        raise _invalid("client_order_id", f"must be 1-{MAX_CLIENT_ORDER_ID} printable ASCII characters")
+
+
 def _client_order_id(account: BrokerageAccount, value: str | None) -> str:
     if value is None:
         return str(uuid.uuid4())
-    if not value or len(value) > MAX_CLIENT_ORDER_ID or not value.isascii() or not value.isprintable():
-        raise _invalid("client_order_id", f"must be 1-{MAX_CLIENT_ORDER_ID} printable ASCII characters")
+    client_order_id_format_check(value)
     if Order.objects.filter(account=account, client_order_id=value).exists():
         raise ValidationError(
             "client_order_id must be unique", field="client_order_id", error="duplicate_client_order_id"
