@@ -138,6 +138,18 @@ def _existing_entry(source_type: str, source_id: str) -> JournalEntry | None:
     return JournalEntry.objects.filter(source_type=source_type, source_id=source_id).first()
 
 
+def _lock_unless_booked(
+    source_type: str, source_id: str, keys: Iterable[LedgerKey]
+) -> tuple[JournalEntry | None, dict[LedgerKey, LedgerAccount]]:
+    """Lock the ledger rows, then look for the source's entry again.
+
+    Callers check for the entry before locking (cheap and lock-free on a replay); this second look catches a
+    concurrent twin that committed the same source while we waited for the locks.
+    """
+    rows = ledger_rows_lock(keys)
+    return _existing_entry(source_type, source_id), rows
+
+
 @dataclass(slots=True)
 class _Leg:
     row: LedgerAccount
@@ -227,8 +239,9 @@ def cash_deposit_post(
         existing = _existing_entry("transfer", transfer_id)
         if existing is not None:
             return existing
-        rows = ledger_rows_lock([_cust(account.pk, Kind.CASH_SETTLED), _house(Kind.FUNDING_IN_TRANSIT)])
-        existing = _existing_entry("transfer", transfer_id)  # a concurrent twin may have committed meanwhile
+        existing, rows = _lock_unless_booked(
+            "transfer", transfer_id, [_cust(account.pk, Kind.CASH_SETTLED), _house(Kind.FUNDING_IN_TRANSIT)]
+        )
         if existing is not None:
             return existing
         now = timezone.now()
@@ -257,8 +270,9 @@ def cash_withdrawal_post(
         existing = _existing_entry("transfer", transfer_id)
         if existing is not None:
             return existing
-        rows = ledger_rows_lock([_cust(account.pk, Kind.CASH_SETTLED), _house(Kind.FUNDING_IN_TRANSIT)])
-        existing = _existing_entry("transfer", transfer_id)  # a concurrent twin may have committed meanwhile
+        existing, rows = _lock_unless_booked(
+            "transfer", transfer_id, [_cust(account.pk, Kind.CASH_SETTLED), _house(Kind.FUNDING_IN_TRANSIT)]
+        )
         if existing is not None:
             return existing
         settled = rows[_cust(account.pk, Kind.CASH_SETTLED)]
@@ -502,8 +516,7 @@ def fill_settle_trade_date(*, fill: FillData) -> JournalEntry:
             "clearing_sec": _house(Kind.CLEARING, fill.symbol),
             "fees": _house(Kind.FEES),
         }
-        rows = ledger_rows_lock(keys.values())
-        existing = _existing_entry("fill", fill.fill_id)  # a concurrent twin may have committed meanwhile
+        existing, rows = _lock_unless_booked("fill", fill.fill_id, keys.values())
         if existing is not None:
             return existing
         r = {name: rows[key] for name, key in keys.items()}
@@ -811,8 +824,7 @@ def settlement_apply(*, trade_entry_id: int) -> JournalEntry | None:
                 ]
             else:
                 keys += [_cust(account_id, Kind.CASH_UNSETTLED), _cust(account_id, Kind.CASH_SETTLED)]
-        rows = ledger_rows_lock(keys)
-        existing = _existing_entry("settlement", str(trade_entry_id))
+        existing, rows = _lock_unless_booked("settlement", str(trade_entry_id), keys)
         if existing is not None:
             return existing
         obligations = list(
@@ -895,8 +907,7 @@ def shares_deposit_post(
         if existing is not None:
             return existing
         keys = [_cust(account.pk, Kind.SEC_SETTLED, symbol), _house(Kind.FUNDING_IN_TRANSIT, symbol)]
-        rows = ledger_rows_lock(keys)
-        existing = _existing_entry("transfer", transfer_id)
+        existing, rows = _lock_unless_booked("transfer", transfer_id, keys)
         if existing is not None:
             return existing
         now = timezone.now()
@@ -938,8 +949,7 @@ def shares_withdrawal_post(
             _cust(account.pk, Kind.SEC_UNSETTLED, symbol),
             _house(Kind.FUNDING_IN_TRANSIT, symbol),
         ]
-        rows = ledger_rows_lock(keys)
-        existing = _existing_entry("transfer", transfer_id)
+        existing, rows = _lock_unless_booked("transfer", transfer_id, keys)
         if existing is not None:
             return existing
         settled = rows[keys[0]].balance
