@@ -282,27 +282,8 @@ def _judge(
     worst = services._worst_price(data, ref, cfg)
     services._size_limits(data, worst, cfg)
     _crossing_check(resting, data, cfg)
-    order = Order(
-        id=uuid.uuid4(),
-        client_order_id=client_order_id,
-        account=account,
-        asset=asset,
-        symbol=asset.symbol,
-        side=data.side,
-        type=data.type,
-        time_in_force=data.time_in_force,
-        order_class=data.order_class,
-        qty=data.qty,
-        notional=data.notional,
-        limit_price=data.limit_price,
-        stop_price=data.stop_price,
-        trail_price=data.trail_price,
-        trail_percent=data.trail_percent,
-        extended_hours=data.extended_hours,
-        status=Order.Status.PENDING_NEW,
-        created_at=now,
-        updated_at=now,
-        submitted_at=now,
+    order = services.order_new(
+        account=account, asset=asset, data=data, client_order_id=client_order_id, now=now
     )
     command = services._engine_command(order, data)  # unit conversion: 422 on over-precise input
     legs = services._legs(order, data)

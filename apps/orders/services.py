@@ -20,6 +20,7 @@ import importlib
 import uuid
 from collections.abc import Iterable
 from dataclasses import replace as dc_replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -557,6 +558,34 @@ def _legs(order: Order, data: OrderRequest) -> list[Order]:
     ]
 
 
+def order_new(
+    *, account: BrokerageAccount, asset: Asset, data: OrderRequest, client_order_id: str, now: datetime
+) -> Order:
+    """The unsaved ``pending_new`` Order row for a validated request (single submit and batch alike)."""
+    return Order(
+        id=uuid.uuid4(),
+        client_order_id=client_order_id,
+        account=account,
+        asset=asset,
+        symbol=asset.symbol,
+        side=data.side,
+        type=data.type,
+        time_in_force=data.time_in_force,
+        order_class=data.order_class,
+        qty=data.qty,
+        notional=data.notional,
+        limit_price=data.limit_price,
+        stop_price=data.stop_price,
+        trail_price=data.trail_price,
+        trail_percent=data.trail_percent,
+        extended_hours=data.extended_hours,
+        status=Order.Status.PENDING_NEW,
+        created_at=now,
+        updated_at=now,
+        submitted_at=now,
+    )
+
+
 def client_order_id_format_check(value: str) -> None:
     if not value or len(value) > MAX_CLIENT_ORDER_ID or not value.isascii() or not value.isprintable():
         raise _invalid("client_order_id", f"must be 1-{MAX_CLIENT_ORDER_ID} printable ASCII characters")
@@ -599,28 +628,7 @@ def order_submit(*, account: BrokerageAccount, data: OrderRequest, dry_run: bool
     _size_limits(data, worst, cfg)
     _crossing_prevention(account, data, cfg)
     now = market_clock().now()
-    order = Order(
-        id=uuid.uuid4(),
-        client_order_id=client_order_id,
-        account=account,
-        asset=asset,
-        symbol=asset.symbol,
-        side=data.side,
-        type=data.type,
-        time_in_force=data.time_in_force,
-        order_class=data.order_class,
-        qty=data.qty,
-        notional=data.notional,
-        limit_price=data.limit_price,
-        stop_price=data.stop_price,
-        trail_price=data.trail_price,
-        trail_percent=data.trail_percent,
-        extended_hours=data.extended_hours,
-        status=Order.Status.PENDING_NEW,
-        created_at=now,
-        updated_at=now,
-        submitted_at=now,
-    )
+    order = order_new(account=account, asset=asset, data=data, client_order_id=client_order_id, now=now)
     command = _engine_command(order, data)  # converts units: raises 422 on over-precise input
     legs = _legs(order, data)
     try:
