@@ -294,8 +294,44 @@ class FeeRule(models.Model):
         return f"{self.code} from {self.effective_from}"
 
 
+class CostBasisMethod(models.TextChoices):
+    """Which open lots a sell relieves first (the account's default lot relief method).
+
+    SPEC_ID relieves the lots chosen for the order (``LotSelection``) and FIFO for any quantity not covered;
+    a selection made under any other method is honoured the same way, that method covering the rest.
+    """
+
+    FIFO = "FIFO"  # oldest acquired first
+    LIFO = "LIFO"  # newest acquired first
+    HIFO = "HIFO"  # highest cost per share first
+    SPEC_ID = "SPEC_ID"  # specific identification, FIFO for the remainder
+
+
+class CostBasisSetting(models.Model):
+    """The account's default lot relief method; no row means FIFO. Read when a sell fill books, so a change
+    applies to sells booked after it (earlier closings are never re-lotted)."""
+
+    id = models.BigAutoField(primary_key=True)
+    account = models.OneToOneField(
+        BrokerageAccount, on_delete=models.PROTECT, related_name="cost_basis_setting"
+    )
+    method = models.CharField(max_length=8, choices=CostBasisMethod.choices, default=CostBasisMethod.FIFO)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(method__in=["FIFO", "LIFO", "HIFO", "SPEC_ID"]),
+                name="settlement_costbasis_method_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}: {self.method}"
+
+
 class TaxLot(models.Model):
-    """An open (or closed) lot of shares bought at one price; closed by sells FIFO (default)."""
+    """An open (or closed) lot of shares bought at one price; sells close lots by the account's method."""
 
     id = models.BigAutoField(primary_key=True)
     account = models.ForeignKey(BrokerageAccount, on_delete=models.PROTECT, related_name="tax_lots")
@@ -338,9 +374,42 @@ class RealizedGain(models.Model):
     gain = _money_field()
     term = models.CharField(max_length=5, choices=Term.choices)
     closed_date = models.DateField()
+    relief_method = models.CharField(
+        max_length=8, blank=True, default="", help_text="how the lot was picked (SPEC_ID when selected)"
+    )
 
     def __str__(self) -> str:
         return f"{self.lot_id} {self.qty} gain {self.gain}"
+
+
+class LotSelection(models.Model):
+    """One lot the customer chose for an open sell order (specific identification).
+
+    Recorded only before any fill of the order books; ``remaining`` is what later fills still relieve from the
+    lot, in ``seq`` order, before the account's method covers the rest. The lot belongs to the order's account
+    and symbol (checked by the service).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    reservation = models.ForeignKey(ShareReservation, on_delete=models.PROTECT, related_name="lot_selections")
+    lot = models.ForeignKey(TaxLot, on_delete=models.PROTECT, related_name="selections")
+    seq = models.PositiveIntegerField()
+    qty = models.DecimalField(max_digits=QTY_MAX_DIGITS, decimal_places=QTY_DECIMAL_PLACES)
+    remaining = models.DecimalField(max_digits=QTY_MAX_DIGITS, decimal_places=QTY_DECIMAL_PLACES)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["reservation", "lot"], name="settlement_lotselection_uniq"),
+            models.CheckConstraint(condition=Q(qty__gt=0), name="settlement_lotselection_qty_pos"),
+            models.CheckConstraint(
+                condition=Q(remaining__gte=0) & Q(remaining__lte=models.F("qty")),
+                name="settlement_lotselection_remaining_within",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"select lot {self.lot_id} {self.remaining}/{self.qty} for {self.reservation_id}"
 
 
 class ReconciliationReport(models.Model):

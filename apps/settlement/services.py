@@ -36,19 +36,25 @@ from django.db import connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from apps.accounts.audit import audit_record
 from apps.accounts.models import BrokerageAccount
 from apps.core.errors import BusinessRuleViolation, Conflict, InsufficientFunds, NotFound, ValidationError
 from apps.core.markettime import NEW_YORK, XNYSCalendar
 from apps.core.money import CENT, MONEY_QUANTUM, QTY_DECIMAL_PLACES
+from apps.core.outbox import event_record
+from apps.settlement import lots
 from apps.settlement.models import (
     CURRENCY,
     CashAccountRestriction,
     CashHold,
+    CostBasisMethod,
+    CostBasisSetting,
     FeeRule,
     GoodFaithRule,
     GoodFaithViolation,
     JournalEntry,
     LedgerAccount,
+    LotSelection,
     Posting,
     RealizedGain,
     SettlementObligation,
@@ -667,7 +673,11 @@ def _fee_activity_record(
 def _lots_apply(
     *, account: BrokerageAccount, fill: FillData, entry: JournalEntry, notional: Decimal, fee_total: Decimal
 ) -> None:
-    """Open a lot on a buy; close lots FIFO on a sell, recording realized gain per closed lot part."""
+    """Open a lot on a buy; on a sell close lots by the order's lot selection, then the account's method.
+
+    Realized gain per closed lot part: cost apportioned by quantity (the last part of a lot takes the rest of
+    its cost), proceeds (net of fees) apportioned by cumulative quantity so the parts add up to the total.
+    """
     trade_date = entry.effective_date
     if fill.side == "buy":
         cost = notional + fee_total
@@ -682,36 +692,54 @@ def _lots_apply(
             remaining_cost=cost,
         )
         return
-    proceeds_total = notional - fee_total
-    left = fill.qty
-    lots = list(
-        TaxLot.objects.select_for_update()
-        .select_related("source_entry")
-        .filter(account=account, symbol=fill.symbol, remaining__gt=0)
-        .order_by("acquired_date", "id")
+    method = cost_basis_method_of(account.pk)
+    by_id = {lot.pk: lot for lot in _open_lots_lock(account.pk, fill.symbol, with_entry=True)}
+    selections = {
+        sel.pk: sel
+        for sel in LotSelection.objects.select_for_update(of=("self",))
+        .filter(reservation__order_id=fill.order_id, reservation__account=account, remaining__gt=0)
+        .order_by("seq", "pk")
+    }
+    plan = lots.relief_plan(
+        lots=[
+            lots.OpenLot(lot.pk, lot.acquired_date, lot.remaining, lot.remaining_cost)
+            for lot in by_id.values()
+        ],
+        qty=fill.qty,
+        method=method,
+        selected=[lots.Selected(sel.pk, sel.lot_id, sel.remaining) for sel in selections.values()],
     )
+    proceeds_total = notional - fee_total
+    done = ZERO
+    allocated = ZERO
     gains: list[RealizedGain] = []
     violations: list[GoodFaithViolation] = []
-    for lot in lots:
-        if left == 0:
-            break
-        take = min(left, lot.remaining)
-        # Cost and proceeds are apportioned by quantity; the last part of a lot takes the rest (no drift).
+    touched: dict[int, TaxLot] = {}
+    checked: set[int] = set()
+    for part in plan:
+        lot = by_id[part.lot_id]
+        take = part.qty
         cost = lot.remaining_cost if take == lot.remaining else (lot.remaining_cost * take / lot.remaining)
         cost = cost.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
-        proceeds = (
-            proceeds_total if take == left else (proceeds_total * take / fill.qty).quantize(MONEY_QUANTUM)
+        done += take
+        upto = (
+            proceeds_total
+            if done == fill.qty
+            else (proceeds_total * done / fill.qty).quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
         )
-        if take != left:
-            proceeds_total -= proceeds
-        left -= take
+        proceeds, allocated = upto - allocated, upto
         lot.remaining -= take
         lot.remaining_cost -= cost
-        lot.save(update_fields=["remaining", "remaining_cost"])
-        gfv = _good_faith_check(account=account, lot=lot, sell_entry=entry)
-        if gfv is not None:
-            violations.append(gfv)
-        long_term = (trade_date - lot.acquired_date).days > 365
+        touched[lot.pk] = lot
+        if part.selection_id is not None:
+            sel = selections[part.selection_id]
+            sel.remaining -= take
+            sel.save(update_fields=["remaining"])
+        if lot.pk not in checked:  # a lot split between its selected and method parts is one sale of it
+            checked.add(lot.pk)
+            gfv = _good_faith_check(account=account, lot=lot, sell_entry=entry)
+            if gfv is not None:
+                violations.append(gfv)
         gains.append(
             RealizedGain(
                 lot=lot,
@@ -720,14 +748,25 @@ def _lots_apply(
                 proceeds=proceeds,
                 cost_basis=cost,
                 gain=proceeds - cost,
-                term=RealizedGain.Term.LONG if long_term else RealizedGain.Term.SHORT,
+                term=lots.holding_term(lot.acquired_date, trade_date),
                 closed_date=trade_date,
+                relief_method=part.method,
             )
         )
+    for lot in touched.values():
+        lot.save(update_fields=["remaining", "remaining_cost"])
     RealizedGain.objects.bulk_create(gains)
     if violations:
         GoodFaithViolation.objects.bulk_create(violations)
         good_faith_rule_apply(account=account, violation=violations[0])
+
+
+def _open_lots_lock(account_id: Any, symbol: str, *, with_entry: bool = False) -> list[TaxLot]:
+    """The account's open lots of ``symbol``, locked in primary-key order (one order for every lot writer)."""
+    qs = TaxLot.objects.select_for_update(of=("self",))
+    if with_entry:
+        qs = qs.select_related("source_entry")
+    return list(qs.filter(account_id=account_id, symbol=symbol, remaining__gt=0).order_by("pk"))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -975,11 +1014,7 @@ def shares_withdrawal_post(
             legs=[_Leg(rows[keys[0]], -qty), _Leg(rows[keys[2]], qty)],
         )
         left = qty
-        for lot in (
-            TaxLot.objects.select_for_update()
-            .filter(account=account, symbol=symbol, remaining__gt=0)
-            .order_by("acquired_date", "id")
-        ):
+        for lot in sorted(_open_lots_lock(account.pk, symbol), key=lambda lot: (lot.acquired_date, lot.pk)):
             if left == 0:
                 break
             take = min(left, lot.remaining)
@@ -991,3 +1026,175 @@ def shares_withdrawal_post(
             lot.save(update_fields=["remaining", "remaining_cost"])
             left -= take
         return entry
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Cost basis: the account's lot relief method and specific lot selection
+
+EVENTS_TOPIC = "settlement.events"
+
+
+def cost_basis_method_of(account_id: Any) -> str:
+    """The account's lot relief method (FIFO without a setting)."""
+    method = CostBasisSetting.objects.filter(account_id=account_id).values_list("method", flat=True).first()
+    return method or CostBasisMethod.FIFO
+
+
+def cost_basis_method_set(
+    *, account: BrokerageAccount, method: str, actor: Any = None, request: Any = None
+) -> CostBasisSetting:
+    """Set the account's default lot relief method; applies to sells booked after this commits.
+
+    A change is audited and recorded as ``settlement.CostBasisMethodChanged``; setting the current method again
+    changes nothing (no audit record, no event).
+    """
+    if method not in CostBasisMethod.values:
+        raise ValidationError(
+            f"method must be one of {', '.join(CostBasisMethod.values)}",
+            field="method",
+            error="invalid_method",
+        )
+    with transaction.atomic():
+        CostBasisSetting.objects.bulk_create([CostBasisSetting(account=account)], ignore_conflicts=True)
+        setting = CostBasisSetting.objects.select_for_update().get(account=account)
+        previous = setting.method
+        if previous == method:
+            return setting
+        setting.method = method
+        setting.save(update_fields=["method", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="settlement.cost_basis_method_changed",
+            target=setting,
+            before={"account_id": str(account.pk), "method": previous},
+            after={"account_id": str(account.pk), "method": method},
+            request=request,
+        )
+        event_record(
+            topic=EVENTS_TOPIC,
+            key=str(account.pk),
+            event_type="settlement.CostBasisMethodChanged",
+            aggregate_type="cost_basis_setting",
+            aggregate_id=str(account.pk),
+            payload={"account_id": str(account.pk), "method": method, "previous_method": previous},
+        )
+        return setting
+
+
+@dataclass(frozen=True, slots=True)
+class LotChoice:
+    lot_id: int
+    qty: Decimal
+
+
+def lot_selection_set(
+    *,
+    account: BrokerageAccount,
+    order_id: str,
+    choices: Sequence[LotChoice],
+    actor: Any = None,
+    request: Any = None,
+) -> list[LotSelection]:
+    """Choose the lots an open sell order relieves (replacing any earlier choice; an empty list clears it).
+
+    Allowed only while no fill of the order has booked (its reservation is whole). Checked under lock: the
+    order is the account's own open sell (``NotFound`` otherwise), every lot is the account's own (``NotFound``),
+    of the order's symbol, each ``qty`` is at most the lot's open quantity less what other open orders already
+    selected from it, and the total is at most the order's quantity. Fills then relieve these lots first, in
+    this order, and the account's method covers the rest. Lock order: reservation, then lots (primary key),
+    as in the sell path (ledger rows, reservation, lots).
+    """
+    seen: set[int] = set()
+    for i, choice in enumerate(choices):
+        _qty(choice.qty, f"lots[{i}].qty")
+        if choice.lot_id in seen:
+            raise ValidationError(f"lot {choice.lot_id} is chosen twice", field="lots", error="duplicate_lot")
+        seen.add(choice.lot_id)
+    with transaction.atomic():
+        res = ShareReservation.objects.select_for_update().filter(order_id=order_id, account=account).first()
+        if res is None:
+            raise NotFound(f"no open sell order {order_id}")
+        if res.remaining == 0:
+            raise Conflict(
+                f"order {order_id} is no longer open", error="order_not_open", details={"order_id": order_id}
+            )
+        if res.remaining != res.qty:
+            raise Conflict(
+                "Lots can be chosen only before any fill of the order books.",
+                error="order_partially_filled",
+                details={"order_id": order_id, "qty": str(res.qty), "remaining": str(res.remaining)},
+            )
+        total = sum((c.qty for c in choices), ZERO)
+        if total > res.qty:
+            raise ValidationError(
+                "The chosen quantity exceeds the order quantity.",
+                field="lots",
+                error="lot_selection_exceeds_order",
+                details={"selected": str(total), "order_qty": str(res.qty)},
+            )
+        locked = {
+            lot.pk: lot
+            for lot in TaxLot.objects.select_for_update().filter(pk__in=seen, account=account).order_by("pk")
+        }
+        for choice in choices:
+            if choice.lot_id not in locked:
+                raise NotFound(f"lot {choice.lot_id} not found")
+        taken_elsewhere: dict[int, Decimal] = {
+            row["lot_id"]: row["s"]
+            for row in LotSelection.objects.filter(
+                lot_id__in=seen, remaining__gt=0, reservation__remaining__gt=0
+            )
+            .exclude(reservation=res)
+            .values("lot_id")
+            .annotate(s=Sum("remaining"))
+        }
+        for choice in choices:
+            lot = locked[choice.lot_id]
+            if lot.symbol != res.symbol:
+                raise ValidationError(
+                    f"lot {lot.pk} is {lot.symbol}, the order sells {res.symbol}",
+                    field="lots",
+                    error="lot_symbol_mismatch",
+                )
+            available = lot.remaining - taken_elsewhere.get(lot.pk, ZERO)
+            if choice.qty > available:
+                raise ValidationError(
+                    f"lot {lot.pk} has {available} shares open for selection",
+                    field="lots",
+                    error="lot_qty_exceeded",
+                    details={
+                        "lot_id": str(lot.pk),
+                        "requested": str(choice.qty),
+                        "available": str(available),
+                    },
+                )
+        LotSelection.objects.filter(reservation=res).delete()
+        rows = LotSelection.objects.bulk_create(
+            [
+                LotSelection(reservation=res, lot_id=c.lot_id, seq=i, qty=c.qty, remaining=c.qty)
+                for i, c in enumerate(choices)
+            ]
+        )
+        payload_lots = [{"lot_id": str(c.lot_id), "qty": str(c.qty)} for c in choices]
+        audit_record(
+            actor=actor,
+            action="settlement.lot_selection_recorded",
+            target=("order", order_id),
+            before=None,
+            after={"account_id": str(account.pk), "symbol": res.symbol, "lots": payload_lots},
+            request=request,
+        )
+        event_record(
+            topic=EVENTS_TOPIC,
+            key=str(account.pk),
+            event_type="settlement.LotSelectionRecorded",
+            aggregate_type="lot_selection",
+            aggregate_id=order_id,
+            payload={
+                "account_id": str(account.pk),
+                "order_id": order_id,
+                "symbol": res.symbol,
+                "lots": payload_lots,
+            },
+        )
+        return rows
