@@ -2,7 +2,7 @@
 # Container entrypoint: one image, one process per container, selected by the first argument.
 #
 #   web                      gunicorn (WSGI: DRF + admin), config deploy/gunicorn.conf.py, port $PORT
-#   ws                       daphne (ASGI: WebSocket streams), port $WS_PORT
+#   ws                       daphne via deploy/ws_server.py (ASGI: WebSocket streams), port $WS_PORT
 #   relay                    outbox relay (claims unpublished outbox rows, publishes to Kafka)
 #   worker [queues]          Celery worker; queues default to $CELERY_QUEUES
 #   beat                     Celery beat (exactly one replica)
@@ -51,7 +51,9 @@ case "$role" in
     web)
         exec gunicorn brokerage.wsgi --config deploy/gunicorn.conf.py "$@" ;;
     ws)
-        exec daphne --bind "${WS_HOST:-0.0.0.0}" --port "${WS_PORT:-8001}" \
+        # daphne behind deploy/ws_server.py: SIGTERM drains (readiness 503, then close 1012) instead of dropping
+        # every socket at once; WS_DRAIN_SECONDS + WS_CLOSE_GRACE_SECONDS stay below the ECS stopTimeout.
+        exec python deploy/ws_server.py --bind "${WS_HOST:-0.0.0.0}" --port "${WS_PORT:-8001}" \
             --proxy-headers --application-close-timeout 20 "$@" brokerage.asgi:application ;;
     relay)
         exec python manage.py run_outbox_relay "$@" ;;

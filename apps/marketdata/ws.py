@@ -5,7 +5,8 @@ Protocol: on connect ``[{"T":"success","msg":"connected"}]``; ``{"action":"auth"
 ``{"action":"subscribe"|"unsubscribe","trades":[...],"quotes":[...],"bars":[...],"orderbooks":[...]}`` (``"*"``
 = all symbols) → ``[{"T":"subscription",...}]``. Data arrive as arrays of ``{"T":"t"|"q"|"b"|"o",...}``.
 Errors use Alpaca's codes: 400 invalid syntax, 401 not authenticated, 402 auth failed, 403 already
-authenticated, 404 auth timeout; ours: 503 orderbook snapshot unavailable (Redis down).
+authenticated, 404 auth timeout, 405 symbol limit exceeded, 407 slow client; ours: 503 orderbook snapshot
+unavailable (Redis down).
 
 Invariants:
 - Every data message has ``seq``: per (channel, symbol), +1 per update, so a gap means loss (channel layer
@@ -16,6 +17,17 @@ Invariants:
   newer message replaces an unsent older one (moved to the end, so order by ``seq`` is kept). The buffer is
   bounded by the number of keys, never by the message rate. One writer task sends everything pending as one
   array frame.
+- Slow clients: daphne's ``websocket.send`` never blocks, so a client that does not read makes Twisted buffer
+  without bound. Before each frame the writer reads the transport's unsent bytes (ASGI extension
+  ``x-brokerage.write-backlog``, provided by deploy/ws_server.py). Above ``MARKETDATA_WS_MAX_BACKLOG_BYTES`` it
+  sends nothing and lets ``pending`` conflate (the client gets only the latest state, with ``seq`` gaps, once it
+  catches up); if the backlog is still above the limit after ``MARKETDATA_WS_SLOW_CLIENT_SECONDS``, the client
+  gets Alpaca's ``[{"T":"error","code":407,"msg":"slow client"}]`` and close code 1008. As Alpaca documents,
+  the 407 may not arrive: the close handshake times out (ws_server ``--close-handshake-timeout``) and the TCP
+  connection is aborted, which frees its buffer. So per connection the server holds at most the limit plus one
+  frame, plus ``pending`` (bounded by keys). Without the extension (another ASGI server) there is no bound.
+- Draining (SIGTERM, ``apps.core.health.is_draining``): new connections are refused at the handshake; open ones
+  keep streaming until the server closes them with 1012.
 - Origin: a browser ``Origin`` not in ``MARKETDATA_WS_ALLOWED_ORIGINS`` is refused at the handshake; programs
   (no Origin) are allowed. Connections that do not authenticate within ``MARKETDATA_WS_AUTH_TIMEOUT`` seconds,
   or fail auth, are closed. A user may hold several connections.
@@ -34,9 +46,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http import HttpRequest
+from prometheus_client import Counter
 from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 
+from apps.core.health import is_draining
 from apps.marketdata import selectors, shapes
 from apps.marketdata.cache import RedisUnavailable
 from apps.marketdata.stream import CHANNELS, group_name
@@ -45,6 +59,15 @@ logger = logging.getLogger(__name__)
 
 SUB_NAMES = tuple(CHANNELS)  # trades, quotes, bars, orderbooks
 MAX_SYMBOLS_PER_CHANNEL = 1000
+BACKLOG_EXTENSION = "x-brokerage.write-backlog"  # set by deploy/ws_server.py
+BACKLOG_POLL_S = 0.05  # while a client is over its backlog limit: how often to look again
+
+BACKPRESSURE_PAUSES = Counter(
+    "marketdata_ws_backpressure_pauses", "Data stream writes held back (conflating) because a client is slow"
+)
+SLOW_CLIENT_CLOSES = Counter(
+    "marketdata_ws_slow_client_closes", "Data stream connections closed with 407 slow client"
+)
 
 
 def api_key_user(key: str, secret: str) -> Any | None:
@@ -70,7 +93,7 @@ class MarketDataStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         headers = {k.decode().lower(): v.decode() for k, v in self.scope.get("headers", [])}
         origin = headers.get("origin")
         allowed = set(getattr(settings, "MARKETDATA_WS_ALLOWED_ORIGINS", []))
-        if origin is not None and origin not in allowed:
+        if (origin is not None and origin not in allowed) or is_draining():
             await self.close(code=4003)  # before accept: the handshake is refused (HTTP 403)
             return
         self.user: Any | None = None
@@ -101,9 +124,36 @@ class MarketDataStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.wake.set()
 
     def _data(self, key: tuple[Any, ...], message: dict[str, Any]) -> None:
+        if self.closed:
+            return
         self.pending.pop(key, None)  # re-insert at the end: the newest state, in seq order
         self.pending[key] = message
         self.wake.set()
+
+    def _backlog_bytes(self) -> int | None:
+        probe = (self.scope.get("extensions") or {}).get(BACKLOG_EXTENSION)
+        return None if probe is None else probe["bytes"]()
+
+    async def _backlog_ok(self) -> bool:
+        """Wait (conflating) while the client is over its backlog limit; False if it was closed as slow."""
+        limit = int(getattr(settings, "MARKETDATA_WS_MAX_BACKLOG_BYTES", 1 << 20))
+        backlog = self._backlog_bytes()
+        if backlog is None or backlog <= limit:
+            return True
+        BACKPRESSURE_PAUSES.inc()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(getattr(settings, "MARKETDATA_WS_SLOW_CLIENT_SECONDS", 10))
+        while not self.closed:
+            await asyncio.sleep(BACKLOG_POLL_S)
+            backlog = self._backlog_bytes()
+            if backlog is None or backlog <= limit:
+                return True
+            if loop.time() >= deadline:
+                SLOW_CLIENT_CLOSES.inc()
+                logger.info("closing slow data stream client: %d bytes unsent", backlog)
+                await self._close_with(407, "slow client")
+                return False
+        return False
 
     async def _writer(self) -> None:
         while True:
@@ -111,12 +161,17 @@ class MarketDataStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self.wake.clear()
             if not self.pending:
                 continue
+            if not await self._backlog_ok():
+                return
             batch = list(self.pending.values())
             self.pending.clear()
             await self.send(text_data=orjson.dumps(batch).decode())
             await asyncio.sleep(0)  # let updates accumulate (conflate) while the loop is busy
 
     async def _close_with(self, code: int, msg: str) -> None:
+        self.closed = (
+            True  # nothing is queued after the error (_data/_ctl keep only the latest per key anyway)
+        )
         self.pending.clear()
         await self.send(text_data=orjson.dumps([_error(code, msg)]).decode())
         await self.close(code=1008)

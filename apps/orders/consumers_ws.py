@@ -6,7 +6,8 @@ Handshake (as alpaca-py's ``TradingStream`` speaks it):
 ``{"action":"listen","data":{"streams":["trade_updates"]}}`` → ``{"stream":"listening","data":{"streams":[...]}}``;
 then ``{"stream":"trade_updates","data":{"event","order","timestamp","seq",...}}``.
 A browser ``Origin`` not in ``MARKETDATA_WS_ALLOWED_ORIGINS`` (the one WebSocket origin list) is refused at the
-handshake; programs send no Origin. Failed key checks count towards the API-key brute-force limits, as on REST.
+handshake; programs send no Origin. While the process drains (SIGTERM) new connections are refused too.
+Failed key checks count towards the API-key brute-force limits, as on REST.
 Several connections per account each join the account's group. Delivery is at most once: every update
 carries the account's gap-free ``seq`` so a client detects a gap and resyncs over REST.
 """
@@ -20,6 +21,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from apps.core.health import is_draining
 from apps.orders.projection import group_name
 
 
@@ -58,6 +60,9 @@ class TradeUpdatesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         origin = headers.get("origin")
         if origin is not None and origin not in set(getattr(settings, "MARKETDATA_WS_ALLOWED_ORIGINS", [])):
             await self.close(code=4003)  # before accept: the handshake is refused (HTTP 403)
+            return
+        if is_draining():  # shutting down (deploy/ws_server.py): the client should connect to another task
+            await self.close(code=4003)
             return
         await self.accept()
 

@@ -329,6 +329,10 @@ CELERY_BEAT_SCHEDULE = {
 # Browser origins allowed on the data stream (/v2/{feed}); connections without an Origin header are programs.
 MARKETDATA_WS_ALLOWED_ORIGINS = env.list("MARKETDATA_WS_ALLOWED_ORIGINS", default=[])
 MARKETDATA_WS_AUTH_TIMEOUT = env.int("MARKETDATA_WS_AUTH_TIMEOUT", default=10)
+# Slow data stream clients (apps.marketdata.ws): above this many unsent bytes in a connection's transport the
+# stream only conflates; still above it after MARKETDATA_WS_SLOW_CLIENT_SECONDS → error 407 "slow client".
+MARKETDATA_WS_MAX_BACKLOG_BYTES = env.int("MARKETDATA_WS_MAX_BACKLOG_BYTES", default=1 << 20)
+MARKETDATA_WS_SLOW_CLIENT_SECONDS = env.float("MARKETDATA_WS_SLOW_CLIENT_SECONDS", default=10.0)
 # Market data REST without authentication (demo deployments only).
 MARKETDATA_REST_PUBLIC = env.bool("MARKETDATA_REST_PUBLIC", default=False)
 # Circuit breaker on the market data Redis: open after fail_max errors, probe again after reset_timeout s.

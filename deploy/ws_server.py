@@ -1,0 +1,204 @@
+"""The ws process: daphne with a graceful drain on SIGTERM and a write-backlog probe for the consumers.
+
+Usage (daphne's own command line, plus three options)::
+
+    python deploy/ws_server.py --bind 0.0.0.0 --port 8001 --proxy-headers \\
+        [--drain-seconds 30] [--close-grace-seconds 10] [--close-handshake-timeout 5] brokerage.asgi:application
+
+Shutdown (issue #8), the same contract as the web tier (deploy/gunicorn.conf.py):
+
+1. SIGTERM (or SIGINT): ``apps.core.health.draining_begin()`` — ``/readyz`` answers 503 with
+   ``"draining": true`` from now on, ``/healthz`` stays 200; new WebSocket handshakes are refused by the
+   consumers; open connections keep streaming. The listener stays open so probes still get an answer.
+2. After ``--drain-seconds`` (or at once on a second SIGTERM/SIGINT): every open WebSocket gets a close frame
+   with code 1012 ("service restart", RFC 6455 §7.4.1 via the IANA registry) — clients reconnect, and the load
+   balancer sends them to another task.
+3. The process stops when the last WebSocket finished its closing handshake, or ``--close-grace-seconds``
+   after step 2 at the latest, and exits 0. drain + grace must stay below the ECS ``stopTimeout`` (60 s for ws).
+
+Backpressure (issue #6): every WebSocket scope gets the ASGI extension ``x-brokerage.write-backlog`` =
+``{"bytes": callable}``; the callable returns how many bytes this connection's Twisted transport holds that the
+kernel has not taken yet (the client is not reading), or ``None`` if unknown. daphne's ``websocket.send`` never
+blocks, so without this probe a consumer cannot see a slow client at all. Under another server the extension
+is absent and consumers fall back to no bound (``apps.marketdata.ws`` documents the policy).
+
+Invariant: Twisted's asyncio reactor must be installed before anything imports ``twisted.internet.reactor``,
+so ``daphne.server`` is imported first, and Django (via the application) only after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any, cast
+
+import daphne.server  # isort:skip  (installs the asyncio reactor)
+from daphne.cli import CommandLineInterface
+from daphne.ws_protocol import WebSocketProtocol
+from twisted.internet import reactor as _reactor
+
+reactor: Any = cast(Any, _reactor)  # the installed asyncio reactor; Twisted's stubs type the module, not it
+logger = logging.getLogger("brokerage.ws_server")
+
+BACKLOG_EXTENSION = "x-brokerage.write-backlog"
+CLOSE_SERVICE_RESTART = 1012
+
+
+def transport_backlog_bytes(protocol: Any) -> int | None:
+    """Bytes written to this connection's transport and not yet taken by the kernel (Twisted's buffer)."""
+    transport = getattr(protocol, "transport", None)
+    if transport is None:
+        return 0
+    try:  # twisted.internet.abstract.FileDescriptor: a flushed buffer plus the pending writes
+        return len(transport.dataBuffer) - int(transport.offset) + int(transport._tempDataLen)
+    except AttributeError:  # a wrapping transport (TLS): unknown, so no bound is applied
+        return None
+
+
+class DrainingServer(daphne.server.Server):  # type: ignore[misc]
+    """daphne's Server that drains on SIGTERM instead of stopping the reactor at once."""
+
+    def __init__(
+        self,
+        *args: Any,
+        drain_seconds: float = 30.0,
+        close_grace_seconds: float = 10.0,
+        close_handshake_timeout: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
+        kwargs["signal_handlers"] = False  # ours replace Twisted's (which stop the reactor immediately)
+        super().__init__(*args, **kwargs)
+        self.drain_seconds = drain_seconds
+        self.close_grace_seconds = close_grace_seconds
+        self.close_handshake_timeout = close_handshake_timeout
+        self.draining = False
+        self.restart_sent = False
+        self._drain_call: Any = None
+        self._stopping = False
+
+    def run(self) -> None:
+        reactor.callWhenRunning(self._started)
+        super().run()
+
+    def _started(self) -> None:
+        # How long a closed-by-us connection may take to answer the close frame before the TCP connection is
+        # aborted: this is what frees a slow client's buffer (Autobahn's default is 1 s).
+        self.ws_factory.setProtocolOptions(closeHandshakeTimeout=self.close_handshake_timeout)
+        loop = asyncio.get_event_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.drain_begin)
+
+    def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
+        if scope.get("type") == "websocket":
+            extensions = dict(scope.get("extensions") or {})
+            extensions[BACKLOG_EXTENSION] = {"bytes": partial(transport_backlog_bytes, protocol)}
+            scope["extensions"] = extensions
+        return super().create_application(protocol, scope)
+
+    # ------------------------------------------------------------------ shutdown
+    def websockets_open(self) -> list[Any]:
+        return [
+            p
+            for p, details in self.connections.items()
+            if isinstance(p, WebSocketProtocol) and "disconnected" not in details
+        ]
+
+    def drain_begin(self) -> None:
+        if self.draining:  # a second signal: do not wait for the rest of the drain period
+            self.restart_notify()
+            return
+        self.draining = True
+        from apps.core.health import draining_begin
+
+        draining_begin()
+        logger.info(
+            "draining: /readyz is 503, %d WebSocket(s) open, restart notice in %ss",
+            len(self.websockets_open()),
+            self.drain_seconds,
+        )
+        self._drain_call = reactor.callLater(self.drain_seconds, self.restart_notify)
+
+    def restart_notify(self) -> None:
+        if self.restart_sent:
+            return
+        self.restart_sent = True
+        if self._drain_call is not None and self._drain_call.active():
+            self._drain_call.cancel()
+        sockets = self.websockets_open()
+        logger.info("closing %d WebSocket(s) with 1012 service restart", len(sockets))
+        for protocol in sockets:
+            if protocol.state == protocol.STATE_OPEN:
+                protocol.sendClose(code=CLOSE_SERVICE_RESTART, reason="service restart")
+            else:  # still in the handshake or already closing: nothing to tell, just go
+                protocol.dropConnection(abort=True)
+        reactor.callLater(self.close_grace_seconds, self.stop)
+        self._stop_when_closed()
+
+    def _stop_when_closed(self) -> None:
+        if self._stopping:
+            return
+        if not self.websockets_open():
+            self.stop()
+            return
+        reactor.callLater(0.1, self._stop_when_closed)
+
+    def stop(self) -> None:
+        if self._stopping:  # the grace timer and the last close may both get here
+            return
+        self._stopping = True
+        logger.info("ws server stopping")
+        super().stop()
+
+
+class DrainingCommandLineInterface(CommandLineInterface):  # type: ignore[misc]
+    server_class: Any = DrainingServer
+
+    def __init__(self) -> None:
+        super().__init__()
+        env = os.environ
+        self.parser.add_argument(
+            "--drain-seconds",
+            type=float,
+            default=float(env.get("WS_DRAIN_SECONDS", "30")),
+            help="seconds between SIGTERM (readiness 503) and the 1012 close sent to every WebSocket",
+        )
+        self.parser.add_argument(
+            "--close-grace-seconds",
+            type=float,
+            default=float(env.get("WS_CLOSE_GRACE_SECONDS", "10")),
+            help="seconds after the 1012 close before the process exits regardless",
+        )
+        self.parser.add_argument(
+            "--close-handshake-timeout",
+            type=float,
+            default=float(env.get("WS_CLOSE_HANDSHAKE_TIMEOUT", "5")),
+            help="seconds a client has to answer a close frame before its TCP connection is aborted",
+        )
+        self._extra: dict[str, float] = {}
+
+    def run(self, args: list[str]) -> None:
+        known, _ = self.parser.parse_known_args(args)
+        self._extra = {
+            "drain_seconds": known.drain_seconds,
+            "close_grace_seconds": known.close_grace_seconds,
+            "close_handshake_timeout": known.close_handshake_timeout,
+        }
+        self.server_class = partial(DrainingServer, **self._extra)
+        super().run(args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "brokerage.settings.local")
+    DrainingCommandLineInterface().run(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    main()
