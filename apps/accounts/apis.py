@@ -23,6 +23,7 @@ from django_otp import login as otp_login
 from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -38,8 +39,16 @@ from apps.core.errors import AuthenticationFailed, PermissionDenied, ValidationE
 from apps.core.fields import StrictDecimalField
 from apps.core.idempotency import idempotent_execute, owner_of
 from apps.core.money import MONEY_DECIMAL_PLACES
+from apps.core.schema import NO_CONTENT, error_responses
 
 INVALID_LOGIN = "Invalid email or password."
+
+
+@extend_schema_serializer(component_name="OtpBackupCodes")
+class _BackupCodesOutput(serializers.Serializer[Any]):
+    """Documentation only: the codes are shown in this answer and never again."""
+
+    backup_codes = serializers.ListField(child=serializers.CharField())
 
 
 def _enforce_csrf(request: Request) -> None:
@@ -59,6 +68,10 @@ class CsrfApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        operation_id="auth_csrf",
+        responses={200: inline_serializer("CsrfToken", fields={"csrf_token": serializers.CharField()})},
+    )
     def get(self, request: Request) -> Response:
         return Response({"csrf_token": get_token(request._request)})
 
@@ -67,10 +80,21 @@ class RegisterApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
+    @extend_schema_serializer(component_name="Register")
     class InputSerializer(serializers.Serializer[Any]):
         email = serializers.EmailField(max_length=254)
         password = serializers.CharField(max_length=128, trim_whitespace=False)
 
+    @extend_schema(
+        operation_id="auth_register",
+        request=InputSerializer,
+        responses={
+            201: OpenApiResponse(
+                inline_serializer("Registered", fields={"email": serializers.EmailField()}),
+                description="the same answer whether or not the email was already registered",
+            )
+        },
+    )
     def post(self, request: Request) -> Response:
         _enforce_csrf(request)
         ip = _ip(request)
@@ -94,15 +118,18 @@ class LoginApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
+    @extend_schema_serializer(component_name="Login")
     class InputSerializer(serializers.Serializer[Any]):
         email = serializers.CharField(max_length=254)
         password = serializers.CharField(max_length=128, trim_whitespace=False)
 
+    @extend_schema_serializer(component_name="LoggedIn")
     class OutputSerializer(serializers.Serializer[Any]):
         id = serializers.UUIDField()
         email = serializers.EmailField()
         otp_required = serializers.BooleanField()
 
+    @extend_schema(operation_id="auth_login", request=InputSerializer, responses={200: OutputSerializer})
     def post(self, request: Request) -> Response:
         _enforce_csrf(request)
         data = self.InputSerializer(data=request.data)
@@ -124,6 +151,7 @@ class LogoutApi(APIView):
     authentication_classes = [SessionAuthentication]
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(operation_id="auth_logout", request=None, responses={204: NO_CONTENT})
     def post(self, request: Request) -> Response:
         user: Any = request.user
         django_logout(request._request)
@@ -137,9 +165,20 @@ class PasswordResetApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
+    @extend_schema_serializer(component_name="PasswordReset")
     class InputSerializer(serializers.Serializer[Any]):
         email = serializers.EmailField(max_length=254)
 
+    @extend_schema(
+        operation_id="auth_password_reset",
+        request=InputSerializer,
+        responses={
+            202: OpenApiResponse(
+                inline_serializer("PasswordResetAccepted", fields={"detail": serializers.CharField()}),
+                description="the same answer whether or not the email is registered",
+            )
+        },
+    )
     def post(self, request: Request) -> Response:
         _enforce_csrf(request)
         data = self.InputSerializer(data=request.data)
@@ -158,11 +197,15 @@ class PasswordResetConfirmApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
+    @extend_schema_serializer(component_name="PasswordResetConfirm")
     class InputSerializer(serializers.Serializer[Any]):
         uid = serializers.CharField(max_length=64)
         token = serializers.CharField(max_length=128)
         new_password = serializers.CharField(max_length=128, trim_whitespace=False)
 
+    @extend_schema(
+        operation_id="auth_password_reset_confirm", request=InputSerializer, responses={204: NO_CONTENT}
+    )
     def post(self, request: Request) -> Response:
         _enforce_csrf(request)
         data = self.InputSerializer(data=request.data)
@@ -192,11 +235,19 @@ class OtpTotpEnrolApi(APIView):
     authentication_classes = [SessionAuthentication]
     permission_classes = [IsAuthenticated, OtpVerifiedIfEnrolled]
 
+    @extend_schema(
+        operation_id="auth_otp_totp_enrol",
+        request=None,
+        responses={
+            201: inline_serializer("OtpTotpEnrolment", fields={"provisioning_uri": serializers.CharField()})
+        },
+    )
     def post(self, request: Request) -> Response:
         device = services.otp_totp_enrol(user=request.user, request=request)  # type: ignore[arg-type]
         return Response({"provisioning_uri": device.config_url}, status=201)
 
 
+@extend_schema_serializer(component_name="OtpToken")
 class _OtpTokenInput(serializers.Serializer[Any]):
     token = serializers.CharField(max_length=16)
 
@@ -225,6 +276,9 @@ class OtpTotpConfirmApi(APIView):
     authentication_classes = [SessionAuthentication]
     permission_classes = [IsAuthenticated, OtpVerifiedIfEnrolled]
 
+    @extend_schema(
+        operation_id="auth_otp_totp_confirm", request=_OtpTokenInput, responses={200: _BackupCodesOutput}
+    )
     def post(self, request: Request) -> Response:
         data = _OtpTokenInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -245,6 +299,11 @@ class OtpVerifyApi(APIView):
     authentication_classes = [SessionAuthentication]
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(
+        operation_id="auth_otp_verify",
+        request=_OtpTokenInput,
+        responses={200: inline_serializer("OtpVerified", fields={"verified": serializers.BooleanField()})},
+    )
     def post(self, request: Request) -> Response:
         data = _OtpTokenInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -271,6 +330,7 @@ class OtpBackupCodesApi(APIView):
     authentication_classes = [SessionAuthentication]
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(operation_id="auth_otp_backup_codes", request=None, responses={200: _BackupCodesOutput})
     def post(self, request: Request) -> Response:
         is_verified = getattr(request.user, "is_verified", None)
         if is_verified is None or not is_verified():
@@ -282,6 +342,7 @@ class OtpBackupCodesApi(APIView):
 # --- API keys -------------------------------------------------------------------------------------------------
 
 
+@extend_schema_serializer(component_name="ApiKey")
 class ApiKeyOutput(serializers.Serializer[Any]):
     key_id = serializers.CharField()
     name = serializers.CharField()
@@ -292,9 +353,17 @@ class ApiKeyOutput(serializers.Serializer[Any]):
     last_used_at = serializers.DateTimeField(allow_null=True)
 
 
+@extend_schema_serializer(component_name="ApiKeyCreated")
+class _ApiKeyCreatedOutput(ApiKeyOutput):
+    """Documentation only: ``ApiKeyOutput`` plus the secret, in the creation answer and never again."""
+
+    secret = serializers.CharField()
+
+
 class ApiKeysApi(APIView):
     """GET /v1/api-keys (list, read scope) and POST /v1/api-keys (create; the secret is in this answer only)."""
 
+    @extend_schema_serializer(component_name="ApiKeyCreate")
     class InputSerializer(serializers.Serializer[Any]):
         name = serializers.CharField(max_length=100)
         scopes = serializers.ListField(
@@ -305,10 +374,14 @@ class ApiKeysApi(APIView):
     def get_permissions(self) -> list[Any]:
         return [HasScope("read")()]
 
+    @extend_schema(operation_id="api_keys_list", responses={200: ApiKeyOutput(many=True)})
     def get(self, request: Request) -> Response:
         keys = selectors.api_keys_of(request.user)
         return Response(ApiKeyOutput(keys, many=True).data)
 
+    @extend_schema(
+        operation_id="api_keys_create", request=InputSerializer, responses={201: _ApiKeyCreatedOutput}
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -331,6 +404,10 @@ class ApiKeyRevokeApi(APIView):
 
     permission_classes = [HasScope("read")]
 
+    @extend_schema(
+        operation_id="api_keys_revoke",
+        responses={204: NO_CONTENT, **error_responses(e404="no such key of the caller")},
+    )
     def delete(self, request: Request, key_id: str) -> Response:
         def operation() -> Response:
             key = selectors.api_key_of(request.user, key_id)
@@ -352,6 +429,7 @@ class AccountApi(APIView):
 
     permission_classes = [HasScope("read")]
 
+    @extend_schema_serializer(component_name="Account")
     class OutputSerializer(serializers.Serializer[Any]):
         id = serializers.UUIDField()
         account_number = serializers.CharField()
@@ -389,6 +467,7 @@ class AccountApi(APIView):
         created_at = serializers.DateTimeField()
         balance_asof = serializers.CharField()
 
+    @extend_schema(operation_id="account_get", responses={200: OutputSerializer})
     def get(self, request: Request) -> Response:
         account = selectors.account_for_user(request.user)
         return Response(self.OutputSerializer(_account_body(account)).data)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -98,6 +98,7 @@ class KycApi(APIView):
 
     permission_classes = [HasScope("read")]
 
+    @extend_schema_serializer(component_name="KycSubmit")
     class InputSerializer(serializers.Serializer[Any]):
         contact = KycContactSerializer(required=False)
         identity = KycIdentitySerializer(required=False)
@@ -106,8 +107,9 @@ class KycApi(APIView):
         documents = serializers.ListField(child=KycDocumentSerializer(), required=False, max_length=5)
         trusted_contact = KycTrustedContactSerializer(required=False)
 
+    @extend_schema_serializer(component_name="KycApplication")
     class OutputSerializer(serializers.Serializer[Any]):
-        id = serializers.UUIDField()
+        id = serializers.UUIDField(allow_null=True)  # null until the first save (status NOT_STARTED)
         account_id = serializers.UUIDField()
         status = serializers.CharField()
         account_status = serializers.CharField(source="account.status")
@@ -201,6 +203,7 @@ class TransfersApi(APIView):
 
     permission_classes = [HasScope("transfer")]
 
+    @extend_schema_serializer(component_name="TransferCreate")
     class InputSerializer(serializers.Serializer[Any]):
         direction = serializers.ChoiceField(Transfer.Direction.values)
         type = serializers.ChoiceField(Transfer.Type.values)

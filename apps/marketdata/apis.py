@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -19,6 +20,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.permissions import HasScope
 from apps.core.errors import NotFound, ServiceUnavailable, ValidationError
+from apps.core.schema import KeyedBySerializer, decimal_string, error_responses
 from apps.marketdata import selectors, shapes
 from apps.marketdata.cache import RedisUnavailable
 
@@ -88,9 +90,106 @@ class _SymbolsInput(serializers.Serializer[Any]):
     symbols = SymbolsField()
 
 
+# ----------------------------------------------------------------------------------------- response documentation
+# Documentation-only serializers of ``apps.marketdata.shapes`` (``as`` is a keyword, hence type() for quotes).
+
+
+@extend_schema_serializer(component_name="StockTrade")
+class _TradeOutput(serializers.Serializer[Any]):
+    t = serializers.DateTimeField()
+    x = serializers.CharField()
+    p = decimal_string()
+    s = decimal_string()
+    c = serializers.ListField(child=serializers.CharField())
+    i = serializers.IntegerField()
+    z = serializers.CharField()
+    trade_id = serializers.CharField()
+    book_seq = serializers.IntegerField()
+
+
+_QuoteOutput: type[serializers.Serializer[Any]] = extend_schema_serializer(component_name="StockQuote")(
+    type(
+        "_QuoteOutput",
+        (serializers.Serializer,),
+        {
+            "t": serializers.DateTimeField(),
+            "bx": serializers.CharField(allow_blank=True),
+            "bp": decimal_string(),
+            "bs": decimal_string(),
+            "ax": serializers.CharField(allow_blank=True),
+            "ap": decimal_string(),
+            "as": decimal_string(),
+            "c": serializers.ListField(child=serializers.CharField()),
+            "z": serializers.CharField(),
+            "book_seq": serializers.IntegerField(),
+        },
+    )
+)
+
+
+@extend_schema_serializer(component_name="StockBar")
+class _BarOutput(serializers.Serializer[Any]):
+    t = serializers.DateTimeField()
+    o = decimal_string()
+    h = decimal_string()
+    l = decimal_string()  # noqa: E741 - Alpaca's key
+    c = decimal_string()
+    v = decimal_string()
+    n = serializers.IntegerField()
+    vw = decimal_string()
+
+
+@extend_schema_serializer(component_name="StockSnapshot")
+class _SnapshotOutput(serializers.Serializer[Any]):
+    latestTrade = _TradeOutput(allow_null=True)  # Alpaca's keys
+    latestQuote = _QuoteOutput(allow_null=True)
+    minuteBar = _BarOutput(allow_null=True)
+    dailyBar = _BarOutput(allow_null=True)
+    prevDailyBar = _BarOutput(allow_null=True)
+
+
+@extend_schema_serializer(component_name="StockSymbolSnapshot")
+class _SymbolSnapshotOutput(_SnapshotOutput):
+    symbol = serializers.CharField()
+
+
+@extend_schema_serializer(component_name="OrderbookLevel")
+class _LevelOutput(serializers.Serializer[Any]):
+    p = decimal_string()
+    s = decimal_string()
+    n = serializers.IntegerField(help_text="resting orders at the level")
+
+
+@extend_schema_serializer(component_name="Orderbook")
+class _BookOutput(serializers.Serializer[Any]):
+    b = _LevelOutput(many=True)
+    a = _LevelOutput(many=True)
+    book_seq = serializers.IntegerField()
+    seq = serializers.IntegerField()
+
+
+def _doc(
+    component: str, fields: dict[str, serializers.Field[Any, Any, Any, Any]]
+) -> type[serializers.Serializer[Any]]:
+    """A documentation-only response envelope (``{"trades": {...}}`` and the like)."""
+    return extend_schema_serializer(component_name=component)(
+        type(component, (serializers.Serializer,), fields)
+    )
+
+
+_NOT_FOUND = error_responses(e404="no data for the symbol")
+_CACHE_DOWN = error_responses(e503="market data cache unavailable (code 50310001)")
+_NEXT_PAGE = serializers.CharField(allow_null=True)
+
+
 class LatestTradesApi(_Base):
     InputSerializer = _SymbolsInput
 
+    @extend_schema(
+        operation_id="stocks_trades_latest",
+        parameters=[_SymbolsInput],
+        responses={200: _doc("StockLatestTrades", {"trades": serializers.DictField(child=_TradeOutput())})},
+    )
     def get(self, request: Request) -> Response:
         symbols = _validated(self.InputSerializer, request.query_params)["symbols"]
         found = {s: selectors.latest_trade(s) for s in symbols}
@@ -98,6 +197,13 @@ class LatestTradesApi(_Base):
 
 
 class LatestTradeApi(_Base):
+    @extend_schema(
+        operation_id="stocks_symbol_trade_latest",
+        responses={
+            200: _doc("StockSymbolLatestTrade", {"symbol": serializers.CharField(), "trade": _TradeOutput()}),
+            **_NOT_FOUND,
+        },
+    )
     def get(self, request: Request, symbol: str) -> Response:
         trade = selectors.latest_trade(symbol.upper())
         if trade is None:
@@ -116,12 +222,28 @@ def _quotes(symbols: list[str]) -> dict[str, dict[str, Any]]:
 class LatestQuotesApi(_Base):
     InputSerializer = _SymbolsInput
 
+    @extend_schema(
+        operation_id="stocks_quotes_latest",
+        parameters=[_SymbolsInput],
+        responses={
+            200: _doc("StockLatestQuotes", {"quotes": serializers.DictField(child=_QuoteOutput())}),
+            **_CACHE_DOWN,
+        },
+    )
     def get(self, request: Request) -> Response:
         symbols = _validated(self.InputSerializer, request.query_params)["symbols"]
         return Response({"quotes": _quotes(symbols)})
 
 
 class LatestQuoteApi(_Base):
+    @extend_schema(
+        operation_id="stocks_symbol_quote_latest",
+        responses={
+            200: _doc("StockSymbolLatestQuote", {"symbol": serializers.CharField(), "quote": _QuoteOutput()}),
+            **_NOT_FOUND,
+            **_CACHE_DOWN,
+        },
+    )
     def get(self, request: Request, symbol: str) -> Response:
         quotes = _quotes([symbol.upper()])
         if not quotes:
@@ -140,6 +262,14 @@ def _latest_bars(symbols: list[str]) -> dict[str, dict[str, Any]]:
 class LatestBarsApi(_Base):
     InputSerializer = _SymbolsInput
 
+    @extend_schema(
+        operation_id="stocks_bars_latest",
+        parameters=[_SymbolsInput],
+        responses={
+            200: _doc("StockLatestBars", {"bars": serializers.DictField(child=_BarOutput())}),
+            **_CACHE_DOWN,
+        },
+    )
     def get(self, request: Request) -> Response:
         symbols = _validated(self.InputSerializer, request.query_params)["symbols"]
         return Response({"bars": _latest_bars(symbols)})
@@ -182,6 +312,18 @@ def _bars(symbols: list[str], params: dict[str, Any]) -> selectors.BarsPage:
 class BarsApi(_Base):
     InputSerializer = _MultiBarsInput
 
+    @extend_schema(
+        operation_id="stocks_bars",
+        responses={
+            200: _doc(
+                "StockBars",
+                {
+                    "bars": serializers.DictField(child=serializers.ListField(child=_BarOutput())),
+                    "next_page_token": _NEXT_PAGE,
+                },
+            )
+        },
+    )
     def get(self, request: Request) -> Response:
         params = _validated(self.InputSerializer, request.query_params)
         page = _bars(params["symbols"], params)
@@ -191,6 +333,19 @@ class BarsApi(_Base):
 class SymbolBarsApi(_Base):
     InputSerializer = _BarsInput
 
+    @extend_schema(
+        operation_id="stocks_symbol_bars",
+        responses={
+            200: _doc(
+                "StockSymbolBars",
+                {
+                    "symbol": serializers.CharField(),
+                    "bars": _BarOutput(many=True),
+                    "next_page_token": _NEXT_PAGE,
+                },
+            )
+        },
+    )
     def get(self, request: Request, symbol: str) -> Response:
         params = _validated(self.InputSerializer, request.query_params)
         page = _bars([symbol.upper()], params)
@@ -214,12 +369,24 @@ def _snapshots(symbols: list[str]) -> dict[str, dict[str, Any]]:
 class SnapshotsApi(_Base):
     InputSerializer = _SymbolsInput
 
+    @extend_schema(
+        operation_id="stocks_snapshots",
+        parameters=[_SymbolsInput],
+        responses={
+            200: KeyedBySerializer(child=_SnapshotOutput(), component_name="StockSnapshots"),
+            **_CACHE_DOWN,
+        },
+    )
     def get(self, request: Request) -> Response:
         symbols = _validated(self.InputSerializer, request.query_params)["symbols"]
         return Response(_snapshots(symbols))
 
 
 class SnapshotApi(_Base):
+    @extend_schema(
+        operation_id="stocks_symbol_snapshot",
+        responses={200: _SymbolSnapshotOutput, **_NOT_FOUND, **_CACHE_DOWN},
+    )
     def get(self, request: Request, symbol: str) -> Response:
         found = _snapshots([symbol.upper()])
         if not found:
@@ -231,6 +398,16 @@ class OrderbookApi(_Base):
     class InputSerializer(serializers.Serializer[Any]):
         depth = serializers.IntegerField(min_value=1, max_value=1000, required=False)
 
+    @extend_schema(
+        operation_id="stocks_symbol_orderbook",
+        parameters=[InputSerializer],
+        responses={
+            200: _doc(
+                "StockSymbolOrderbook", {"symbol": serializers.CharField(), "orderbook": _BookOutput()}
+            ),
+            **_CACHE_DOWN,
+        },
+    )
     def get(self, request: Request, symbol: str) -> Response:
         depth = _validated(self.InputSerializer, request.query_params).get("depth")
         try:

@@ -13,7 +13,13 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_serializer,
+)
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -27,6 +33,7 @@ from apps.core.idempotency import idempotent_execute, owner_of
 from apps.core.markettime import alpaca_calendar, alpaca_clock
 from apps.core.markettime_config import market_calendar, market_clock
 from apps.core.money import PRICE_DECIMAL_PLACES, QTY_DECIMAL_PLACES
+from apps.core.schema import NO_CONTENT, decimal_string, error_responses
 from apps.orders import selectors, services
 from apps.orders.models import Order
 from apps.orders.presenters import asset_json, order_json
@@ -119,9 +126,168 @@ def order_request_of(v: dict[str, Any]) -> OrderRequest:
     )
 
 
+# ----------------------------------------------------------------------------------------- response documentation
+# Documentation-only serializers: the views answer ``presenters.order_json`` / ``asset_json`` / ``position_json``
+# dicts; tests/core/test_openapi_schema.py checks these field lists against real answers.
+
+
+class _OrderFields(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    client_order_id = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    submitted_at = serializers.DateTimeField()
+    filled_at = serializers.DateTimeField(allow_null=True)
+    expired_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+    canceled_at = serializers.DateTimeField(allow_null=True)
+    failed_at = serializers.DateTimeField(allow_null=True)
+    replaced_at = serializers.DateTimeField(allow_null=True)
+    replaced_by = serializers.UUIDField(allow_null=True)
+    replaces = serializers.UUIDField(allow_null=True)
+    asset_id = serializers.UUIDField()
+    symbol = serializers.CharField()
+    asset_class = serializers.CharField()
+    notional = decimal_string(allow_null=True)
+    qty = decimal_string(allow_null=True)
+    filled_qty = decimal_string()
+    filled_avg_price = decimal_string(allow_null=True)
+    order_class = serializers.CharField()
+    order_type = serializers.CharField()
+    type = serializers.CharField()
+    side = serializers.CharField()
+    position_intent = serializers.CharField(allow_null=True)
+    time_in_force = serializers.CharField()
+    limit_price = decimal_string(allow_null=True)
+    stop_price = decimal_string(allow_null=True)
+    status = serializers.CharField()
+    extended_hours = serializers.BooleanField()
+    trail_percent = decimal_string(allow_null=True)
+    trail_price = decimal_string(allow_null=True)
+    hwm = decimal_string(allow_null=True)
+
+
+@extend_schema_serializer(component_name="OrderLeg")
+class OrderLegOutputSerializer(_OrderFields):
+    legs = serializers.ListField(
+        child=serializers.DictField(), allow_null=True, help_text="always null on a leg"
+    )
+
+
+@extend_schema_serializer(component_name="Order")
+class OrderOutputSerializer(_OrderFields):
+    """Alpaca's ``Order`` (``apps.orders.presenters.order_json``)."""
+
+    legs = OrderLegOutputSerializer(many=True, allow_null=True)
+
+
+@extend_schema_serializer(component_name="OrderDryRun")
+class OrderDryRunOutputSerializer(serializers.Serializer[Any]):
+    dry_run = serializers.BooleanField()
+    accepted = serializers.BooleanField()
+    order = OrderOutputSerializer()
+    hold = decimal_string()
+
+
+@extend_schema_serializer(component_name="OrderCancelFailure")
+class _MessageOutput(serializers.Serializer[Any]):
+    message = serializers.CharField()
+
+
+@extend_schema_serializer(component_name="OrderCancelResult")
+class OrderCancelResultSerializer(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    status = serializers.IntegerField()
+    body = PolymorphicProxySerializer(
+        component_name="OrderOrCancelFailure",
+        serializers=[OrderOutputSerializer, _MessageOutput],
+        resource_type_field_name=None,
+    )
+
+
+@extend_schema_serializer(component_name="PositionCloseResult")
+class PositionCloseResultSerializer(serializers.Serializer[Any]):
+    symbol = serializers.CharField()
+    status = serializers.IntegerField()
+    body = OrderOutputSerializer()
+
+
+@extend_schema_serializer(component_name="Position")
+class PositionOutputSerializer(serializers.Serializer[Any]):
+    """Alpaca's ``Position`` (``position_json``)."""
+
+    asset_id = serializers.UUIDField()
+    symbol = serializers.CharField()
+    exchange = serializers.CharField()
+    asset_class = serializers.CharField()
+    asset_marginable = serializers.BooleanField()
+    avg_entry_price = decimal_string()
+    qty = decimal_string()
+    qty_available = decimal_string()
+    side = serializers.ChoiceField(choices=["long", "short"])
+    market_value = decimal_string()
+    cost_basis = decimal_string()
+    unrealized_pl = decimal_string()
+    unrealized_plpc = decimal_string()
+    unrealized_intraday_pl = decimal_string()
+    unrealized_intraday_plpc = decimal_string()
+    current_price = decimal_string()
+    lastday_price = decimal_string()
+    change_today = decimal_string()
+
+
+# ``class`` is a keyword, hence type() (Alpaca's ``Asset``, ``presenters.asset_json``).
+AssetOutputSerializer: type[serializers.Serializer[Any]] = extend_schema_serializer(component_name="Asset")(
+    type(
+        "AssetOutputSerializer",
+        (serializers.Serializer,),
+        {
+            "id": serializers.UUIDField(),
+            "class": serializers.CharField(),
+            "exchange": serializers.CharField(),
+            "symbol": serializers.CharField(),
+            "name": serializers.CharField(),
+            "status": serializers.CharField(),
+            "tradable": serializers.BooleanField(),
+            "marginable": serializers.BooleanField(),
+            "shortable": serializers.BooleanField(),
+            "easy_to_borrow": serializers.BooleanField(),
+            "fractionable": serializers.BooleanField(),
+            "min_order_size": decimal_string(),
+            "min_trade_increment": decimal_string(),
+            "price_increment": decimal_string(),
+            "attributes": serializers.ListField(child=serializers.CharField()),
+            "reference_price": decimal_string(allow_null=True),
+        },
+    )
+)
+
+
+@extend_schema_serializer(component_name="Clock")
+class ClockOutputSerializer(serializers.Serializer[Any]):
+    timestamp = serializers.DateTimeField()
+    is_open = serializers.BooleanField()
+    next_open = serializers.DateTimeField()
+    next_close = serializers.DateTimeField()
+
+
+@extend_schema_serializer(component_name="CalendarDay")
+class CalendarDayOutputSerializer(serializers.Serializer[Any]):
+    date = serializers.DateField()
+    open = serializers.RegexField(r"^[0-2][0-9]:[0-5][0-9]$", help_text="HH:MM, exchange wall clock")
+    close = serializers.RegexField(r"^[0-2][0-9]:[0-5][0-9]$", help_text="HH:MM, exchange wall clock")
+    session_open = serializers.RegexField(r"^[0-2][0-9][0-5][0-9]$", help_text="HHMM, extended hours")
+    session_close = serializers.RegexField(r"^[0-2][0-9][0-5][0-9]$", help_text="HHMM, extended hours")
+    settlement_date = serializers.DateField()
+
+
+ORDER_NOT_FOUND = error_responses(e404="no such order of the caller's account")
+
+
 class OrderCreateApi(APIView):
     permission_classes = [_scope("trade")]
 
+    @extend_schema_serializer(component_name="OrderCreate")
     class InputSerializer(serializers.Serializer[Any]):
         symbol = serializers.RegexField(r"^[A-Za-z][A-Za-z0-9.]{0,15}$")
         qty = _qty(required=False, allow_null=True)
@@ -148,6 +314,22 @@ class OrderCreateApi(APIView):
                 raise serializers.ValidationError("must be a boolean")
             return bool(value)
 
+    @extend_schema(
+        operation_id="orders_create",
+        request=InputSerializer,
+        parameters=[
+            OpenApiParameter(
+                "dry_run", str, description="`true` or `1`: validate and price the order, change nothing"
+            )
+        ],
+        responses={
+            200: PolymorphicProxySerializer(
+                component_name="OrderSubmitResult",
+                serializers=[OrderOutputSerializer, OrderDryRunOutputSerializer],
+                resource_type_field_name=None,
+            )
+        },
+    )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -197,6 +379,7 @@ class OrdersApi(OrderCreateApi):
     def get_permissions(self) -> list[BasePermission]:
         return [_scope("read" if self.request.method == "GET" else "trade")()]
 
+    @extend_schema(operation_id="orders_list", responses={200: OrderOutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
         q = _ListQuery(data=request.query_params.dict())
         q.is_valid(raise_exception=True)
@@ -215,7 +398,13 @@ class OrdersApi(OrderCreateApi):
         return Response([order_json(o) if v["nested"] else order_json(o, []) for o in orders])
 
     @extend_schema(
-        responses={207: OpenApiResponse(description="one result per order (Alpaca's multi-status)")}
+        operation_id="orders_cancel_all",
+        responses={
+            207: OpenApiResponse(
+                OrderCancelResultSerializer(many=True),
+                description="one result per open order (Alpaca's multi-status)",
+            )
+        },
     )
     def delete(self, request: Request) -> Response:
         account = account_of(request)
@@ -248,6 +437,7 @@ class OrderDetailApi(APIView):
     def get_permissions(self) -> list[BasePermission]:
         return [_scope("read" if self.request.method == "GET" else "trade")()]
 
+    @extend_schema_serializer(component_name="OrderReplace")
     class ReplaceInputSerializer(serializers.Serializer[Any]):
         qty = _qty(required=False, allow_null=True)
         time_in_force = _Choice(choices=Order.TimeInForce.choices, required=False, allow_null=True)
@@ -258,10 +448,19 @@ class OrderDetailApi(APIView):
             required=False, allow_null=True, max_length=128, trim_whitespace=False
         )
 
+    @extend_schema(operation_id="orders_get", responses={200: OrderOutputSerializer, **ORDER_NOT_FOUND})
     def get(self, request: Request, order_id: str) -> Response:
         order = selectors.order_get(account=account_of(request), order_id=_order_id(order_id))
         return Response(order_json(order))
 
+    @extend_schema(
+        operation_id="orders_replace",
+        request=ReplaceInputSerializer,
+        responses={
+            200: OpenApiResponse(OrderOutputSerializer, description="the new order"),
+            **ORDER_NOT_FOUND,
+        },
+    )
     def patch(self, request: Request, order_id: str) -> Response:
         serializer = self.ReplaceInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -283,6 +482,14 @@ class OrderDetailApi(APIView):
 
         return idempotent_execute(request, operation, owner=owner_of(request))
 
+    @extend_schema(
+        operation_id="orders_cancel",
+        responses={
+            204: NO_CONTENT,
+            **ORDER_NOT_FOUND,
+            **error_responses(e422="the order is no longer cancelable"),
+        },
+    )
     def delete(self, request: Request, order_id: str) -> Response:
         account = account_of(request)
         oid = _order_id(order_id)
@@ -297,6 +504,11 @@ class OrderDetailApi(APIView):
 class OrderByClientIdApi(APIView):
     permission_classes = [_scope("read")]
 
+    @extend_schema(
+        operation_id="orders_get_by_client_order_id",
+        parameters=[OpenApiParameter("client_order_id", str, required=True)],
+        responses={200: OrderOutputSerializer, **ORDER_NOT_FOUND},
+    )
     def get(self, request: Request) -> Response:
         client_order_id = request.query_params.get("client_order_id")
         if not client_order_id:
@@ -354,6 +566,7 @@ class PositionsApi(APIView):
     def get_permissions(self) -> list[BasePermission]:
         return [_scope("read" if self.request.method == "GET" else "trade")()]
 
+    @extend_schema(operation_id="positions_list", responses={200: PositionOutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
         account = account_of(request)
         views = _settlement_selectors().positions(account)
@@ -361,7 +574,13 @@ class PositionsApi(APIView):
         return Response([position_json(p, valued[p.symbol]) for p in views if p.qty != 0])
 
     @extend_schema(
-        responses={207: OpenApiResponse(description="one result per order (Alpaca's multi-status)")}
+        operation_id="positions_close_all",
+        responses={
+            207: OpenApiResponse(
+                PositionCloseResultSerializer(many=True),
+                description="one closing order per position with shares available (Alpaca's multi-status)",
+            )
+        },
     )
     def delete(self, request: Request) -> Response:
         account = account_of(request)
@@ -388,6 +607,10 @@ class PositionDetailApi(APIView):
             decimal_places=9, positive=True, max_value=Decimal(100), required=False
         )
 
+    @extend_schema(
+        operation_id="positions_get",
+        responses={200: PositionOutputSerializer, **error_responses(e404="no open position in the symbol")},
+    )
     def get(self, request: Request, symbol: str) -> Response:
         account = account_of(request)
         p = _settlement_selectors().position(account, symbol.upper())
@@ -395,6 +618,11 @@ class PositionDetailApi(APIView):
             raise NotFound("position not found", field="symbol")
         return Response(position_json(p, _valuations(account)[p.symbol]))
 
+    @extend_schema(
+        operation_id="positions_close",
+        parameters=[CloseQuery],
+        responses={200: OpenApiResponse(OrderOutputSerializer, description="the closing order")},
+    )
     def delete(self, request: Request, symbol: str) -> Response:
         q = self.CloseQuery(data=request.query_params.dict())
         q.is_valid(raise_exception=True)
@@ -418,6 +646,11 @@ class PositionDetailApi(APIView):
 class AssetListApi(APIView):
     permission_classes = [_scope("read")]
 
+    @extend_schema(
+        operation_id="assets_list",
+        parameters=[OpenApiParameter("status", str)],
+        responses={200: AssetOutputSerializer(many=True)},
+    )
     def get(self, request: Request) -> Response:
         status = request.query_params.get("status")
         return Response([asset_json(a) for a in selectors.asset_list(status=status)])
@@ -426,6 +659,10 @@ class AssetListApi(APIView):
 class AssetDetailApi(APIView):
     permission_classes = [_scope("read")]
 
+    @extend_schema(
+        operation_id="assets_get",
+        responses={200: AssetOutputSerializer, **error_responses(e404="unknown symbol or asset id")},
+    )
     def get(self, request: Request, symbol: str) -> Response:
         return Response(asset_json(selectors.asset_get(symbol_or_id=symbol)))
 
@@ -433,6 +670,7 @@ class AssetDetailApi(APIView):
 class ClockApi(APIView):
     permission_classes = [_scope("read")]
 
+    @extend_schema(operation_id="clock_get", responses={200: ClockOutputSerializer})
     def get(self, request: Request) -> Response:
         return Response(alpaca_clock(market_calendar(), market_clock().now()))
 
@@ -444,6 +682,7 @@ class CalendarApi(APIView):
         start = serializers.DateField(required=False)
         end = serializers.DateField(required=False)
 
+    @extend_schema(operation_id="calendar_list", responses={200: CalendarDayOutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
         q = self.Query(data=request.query_params.dict())
         q.is_valid(raise_exception=True)

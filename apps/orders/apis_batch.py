@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_serializer,
+)
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -21,7 +26,8 @@ from rest_framework.views import APIView
 
 from apps.core.errors import exception_handler
 from apps.core.idempotency import idempotent_execute, owner_of
-from apps.orders.apis import OrderCreateApi, _scope, account_of, order_request_of
+from apps.core.schema import ErrorSerializer
+from apps.orders.apis import OrderCreateApi, OrderOutputSerializer, _scope, account_of, order_request_of
 from apps.orders.batch import MAX_BATCH, orders_submit_batch
 from apps.orders.presenters import order_json
 from apps.orders.types import OrderRequest
@@ -33,17 +39,36 @@ def _error_item(exc: Exception) -> dict[str, Any]:
     return {"status": response.status_code, "body": response.data}
 
 
+@extend_schema_serializer(component_name="OrderBatchItemResult")
+class _BatchItemOutputSerializer(serializers.Serializer[Any]):
+    status = serializers.IntegerField(help_text="201 new, 200 same terms as an earlier order, else 4xx")
+    body = PolymorphicProxySerializer(
+        component_name="OrderOrError",
+        serializers=[OrderOutputSerializer, ErrorSerializer],
+        resource_type_field_name=None,
+    )
+
+
 class OrdersBatchApi(APIView):
     permission_classes = [_scope("trade")]
 
+    # Items stay free-form objects here: each is parsed by the single-order serializer and a bad one gets its own
+    # 422 inside the 207, so the request as a whole accepts them.
+    @extend_schema_serializer(component_name="OrderBatch")
     class InputSerializer(serializers.Serializer[Any]):
         orders = serializers.ListField(
             child=serializers.DictField(), min_length=1, max_length=MAX_BATCH, allow_empty=False
         )
 
     @extend_schema(
+        operation_id="orders_create_batch",
         request=InputSerializer,
-        responses={207: OpenApiResponse(description="one {status, body} per order, in request order")},
+        responses={
+            207: OpenApiResponse(
+                _BatchItemOutputSerializer(many=True),
+                description="one {status, body} per order, in request order",
+            )
+        },
     )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)

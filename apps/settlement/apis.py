@@ -6,6 +6,13 @@ import json
 from typing import Any
 
 from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_serializer,
+)
 from rest_framework import serializers
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
@@ -17,6 +24,7 @@ from apps.accounts.selectors import account_for_user
 from apps.core.errors import NotFound
 from apps.core.fields import StrictDecimalField
 from apps.core.renderers import DecimalSafeJSONRenderer
+from apps.core.schema import error_responses, operation_ids_by_route
 from apps.settlement.activities import (
     ACTIVITY_TYPES,
     MAX_PAGE_SIZE,
@@ -28,10 +36,60 @@ from apps.settlement.documents import confirmation_html, statement_html
 from apps.settlement.portfolio import portfolio_history
 
 
+# Documentation-only serializers of ``activity_render``'s two shapes (amounts are decimal strings as booked).
+@extend_schema_serializer(component_name="TradeActivity")
+class _TradeActivityOutput(serializers.Serializer[Any]):
+    id = serializers.CharField()
+    activity_type = serializers.ChoiceField(choices=["FILL"])
+    transaction_time = serializers.DateTimeField()
+    type = serializers.ChoiceField(choices=["fill", "partial_fill"])
+    price = serializers.CharField()
+    qty = serializers.CharField()
+    side = serializers.CharField()
+    symbol = serializers.CharField()
+    leaves_qty = serializers.CharField(allow_null=True)
+    order_id = serializers.CharField()
+    cum_qty = serializers.CharField()
+    order_status = serializers.ChoiceField(choices=["filled", "partially_filled"])
+
+
+@extend_schema_serializer(component_name="NonTradeActivity")
+class _NonTradeActivityOutput(serializers.Serializer[Any]):
+    id = serializers.CharField()
+    activity_type = serializers.CharField()
+    date = serializers.DateField()
+    created_at = serializers.DateTimeField()
+    net_amount = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    status = serializers.CharField()
+    currency = serializers.CharField()
+    symbol = serializers.CharField(required=False)
+    qty = serializers.CharField(required=False)
+    per_share_amount = serializers.CharField(required=False)
+    activity_sub_type = serializers.CharField(required=False)
+
+
+@extend_schema(
+    responses={
+        200: PolymorphicProxySerializer(
+            component_name="Activity",
+            serializers=[_TradeActivityOutput, _NonTradeActivityOutput],
+            resource_type_field_name=None,
+            many=True,
+        ),
+        **error_responses(e404="unknown activity type"),
+    }
+)
 class ActivitiesApi(APIView):
     """GET /v2/account/activities and GET /v2/account/activities/{activity_type} (cursor paging)."""
 
     permission_classes = [HasScope("read")]
+    schema = operation_ids_by_route(
+        {
+            "/v2/account/activities": "account_activities_list",
+            "/v2/account/activities/{activity_type}": "account_activities_by_type",
+        }
+    )
 
     class InputSerializer(serializers.Serializer[Any]):
         activity_types = serializers.CharField(required=False, max_length=200)
@@ -86,6 +144,7 @@ class PortfolioHistoryApi(APIView):
         date_end = serializers.DateField(required=False)
         extended_hours = serializers.BooleanField(required=False)
 
+    @extend_schema_serializer(component_name="PortfolioHistory")
     class OutputSerializer(serializers.Serializer[Any]):
         timestamp = serializers.ListField(child=serializers.IntegerField())
         equity = serializers.ListField(child=StrictDecimalField(decimal_places=2))
@@ -94,6 +153,7 @@ class PortfolioHistoryApi(APIView):
         base_value = StrictDecimalField(decimal_places=2)
         timeframe = serializers.CharField()
 
+    @extend_schema(operation_id="portfolio_history_get", responses={200: OutputSerializer})
     def get(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.query_params)
         data.is_valid(raise_exception=True)
@@ -123,6 +183,7 @@ class _HtmlPassthrough(BaseRenderer):
 
 
 DOCUMENT_RENDERERS = [DecimalSafeJSONRenderer, _HtmlPassthrough]
+HTML_DOCUMENT = OpenApiResponse(OpenApiTypes.STR, description="an HTML document (errors stay JSON)")
 
 
 class StatementApi(APIView):
@@ -134,6 +195,11 @@ class StatementApi(APIView):
     class InputSerializer(serializers.Serializer[Any]):
         month = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$", max_length=7)
 
+    @extend_schema(
+        operation_id="account_statement_get",
+        parameters=[InputSerializer],
+        responses={(200, "text/html"): HTML_DOCUMENT},
+    )
     def get(self, request: Request) -> HttpResponse:
         data = self.InputSerializer(data=request.query_params)
         data.is_valid(raise_exception=True)
@@ -150,6 +216,10 @@ class ConfirmationApi(APIView):
     permission_classes = [HasScope("read")]
     renderer_classes = DOCUMENT_RENDERERS
 
+    @extend_schema(
+        operation_id="account_confirmation_get",
+        responses={(200, "text/html"): HTML_DOCUMENT, **error_responses(e404="no such fill of the caller")},
+    )
     def get(self, request: Request, fill_id: str) -> HttpResponse:
         html = confirmation_html(account=account_for_user(request.user), fill_id=fill_id)
         response = HttpResponse(html, content_type="text/html; charset=utf-8")
