@@ -13,6 +13,7 @@ from engine.commands import (
     SessionClose,
     SessionOpen,
     SetReferencePrice,
+    SplitApply,
     StopLoss,
     TakeProfit,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "SessionClose",
     "SessionOpen",
     "SetReferencePrice",
+    "SplitApply",
     "StopLoss",
     "TakeProfit",
 ]

@@ -27,11 +27,13 @@ from engine.events import (
     Event,
     OrderAccepted,
     OrderActivated,
+    OrderAdjusted,
     OrderCanceled,
     OrderExpired,
     OrderFilled,
     OrderReplaced,
     OrderTriggered,
+    SplitApplied,
     TradeExecuted,
 )
 from engine.state import OrderState
@@ -46,6 +48,7 @@ DONE = 5  # terminal; removed from every structure
 
 STOP_TYPES = frozenset({"stop", "stop_limit", "trailing_stop"})
 BPS = 10_000
+SHARE = 1_000_000_000  # qty_e9 of one whole share
 
 
 class Order:
@@ -178,6 +181,10 @@ class Order:
         )
 
 
+def _arrival(o: Order) -> int:
+    return o.arrival
+
+
 class Level:
     """One price level: live aggregate ``qty``/``count`` and a FIFO that may hold dead orders."""
 
@@ -196,6 +203,25 @@ def trailing_stop_price(is_buy: bool, water: int, trail_price: int, trail_bps: i
     if is_buy:
         return -((-water * (BPS + trail_bps)) // BPS)
     return (water * (BPS - trail_bps)) // BPS
+
+
+def split_price(value: int, num: int, den: int, tick: int, up: bool) -> int:
+    """``value * den / num`` on the ``tick`` grid, rounded up or down, never below one tick; 0 stays 0.
+
+    The same rule as ``apps.orders.services._split_price`` applies to the Order rows (they must agree).
+    """
+    if not value:
+        return 0
+    n = value * den
+    d = num * tick
+    ticks = -(-n // d) if up else n // d
+    return (ticks if ticks > 1 else 1) * tick
+
+
+def split_qty(value: int, num: int, den: int, whole: bool) -> int:
+    """``value * num / den`` rounded down to the 1e-9 quantum, or to whole shares when ``whole``."""
+    q = value * num // den
+    return q - q % SHARE if whole else q
 
 
 class OrderBook:
@@ -552,6 +578,82 @@ class OrderBook:
         self._rest(new)
         self._publish_levels()
 
+    def split(self, split_id: str, num: int, den: int, tick: int) -> None:
+        """Put every live order of this book on the terms of a ``num``-for-``den`` split (between begin/end).
+
+        Rules (identical to ``apps.orders.services.orders_adjust_for_split`` on the Order rows):
+        - leaves scale by num/den rounded down, to whole shares for a sell or a whole-share buy, else to the
+          1e-9 quantum; cum scales by num/den rounded down; qty = cum + leaves. Notional orders keep their
+          amounts. An order whose leaves round to 0 is canceled (``split``) first.
+        - prices scale by den/num on the tick, in the customer's favour: buy limit and sell stop down, sell
+          limit and buy stop up; trail price and water mark down; the book's last and reference prices down.
+        - each price level is rebuilt holding its orders by ``arrival`` (time priority), so levels that
+          merge keep price-time priority; stop heaps are rebuilt from the pending orders.
+        Events: ``SplitApplied``, the ``split`` cancels, one ``OrderAdjusted`` per remaining order in
+        acceptance order, then (at ``end``) ``BookLevelChanged`` for every old and new level.
+        """
+        sym = self.symbol
+        self.book_seq += 1
+        self.out.append(SplitApplied(sym, self.book_seq, self.seq, split_id, num, den, tick))
+        for p in sorted(self.bids, reverse=True):
+            self.dirty_bid[p] = None
+        for p in sorted(self.asks):
+            self.dirty_ask[p] = None
+        for o in [o for o in self.orders.values() if o.symbol == sym]:
+            if o.state == DONE or o.notional:
+                continue  # canceled by an earlier cancel's cascade; notional orders never rest
+            whole = not o.is_buy or o.leaves % SHARE == 0
+            if not split_qty(o.leaves, num, den, whole):
+                self.cancel(o, "split")
+        mine = [o for o in self.orders.values() if o.symbol == sym]
+        for o in mine:
+            if not o.notional:
+                leaves = split_qty(o.leaves, num, den, not o.is_buy or o.leaves % SHARE == 0)
+                o.cum = split_qty(o.cum, num, den, False)
+                o.leaves = leaves
+                o.qty = o.cum + leaves
+            o.limit = split_price(o.limit, num, den, tick, not o.is_buy)
+            o.stop = split_price(o.stop, num, den, tick, o.is_buy)
+            o.trail_price = split_price(o.trail_price, num, den, tick, False)
+            o.water = split_price(o.water, num, den, tick, False)
+            self.book_seq += 1
+            self.out.append(
+                OrderAdjusted(
+                    sym,
+                    self.book_seq,
+                    self.seq,
+                    o.order_id,
+                    o.account_id,
+                    split_id,
+                    o.qty,
+                    o.leaves,
+                    o.cum,
+                    o.limit,
+                    o.stop,
+                    o.trail_price,
+                    o.water,
+                )
+            )
+        self.last_price = split_price(self.last_price, num, den, tick, False)
+        self.ref_price = split_price(self.ref_price, num, den, tick, False)
+        resting = sorted((o for o in mine if o.state == RESTING), key=_arrival)
+        self.bids = {}
+        self.asks = {}
+        self.bid_keys = []
+        self.ask_keys = []
+        for o in resting:
+            self._rest(o)
+        self.buy_stops = []
+        self.sell_stops = []
+        for o in mine:
+            if o.state == PENDING and o.otype != "trailing_stop":
+                if o.is_buy:
+                    self.buy_stops.append((o.stop, o.arrival, o.order_id))
+                else:
+                    self.sell_stops.append((-o.stop, o.arrival, o.order_id))
+        heapify(self.buy_stops)
+        heapify(self.sell_stops)
+
     # ------------------------------------------------------------------ internals
     def _remove(self, o: Order) -> None:
         """Take a live order out of whatever structure holds it and mark it DONE (no event)."""
@@ -849,6 +951,7 @@ class OrderBook:
                             o.order_id,
                             "limit" if o.otype == "stop_limit" else "market",
                             o.stop,
+                            o.water,
                         )
                     )
                     o.otype = "limit" if o.otype == "stop_limit" else "market"

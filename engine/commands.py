@@ -10,7 +10,7 @@ Invariants:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -96,8 +96,34 @@ class SetReferencePrice(Command, frozen=True):
     price_e4: int
 
 
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+
+
+class SplitApply(Command, frozen=True):
+    """Put every live order of ``symbol`` on the terms of a ``numerator``-for-``denominator`` split, once.
+
+    Idempotent by ``split_id`` (the engine remembers applied ids in its snapshot). ``tick_e4`` is the
+    symbol's tick: adjusted prices are rounded to it, never below one tick. Decoding refuses non-positive
+    terms (such a command is dead-lettered, never applied).
+    """
+
+    symbol: str
+    split_id: str
+    numerator: Positive
+    denominator: Positive
+    tick_e4: Positive
+
+
 AnyCommand = (
-    NewOrder | CancelOrder | ReplaceOrder | SessionOpen | SessionClose | Halt | Resume | SetReferencePrice
+    NewOrder
+    | CancelOrder
+    | ReplaceOrder
+    | SessionOpen
+    | SessionClose
+    | Halt
+    | Resume
+    | SetReferencePrice
+    | SplitApply
 )
 
 _json_decoder: msgspec.json.Decoder[AnyCommand] = msgspec.json.Decoder(AnyCommand)

@@ -9,6 +9,8 @@ Invariants:
   Two engines that applied the same commands have identical snapshots, however they got there (restore+replay
   or straight through).
 - Rejections that cannot be attached to a book carry ``symbol=""`` and ``book_seq=0``.
+- ``SplitApply`` takes effect once per ``split_id``: the applied ids are part of the state (and of the
+  snapshot from the first split on, ``EngineStateSplits``); a repeat is a no-op returning ``[]``.
 """
 
 from __future__ import annotations
@@ -37,16 +39,18 @@ from engine.commands import (
     SessionClose,
     SessionOpen,
     SetReferencePrice,
+    SplitApply,
 )
 from engine.events import Event, OrderRejected, SessionChanged
-from engine.state import BookState, EngineState
+from engine.state import BookState, EngineState, EngineStateSplits
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 1  # without applied splits: the layout of before splits existed
+SNAPSHOT_VERSION_SPLITS = 2  # ``EngineStateSplits``: plus the applied split ids
 _CONTINUOUS_TIFS = frozenset({"day", "gtc", "ioc", "fok"})
 
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(EngineState)
+_decoder = msgspec.msgpack.Decoder(EngineStateSplits)
 
 
 def validate_order(
@@ -100,6 +104,8 @@ class Engine:
         self.orders: dict[str, Order] = {}  # every live order of every book, in acceptance order
         self.last_seq = -1
         self.phase = "closed"  # "closed" (pre-open / after close) | "open"
+        self.splits: list[str] = []  # applied split ids, in application order
+        self.split_ids: set[str] = set()
 
     # ------------------------------------------------------------------ apply
     def apply(self, seq: int, command: Command) -> list[Event]:
@@ -126,6 +132,9 @@ class Engine:
             book = self._book(command.symbol)
             book.ref_price = command.price_e4
             return []
+        if t is SplitApply:
+            assert isinstance(command, SplitApply)
+            return self._split(seq, command)
         raise TypeError(f"unknown command {t.__name__}")
 
     def book(self, symbol: str) -> OrderBook | None:
@@ -445,6 +454,20 @@ class Engine:
                 self.books[sym].end()
         return out
 
+    def _split(self, seq: int, c: SplitApply) -> list[Event]:
+        if c.split_id in self.split_ids:
+            return []  # already applied: the books are on these terms
+        if c.numerator <= 0 or c.denominator <= 0 or c.tick_e4 <= 0:
+            return []  # unreachable from the topic (decoding refuses it); never divide by zero
+        self.splits.append(c.split_id)
+        self.split_ids.add(c.split_id)
+        out: list[Event] = []
+        book = self._book(c.symbol)
+        book.begin(out, seq)
+        book.split(c.split_id, c.numerator, c.denominator, c.tick_e4)
+        book.end()
+        return out
+
     def _halt(self, seq: int, symbol: str, halted: bool) -> list[Event]:
         out: list[Event] = []
         book = self._book(symbol)
@@ -474,12 +497,11 @@ class Engine:
                     list(b.cls),
                 )
             )
-        return EngineState(
-            SNAPSHOT_VERSION,
-            self.last_seq,
-            self.phase,
-            [o.to_state() for o in self.orders.values()],
-            books,
+        orders = [o.to_state() for o in self.orders.values()]
+        if not self.splits:
+            return EngineState(SNAPSHOT_VERSION, self.last_seq, self.phase, orders, books)
+        return EngineStateSplits(
+            SNAPSHOT_VERSION_SPLITS, self.last_seq, self.phase, orders, books, list(self.splits)
         )
 
     def snapshot(self) -> bytes:
@@ -492,11 +514,13 @@ class Engine:
     @classmethod
     def restore(cls, data: bytes) -> Engine:
         state = _decoder.decode(data)
-        if state.version != SNAPSHOT_VERSION:
+        if state.version not in (SNAPSHOT_VERSION, SNAPSHOT_VERSION_SPLITS):
             raise ValueError(f"unsupported snapshot version {state.version}")
         eng = cls()
         eng.last_seq = state.last_seq
         eng.phase = state.phase
+        eng.splits = list(state.splits)
+        eng.split_ids = set(state.splits)
         for o in state.orders:
             eng.orders[o.order_id] = Order.from_state(o)
         for bs in state.books:

@@ -25,6 +25,7 @@ CancelReason = Literal[
     "halted",
     "parent_canceled",
     "auction_unfilled",
+    "split",
 ]
 
 RejectReason = Literal[
@@ -105,9 +106,13 @@ class OrderReplaced(Event, frozen=True, gc=False):
 
 
 class OrderTriggered(Event, frozen=True, gc=False):
+    """``water_e4``: a trailing stop's high (sell) / low (buy) water mark when it fired; 0 for other stops
+    (the default also decodes events recorded before the field existed)."""
+
     order_id: str
     new_type: str  # "market" | "limit"
     stop_price_e4: int
+    water_e4: int = 0
 
 
 class OrderActivated(Event, frozen=True, gc=False):
@@ -116,6 +121,30 @@ class OrderActivated(Event, frozen=True, gc=False):
     order_id: str
     parent_order_id: str
     qty_e9: int
+
+
+class SplitApplied(Event, frozen=True, gc=False):
+    """``SplitApply`` took effect on the book: its ``OrderAdjusted`` (and ``split`` cancels) follow."""
+
+    split_id: str
+    numerator: int
+    denominator: int
+    tick_e4: int
+
+
+class OrderAdjusted(Event, frozen=True, gc=False):
+    """A live order on post-split terms (0 = the order has no such price / no water mark yet)."""
+
+    order_id: str
+    account_id: str
+    split_id: str
+    qty_e9: int
+    leaves_qty_e9: int
+    cum_qty_e9: int
+    limit_price_e4: int
+    stop_price_e4: int
+    trail_price_e4: int
+    water_e4: int
 
 
 class BookLevelChanged(Event, frozen=True, gc=False):
@@ -141,6 +170,8 @@ AnyEvent = (
     | OrderActivated
     | BookLevelChanged
     | SessionChanged
+    | SplitApplied
+    | OrderAdjusted
 )
 
 _json_encoder = msgspec.json.Encoder()

@@ -8,6 +8,10 @@ Invariants:
 - ``Order`` is the engine's mutable order (``limit``/``stop`` = 0 means "none"; ``notional_left`` is in
   1e-13 USD); ``EngineState``/``BookState`` are the canonical snapshot layout (``SNAPSHOT_VERSION`` in
   ``engine.engine``). Field order is part of the snapshot format.
+- An engine that never applied a split encodes ``EngineState`` (version 1, the bytes of before splits
+  existed); one that did encodes ``EngineStateSplits`` (version 2: the same fields plus the applied split ids,
+  a trailing field since array-like Structs never omit defaults). Restore decodes both as
+  ``EngineStateSplits`` (a version-1 array gets ``splits=[]``).
 """
 
 from __future__ import annotations
@@ -62,3 +66,9 @@ class EngineState(msgspec.Struct, array_like=True):
     phase: str
     orders: list[OrderState]
     books: list[BookState]
+
+
+class EngineStateSplits(EngineState, array_like=True):
+    """``EngineState`` plus the split ids applied so far (in application order)."""
+
+    splits: list[str] = []

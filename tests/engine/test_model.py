@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from fractions import Fraction
+from math import ceil, floor
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from engine import CancelOrder, Engine, NewOrder, ReplaceOrder
+from engine import CancelOrder, Engine, NewOrder, ReplaceOrder, SplitApply
 from engine.commands import Command
-from engine.events import Event, OrderCanceled, OrderFilled, OrderReplaced, TradeExecuted
-from tests.engine.helpers import SYM, limit, market
+from engine.events import (
+    Event,
+    OrderAdjusted,
+    OrderCanceled,
+    OrderFilled,
+    OrderReplaced,
+    TradeExecuted,
+)
+from tests.engine.helpers import SHARE, SYM, limit, market
 
 
 @dataclass
@@ -72,6 +81,20 @@ class ReferenceBook:
     def cancel(self, oid: str) -> None:
         self.resting = [r for r in self.resting if r.oid != oid]
 
+    def split(self, num: int, den: int) -> None:
+        """Tick 1: leaves x num/den rounded down (sells and whole-share buys to whole shares; 0 = canceled),
+        buy prices rounded down and sell prices up, never below 1; priority stays (price, arrival)."""
+        kept = []
+        for r in self.resting:
+            exact = Fraction(r.leaves * num, den)
+            leaves = floor(exact / SHARE) * SHARE if not r.buy or r.leaves % SHARE == 0 else floor(exact)
+            if leaves:
+                price = Fraction(r.price * den, num)
+                r.price = max(floor(price) if r.buy else ceil(price), 1)
+                r.leaves = leaves
+                kept.append(r)
+        self.resting = kept
+
 
 ACCOUNTS = ["a", "b", "c"]
 
@@ -88,6 +111,7 @@ class EngineVsReference(RuleBasedStateMachine):
         self.canceled: dict[str, int] = {}
         self.log: list[tuple[int, Command]] = []
         self.events: list[Event] = []
+        self.splits = 0
 
     def _apply(self, cmd: Command) -> list[tuple[int, int, str, str]]:
         self.seq += 1
@@ -99,6 +123,9 @@ class EngineVsReference(RuleBasedStateMachine):
                 self.filled[e.order_id] = self.filled.get(e.order_id, 0) + e.qty_e9
             elif isinstance(e, OrderCanceled):
                 self.canceled[e.order_id] = self.canceled.get(e.order_id, 0) + e.canceled_qty_e9
+            elif isinstance(e, OrderAdjusted):  # post-split units from here on
+                self.qty[e.order_id] = e.qty_e9
+                self.filled[e.order_id] = e.cum_qty_e9
             elif isinstance(e, OrderReplaced):
                 self.canceled[e.order_id] = self.canceled.get(e.order_id, 0) + (
                     self.qty[e.order_id] - e.cum_qty_e9
@@ -156,6 +183,17 @@ class EngineVsReference(RuleBasedStateMachine):
         self.ref.submit(oid, r.acct, r.buy, "limit", "gtc", qty, price)
         got = self._apply(ReplaceOrder(order_id=r.oid, new_order_id=oid, qty_e9=qty, limit_price_e4=price))
         assert got == self.ref.trades[before:]
+
+    @precondition(lambda self: self.splits < 3)
+    @rule(terms=st.sampled_from([(2, 1), (1, 2), (3, 2), (2, 3)]), again=st.booleans())
+    def split(self, terms: tuple[int, int], again: bool) -> None:
+        num, den = terms
+        if again and self.splits:  # a redelivered split id changes nothing
+            assert self._apply(SplitApply(SYM, f"s{self.splits}", num, den, 1)) == []
+            return
+        self.splits += 1
+        self.ref.split(num, den)
+        assert self._apply(SplitApply(SYM, f"s{self.splits}", num, den, 1)) == []  # no trades
 
     @invariant()
     def not_crossed_and_same_book(self) -> None:
@@ -255,6 +293,9 @@ def _random_stream(rng: random.Random, n: int) -> list[Command]:
             live.append(oid)
         if rng.random() < 0.02:
             cmds.append(rng.choice([SessionOpen(), SessionClose()]))
+        if rng.random() < 0.01:  # splits, sometimes re-sent: state and snapshots must carry them
+            num, den = rng.choice([(2, 1), (1, 2), (3, 2)])
+            cmds.append(SplitApply(SYM, f"split-{rng.randint(0, 3)}", num, den, 1))
     return cmds
 
 
