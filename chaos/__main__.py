@@ -26,11 +26,15 @@ def _args(argv: list[str] | None) -> ChaosConfig:
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--drain", type=float, default=180.0, help="drain bound after the storm (s)")
     p.add_argument("--no-faults", action="store_true")
+    p.add_argument(
+        "--no-network-faults", action="store_true", help="no toxiproxy between platform and services"
+    )
     p.add_argument("--keep-services", action="store_true", help="leave the chaos services running")
     a = p.parse_args(argv)
     return ChaosConfig(
         seed=a.seed, accounts=a.accounts, ops=a.ops, duration_s=a.duration, clients=a.clients, drain_s=a.drain,
-        faults=not a.no_faults, topic_prefix=f"chaos{a.seed}t{int(time.time())}.",
+        faults=not a.no_faults, network_faults=not (a.no_faults or a.no_network_faults),
+        topic_prefix=f"chaos{a.seed}t{int(time.time())}.",
     )  # fmt: skip
 
 
@@ -106,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     from chaos import seed as seeding
     from chaos.faults import FaultThread
     from chaos.generator import Generator, History
+    from chaos.netfaults import NetworkFaults
     from chaos.services import services_sh
     from chaos.supervisor import Supervisor, consumer_names, platform_commands
 
@@ -115,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     say(
         f"services: postgres :{cfg.pg_port}, redis :{cfg.redis_port}, kafka :{cfg.kafka_port} ({cfg.run_dir})"
     )
+    network = NetworkFaults(cfg) if cfg.network_faults else None
+    if network is not None:
+        network.start()
+        say(f"network faults: toxiproxy :{cfg.toxiproxy_port} in front of {network.upstreams()}")
     services_sh(cfg, "all", "start")
     seeding.database_recreate(cfg)
     seeding.redis_flush(cfg)
@@ -132,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     supervisor = Supervisor(cfg, platform_commands(cfg, consumer_names(env)), env)
     supervisor.start()
-    faults = FaultThread(cfg, supervisor, random.Random(cfg.seed))  # noqa: S311 (reproducible fault schedule)
+    faults = FaultThread(cfg, supervisor, random.Random(cfg.seed), network)  # noqa: S311 (reproducible fault schedule)
     history = History(cfg.history_path)
     try:
         _wait_healthy(cfg)
@@ -147,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         gen.run()
         storm_s = time.monotonic() - t1
         faults.stop()
+        if network is not None:
+            network.reset()
         history.close()
         say(
             f"storm: {gen.issued} operations in {storm_s:.0f} s; outcomes {dict(sorted(history.outcomes.items()))}"
@@ -160,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         faults.stop()
         supervisor.stop()
+        if network is not None:
+            network.reset()
     say(f"process restarts: { {k: v for k, v in supervisor.restarts().items() if v} }")
 
     from django.db import close_old_connections
@@ -167,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     from chaos.auditor import audit
 
     close_old_connections()
-    checks = audit(history_path=cfg.history_path, symbols=symbols, seed_shares=seeding.SEED_SHARES)
+    try:
+        checks = audit(history_path=cfg.history_path, symbols=symbols, seed_shares=seeding.SEED_SHARES)
+    finally:
+        if network is not None:
+            network.stop()
     for c in checks:
         print(
             f"  {'PASS' if c.ok else 'FAIL'}  {c.name}" + (f"  [{c.detail}]" if c.detail and not c.ok else "")

@@ -19,6 +19,12 @@ class ChaosConfig:
     drain_s: float = 180.0
     fault_interval_s: tuple[float, float] = (4.0, 10.0)
     faults: bool = True
+    # Network faults: the platform reaches its services through toxiproxy on these ports (chaos/netfaults.py).
+    network_faults: bool = True
+    toxiproxy_port: int = 18674
+    pg_proxy_port: int = 55610
+    redis_proxy_port: int = 56610
+    kafka_proxy_port: int = 19610
     run_dir: Path = ROOT / ".run" / "chaos"
     pg_port: int = 55600
     redis_port: int = 56600
@@ -30,7 +36,17 @@ class ChaosConfig:
 
     @property
     def database_url(self) -> str:
-        return f"postgres://brokerage:brokerage@127.0.0.1:{self.pg_port}/brokerage"
+        return f"postgres://brokerage:brokerage@127.0.0.1:{self.platform_port('postgres')}/brokerage"
+
+    def platform_port(self, link: str) -> int:
+        """The port the platform dials for a service: the fault proxy's when network faults are on."""
+        direct = {"postgres": self.pg_port, "redis": self.redis_port, "kafka": self.kafka_port}[link]
+        proxied = {
+            "postgres": self.pg_proxy_port,
+            "redis": self.redis_proxy_port,
+            "kafka": self.kafka_proxy_port,
+        }
+        return proxied[link] if self.network_faults else direct
 
     @property
     def base_url(self) -> str:
@@ -54,6 +70,8 @@ class ChaosConfig:
             "KAFKA_PORT": str(self.kafka_port),
             "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
             "KAFKA_HEAP_OPTS": "-Xms256m -Xmx512m",
+            # Clients learn the broker's address from metadata: it must be the proxy's, or they bypass it.
+            "KAFKA_ADVERTISED_PORT": str(self.platform_port("kafka")),
         }
 
     def django_env(self) -> dict[str, str]:
@@ -64,9 +82,9 @@ class ChaosConfig:
             "DATABASE_URL": self.database_url,
             # Short-lived connections: a PostgreSQL crash then costs one request, not a pool of dead sockets.
             "DATABASE_CONN_MAX_AGE": "0",
-            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-            "CELERY_BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/1",
-            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.kafka_port}",
+            "REDIS_URL": f"redis://127.0.0.1:{self.platform_port('redis')}/0",
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:{self.platform_port('redis')}/1",
+            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.platform_port('kafka')}",
             "KAFKA_TOPIC_PREFIX": self.topic_prefix,
             "MARKET_CALENDAR": "always_open",
             "TRANSFER_SIMULATION_STEP_SECONDS": "1",

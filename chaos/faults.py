@@ -2,7 +2,9 @@
 
 Faults: PostgreSQL (kill -9 of the postmaster, then ``services.sh start`` runs crash recovery), Redis (kill -9,
 AOF replay), Kafka (kill -9, log recovery), one Celery pool child (the master forks a replacement), the outbox
-relay, the engine, the web server, a Kafka consumer (the supervisor restarts platform processes).
+relay, the engine, the web server, a Kafka consumer (the supervisor restarts platform processes). With network
+faults on, also a degraded link to one service for a few seconds: latency with jitter, a partition, connection
+resets, a starved or a lossy link (``chaos/netfaults.py``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos.config import ChaosConfig
+from chaos.netfaults import NET_FAULTS, NetworkFaults
 from chaos.services import service_kill9, service_restart_after_kill
 from chaos.supervisor import Supervisor
 
 FAULTS = ("postgres", "redis", "kafka", "worker_child", "relay", "engine", "web", "consumer")
 WEIGHTS = (2, 1, 1, 2, 2, 2, 2, 2)
+NET_WEIGHTS = (2, 1, 1, 1, 1)
 
 
 @dataclass
@@ -28,6 +32,7 @@ class FaultThread:
     cfg: ChaosConfig
     supervisor: Supervisor
     rng: random.Random
+    network: NetworkFaults | None = None
     injected: Counter[str] = field(default_factory=Counter)
     log: list[dict[str, Any]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -44,18 +49,29 @@ class FaultThread:
 
     def _run(self) -> None:
         while not self._stop.wait(self.rng.uniform(*self.cfg.fault_interval_s)):
-            fault = self.rng.choices(FAULTS, weights=WEIGHTS)[0]
+            kinds: tuple[str, ...] = FAULTS
+            weights: tuple[int, ...] = WEIGHTS
+            if self.network is not None:
+                kinds, weights = kinds + NET_FAULTS, weights + NET_WEIGHTS
+            fault = self.rng.choices(kinds, weights=weights)[0]
             started = time.time()
+            detail: dict[str, Any] = {}
             try:
-                pid = self.inject(fault)
+                if fault in NET_FAULTS:
+                    assert self.network is not None  # only drawn when configured
+                    detail = self.network.inject(fault, self.rng)
+                    pid = None
+                else:
+                    pid = self.inject(fault)
                 error = None
             except Exception as exc:
                 pid, error = None, repr(exc)
             entry = {"fault": fault, "pid": pid, "t": started, "recovered_s": round(time.time() - started, 2)}
+            entry.update(detail)
             if error:
                 entry["error"] = error
             self.log.append(entry)
-            if pid is not None:
+            if pid is not None or (detail and not error):
                 self.injected[fault] += 1
             with (self.cfg.log_dir / "faults.jsonl").open("a") as fh:
                 fh.write(json.dumps(entry) + "\n")

@@ -15,7 +15,7 @@
 #   callers queue instead of racing.
 #
 # Environment (defaults): RUN_DIR=<repo>/.run PG_PORT=55432 REDIS_PORT=56379 KAFKA_PORT=19092
-# KAFKA_CONTROLLER_PORT=19093 PG_USER=brokerage PG_PASSWORD=brokerage PG_DB=brokerage
+# KAFKA_CONTROLLER_PORT=19093 KAFKA_ADVERTISED_PORT=$KAFKA_PORT (chaos: a fault proxy's port) PG_USER=brokerage PG_PASSWORD=brokerage PG_DB=brokerage
 # KAFKA_HEAP_OPTS="-Xms512m -Xmx512m" KAFKA_START_TIMEOUT=90 INSTALL_JDK=0 (1: apt-get install a
 # JRE and Maven when missing instead of failing).
 set -euo pipefail
@@ -33,6 +33,7 @@ PG_PORT=${PG_PORT:-55432}
 REDIS_PORT=${REDIS_PORT:-56379}
 KAFKA_PORT=${KAFKA_PORT:-19092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-19093}
+KAFKA_ADVERTISED_PORT=${KAFKA_ADVERTISED_PORT:-$KAFKA_PORT}
 PG_USER=${PG_USER:-brokerage}
 PG_PASSWORD=${PG_PASSWORD:-brokerage}
 PG_DB=${PG_DB:-brokerage}
@@ -304,7 +305,7 @@ kafka_render() {
     mkdir -p "$KAFKA_DATA" "$KAFKA_LOGS"
     render_template "$KAFKA_CONF_DIR/server.properties.template" "$KAFKA_PROPS" \
         "KAFKA_PORT=$KAFKA_PORT" "KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" \
-        "KAFKA_DATA_DIR=$KAFKA_DATA"
+        "KAFKA_ADVERTISED_PORT=$KAFKA_ADVERTISED_PORT" "KAFKA_DATA_DIR=$KAFKA_DATA"
 }
 
 # Formats the log dir once. --standalone writes this node as the only voter, with its controller
