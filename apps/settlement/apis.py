@@ -1,8 +1,13 @@
-"""Thin API views of the settlement app (reads only; the ledger is written by services)."""
+"""Thin API views of the settlement app (the ledger is written by services).
+
+Mutations (cost basis method, lot selection) go through ``idempotent_execute`` (header ``Idempotency-Key``);
+every object is looked up within the caller's account, so another customer's id is a 404.
+"""
 
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from django.http import HttpResponse
@@ -23,8 +28,11 @@ from apps.accounts.permissions import HasScope
 from apps.accounts.selectors import account_for_user
 from apps.core.errors import NotFound
 from apps.core.fields import StrictDecimalField
+from apps.core.idempotency import idempotent_execute, owner_of
+from apps.core.money import QTY_DECIMAL_PLACES
 from apps.core.renderers import DecimalSafeJSONRenderer
 from apps.core.schema import error_responses, operation_ids_by_route
+from apps.settlement import selectors, services
 from apps.settlement.activities import (
     ACTIVITY_TYPES,
     MAX_PAGE_SIZE,
@@ -33,6 +41,7 @@ from apps.settlement.activities import (
     activity_render,
 )
 from apps.settlement.documents import confirmation_html, statement_html
+from apps.settlement.models import CostBasisMethod
 from apps.settlement.portfolio import portfolio_history
 
 
@@ -225,3 +234,127 @@ class ConfirmationApi(APIView):
         response = HttpResponse(html, content_type="text/html; charset=utf-8")
         response["Content-Disposition"] = 'inline; filename="confirmation.html"'
         return response
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Cost basis: the account's lot relief method, open lots, lot selection for a sell order
+
+
+def _read_or_trade(request: Request) -> list[Any]:
+    return [HasScope("read" if request.method == "GET" else "trade")()]
+
+
+class CostBasisMethodApi(APIView):
+    """GET / PATCH /v1/account/cost-basis: the account's default lot relief method ({"method": "FIFO"}).
+
+    A change applies to sells booked after it; FIFO until the customer chooses another."""
+
+    def get_permissions(self) -> list[Any]:
+        return _read_or_trade(self.request)
+
+    class InputSerializer(serializers.Serializer[Any]):
+        method = serializers.ChoiceField(choices=CostBasisMethod.choices)
+
+    class OutputSerializer(serializers.Serializer[Any]):
+        method = serializers.CharField()
+
+    def get(self, request: Request) -> Response:
+        method = selectors.cost_basis_method(account_for_user(request.user))
+        return Response(self.OutputSerializer({"method": method}).data)
+
+    def patch(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        method = data.validated_data["method"]
+        account = account_for_user(request.user)
+
+        def operation() -> Response:
+            setting = services.cost_basis_method_set(
+                account=account, method=method, actor=request.user, request=request
+            )
+            return Response(self.OutputSerializer({"method": setting.method}).data)
+
+        return idempotent_execute(request, operation, owner=owner_of(request))
+
+
+class PositionLotsApi(APIView):
+    """GET /v1/positions/{symbol}/lots: the caller's open tax lots of one symbol, oldest first."""
+
+    permission_classes = [HasScope("read")]
+
+    class OutputSerializer(serializers.Serializer[Any]):
+        lot_id = serializers.CharField()
+        symbol = serializers.CharField()
+        acquired_date = serializers.DateField()
+        qty = StrictDecimalField(decimal_places=QTY_DECIMAL_PLACES)
+        original_qty = StrictDecimalField(decimal_places=QTY_DECIMAL_PLACES)
+        cost_basis = StrictDecimalField(decimal_places=4)
+        cost_per_share = StrictDecimalField(decimal_places=4)
+        selected_qty = StrictDecimalField(decimal_places=QTY_DECIMAL_PLACES)
+
+    def get(self, request: Request, symbol: str) -> Response:
+        lots = selectors.open_lots(account_for_user(request.user), symbol.upper())
+        return Response(self.OutputSerializer(lots, many=True).data)
+
+
+def _canonical_order_id(raw: str) -> str:
+    """Order ids are UUIDs (held by settlement in canonical form); anything else is simply not found."""
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise NotFound("order not found", field="order_id") from None
+
+
+class LotSelectionApi(APIView):
+    """GET / POST /v1/orders/{order_id}/lot-selection: the lots an open sell order relieves first.
+
+    POST {"lots": [{"lot_id": "12", "qty": "5"}]} replaces the selection (an empty list clears it); allowed
+    until the order's first fill books. The account's cost basis method covers any quantity not selected."""
+
+    def get_permissions(self) -> list[Any]:
+        return _read_or_trade(self.request)
+
+    class ChoiceSerializer(serializers.Serializer[Any]):
+        lot_id = serializers.RegexField(r"^[1-9][0-9]{0,17}$", max_length=18)
+        qty = StrictDecimalField(decimal_places=QTY_DECIMAL_PLACES, positive=True)
+
+    class InputSerializer(serializers.Serializer[Any]):
+        lots = serializers.ListField(allow_empty=True, max_length=200)
+
+    class ChoiceOutputSerializer(serializers.Serializer[Any]):
+        lot_id = serializers.CharField()
+        qty = StrictDecimalField(decimal_places=QTY_DECIMAL_PLACES)
+        remaining = StrictDecimalField(decimal_places=QTY_DECIMAL_PLACES)
+
+    class OutputSerializer(serializers.Serializer[Any]):
+        order_id = serializers.CharField()
+        symbol = serializers.CharField()
+        lots = serializers.ListField()
+
+    def _render(self, view: Any) -> dict[str, Any]:
+        return {
+            "order_id": view.order_id,
+            "symbol": view.symbol,
+            "lots": self.ChoiceOutputSerializer(view.lots, many=True).data,
+        }
+
+    def get(self, request: Request, order_id: str) -> Response:
+        view = selectors.lot_selection(account_for_user(request.user), _canonical_order_id(order_id))
+        return Response(self._render(view))
+
+    def post(self, request: Request, order_id: str) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        choices = self.ChoiceSerializer(data=data.validated_data["lots"], many=True)
+        choices.is_valid(raise_exception=True)
+        picked = [services.LotChoice(lot_id=int(c["lot_id"]), qty=c["qty"]) for c in choices.validated_data]
+        account = account_for_user(request.user)
+        oid = _canonical_order_id(order_id)
+
+        def operation() -> Response:
+            services.lot_selection_set(
+                account=account, order_id=oid, choices=picked, actor=request.user, request=request
+            )
+            return Response(self._render(selectors.lot_selection(account, oid)))
+
+        return idempotent_execute(request, operation, owner=owner_of(request))

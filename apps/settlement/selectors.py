@@ -17,18 +17,28 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from apps.accounts.models import BrokerageAccount
+from apps.core.errors import NotFound
 from apps.core.markettime import NEW_YORK
 from apps.core.money import MONEY_QUANTUM, PRICE_DECIMAL_PLACES
 from apps.settlement.models import (
     CURRENCY,
     CashAccountRestriction,
+    CostBasisMethod,
+    CostBasisSetting,
     GoodFaithViolation,
     LedgerAccount,
+    LotSelection,
     RealizedGain,
     ShareReservation,
     TaxLot,
 )
-from apps.settlement.types import CashBalances, PositionView
+from apps.settlement.types import (
+    CashBalances,
+    LotChoiceView,
+    LotSelectionView,
+    LotView,
+    PositionView,
+)
 
 Kind = LedgerAccount.Kind
 ZERO = Decimal(0)
@@ -119,7 +129,7 @@ def _positions(account: BrokerageAccount, symbol: str | None = None) -> list[Pos
 
 
 def positions(account: BrokerageAccount) -> list[PositionView]:
-    """Open positions (non-zero quantity) by symbol, settled + unsettled, with FIFO-lot cost basis."""
+    """Open positions (non-zero quantity) by symbol, settled + unsettled; cost basis = the open lots' cost."""
     return _positions(account)
 
 
@@ -192,3 +202,54 @@ def realized_pnl(account: BrokerageAccount, symbol: str | None = None) -> Decima
         qs = qs.filter(lot__symbol=symbol)
     total: Decimal = qs.aggregate(s=Sum("gain"))["s"] or ZERO
     return total
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tax lots and cost basis
+
+
+def cost_basis_method(account: BrokerageAccount) -> str:
+    """The account's default lot relief method (FIFO without a setting)."""
+    method = CostBasisSetting.objects.filter(account=account).values_list("method", flat=True).first()
+    return method or CostBasisMethod.FIFO
+
+
+def open_lots(account: BrokerageAccount, symbol: str) -> list[LotView]:
+    """The account's open lots of ``symbol``, oldest first (another account's lots are never visible)."""
+    lots = list(
+        TaxLot.objects.filter(account=account, symbol=symbol, remaining__gt=0).order_by("acquired_date", "id")
+    )
+    selected = {
+        row["lot_id"]: row["s"]
+        for row in LotSelection.objects.filter(lot__in=lots, remaining__gt=0, reservation__remaining__gt=0)
+        .values("lot_id")
+        .annotate(s=Sum("remaining"))
+    }
+    return [
+        LotView(
+            lot_id=lot.pk,
+            symbol=lot.symbol,
+            acquired_date=lot.acquired_date,
+            qty=lot.remaining,
+            original_qty=lot.qty,
+            cost_basis=lot.remaining_cost,
+            cost_per_share=(lot.remaining_cost / lot.remaining).quantize(
+                PRICE_QUANTUM, rounding=ROUND_HALF_EVEN
+            ),
+            selected_qty=selected.get(lot.pk, ZERO),
+        )
+        for lot in lots
+    ]
+
+
+def lot_selection(account: BrokerageAccount, order_id: str) -> LotSelectionView:
+    """The lots chosen for the account's sell order ``order_id``; ``NotFound`` for anyone else's order."""
+    res = ShareReservation.objects.filter(account=account, order_id=order_id).first()
+    if res is None:
+        raise NotFound(f"no open sell order {order_id}")
+    rows = LotSelection.objects.filter(reservation=res).order_by("seq", "id")
+    return LotSelectionView(
+        order_id=order_id,
+        symbol=res.symbol,
+        lots=[LotChoiceView(lot_id=r.lot_id, qty=r.qty, remaining=r.remaining) for r in rows],
+    )

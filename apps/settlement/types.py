@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -50,3 +50,34 @@ class PositionView:
     qty_available: Decimal
     avg_entry_price: Decimal
     cost_basis: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class LotView:
+    """One open tax lot. ``qty`` is open, ``cost_basis`` is the open part's cost; ``selected_qty`` is what open
+    sell orders of the account have chosen from it (``LotSelection``) and not yet sold."""
+
+    lot_id: int
+    symbol: str
+    acquired_date: date
+    qty: Decimal
+    original_qty: Decimal
+    cost_basis: Decimal
+    cost_per_share: Decimal
+    selected_qty: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class LotChoiceView:
+    lot_id: int
+    qty: Decimal
+    remaining: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class LotSelectionView:
+    """The lots chosen for one sell order, in relief order."""
+
+    order_id: str
+    symbol: str
+    lots: list[LotChoiceView]

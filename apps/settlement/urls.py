@@ -11,6 +11,11 @@ urlpatterns: list[URLPattern | URLResolver] = [
         "v1/accounts/confirmations/<str:fill_id>", apis.ConfirmationApi.as_view(), name="account-confirmation"
     ),
     path("v2/account/portfolio/history", apis.PortfolioHistoryApi.as_view(), name="portfolio-history"),
+    path("v1/account/cost-basis", apis.CostBasisMethodApi.as_view(), name="account-cost-basis"),
+    path("v1/positions/<str:symbol>/lots", apis.PositionLotsApi.as_view(), name="position-lots"),
+    path(
+        "v1/orders/<str:order_id>/lot-selection", apis.LotSelectionApi.as_view(), name="order-lot-selection"
+    ),
     path(
         "v2/account/activities/<str:activity_type>",
         apis.ActivitiesApi.as_view(),
