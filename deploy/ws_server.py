@@ -132,10 +132,15 @@ class DrainingServer(daphne.server.Server):  # type: ignore[misc]
         sockets = self.websockets_open()
         logger.info("closing %d WebSocket(s) with 1012 service restart", len(sockets))
         for protocol in sockets:
-            if protocol.state == protocol.STATE_OPEN:
-                protocol.sendClose(code=CLOSE_SERVICE_RESTART, reason="service restart")
-            else:  # still in the handshake or already closing: nothing to tell, just go
-                protocol.dropConnection(abort=True)
+            try:
+                if protocol.state == protocol.STATE_OPEN:
+                    # sendClose() allows applications only 1000 and 3000-4999; 1012 is a server's code, so the
+                    # frame goes out one level lower (as daphne itself sends 1011).
+                    protocol.sendCloseFrame(code=CLOSE_SERVICE_RESTART, reasonUtf8=b"service restart")
+                else:  # still in the handshake or already closing: nothing to tell, just go
+                    protocol.dropConnection(abort=True)
+            except Exception:  # one broken connection must not keep the others from being told
+                logger.exception("could not close %r", protocol)
         reactor.callLater(self.close_grace_seconds, self.stop)
         self._stop_when_closed()
 
