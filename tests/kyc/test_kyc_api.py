@@ -62,6 +62,7 @@ def test_clean_application_is_auto_approved_and_activated(api: APIClient, accoun
         pytest.param("Oleg", "Deripaska", "1968-01-02", 24283, False, id="sdn-primary-name"),
         pytest.param("Abbud", "Zumar", "1947-04-19", 2677, True, id="sdn-alias"),
         pytest.param("Олег", "Дерипаска", "1968-01-02", 24283, False, id="sdn-cyrillic-transliteration"),
+        pytest.param("أيمن", "الظواهري", "1951-06-19", 2676, False, id="sdn-arabic-script-skeleton"),
         # An exact name is always held, even when the date of birth disagrees with the list.
         pytest.param("Abbud", "Zumar", "1985-04-12", 2677, True, id="sdn-alias-other-dob"),
     ],
@@ -82,6 +83,10 @@ def test_sanctions_possible_match_is_held_for_review(
     top = screening.best_candidates[0]
     assert (top["ent_num"], top["is_alias"]) == (ent_num, is_alias)
     assert top["score"] >= screening.review_threshold or top["exact_name"]
+    # The evidence says which key matched: Arabic script has no short vowels, so only its skeleton can.
+    assert (top["matched_by"], top["matched_key"]) == (
+        ("skeleton", "ayman zawahiri") if ent_num == 2676 else ("name", top["matched_key"])
+    )
 
 
 def test_pep_disclosure_goes_to_review(api: APIClient, account: BrokerageAccount) -> None:

@@ -13,12 +13,20 @@ How a name is scored (0-100, integer):
    costs nothing when the applicant omits it.
 4. A candidate that agrees on only one token while either side has more is capped at
    ``SINGLE_TOKEN_CAP``: one shared given name or surname is not a match.
-5. Date of birth: if the applicant's date falls in one of the entry's DOB ranges the score gains
+5. Abjad scripts (Arabic, Persian, Hebrew, ...) do not write short vowels, so a query in one of them is also
+   scored on consonant skeletons (``skeleton``): the same blocking and alignment over skeleton tokens, with
+   the score multiplied by ``SKELETON_WEIGHT`` and capped at ``SKELETON_CAP`` because a skeleton is a
+   lossier key ("ahmad" and "hamid" share "hmd"). The better of the two scores per name counts;
+   ``Candidate.matched_by`` says which one it was.
+6. Date of birth: if the applicant's date falls in one of the entry's DOB ranges the score gains
    ``DOB_EXACT_BONUS`` (exact day) or ``DOB_RANGE_BONUS`` (year or month only); if the entry has DOBs and
    none fit, it loses ``DOB_MISMATCH_PENALTY``.
 
 Invariants:
-- An exact name match (same normalized token set) is always ``possible_match``, whatever the DOB says.
+- An exact name match (same normalized token set) is always ``possible_match``, whatever the DOB says. A
+  skeleton match is never "exact": only its score can hold an application.
+- The skeleton scorer runs only for abjad-script input and only adds candidates or raises scores; it
+  never lowers a score the ordinary matcher gives.
 - ``screen`` is pure and deterministic for a given list and parameters; the screener is immutable after
   construction and safe to share between threads.
 - Individuals are screened against individuals only by default (primary names and strong aliases);
@@ -37,6 +45,7 @@ from rapidfuzz import fuzz, process
 
 from apps.kyc.sanctions.loader import SanctionsList, SdnEntry
 from apps.kyc.sanctions.normalize import normalize_name, sorted_token_key, to_ascii
+from apps.kyc.sanctions.skeleton import abjad_forms, latin_forms, skeleton, uses_abjad, vowels_agree
 
 __all__ = [
     "DEFAULT_REVIEW_THRESHOLD",
@@ -52,7 +61,13 @@ SINGLE_TOKEN_CAP = 70
 DOB_EXACT_BONUS = 5
 DOB_RANGE_BONUS = 2
 DOB_MISMATCH_PENALTY = 15
+SKELETON_SIMILARITY_CUTOFF = 88  # fuzz.ratio between two skeletons: equal, or one insertion in 4+ consonants
+SKELETON_WEIGHT = 0.95
+SKELETON_CAP = 95  # a skeleton never scores like an exact spelling
 _PATRONYMIC_ENDINGS = ("ovich", "evich", "ovna", "evna", "ichna", "ogly", "kyzy")
+
+NAME = "name"
+SKELETON = "skeleton"
 
 CLEAR = "clear"
 POSSIBLE_MATCH = "possible_match"
@@ -72,6 +87,8 @@ class Candidate:
     exact_name: bool  # same normalized token set
     dob_check: str  # "match", "mismatch" or "unknown"
     country_match: bool | None  # None when the applicant gave no country or the entry lists none
+    matched_by: str = NAME  # "name" (normalized tokens) or "skeleton" (consonant skeletons, abjad input)
+    matched_key: str = ""  # the compared form of matched_name: its normalized tokens or its skeletons
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +113,7 @@ class _Name:
     optional: tuple[bool, ...]  # tokens whose omission costs nothing (patronymics)
     key: str  # sorted distinct tokens
     alias_type: str | None
+    forms: tuple[str, ...]  # folded forms of the tokens, for skeleton matching (see ``skeleton``)
 
 
 def _optional_mask(tokens: tuple[str, ...], is_individual: bool) -> tuple[bool, ...]:
@@ -153,6 +171,7 @@ class SanctionsScreener:
                         optional=_optional_mask(tokens, entry.is_individual),
                         key=sorted_token_key(normalized),
                         alias_type=alias_type,
+                        forms=latin_forms(normalized),
                     )
                 )
         self._names: tuple[_Name, ...] = tuple(names)
@@ -162,6 +181,16 @@ class SanctionsScreener:
                 postings.setdefault(token, []).append(name_id)
         self._postings = postings
         self._vocabulary: list[str] = list(postings)
+        form_postings: dict[str, list[int]] = {}
+        for name_id, name in enumerate(self._names):
+            for form in set(name.forms):
+                form_postings.setdefault(form, []).append(name_id)
+        self._form_postings = form_postings
+        forms_by_skeleton: dict[str, list[str]] = {}
+        for form in form_postings:
+            forms_by_skeleton.setdefault(skeleton(form), []).append(form)
+        self._forms_by_skeleton = forms_by_skeleton
+        self._skeleton_vocabulary: list[str] = list(forms_by_skeleton)
 
     @property
     def name_count(self) -> int:
@@ -182,6 +211,8 @@ class SanctionsScreener:
         normalized = normalize_name(full_name)
         query_tokens = tuple(normalized.split())
         scored = self._score_candidates(query_tokens, date_of_birth, country)
+        if uses_abjad(full_name):
+            scored += self._score_candidates(abjad_forms(full_name), date_of_birth, country, by_skeleton=True)
         # One candidate per entry: its best-scoring name.
         best_per_entry: dict[int, Candidate] = {}
         for candidate in scored:
@@ -205,27 +236,24 @@ class SanctionsScreener:
     # ------------------------------------------------------------------------------------------ internals
 
     def _score_candidates(
-        self, query_tokens: tuple[str, ...], date_of_birth: date | None, country: str | None
+        self,
+        query_tokens: tuple[str, ...],
+        date_of_birth: date | None,
+        country: str | None,
+        *,
+        by_skeleton: bool = False,
     ) -> list[Candidate]:
         if not query_tokens:
             return []
         distinct = set(query_tokens)
         # sims[q][list_token] = similarity 0-1 for every list token close enough to query token q.
-        sims: dict[str, dict[str, float]] = {}
+        sims = {q: self._similar_forms(q) if by_skeleton else self._similar_tokens(q) for q in distinct}
+        postings = self._form_postings if by_skeleton else self._postings
         hits: Counter[int] = Counter()
         for q in distinct:
-            similar = process.extract(
-                q,
-                self._vocabulary,
-                scorer=fuzz.ratio,
-                processor=None,
-                score_cutoff=TOKEN_SIMILARITY_CUTOFF,
-                limit=None,
-            )
-            sims[q] = {token: score / 100 for token, score, _ in similar}
             ids: set[int] = set()
             for token in sims[q]:
-                ids.update(self._postings[token])
+                ids.update(postings[token])
             hits.update(ids)
         needed = min(2, len(distinct))
         query_key = " ".join(sorted(distinct))
@@ -233,11 +261,17 @@ class SanctionsScreener:
         candidates: list[Candidate] = []
         for name_id, shared in hits.items():
             name = self._names[name_id]
-            if shared < needed and len(set(name.tokens)) > 1:
+            tokens = name.forms if by_skeleton else name.tokens
+            if shared < needed and len(set(tokens)) > 1:
                 continue
-            name_score = _alignment_score(query_tokens, name, sims)
-            exact = name.key == query_key
-            base = 100 if exact else name_score
+            if by_skeleton:
+                optional = (False,) * len(tokens)
+                raw_score = _alignment_score(query_tokens, tokens, optional, sims)
+                exact = False
+                base = min(SKELETON_CAP, round(raw_score * SKELETON_WEIGHT))
+            else:
+                exact = name.key == query_key
+                base = 100 if exact else _alignment_score(query_tokens, tokens, name.optional, sims)
             entry = self._entries[name.entry_index]
             dob_check, adjustment = _dob_adjustment(entry, date_of_birth)
             candidates.append(
@@ -254,16 +288,52 @@ class SanctionsScreener:
                     exact_name=exact,
                     dob_check=dob_check,
                     country_match=_country_match(entry, country_key),
+                    matched_by=SKELETON if by_skeleton else NAME,
+                    matched_key=" ".join(tokens),
                 )
             )
         return candidates
 
+    def _similar_tokens(self, query_token: str) -> dict[str, float]:
+        similar = process.extract(
+            query_token,
+            self._vocabulary,
+            scorer=fuzz.ratio,
+            processor=None,
+            score_cutoff=TOKEN_SIMILARITY_CUTOFF,
+            limit=None,
+        )
+        return {token: score / 100 for token, score, _ in similar}
 
-def _alignment_score(query: tuple[str, ...], name: _Name, sims: dict[str, dict[str, float]]) -> int:
+    def _similar_forms(self, abjad_form: str) -> dict[str, float]:
+        """List forms whose skeleton is close to the query's; equal skeletons must also agree on vowels."""
+        query_skeleton = skeleton(abjad_form)
+        similar = process.extract(
+            query_skeleton,
+            self._skeleton_vocabulary,
+            scorer=fuzz.ratio,
+            processor=None,
+            score_cutoff=SKELETON_SIMILARITY_CUTOFF,
+            limit=None,
+        )
+        forms: dict[str, float] = {}
+        for list_skeleton, score, _ in similar:
+            for form in self._forms_by_skeleton[list_skeleton]:
+                if list_skeleton != query_skeleton or vowels_agree(abjad_form, form):
+                    forms[form] = score / 100
+        return forms
+
+
+def _alignment_score(
+    query: tuple[str, ...],
+    tokens: tuple[str, ...],
+    optional: tuple[bool, ...],
+    sims: dict[str, dict[str, float]],
+) -> int:
     pairs: list[tuple[float, int, int]] = []
     for qi, q in enumerate(query):
         row = sims[q]
-        for ci, c in enumerate(name.tokens):
+        for ci, c in enumerate(tokens):
             sim = row.get(c)
             if sim is not None:
                 pairs.append((sim, qi, ci))
@@ -278,18 +348,16 @@ def _alignment_score(query: tuple[str, ...], name: _Name, sims: dict[str, dict[s
             continue
         used_q.add(qi)
         used_c.add(ci)
-        chars = len(query[qi]) + len(name.tokens[ci])
+        chars = len(query[qi]) + len(tokens[ci])
         matched += sim * chars
         matched_chars += chars
     unmatched_q = sum(len(q) for qi, q in enumerate(query) if qi not in used_q)
-    unmatched_c = sum(
-        len(c) for ci, c in enumerate(name.tokens) if ci not in used_c and not name.optional[ci]
-    )
+    unmatched_c = sum(len(c) for ci, c in enumerate(tokens) if ci not in used_c and not optional[ci])
     denominator = matched_chars + UNMATCHED_WEIGHT * (unmatched_q + unmatched_c)
     if denominator == 0:
         return 0
     score = round(100 * matched / denominator)
-    if len(used_q) < 2 and (len(query) > 1 or len(name.tokens) > 1):
+    if len(used_q) < 2 and (len(query) > 1 or len(tokens) > 1):
         score = min(score, SINGLE_TOKEN_CAP)
     return score
 
