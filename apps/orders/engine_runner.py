@@ -56,6 +56,7 @@ from engine.commands import (
     Command,
     NewOrder,
     ReplaceOrder,
+    SplitApply,
 )
 from engine.engine import Engine
 from engine.events import BookLevelChanged, Event, OrderFilled, TradeExecuted
@@ -71,6 +72,7 @@ COMMAND_EVENT_TYPES = frozenset(
         "orders.CancelRequested",
         "orders.ReplaceRequested",
         "orders.SessionCommand",
+        "orders.SplitRequested",
     }
 )
 
@@ -83,6 +85,8 @@ def command_event_type(command: Command) -> str:
         return "orders.CancelRequested"
     if isinstance(command, ReplaceOrder):
         return "orders.ReplaceRequested"
+    if isinstance(command, SplitApply):
+        return "orders.SplitRequested"
     return "orders.SessionCommand"
 
 
@@ -107,7 +111,7 @@ def command_envelope(
 
 
 # Engine fields holding "no price" as 0 become null in their decimal twin (an order never has price 0).
-_ZERO_IS_ABSENT = frozenset({"limit_price_e4", "stop_price_e4", "notional_e4"})
+_ZERO_IS_ABSENT = frozenset({"limit_price_e4", "stop_price_e4", "notional_e4", "trail_price_e4", "water_e4"})
 
 
 @dataclass(frozen=True, slots=True)

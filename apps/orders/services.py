@@ -825,8 +825,9 @@ def position_close(
 
 
 # ----------------------------------------------------------------------------------------- corporate actions
-# Called by apps.settlement.services.corporate_action_apply inside its transaction (the split and the orders
-# change together). Known gap: the engine's in-memory books keep the old terms until they are rebuilt.
+# Called by apps.settlement.corporate_actions.corporate_action_apply inside its transaction: the split, the
+# Order rows and the engine's SplitApply command (outbox, after the cancels it issues) change together. The
+# engine applies the same rounding rules to its books (engine.book.split_price / split_qty).
 
 
 def _split_qty(value: Decimal, ratio_num: int, ratio_den: int, *, whole: bool) -> Decimal:
@@ -846,7 +847,7 @@ def _split_price(
     return max(ticks, Decimal(1)) * tick
 
 
-def orders_adjust_for_split(*, symbol: str, ratio_num: int, ratio_den: int) -> list[Order]:
+def orders_adjust_for_split(*, symbol: str, ratio_num: int, ratio_den: int, split_id: str) -> list[Order]:
     """Put every open order of ``symbol`` on post-split terms; returns the orders changed (or canceled).
 
     Quantities scale by num/den rounded DOWN (sell orders and whole-share orders to whole shares, so sells
@@ -854,6 +855,9 @@ def orders_adjust_for_split(*, symbol: str, ratio_num: int, ratio_den: int) -> l
     rounded in the customer's favour (buy limit and sell stop down, sell limit and buy stop up), so a buy's
     worst-case cost never grows and its cash hold still covers it. An order whose remaining quantity rounds
     to zero is canceled through the engine (``order_cancel``). The asset's reference price scales too.
+    Last, ``SplitApply(split_id=...)`` goes to the engine through the outbox (after those cancels, same
+    key, so the engine sees them first); the engine puts its resting orders on the same terms, once per
+    ``split_id``.
     """
     if ratio_num <= 0 or ratio_den <= 0 or ratio_num == ratio_den:
         raise ValidationError("a split ratio needs two different positive integers", field="ratio")
@@ -904,4 +908,25 @@ def orders_adjust_for_split(*, symbol: str, ratio_num: int, ratio_den: int) -> l
             ]
         )
         changed.append(order)
+    split_command_record(
+        command=ec.SplitApply(
+            symbol=symbol,
+            split_id=split_id,
+            numerator=ratio_num,
+            denominator=ratio_den,
+            tick_e4=units.price_to_e4(tick),
+        )
+    )
     return changed
+
+
+def split_command_record(*, command: ec.SplitApply) -> None:
+    """Write ``SplitApply`` to the outbox (``orders.SplitRequested``, key = symbol, aggregate = the split)."""
+    event_record(
+        topic=COMMANDS_TOPIC,
+        key=command.symbol,
+        event_type="orders.SplitRequested",
+        aggregate_type="corporate_action",
+        aggregate_id=command.split_id,
+        payload={"command": msgspec.to_builtins(command)},
+    )

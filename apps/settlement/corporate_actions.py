@@ -9,7 +9,8 @@ Invariants:
   the customer's settled securities and the house account for the symbol, cash from the house cash account, so
   the entry balances per asset. Tax lots keep their total cost; the fraction is taken from the newest lots as a
   sale (a ``RealizedGain`` with the cash in lieu as proceeds). Share reservations and open orders
-  (``apps.orders.services.orders_adjust_for_split``) move to the new terms in the same transaction. A split is
+  (``apps.orders.services.orders_adjust_for_split``, which also sends ``SplitApply`` to the engine through the
+  outbox, idempotent by ``split_id_of(action)``) move to the new terms in the same transaction. A split is
   refused while trades in the symbol are unsettled (apply it before the open of the ex-date, after the
   settlement run), so unsettled obligations never straddle two sets of terms.
 - Dividends are paid on ``pay_date`` (or later) to the holders of record: settled shares at the end of
@@ -57,6 +58,11 @@ from apps.settlement.services import (
 Kind = LedgerAccount.Kind
 EntryType = JournalEntry.EntryType
 SOURCE_TYPE = "corporate_action"
+
+
+def split_id_of(action: CorporateAction) -> str:
+    """The engine's idempotency id of a split (``SplitApply.split_id``)."""
+    return f"corporate_action:{action.pk}"
 
 
 def _source_id(action: CorporateAction, account_id: Any) -> str:
@@ -191,7 +197,8 @@ def _split_apply(action: CorporateAction) -> list[JournalEntry]:
         entries.append(entry)
     _reservations_split(symbol=symbol, ratio=ratio)
     orders = importlib.import_module("apps.orders.services")
-    orders.orders_adjust_for_split(symbol=symbol, ratio_num=num, ratio_den=den)
+    # Last: the engine's SplitApply must follow the cancels this writes to the outbox.
+    orders.orders_adjust_for_split(symbol=symbol, ratio_num=num, ratio_den=den, split_id=split_id_of(action))
     return entries
 
 

@@ -1,0 +1,124 @@
+"""A split reaches the engine's books: corporate action → Order rows + ``SplitApply`` (outbox) → engine → projection.
+
+The engine core is fed the outbox rows the services wrote, through the engine runner's own ``command_decode``
+and ``event_envelope`` (the ``Harness`` of test_projection), so the command and event contracts are pinned.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from django.db import transaction
+
+from apps.accounts.models import BrokerageAccount
+from apps.core.models import StoredEvent
+from apps.orders.engine_runner import command_decode
+from apps.orders.models import Fill, TradeUpdate
+from apps.settlement.corporate_actions import corporate_action_apply, split_id_of
+from apps.settlement.models import CashHold, CorporateAction
+from engine import commands as ec
+from tests.orders.test_projection import Harness, account, clock, mm, submit  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+
+def _split_action(num: int, den: int) -> CorporateAction:
+    return CorporateAction.objects.create(
+        kind="split",
+        symbol="AAPL",
+        effective_date=date(2026, 11, 25),
+        ratio_num=num,
+        ratio_den=den,
+        cash_in_lieu_price=Decimal("50"),
+    )
+
+
+def test_split_adjusts_resting_orders_in_the_engine_and_new_orders_fill_at_post_split_terms(
+    account: BrokerageAccount,  # noqa: F811
+) -> None:
+    h = Harness()
+    buy = submit(account, qty=Decimal("10"), limit_price=Decimal("100.01"))
+    h.pump()
+    h.inject(mm("sell", "7", "100.03", "mm-s1", "market-maker"))  # not one of our rows: the engine's alone
+    action = _split_action(2, 1)
+    with transaction.atomic():
+        corporate_action_apply(action_id=action.pk)
+
+    # The outbox holds exactly one SplitApply, with the asset's tick, after the order rows changed.
+    rows = list(StoredEvent.objects.filter(topic="orders.commands", event_type="orders.SplitRequested"))
+    assert len(rows) == 1
+    _env, command = command_decode(bytes(rows[0].body))
+    assert command == ec.SplitApply(
+        symbol="AAPL", split_id=split_id_of(action), numerator=2, denominator=1, tick_e4=100
+    )
+    buy.refresh_from_db()
+    assert (buy.status, buy.qty, buy.limit_price) == ("new", Decimal("20"), Decimal("50.00"))
+
+    out = h.pump()
+    adjusted = {e.payload["order_id"]: e.payload for e in out if e.event_type == "engine.OrderAdjusted"}
+    # The engine's terms equal the row's exactly (buy 50.005 -> 50.00; sell 50.015 -> 50.02).
+    assert {oid: (p["qty"], p["leaves_qty"], p["limit_price"]) for oid, p in adjusted.items()} == {
+        str(buy.id): ("20", "20", "50"),
+        "mm-s1": ("14", "14", "50.02"),
+    }
+    assert Decimal(adjusted[str(buy.id)]["limit_price"]) == buy.limit_price
+    assert [e.event_type for e in out][:1] == ["engine.SplitApplied"]
+    assert TradeUpdate.objects.filter(order=buy).count() == 1  # "new" only: the split is not a trade update
+
+    # A new sell at the post-split price crosses the adjusted buy: 20 shares at the resting 50.00.
+    h.inject(mm("sell", "25", "50", "mm-s2", "market-maker"))
+    buy.refresh_from_db()
+    assert (buy.status, buy.filled_qty, buy.filled_avg_price) == ("filled", Decimal("20"), Decimal("50"))
+    assert list(Fill.objects.filter(order=buy).values_list("qty", "price")) == [
+        (Decimal("20"), Decimal("50"))
+    ]
+    # Our new buy at 50.02 takes the market maker's adjusted 14 shares there (the 5 left at 50.00 first).
+    taker = submit(account, qty=Decimal("19"), limit_price=Decimal("50.02"))
+    h.pump()
+    taker.refresh_from_db()
+    assert (taker.status, taker.filled_qty) == ("filled", Decimal("19"))
+    assert sorted(Fill.objects.filter(order=taker).values_list("price", "qty")) == [
+        (Decimal("50"), Decimal("5")),
+        (Decimal("50.02"), Decimal("14")),
+    ]
+    assert CashHold.objects.filter(account=account, remaining__gt=0).count() == 0  # holds released exactly
+
+    # Applying the action again sends nothing; a redelivered SplitApply changes nothing in the engine.
+    book = h.engine.book("AAPL")
+    assert book is not None
+    before = (book.level_orders(True), book.level_orders(False), book.ref_price, h.engine.splits)
+    with transaction.atomic():
+        corporate_action_apply(action_id=action.pk)
+    assert StoredEvent.objects.filter(event_type="orders.SplitRequested").count() == 1
+    assert h.inject(command) == []
+    assert (book.level_orders(True), book.level_orders(False), book.ref_price, h.engine.splits) == before
+
+
+def test_an_order_rounding_to_zero_is_canceled_before_the_engine_splits(
+    account: BrokerageAccount,  # noqa: F811
+) -> None:
+    h = Harness()
+    small = submit(account, qty=Decimal("3"), limit_price=Decimal("99"))
+    keep = submit(account, qty=Decimal("25"), limit_price=Decimal("99"))
+    h.pump()
+    with transaction.atomic():
+        corporate_action_apply(action_id=_split_action(1, 10).pk)
+    types = list(
+        StoredEvent.objects.filter(topic="orders.commands")
+        .order_by("id")
+        .values_list("event_type", flat=True)
+    )
+    assert types[-2:] == ["orders.CancelRequested", "orders.SplitRequested"]  # the cancel first
+    out = h.pump()
+    assert [(e.event_type, e.payload["order_id"]) for e in out if "order_id" in e.payload] == [
+        ("engine.OrderCanceled", str(small.id)),
+        ("engine.OrderAdjusted", str(keep.id)),
+    ]
+    small.refresh_from_db()
+    keep.refresh_from_db()
+    assert (small.status, small.cancel_reason) == ("canceled", "user")
+    assert (keep.status, keep.qty, keep.limit_price) == ("new", Decimal("2"), Decimal("990.00"))
+    adjusted = next(e.payload for e in out if e.event_type == "engine.OrderAdjusted")
+    assert (Decimal(adjusted["qty"]), Decimal(adjusted["limit_price"])) == (keep.qty, keep.limit_price)
