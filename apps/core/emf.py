@@ -6,9 +6,10 @@ The ECS tasks ship stdout to CloudWatch Logs, which extracts every EMF document 
 Invariants:
 - One metric document is exactly one line of JSON (no newline inside), written to stdout with a flush, and
   never through the JSON logger (its envelope would hide the ``_aws`` member from CloudWatch Logs).
-- The document has one dimension set: the sorted ``dimensions`` keys. An empty ``dimensions`` gives the empty
-  dimension set (``[[]]``), i.e. the metric with no dimensions, which is what an alarm without
-  ``dimensions_map`` reads.
+- The document has one dimension set: the sorted ``dimensions`` keys. ``emf_emit`` always adds
+  ``Environment`` (``settings.METRICS_ENVIRONMENT``), so no published document relies on the empty dimension set
+  (``[[]]``, which the EMF specification does not clearly allow); the CDK alarms and scaling policies read the
+  metric with the same ``Environment`` dimension (deploy/ecs/stacks/platform.py ``METRICS_ENVIRONMENT``).
 - Metric values are numbers (int or float, JSON numbers); dimension values are strings.
 """
 
@@ -19,8 +20,11 @@ import sys
 import time
 from collections.abc import Mapping
 
+from django.conf import settings
+
 # deploy/ecs/stacks/platform.py METRIC_NAMESPACE: the custom namespace its scaling policies and alarms read.
 NAMESPACE = "Brokerage"
+ENVIRONMENT_DIMENSION = "Environment"
 
 
 def emf_metric_line(
@@ -62,9 +66,13 @@ def emf_emit(
     unit: str = "Count",
     timestamp_ms: int | None = None,
 ) -> str:
-    """Write one EMF line to stdout (flushed) and return it."""
+    """Write one EMF line to stdout (flushed) and return it; ``Environment`` is added to ``dimensions``."""
     line = emf_metric_line(
-        namespace=namespace, metrics=metrics, dimensions=dimensions, unit=unit, timestamp_ms=timestamp_ms
+        namespace=namespace,
+        metrics=metrics,
+        dimensions={ENVIRONMENT_DIMENSION: settings.METRICS_ENVIRONMENT, **dimensions},
+        unit=unit,
+        timestamp_ms=timestamp_ms,
     )
     print(line, file=sys.stdout, flush=True)
     return line

@@ -172,9 +172,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    # Schema completeness is tracked by the security battery (schemathesis), not by `check --deploy`, which
-    # stays about deployment safety: 40 APIViews still lack response annotations (see docs/security.md).
-    "ENABLE_DJANGO_DEPLOY_CHECK": False,
+    # `check --deploy` generates the schema and fails on any drf-spectacular warning (W001) or view without
+    # serializer information (W002): every APIView documents its request and response (apps/core/schema.py).
+    "ENABLE_DJANGO_DEPLOY_CHECK": True,
     # Security battery: every operation documents the core error answers (schemathesis checks statuses).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -260,6 +260,8 @@ FIELD_ENCRYPTION_KEYS = env.list(
 
 # --- Logging: JSON lines with request and correlation ids -------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# The ``Environment`` dimension of every CloudWatch EMF metric (apps.core.emf); the CDK stack sets it.
+METRICS_ENVIRONMENT = env.str("METRICS_ENVIRONMENT", default="local")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

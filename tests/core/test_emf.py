@@ -82,7 +82,18 @@ def test_emit_writes_one_flushed_line_to_stdout(capsys: pytest.CaptureFixture[st
     line = emf_emit(metrics={"ReconciliationBreaks": 2}, dimensions={}, timestamp_ms=5)
     out = capsys.readouterr().out
     assert out == line + "\n"
-    assert json.loads(out)["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Brokerage"
+    doc = json.loads(out)
+    assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Brokerage"
+    # Never the empty dimension set: the environment is always a dimension (what the CDK alarms read).
+    assert doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Environment"]]
+    assert doc["Environment"] == "local"
+
+
+def test_emit_environment_comes_from_settings(capsys: pytest.CaptureFixture[str], settings: Any) -> None:
+    settings.METRICS_ENVIRONMENT = "production"
+    doc = json.loads(emf_emit(metrics={"X": 1}, dimensions={"Queue": "default"}, timestamp_ms=5))
+    assert doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Environment", "Queue"]]
+    assert (doc["Environment"], doc["Queue"]) == ("production", "default")
 
 
 def test_configured_queues_are_those_the_worker_consumes() -> None:
@@ -118,9 +129,9 @@ def test_queue_depth_counts_every_priority_list_in_the_broker(
         (d["_aws"]["CloudWatchMetrics"][0]["Dimensions"], d.get("Queue"), d["CeleryQueueDepth"])
         for d in lines
     ] == [
-        ([["Queue"]], test_queue, 5),
-        ([["Queue"]], empty, 0),
-        ([[]], None, 5),
+        ([["Environment", "Queue"]], test_queue, 5),
+        ([["Environment", "Queue"]], empty, 0),
+        ([["Environment"]], None, 5),
     ]
     assert {d["_aws"]["CloudWatchMetrics"][0]["Namespace"] for d in lines} == {"Brokerage"}
     # Measuring does not consume: the backlog is still there.
@@ -142,5 +153,5 @@ def test_reconciliation_run_emits_its_break_count(
     assert len(report.breaks) == expected
     lines = _lines(capsys.readouterr().out)
     assert [(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"], d["ReconciliationBreaks"]) for d in lines] == [
-        ([[]], expected)
+        ([["Environment"]], expected)
     ]

@@ -39,6 +39,9 @@ from stacks.data import DataStack
 from stacks.network import NetworkStack
 
 METRIC_NAMESPACE = "Brokerage"
+# apps.core.emf adds Environment=<METRICS_ENVIRONMENT> to every custom metric; alarms and scaling read that series.
+METRICS_ENVIRONMENT = "production"
+METRIC_DIMENSIONS = {"Environment": METRICS_ENVIRONMENT}
 
 
 class PlatformStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside the deploy venv
@@ -163,6 +166,7 @@ class PlatformStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside 
             "KAFKA_SECURITY_PROTOCOL": "SSL",
             "FORWARDED_ALLOW_IPS": "*",  # only the ALB can reach the tasks (security groups)
             "LOG_LEVEL": "INFO",
+            "METRICS_ENVIRONMENT": METRICS_ENVIRONMENT,
         }
 
     def _imported_secrets(self) -> dict[str, sm.ISecret]:
@@ -350,6 +354,7 @@ class PlatformStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside 
         return cloudwatch.Metric(
             namespace=METRIC_NAMESPACE,
             metric_name="CeleryQueueDepth",
+            dimensions_map=METRIC_DIMENSIONS,
             statistic="Maximum",
             period=cdk.Duration.minutes(1),
         )
@@ -409,6 +414,7 @@ class PlatformStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside 
             metric=cloudwatch.Metric(
                 namespace=METRIC_NAMESPACE,
                 metric_name="ReconciliationBreaks",
+                dimensions_map=METRIC_DIMENSIONS,
                 statistic="Maximum",
                 period=cdk.Duration.minutes(5),
             ),
