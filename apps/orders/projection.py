@@ -267,10 +267,11 @@ def _on_rejected(envelope: events.EventEnvelope, p: dict[str, Any], order: Order
 
 
 def _trailing_water(order: Order, p: dict[str, Any], stop: Decimal) -> Decimal | None:
-    """The water mark a trailing stop triggered at: the engine's when it says, else exact from a trail price.
+    """The water mark a trailing stop triggered at: the event's ``water`` (``OrderTriggered.water_e4``).
 
-    A ``trail_percent`` stop is rounded to the tick inside the engine, so its water mark is not recoverable
-    from the stop price; it stays unknown (None) unless the event carries ``water``.
+    Exact for ``trail_price`` and ``trail_percent`` stops alike. Events recorded before the engine sent it
+    carry none (``water`` absent or null): then it is derived exactly from a trail price, and stays unknown
+    (None) for a ``trail_percent`` stop, whose engine-side rounding hides it.
     """
     if isinstance(p.get("water"), str):
         return Decimal(p["water"])
