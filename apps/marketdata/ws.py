@@ -6,7 +6,7 @@ Protocol: on connect ``[{"T":"success","msg":"connected"}]``; ``{"action":"auth"
 = all symbols) → ``[{"T":"subscription",...}]``. Data arrive as arrays of ``{"T":"t"|"q"|"b"|"o",...}``.
 Errors use Alpaca's codes: 400 invalid syntax, 401 not authenticated, 402 auth failed, 403 already
 authenticated, 404 auth timeout, 405 symbol limit exceeded, 407 slow client; ours: 503 orderbook snapshot
-unavailable (Redis down).
+unavailable (Redis down). An error that ends the connection (402, 404, 407) is followed by close code 4000 + code.
 
 Invariants:
 - Every data message has ``seq``: per (channel, symbol), +1 per update, so a gap means loss (channel layer
@@ -22,7 +22,7 @@ Invariants:
   ``x-brokerage.write-backlog``, provided by deploy/ws_server.py). Above ``MARKETDATA_WS_MAX_BACKLOG_BYTES`` it
   sends nothing and lets ``pending`` conflate (the client gets only the latest state, with ``seq`` gaps, once it
   catches up); if the backlog is still above the limit after ``MARKETDATA_WS_SLOW_CLIENT_SECONDS``, the client
-  gets Alpaca's ``[{"T":"error","code":407,"msg":"slow client"}]`` and close code 1008. As Alpaca documents,
+  gets Alpaca's ``[{"T":"error","code":407,"msg":"slow client"}]`` and close code 4407. As Alpaca documents,
   the 407 may not arrive: the close handshake times out (ws_server ``--close-handshake-timeout``) and the TCP
   connection is aborted, which frees its buffer. So per connection the server holds at most the limit plus one
   frame, plus ``pending`` (bounded by keys). Without the extension (another ASGI server) there is no bound.
@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 SUB_NAMES = tuple(CHANNELS)  # trades, quotes, bars, orderbooks
 MAX_SYMBOLS_PER_CHANNEL = 1000
+CLOSE_CODE_BASE = 4000  # the close code after an error is 4000 + its Alpaca code: 4402, 4404, 4407
 BACKLOG_EXTENSION = "x-brokerage.write-backlog"  # set by deploy/ws_server.py
 BACKLOG_POLL_S = 0.05  # while a client is over its backlog limit: how often to look again
 
@@ -174,7 +175,9 @@ class MarketDataStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         )
         self.pending.clear()
         await self.send(text_data=orjson.dumps([_error(code, msg)]).decode())
-        await self.close(code=1008)
+        # 4000 + the Alpaca code: daphne (Autobahn) lets an application close only with 1000 or 3000-4999, so
+        # 1008 would crash the consumer and reach the client as 1011.
+        await self.close(code=CLOSE_CODE_BASE + code)
 
     async def _auth_deadline(self) -> None:
         await asyncio.sleep(float(getattr(settings, "MARKETDATA_WS_AUTH_TIMEOUT", 10)))
