@@ -17,6 +17,7 @@ from drf_spectacular.utils import (
     PolymorphicProxySerializer,
     extend_schema,
     extend_schema_serializer,
+    inline_serializer,
 )
 from rest_framework import serializers
 from rest_framework.renderers import BaseRenderer
@@ -252,16 +253,22 @@ class CostBasisMethodApi(APIView):
     def get_permissions(self) -> list[Any]:
         return _read_or_trade(self.request)
 
+    @extend_schema_serializer(component_name="CostBasisMethodUpdate")
     class InputSerializer(serializers.Serializer[Any]):
         method = serializers.ChoiceField(choices=CostBasisMethod.choices)
 
+    @extend_schema_serializer(component_name="CostBasisMethod")
     class OutputSerializer(serializers.Serializer[Any]):
         method = serializers.CharField()
 
+    @extend_schema(operation_id="cost_basis_method_get", responses={200: OutputSerializer})
     def get(self, request: Request) -> Response:
         method = selectors.cost_basis_method(account_for_user(request.user))
         return Response(self.OutputSerializer({"method": method}).data)
 
+    @extend_schema(
+        operation_id="cost_basis_method_set", request=InputSerializer, responses={200: OutputSerializer}
+    )
     def patch(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -282,6 +289,7 @@ class PositionLotsApi(APIView):
 
     permission_classes = [HasScope("read")]
 
+    @extend_schema_serializer(component_name="TaxLot")
     class OutputSerializer(serializers.Serializer[Any]):
         lot_id = serializers.CharField()
         symbol = serializers.CharField()
@@ -292,6 +300,7 @@ class PositionLotsApi(APIView):
         cost_per_share = StrictDecimalField(decimal_places=4)
         selected_qty = StrictDecimalField(decimal_places=QTY_DECIMAL_PLACES)
 
+    @extend_schema(operation_id="position_lots_list", responses={200: OutputSerializer(many=True)})
     def get(self, request: Request, symbol: str) -> Response:
         lots = selectors.open_lots(account_for_user(request.user), symbol.upper())
         return Response(self.OutputSerializer(lots, many=True).data)
@@ -314,6 +323,7 @@ class LotSelectionApi(APIView):
     def get_permissions(self) -> list[Any]:
         return _read_or_trade(self.request)
 
+    @extend_schema_serializer(component_name="LotChoice")
     class ChoiceSerializer(serializers.Serializer[Any]):
         lot_id = serializers.RegexField(r"^[1-9][0-9]{0,17}$", max_length=18)
         qty = StrictDecimalField(decimal_places=QTY_DECIMAL_PLACES, positive=True)
@@ -321,6 +331,7 @@ class LotSelectionApi(APIView):
     class InputSerializer(serializers.Serializer[Any]):
         lots = serializers.ListField(allow_empty=True, max_length=200)
 
+    @extend_schema_serializer(component_name="LotSelectionChoice")
     class ChoiceOutputSerializer(serializers.Serializer[Any]):
         lot_id = serializers.CharField()
         qty = StrictDecimalField(decimal_places=QTY_DECIMAL_PLACES)
@@ -331,6 +342,17 @@ class LotSelectionApi(APIView):
         symbol = serializers.CharField()
         lots = serializers.ListField()
 
+    # Documentation only: the request items are ChoiceSerializer's, the answer's are ChoiceOutputSerializer's.
+    _doc_request = inline_serializer("LotSelectionUpdate", fields={"lots": ChoiceSerializer(many=True)})
+    _doc_output = inline_serializer(
+        "LotSelection",
+        fields={
+            "order_id": serializers.CharField(),
+            "symbol": serializers.CharField(),
+            "lots": ChoiceOutputSerializer(many=True),
+        },
+    )
+
     def _render(self, view: Any) -> dict[str, Any]:
         return {
             "order_id": view.order_id,
@@ -338,10 +360,12 @@ class LotSelectionApi(APIView):
             "lots": self.ChoiceOutputSerializer(view.lots, many=True).data,
         }
 
+    @extend_schema(operation_id="lot_selection_get", responses={200: _doc_output})
     def get(self, request: Request, order_id: str) -> Response:
         view = selectors.lot_selection(account_for_user(request.user), _canonical_order_id(order_id))
         return Response(self._render(view))
 
+    @extend_schema(operation_id="lot_selection_set", request=_doc_request, responses={200: _doc_output})
     def post(self, request: Request, order_id: str) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
