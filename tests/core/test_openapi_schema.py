@@ -35,7 +35,8 @@ OPEN_AT = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
-    generated: dict[str, Any] = SchemaGenerator().get_schema(request=None, public=True)
+    generator = SchemaGenerator()  # type: ignore[no-untyped-call]
+    generated: dict[str, Any] = generator.get_schema(request=None, public=True)  # type: ignore[no-untyped-call]
     return generated
 
 
@@ -61,7 +62,7 @@ def test_schema_generates_without_warnings_and_validates(
 
 
 def test_every_operation_documents_a_concrete_success_body(schema: dict[str, Any]) -> None:
-    generic = ({}, {"type": "object", "additionalProperties": {}})
+    generic: tuple[dict[str, Any], ...] = ({}, {"type": "object", "additionalProperties": {}})
     missing: list[str] = []
     for path, method, operation in _operations(schema):
         successes = {k: v for k, v in operation["responses"].items() if k.startswith("2")}
