@@ -10,6 +10,9 @@ handshake; programs send no Origin. While the process drains (SIGTERM) new conne
 Failed key checks count towards the API-key brute-force limits, as on REST.
 Several connections per account each join the account's group. Delivery is at most once: every update
 carries the account's gap-free ``seq`` so a client detects a gap and resyncs over REST.
+Slow clients: trade updates cannot be conflated, so a connection whose transport holds more than
+``MARKETDATA_WS_MAX_BACKLOG_BYTES`` unsent bytes (ASGI extension ``x-brokerage.write-backlog`` from
+deploy/ws_server.py) is closed with 4407 instead of buffering without bound; the client reconnects and resyncs.
 """
 
 from __future__ import annotations
@@ -20,9 +23,16 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from prometheus_client import Counter
 
 from apps.core.health import is_draining
 from apps.orders.projection import group_name
+
+BACKLOG_EXTENSION = "x-brokerage.write-backlog"  # set by deploy/ws_server.py: {"bytes": () -> int | None}
+CLOSE_SLOW_CLIENT = 4407  # as the data stream's 407 "slow client"
+SLOW_CLIENT_CLOSES = Counter(
+    "trade_updates_ws_slow_client_closes", "trade_updates connections closed as slow"
+)
 
 
 def _account_for_keys(key_id: str, secret: str, ip: str | None = None) -> str | None:
@@ -105,6 +115,19 @@ class TradeUpdatesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 self.listening = True
             await self._send("listening", {"streams": streams})
 
+    def _backlog_bytes(self) -> int | None:
+        probe = (self.scope.get("extensions") or {}).get(BACKLOG_EXTENSION)
+        return None if probe is None else probe["bytes"]()
+
     async def trade_update(self, event: dict[str, Any]) -> None:
-        if self.listening:
-            await self._send("trade_updates", event["data"])
+        if not self.listening:
+            return
+        backlog = self._backlog_bytes()
+        if backlog is not None and backlog > int(
+            getattr(settings, "MARKETDATA_WS_MAX_BACKLOG_BYTES", 1 << 20)
+        ):
+            self.listening = False  # nothing more for this socket; the close frame queues behind its backlog
+            SLOW_CLIENT_CLOSES.inc()
+            await self.close(code=CLOSE_SLOW_CLIENT)
+            return
+        await self._send("trade_updates", event["data"])

@@ -7,23 +7,29 @@ unique to the run (Redis pub/sub ignores DB numbers, so other runs on the same s
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 import threading
 import time
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import websockets.exceptions
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from websockets.sync.client import ClientConnection, connect
 
 from apps.accounts.services import api_key_create
 from apps.marketdata.stream import Update, publish, publisher
+from apps.orders.projection import group_name
 from tests.marketdata.live_ws import RawWebSocket, ws_process
+from tests.orders.factories import funded_account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -150,3 +156,49 @@ def test_closing_errors_reach_the_client_through_daphne_as_4000_plus_code(tmp_pa
             client.recv(timeout=30)
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 4402
+
+
+def test_slow_trade_updates_client_is_closed_4407_not_buffered(tmp_path: Path) -> None:
+    account = funded_account(cash=Decimal(0))
+    key, secret = api_key_create(owner=account.owner, name="ws", scopes=["read", "trade"])
+    env = {"MARKETDATA_WS_MAX_BACKLOG_BYTES": str(LIMIT)}
+    with ws_process(tmp_path, "--close-handshake-timeout", "300", env=env) as ws:
+        slow = RawWebSocket(ws.port, "/stream", rcvbuf=4096)
+        slow.send_json({"action": "authenticate", "data": {"key_id": key.key_id, "secret_key": secret}})
+        assert orjson.loads(slow.recv_frame()[1])["data"]["status"] == "authorized"
+        slow.send_json({"action": "listen", "data": {"streams": ["trade_updates"]}})
+        assert orjson.loads(slow.recv_frame()[1]) == {
+            "stream": "listening",
+            "data": {"streams": ["trade_updates"]},
+        }
+        read_before_stop = slow.received_bytes
+
+        async def flood() -> int:
+            layer = get_channel_layer()
+            assert layer is not None
+            n, deadline = 0, time.monotonic() + 180
+            while await asyncio.to_thread(ws.metric, "trade_updates_ws_slow_client_closes_total") < 1:
+                assert time.monotonic() < deadline, ws.log.read_text()[-3000:]
+                for _ in range(20):
+                    n += 1
+                    data = {"event": "fill", "seq": n, "pad": PAD}
+                    await layer.group_send(
+                        group_name(str(account.id)), {"type": "trade.update", "data": data}
+                    )
+            return n
+
+        sent = async_to_sync(flood)()
+        seqs: list[int] = []
+        while True:
+            opcode, payload = slow.recv_frame()
+            if opcode == 0x1:
+                seqs.append(orjson.loads(payload)["data"]["seq"])
+            elif opcode == 0x8:
+                assert struct.unpack("!H", payload[:2])[0] == 4407
+                break
+        slow.close()
+        # In order, without a gap up to where the server stopped; then nothing more was queued for it.
+        assert seqs == list(range(1, len(seqs) + 1))
+        assert len(seqs) < sent
+        wmem_max = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+        assert slow.received_bytes - read_before_stop <= LIMIT + wmem_max + 4 * len(PAD) + 64 * 1024
