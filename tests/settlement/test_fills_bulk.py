@@ -1,0 +1,256 @@
+"""``bulk.fills_settle_trade_date`` books exactly what ``services.fill_settle_trade_date`` books fill by fill.
+
+Each case runs the same fill sequence twice on the same starting books: one fill at a time (then rolled back),
+and in one bulk call; every ledger entry, posting, balance, obligation, lot, realized gain, hold, reservation,
+good-faith violation and restriction must come out identical (entries compared by position, not id).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import transaction
+
+from apps.accounts.models import BrokerageAccount
+from apps.settlement import bulk, services
+from apps.settlement.models import (
+    CashAccountRestriction,
+    CashHold,
+    FeeRule,
+    GoodFaithViolation,
+    JournalEntry,
+    LedgerAccount,
+    Posting,
+    RealizedGain,
+    SettlementObligation,
+    ShareReservation,
+    TaxLot,
+)
+from apps.settlement.types import FillData
+from tests.settlement.factories import account_create
+
+pytestmark = pytest.mark.django_db
+
+TUE = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+
+
+def _fill(n: int, account: BrokerageAccount, order: str, side: str, qty: str, price: str) -> FillData:
+    return FillData(
+        fill_id=f"f-{n}",
+        order_id=order,
+        account_id=str(account.pk),
+        symbol="AAPL",
+        side=side,  # type: ignore[arg-type]
+        qty=Decimal(qty),
+        price=Decimal(price),
+        filled_at=TUE.replace(minute=n),
+        liquidity="taker",
+    )
+
+
+def books() -> dict[str, Any]:
+    """Every row the fill path writes, with entries referred to by position (ids differ between runs)."""
+    entries = list(JournalEntry.objects.order_by("id"))
+    pos = {e.pk: n for n, e in enumerate(entries)}
+    rows = {la.pk: (la.account_id, la.kind, la.asset) for la in LedgerAccount.objects.all()}
+    postings: dict[int, list[Any]] = {}
+    for p in Posting.objects.order_by("id"):
+        postings.setdefault(p.entry_id, []).append((rows[p.ledger_account_id], p.asset, p.amount))
+    return {
+        "entries": [
+            (
+                e.source_type,
+                e.source_id,
+                e.entry_type,
+                e.account_id,
+                e.effective_date,
+                e.occurred_at,
+                e.description,
+                e.details,
+                # Within an entry, postings follow ledger-row pk order, and rows created on the way get pks in
+                # creation order (one by one vs all at once): the same postings, compared as a sorted list.
+                sorted(postings.get(e.pk, []), key=str),
+            )
+            for e in entries
+        ],
+        "balances": sorted(
+            (str(la.account_id), la.kind, la.asset, la.balance) for la in LedgerAccount.objects.all()
+        ),
+        "obligations": [
+            (o.account_id, pos[o.trade_entry_id], o.kind, o.asset, o.amount, o.trade_date, o.settle_date)
+            for o in SettlementObligation.objects.order_by("id")
+        ],
+        "lots": [
+            (
+                t.account_id,
+                t.symbol,
+                pos[t.source_entry_id],
+                t.acquired_date,
+                t.qty,
+                t.remaining,
+                t.remaining_cost,
+            )
+            for t in TaxLot.objects.order_by("id")
+        ],
+        "gains": [
+            (
+                pos[g.lot.source_entry_id],
+                pos[g.sell_entry_id],
+                g.qty,
+                g.proceeds,
+                g.cost_basis,
+                g.gain,
+                g.term,
+            )
+            for g in RealizedGain.objects.select_related("lot").order_by("id")
+        ],
+        "holds": list(
+            CashHold.objects.order_by("order_id").values_list("order_id", "remaining", "unsettled_remaining")
+        ),
+        "reservations": list(
+            ShareReservation.objects.order_by("order_id").values_list("order_id", "remaining")
+        ),
+        "violations": [
+            (v.account_id, pos[v.buy_entry_id], pos[v.sell_entry_id], v.funds_settle_date, v.unsettled_funded)
+            for v in GoodFaithViolation.objects.order_by("id")
+        ],
+        "restrictions": list(
+            CashAccountRestriction.objects.values_list("account_id", "start_date", "end_date")
+        ),
+    }
+
+
+def one_by_one(fills: list[FillData]) -> dict[str, Any]:
+    with transaction.atomic():
+        for f in fills:
+            services.fill_settle_trade_date(fill=f)
+        state = books()
+        transaction.set_rollback(True)
+    return state
+
+
+def in_bulk(fills: list[FillData]) -> tuple[dict[str, Any], list[JournalEntry]]:
+    with transaction.atomic():
+        entries = bulk.fills_settle_trade_date(fills=fills)
+    return books(), entries
+
+
+@pytest.fixture
+def fees() -> None:
+    FeeRule.objects.create(code="commission", effective_from=date(2026, 1, 1), per_share=Decimal("0.005"))
+    FeeRule.objects.create(
+        code="taf",
+        effective_from=date(2026, 1, 1),
+        side="sell",
+        rate=Decimal("0.0001"),
+        min_fee=Decimal("0.01"),
+    )
+
+
+def _cash(amount: str) -> BrokerageAccount:
+    account = account_create()
+    with transaction.atomic():
+        services.cash_deposit_post(account=account, amount=Decimal(amount), transfer_id=f"t-{account.pk}")
+    return account
+
+
+def _shares(account: BrokerageAccount, qty: str) -> None:
+    with transaction.atomic():
+        services.shares_deposit_post(
+            account=account,
+            symbol="AAPL",
+            qty=Decimal(qty),
+            cost_basis=Decimal(qty) * 50,
+            transfer_id=f"s-{account.pk}",
+        )
+
+
+def scenario_holds() -> list[FillData]:
+    """Two buyers: partial then full fills against holds, price improvement left in the hold."""
+    a, b = _cash("5000"), _cash("3000")
+    with transaction.atomic():
+        services.hold_place(account=a, order_id="oa", amount=Decimal("1001"))
+        services.hold_place(account=b, order_id="ob", amount=Decimal("2002"))
+    return [
+        _fill(1, a, "oa", "buy", "4", "99.5"),
+        _fill(2, b, "ob", "buy", "10", "100"),
+        _fill(3, a, "oa", "buy", "6", "100"),
+        _fill(4, b, "ob", "buy", "10", "99"),
+    ]
+
+
+def scenario_unsettled_and_good_faith() -> list[FillData]:
+    """A sale's proceeds fund a buy beyond its hold (unsettled-funded, dated by the sale in the same batch),
+    and selling those shares again the same day is a good-faith violation; no hold at all for the last buy."""
+    s = _cash("100")
+    _shares(s, "100")
+    with transaction.atomic():
+        services.shares_reserve(account=s, order_id="s1", symbol="AAPL", qty=Decimal("100"))
+        services.hold_place(account=s, order_id="s2", amount=Decimal("50"))
+    return [
+        _fill(1, s, "s1", "sell", "60", "101"),
+        _fill(2, s, "s2", "buy", "50", "100"),
+        _fill(3, s, "s1", "sell", "40", "102"),
+        _fill(4, s, "s3", "sell", "50", "103"),
+        _fill(5, s, "nohold", "buy", "1", "100"),
+    ]
+
+
+def scenario_replays() -> list[FillData]:
+    """A fill already booked before the batch, and the same fill twice in the batch, book once."""
+    a = _cash("5000")
+    with transaction.atomic():
+        services.hold_place(account=a, order_id="oa", amount=Decimal("2000"))
+    first = _fill(1, a, "oa", "buy", "5", "100")
+    with transaction.atomic():
+        services.fill_settle_trade_date(fill=first)
+    second = _fill(2, a, "oa", "buy", "5", "100")
+    return [first, second, second, _fill(3, a, "oa", "buy", "2", "100")]
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        pytest.param(scenario_holds, id="holds-partial-and-full"),
+        pytest.param(scenario_unsettled_and_good_faith, id="unsettled-funded-good-faith"),
+        pytest.param(scenario_replays, id="replayed-fills"),
+    ],
+)
+@pytest.mark.usefixtures("fees")
+def test_bulk_books_exactly_what_fill_by_fill_books(scenario: Any) -> None:
+    fills = scenario()
+    expected = one_by_one(fills)
+    got, entries = in_bulk(fills)
+    assert got == expected
+    assert [e.source_id for e in entries] == [f.fill_id for f in fills]
+    assert len({f.fill_id for f in fills}) == len({e.pk for e in entries})
+
+
+@pytest.mark.usefixtures("fees")
+def test_scenarios_exercise_fees_unsettled_funding_and_violations() -> None:
+    """The cases above cover what they claim (so the equality is not vacuous)."""
+    fills = scenario_unsettled_and_good_faith()
+    bulk.fills_settle_trade_date(fills=fills)
+    buy = JournalEntry.objects.get(source_type="fill", source_id="f-2")
+    assert (buy.details["unsettled_funded"], buy.details["funds_settle_date"]) == (
+        "4900.250000000",
+        "2026-11-25",
+    )
+    # The bought lot is the oldest (the deposit is dated today): both later sales close part of it.
+    assert list(
+        GoodFaithViolation.objects.values_list("sell_entry__source_id", flat=True).order_by("id")
+    ) == ["f-3", "f-4"]
+    assert JournalEntry.objects.filter(source_type="fill_fee").count() == 5
+
+
+@pytest.mark.usefixtures("fees")
+def test_a_replayed_batch_changes_nothing() -> None:
+    fills = scenario_holds()
+    first = bulk.fills_settle_trade_date(fills=fills)
+    before = books()
+    again = bulk.fills_settle_trade_date(fills=fills)
+    assert books() == before
+    assert [e.pk for e in again] == [e.pk for e in first]
