@@ -6,7 +6,8 @@ Invariants:
   commits, so an audit record commits (or rolls back) together with the change it describes.
 - ``hash`` = sha256 of the canonical JSON (sorted keys, no spaces, UTF-8) of every stored field plus ``prev_hash``.
   Values are normalized to JSON scalars *before* storing and hashing, so what is read back hashes the same.
-- PostgreSQL triggers refuse UPDATE/DELETE; ``audit_verify`` detects any edit made around them (and deletions:
+- PostgreSQL triggers refuse UPDATE/DELETE, and the runtime role lacks the UPDATE, DELETE and TRUNCATE privileges
+  and ownership (``apps.accounts.dbroles``); ``audit_verify`` detects any edit made around them (and deletions:
   gaps in ``seq``, or a tail that no longer reaches the chain head).
 """
 

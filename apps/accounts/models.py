@@ -120,7 +120,8 @@ class AuditRecord(models.Model):
 
     Invariants: ``seq`` runs 1, 2, 3, ... without gaps; ``prev_hash`` is the previous row's ``hash`` (64 zeros
     for seq 1); ``hash`` = sha256 over the canonical JSON of the row's fields and ``prev_hash``. PostgreSQL
-    triggers refuse UPDATE and DELETE (migration 0004); ``manage.py audit_verify`` checks the whole chain.
+    triggers refuse UPDATE and DELETE (migration 0004), and the runtime role has only SELECT/INSERT on the
+    table and does not own it (``manage.py db_roles``); ``manage.py audit_verify`` checks the whole chain.
     No foreign keys: a record must outlive, and never block, the rows it talks about.
     """
 

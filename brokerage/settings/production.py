@@ -10,6 +10,12 @@ DATABASES = {"default": env.db_url("DATABASE_URL")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Two database roles (docs/security.md, "Audit trail"). DATABASE_URL is the runtime role (`<db>_app`, made by
+# `manage.py db_roles`): DML only, INSERT/SELECT on the audit trail, owns nothing. MIGRATION_DATABASE_URL is
+# the owner; a process started with DJANGO_DATABASE_ROLE=owner (`migrate`, then `db_roles`) connects as it.
+DATABASE_APP_ROLE = env.str("DATABASE_APP_ROLE", default="")
+if env.str("DJANGO_DATABASE_ROLE", default="runtime") == "owner":
+    DATABASES["default"].update(env.db_url("MIGRATION_DATABASE_URL"))
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS")
 if DATABASE_REPLICA_URL:  # noqa: F405 - the read replica (see brokerage.db_router)
     from brokerage.db_router import replica_database
