@@ -5,16 +5,21 @@
 - Logical topic names (``orders.commands``) get the environment's ``KAFKA_TOPIC_PREFIX`` here, nowhere else.
 - Producers: ``acks=all`` and idempotence on, so a retried send is never duplicated by the broker.
 - Consumers: auto-commit off; offsets are committed by the caller only after its effect's transaction.
+- ``topic_read_to_end`` is the one way to read a topic from its beginning to its end with a throwaway consumer
+  (snapshot load, reconciliation, read-model rebuild): it never commits and never joins a real group.
 """
 
 from __future__ import annotations
 
+import time
 import tomllib
+import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from django.conf import settings
 
@@ -153,3 +158,92 @@ def topics_delete(physical_names: list[str], *, timeout: float = 30.0) -> None:
             future.result()
         except KafkaException:
             continue
+
+
+# ------------------------------------------------------------------------------------------ read to end
+
+
+class TopicNotReadable(RuntimeError):
+    """The topic does not exist (or its metadata carries an error)."""
+
+
+class TopicReadTimeout(TimeoutError):
+    """The read did not reach the end in time (overall ``timeout`` or ``idle_timeout`` without a record)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRecord:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def topic_read_to_end(
+    topic: str,
+    *,
+    partitions: Iterable[int] | None = None,
+    timeout: float | None = 30.0,
+    idle_timeout: float | None = None,
+    group_prefix: str = "read-to-end",
+) -> Iterator[TopicRecord]:
+    """Every committed record of ``topic`` (logical name) from its beginning up to its end when the read starts.
+
+    - ``partitions``: the partitions to read (default: all). Empty partitions are not assigned at all.
+    - The end of a partition is its high watermark at the start or the consumer's end-of-partition (with
+      ``read_committed`` that is the last stable offset), whichever comes first; records appended later are
+      not yielded. Within a partition records come in offset order; partitions interleave as fetched.
+    - ``timeout`` bounds the whole read, ``idle_timeout`` the wait for any record (None: unbounded); either
+      raises ``TopicReadTimeout``. A missing topic raises ``TopicNotReadable``; a broker error ``KafkaException``.
+    - The consumer is throwaway (a fresh group, never committed) and closed when the iterator finishes or is
+      closed.
+    """
+    physical = topic_name(topic)
+    consumer = consumer_create(
+        group_id=f"{group_prefix}-{uuid.uuid4().hex[:12]}", **{"enable.partition.eof": True}
+    )
+    try:
+        meta_timeout = 10.0 if timeout is None else min(10.0, timeout)
+        info = consumer.list_topics(physical, timeout=meta_timeout).topics.get(physical)
+        if info is None or info.error is not None:
+            raise TopicNotReadable(
+                f"topic {physical} is not readable: {None if info is None else info.error}"
+            )
+        wanted = sorted(info.partitions) if partitions is None else sorted(set(partitions))
+        ends: dict[int, int] = {}
+        for p in wanted:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(physical, p), timeout=meta_timeout)
+            if high > 0:
+                ends[p] = high
+        consumer.assign([TopicPartition(physical, p, OFFSET_BEGINNING) for p in sorted(ends)])
+        pending = set(ends)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        idle_since = time.monotonic()
+        while pending:
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                raise TopicReadTimeout(
+                    f"{physical} not read to its end in {timeout}s; left {sorted(pending)}"
+                )
+            if idle_timeout is not None and now - idle_since > idle_timeout:
+                raise TopicReadTimeout(
+                    f"no record from {physical} in {idle_timeout}s; left {sorted(pending)}"
+                )
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            idle_since = time.monotonic()
+            partition, offset = msg.partition() or 0, msg.offset() or 0
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(err)
+                pending.discard(partition)
+                continue
+            if partition not in pending or offset >= ends[partition]:
+                continue
+            if offset >= ends[partition] - 1:
+                pending.discard(partition)
+            yield TopicRecord(partition, offset, msg.key(), msg.value())
+    finally:
+        consumer.close()

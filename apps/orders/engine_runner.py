@@ -40,9 +40,7 @@ from typing import Any
 
 import msgspec
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
-    KafkaError,
     KafkaException,
     Message,
     Producer,
@@ -267,29 +265,13 @@ def snapshot_key(partition: int) -> str:
 
 def snapshot_load(*, topic: str, partition: int, timeout: float = 30.0) -> SnapshotRecord | None:
     """The latest committed snapshot of a command partition (read to the end of its snapshot partition)."""
-    consumer = kafka.consumer_create(
-        group_id=f"engine-snapshot-reader-{uuid.uuid4().hex[:12]}", **{"enable.partition.eof": True}
-    )
     key = snapshot_key(partition).encode()
     latest: bytes | None = None
-    try:
-        consumer.assign([TopicPartition(kafka.topic_name(topic), partition, OFFSET_BEGINNING)])
-        deadline = time.monotonic() + timeout
-        while True:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"snapshot partition {partition} of {topic} not read to its end")
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    break
-                raise KafkaException(err)
-            if msg.key() == key:
-                latest = msg.value()
-    finally:
-        consumer.close()
+    for record in kafka.topic_read_to_end(
+        topic, partitions=[partition], timeout=timeout, group_prefix="engine-snapshot-reader"
+    ):
+        if record.key == key:
+            latest = record.value
     return None if latest is None else snapshot_decode(latest)
 
 

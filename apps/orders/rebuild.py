@@ -20,11 +20,10 @@ Invariants:
 from __future__ import annotations
 
 import heapq
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+from confluent_kafka import KafkaException
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, Value, When
 
@@ -85,47 +84,28 @@ def _group_active(group: str) -> bool:
 def events_read(
     *, topic: str = "orders.events", timeout: float = 10.0
 ) -> list[tuple[events.EventEnvelope, MessageMeta]]:
-    """Every committed event of ``topic`` up to its current end offsets, merged across partitions by time."""
-    physical = kafka.topic_name(topic)
-    consumer = kafka.consumer_create(
-        group_id=f"orders.rebuild.{uuid.uuid4().hex}", **{"enable.partition.eof": True}
-    )
+    """Every committed event of ``topic`` up to its current end offsets, merged across partitions by time.
+
+    ``timeout`` bounds the wait for each record (not the whole read); a missing topic has no events.
+    """
+    out: list[tuple[events.EventEnvelope, MessageMeta]] = []
     try:
-        metadata = consumer.list_topics(physical, timeout=timeout)
-        partitions = sorted(metadata.topics[physical].partitions)
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(physical, p), timeout=timeout)[1]
-            for p in partitions
-        }
-        pending = {p for p, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(physical, p, OFFSET_BEGINNING) for p in pending])
-        out: list[tuple[events.EventEnvelope, MessageMeta]] = []
-        while pending:
-            msg = consumer.poll(timeout)
-            if msg is None:
-                raise TimeoutError(
-                    f"no message from {physical} within {timeout}s; partitions left {sorted(pending)}"
-                )
-            partition, offset = msg.partition() or 0, msg.offset() or 0
-            err = msg.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    raise RuntimeError(str(err))
-                pending.discard(partition)
-                continue
-            if partition not in pending or offset >= ends[partition]:
-                continue
-            key = msg.key()
+        for record in kafka.topic_read_to_end(
+            topic, timeout=None, idle_timeout=timeout, group_prefix="orders.rebuild"
+        ):
+            key = record.key
             out.append(
                 (
-                    events.decode(msg.value() or b""),
-                    MessageMeta(topic, partition, offset, key.decode() if key is not None else None),
+                    events.decode(record.value or b""),
+                    MessageMeta(
+                        topic, record.partition, record.offset, key.decode() if key is not None else None
+                    ),
                 )
             )
-            if offset >= ends[partition] - 1:
-                pending.discard(partition)
-    finally:
-        consumer.close()  # never commits: the group is throwaway
+    except kafka.TopicNotReadable:
+        return []
+    except KafkaException as exc:
+        raise RuntimeError(str(exc)) from exc
     # Each partition stays in offset order; partitions are merged by event time.
     per_partition = [
         [item for item in out if item[1].partition == p] for p in sorted({m.partition for _, m in out})

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -36,7 +35,7 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+from confluent_kafka import KafkaException
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -190,40 +189,22 @@ def engine_fills(
 ) -> dict[str, dict[str, Any]]:
     """Every ``engine.OrderFilled`` payload on ``topic`` by fill id (a redelivered duplicate counts once)."""
     physical = kafka.topic_name(topic)
-    consumer = kafka.consumer_create(
-        group_id=f"reconciliation-{uuid.uuid4()}", **{"enable.partition.eof": True}
-    )
+    fills: dict[str, dict[str, Any]] = {}
     try:
-        meta = consumer.list_topics(physical, timeout=10)
-        info = meta.topics.get(physical)
-        if info is None or info.error is not None:
-            raise RuntimeError(f"engine topic {physical} is not readable")
-        parts = [TopicPartition(physical, p, OFFSET_BEGINNING) for p in sorted(info.partitions)]
-        consumer.assign(parts)
-        pending = {tp.partition for tp in parts}
-        fills: dict[str, dict[str, Any]] = {}
-        deadline = time.monotonic() + timeout
-        while pending:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"engine topic {physical} not read to its end in {timeout}s")
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(msg.partition())
-                    continue
-                raise RuntimeError(f"engine topic read failed: {err}")
+        for record in kafka.topic_read_to_end(topic, timeout=timeout, group_prefix="reconciliation"):
             try:
-                envelope = events.decode(msg.value() or b"")
+                envelope = events.decode(record.value or b"")
             except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
                 continue  # undecodable records are the DLQ's business, not fills
             if envelope.event_type == FILL_EVENT_TYPE and "fill_id" in envelope.payload:
                 fills.setdefault(str(envelope.payload["fill_id"]), envelope.payload)
-        return fills
-    finally:
-        consumer.close()
+    except kafka.TopicNotReadable as exc:
+        raise RuntimeError(f"engine topic {physical} is not readable") from exc
+    except kafka.TopicReadTimeout as exc:
+        raise RuntimeError(f"engine topic {physical} not read to its end in {timeout}s") from exc
+    except KafkaException as exc:
+        raise RuntimeError(f"engine topic read failed: {exc}") from exc
+    return fills
 
 
 def _fill_key(d: dict[str, Any]) -> tuple[str, str, str, Decimal, Decimal]:
