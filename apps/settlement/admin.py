@@ -15,11 +15,13 @@ from apps.settlement.models import (
     CashAccountRestriction,
     CashHold,
     CorporateAction,
+    CostBasisSetting,
     FeeRule,
     GoodFaithRule,
     GoodFaithViolation,
     JournalEntry,
     LedgerAccount,
+    LotSelection,
     Posting,
     ReconciliationAlert,
     ReconciliationReport,
@@ -104,6 +106,22 @@ class TaxLotAdmin(ReadOnlyAdmin):
         "remaining_cost",
     )
     search_fields = ("symbol", "account__account_number")
+
+
+@admin.register(CostBasisSetting)
+class CostBasisSettingAdmin(ReadOnlyAdmin):
+    """Read-only: the customer changes the method through the API (``services.cost_basis_method_set``), which
+    audits and records the event."""
+
+    list_display = ("account", "method", "updated_at")
+    list_filter = ("method",)
+    search_fields = ("account__account_number",)
+
+
+@admin.register(LotSelection)
+class LotSelectionAdmin(ReadOnlyAdmin):
+    list_display = ("id", "reservation", "lot", "seq", "qty", "remaining", "created_at")
+    search_fields = ("reservation__order_id", "reservation__account__account_number")
 
 
 @admin.register(FeeRule)

@@ -17,7 +17,6 @@ from drf_spectacular.utils import (
     PolymorphicProxySerializer,
     extend_schema,
     extend_schema_serializer,
-    inline_serializer,
 )
 from rest_framework import serializers
 from rest_framework.renderers import BaseRenderer
@@ -27,12 +26,13 @@ from rest_framework.views import APIView
 
 from apps.accounts.permissions import HasScope
 from apps.accounts.selectors import account_for_user
-from apps.core.errors import NotFound
+from apps.core.errors import NotFound, ValidationError
 from apps.core.fields import StrictDecimalField
 from apps.core.idempotency import idempotent_execute, owner_of
 from apps.core.money import QTY_DECIMAL_PLACES
 from apps.core.renderers import DecimalSafeJSONRenderer
 from apps.core.schema import error_responses, operation_ids_by_route
+from apps.orders import selectors as order_selectors
 from apps.settlement import selectors, services
 from apps.settlement.activities import (
     ACTIVITY_TYPES,
@@ -285,7 +285,8 @@ class CostBasisMethodApi(APIView):
 
 
 class PositionLotsApi(APIView):
-    """GET /v1/positions/{symbol}/lots: the caller's open tax lots of one symbol, oldest first."""
+    """GET /v1/positions/{symbol}/lots: the caller's open tax lots of one symbol, oldest first (404 without any,
+    like ``GET /v2/positions/{symbol}``)."""
 
     permission_classes = [HasScope("read")]
 
@@ -303,27 +304,32 @@ class PositionLotsApi(APIView):
     @extend_schema(operation_id="position_lots_list", responses={200: OutputSerializer(many=True)})
     def get(self, request: Request, symbol: str) -> Response:
         lots = selectors.open_lots(account_for_user(request.user), symbol.upper())
+        if not lots:
+            raise NotFound("position does not exist", field="symbol")
         return Response(self.OutputSerializer(lots, many=True).data)
 
 
-def _canonical_order_id(raw: str) -> str:
-    """Order ids are UUIDs (held by settlement in canonical form); anything else is simply not found."""
+def _own_order(request: Request, raw: str) -> tuple[Any, Any]:
+    """The caller's account and order ``raw`` (``NotFound`` for anyone else's or a malformed id), checked before
+    the body is read so a stranger learns nothing from validation errors."""
     try:
-        return str(uuid.UUID(raw))
+        order_id = uuid.UUID(raw)
     except ValueError:
         raise NotFound("order not found", field="order_id") from None
+    account = account_for_user(request.user)
+    return account, order_selectors.order_get(account=account, order_id=order_id)
 
 
 class LotSelectionApi(APIView):
     """GET / POST /v1/orders/{order_id}/lot-selection: the lots an open sell order relieves first.
 
     POST {"lots": [{"lot_id": "12", "qty": "5"}]} replaces the selection (an empty list clears it); allowed
-    until the order's first fill books. The account's cost basis method covers any quantity not selected."""
+    until the order's first fill books, for sell orders only. The account's cost basis method covers any
+    quantity not selected. GET answers an empty selection for the caller's orders without one."""
 
     def get_permissions(self) -> list[Any]:
         return _read_or_trade(self.request)
 
-    @extend_schema_serializer(component_name="LotChoice")
     class ChoiceSerializer(serializers.Serializer[Any]):
         lot_id = serializers.RegexField(r"^[1-9][0-9]{0,17}$", max_length=18)
         qty = StrictDecimalField(decimal_places=QTY_DECIMAL_PLACES, positive=True)
@@ -331,54 +337,39 @@ class LotSelectionApi(APIView):
     class InputSerializer(serializers.Serializer[Any]):
         lots = serializers.ListField(allow_empty=True, max_length=200)
 
-    @extend_schema_serializer(component_name="LotSelectionChoice")
     class ChoiceOutputSerializer(serializers.Serializer[Any]):
         lot_id = serializers.CharField()
         qty = StrictDecimalField(decimal_places=QTY_DECIMAL_PLACES)
         remaining = StrictDecimalField(decimal_places=QTY_DECIMAL_PLACES)
 
-    class OutputSerializer(serializers.Serializer[Any]):
-        order_id = serializers.CharField()
-        symbol = serializers.CharField()
-        lots = serializers.ListField()
-
-    # Documentation only: the request items are ChoiceSerializer's, the answer's are ChoiceOutputSerializer's.
-    _doc_request = inline_serializer("LotSelectionUpdate", fields={"lots": ChoiceSerializer(many=True)})
-    _doc_output = inline_serializer(
-        "LotSelection",
-        fields={
-            "order_id": serializers.CharField(),
-            "symbol": serializers.CharField(),
-            "lots": ChoiceOutputSerializer(many=True),
-        },
-    )
-
-    def _render(self, view: Any) -> dict[str, Any]:
+    def _render(self, account: Any, order: Any) -> dict[str, Any]:
+        view = selectors.lot_selection(account, str(order.id))
         return {
-            "order_id": view.order_id,
-            "symbol": view.symbol,
-            "lots": self.ChoiceOutputSerializer(view.lots, many=True).data,
+            "order_id": str(order.id),
+            "symbol": order.symbol,
+            "lots": self.ChoiceOutputSerializer(view.lots if view else [], many=True).data,
         }
 
-    @extend_schema(operation_id="lot_selection_get", responses={200: _doc_output})
     def get(self, request: Request, order_id: str) -> Response:
-        view = selectors.lot_selection(account_for_user(request.user), _canonical_order_id(order_id))
-        return Response(self._render(view))
+        account, order = _own_order(request, order_id)
+        return Response(self._render(account, order))
 
-    @extend_schema(operation_id="lot_selection_set", request=_doc_request, responses={200: _doc_output})
     def post(self, request: Request, order_id: str) -> Response:
+        account, order = _own_order(request, order_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         choices = self.ChoiceSerializer(data=data.validated_data["lots"], many=True)
         choices.is_valid(raise_exception=True)
         picked = [services.LotChoice(lot_id=int(c["lot_id"]), qty=c["qty"]) for c in choices.validated_data]
-        account = account_for_user(request.user)
-        oid = _canonical_order_id(order_id)
+        if order.side != "sell":
+            raise ValidationError(
+                "Lots can be chosen for sell orders only.", field="order_id", error="not_a_sell_order"
+            )
 
         def operation() -> Response:
             services.lot_selection_set(
-                account=account, order_id=oid, choices=picked, actor=request.user, request=request
+                account=account, order_id=str(order.id), choices=picked, actor=request.user, request=request
             )
-            return Response(self._render(selectors.lot_selection(account, oid)))
+            return Response(self._render(account, order))
 
         return idempotent_execute(request, operation, owner=owner_of(request))

@@ -17,7 +17,6 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from apps.accounts.models import BrokerageAccount
-from apps.core.errors import NotFound
 from apps.core.markettime import NEW_YORK
 from apps.core.money import MONEY_QUANTUM, PRICE_DECIMAL_PLACES
 from apps.settlement.models import (
@@ -242,11 +241,12 @@ def open_lots(account: BrokerageAccount, symbol: str) -> list[LotView]:
     ]
 
 
-def lot_selection(account: BrokerageAccount, order_id: str) -> LotSelectionView:
-    """The lots chosen for the account's sell order ``order_id``; ``NotFound`` for anyone else's order."""
+def lot_selection(account: BrokerageAccount, order_id: str) -> LotSelectionView | None:
+    """The lots chosen for the account's sell order ``order_id``; ``None`` when the account has no share
+    reservation for it (another account's order, a buy, or a sell not reserving yet)."""
     res = ShareReservation.objects.filter(account=account, order_id=order_id).first()
     if res is None:
-        raise NotFound(f"no open sell order {order_id}")
+        return None
     rows = LotSelection.objects.filter(reservation=res).order_by("seq", "id")
     return LotSelectionView(
         order_id=order_id,

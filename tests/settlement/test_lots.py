@@ -23,7 +23,7 @@ from apps.core.models import StoredEvent
 from apps.settlement import lots, selectors, services
 from apps.settlement.models import JournalEntry, LotSelection, RealizedGain, ShareReservation, TaxLot
 from apps.settlement.reconciliation import reconciliation_run
-from tests.settlement.factories import account_create
+from tests.settlement.factories import account_create, order_create
 from tests.settlement.helpers import fill
 
 pytestmark = pytest.mark.django_db
@@ -289,7 +289,7 @@ def _client(account: BrokerageAccount) -> APIClient:
 def seller() -> tuple[BrokerageAccount, dict[str, TaxLot], str]:
     account = account_create()
     by_name = _book_buys(account)
-    order_id = str(uuid.uuid4())
+    order_id = str(order_create(account, side="sell", qty="15", limit_price="140").id)
     services.shares_reserve(account=account, order_id=order_id, symbol="AAPL", qty=D("15"))
     return account, by_name, order_id
 
@@ -353,7 +353,7 @@ def test_open_lots_listing_shows_own_lots_with_pending_selection(
             "selected_qty": "0",
         },
     ]
-    assert _client(account_create()).get("/v1/positions/AAPL/lots").json() == []
+    assert _client(account_create()).get("/v1/positions/AAPL/lots").status_code == 404
 
 
 def test_lot_selection_post_then_get_and_idempotent_replay(
@@ -504,4 +504,16 @@ def test_lot_selection_after_a_fill_booked_or_after_cancel_is_refused(
     services.shares_release(order_id=order_id)
     resp = _client(account).post(f"/v1/orders/{order_id}/lot-selection", body, format="json")
     assert (resp.status_code, resp.json()["error"]) == (409, "order_not_open")
+    assert LotSelection.objects.count() == 0
+
+
+def test_lot_selection_is_for_sell_orders_only(
+    seller: tuple[BrokerageAccount, dict[str, TaxLot], str],
+) -> None:
+    account, by_name, _ = seller
+    buy = order_create(account, side="buy", qty="1", limit_price="100")
+    url = f"/v1/orders/{buy.id}/lot-selection"
+    assert _client(account).get(url).json() == {"order_id": str(buy.id), "symbol": "AAPL", "lots": []}
+    resp = _client(account).post(url, {"lots": [{"lot_id": str(by_name["A"].pk), "qty": "1"}]}, format="json")
+    assert (resp.status_code, resp.json()["error"]) == (422, "not_a_sell_order")
     assert LotSelection.objects.count() == 0
