@@ -31,6 +31,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -86,6 +87,7 @@ def uses_abjad(text: str) -> bool:
     return any(char.isalpha() and unicodedata.name(char, "").startswith(_ABJAD_PREFIXES) for char in text)
 
 
+@functools.lru_cache(maxsize=65536)  # list names repeat tokens ("muhammad", "ali"); pure, so safe to share
 def _fold_latin(text: str) -> str:
     text = _DOUBLED.sub(r"\1", text)
     for digraph, folded in _DIGRAPHS:
