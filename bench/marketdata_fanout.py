@@ -1,6 +1,7 @@
 """Market data fan-out benchmark: channels-redis core layer vs pub/sub layer, in the same run.
 
-N WebSocket clients (``websockets``) against a daphne subprocess, each authenticated with an API key and
+N WebSocket clients (``websockets``) against the ws process as deployed (``deploy/ws_server.py``, daphne with
+the slow-client bound) in a subprocess, each authenticated with an API key and
 subscribed to the trades of M symbols; the bench publishes R ticks/s (round-robin over the symbols) through the
 layer exactly as ``apps.marketdata.stream`` does (``md.t.{symbol}`` groups). Reports delivered messages/s and
 tick-to-client latency p50/p99/p99.9 (publish → client receive, same clock), then REST latest-quote reads/s.
@@ -50,7 +51,23 @@ def _start_daphne(layer: str) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     env = {**os.environ, "CHANNEL_LAYER_BACKEND": LAYERS[layer]}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "brokerage.asgi:application"],
+        [
+            sys.executable,
+            "deploy/ws_server.py",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            # Thousands of clients connect at once on a loaded machine: not daphne's 5 s handshake timeout.
+            "--websocket_connect_timeout",
+            "120",
+            # The bench stops it with SIGTERM: no drain period (clients are gone by then).
+            "--drain-seconds",
+            "0",
+            "--close-grace-seconds",
+            "5",
+            "brokerage.asgi:application",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -82,22 +99,34 @@ async def _client(
     ready: asyncio.Event,
     stop: asyncio.Event,
     out: list[int],
+    closed: list[int],
+    gate: asyncio.Semaphore,
 ) -> int:
     import websockets
 
     received = 0
-    async with websockets.connect(url, max_size=None) as ws:
-        await ws.recv()
-        await ws.send(json.dumps({"action": "auth", "key": key, "secret": secret}))
-        await ws.recv()
-        await ws.send(json.dumps({"action": "subscribe", "trades": symbols}))
-        await ws.recv()
+    try:
+        async with gate:  # a bounded number of handshakes + auths at a time, as clients would ramp up
+            ws = await websockets.connect(url, max_size=None, open_timeout=120)
+            await ws.recv()
+            await ws.send(json.dumps({"action": "auth", "key": key, "secret": secret}))
+            await ws.recv()
+            await ws.send(json.dumps({"action": "subscribe", "trades": symbols}))
+            await ws.recv()
+    except (OSError, TimeoutError, websockets.exceptions.WebSocketException):
+        closed.append(-1)  # never connected
         ready.set()
+        return 0
+    ready.set()
+    async with ws:
         while not stop.is_set():
             try:
                 raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
             except TimeoutError:
                 continue
+            except websockets.exceptions.ConnectionClosed as exc:  # e.g. 4407: the server found us too slow
+                closed.append(exc.rcvd.code if exc.rcvd is not None else 0)
+                break
             now = time.time_ns()
             for msg in json.loads(raw):
                 if msg.get("T") == "t":
@@ -122,13 +151,15 @@ async def _fanout(
     symbols = [f"BENCH{i}" for i in range(args.symbols)]
     stop = asyncio.Event()
     latencies: list[int] = []
+    closed: list[int] = []
+    gate = asyncio.Semaphore(50)
     readies = [asyncio.Event() for _ in range(args.clients)]
     url = f"ws://127.0.0.1:{port}/v2/test"
     tasks = [
-        asyncio.create_task(_client(url, key, secret, symbols, readies[i], stop, latencies))
+        asyncio.create_task(_client(url, key, secret, symbols, readies[i], stop, latencies, closed, gate))
         for i in range(args.clients)
     ]
-    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), timeout=60)
+    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), timeout=max(60, args.clients / 2))
     await asyncio.sleep(0.5)
     interval = 1.0 / args.rate
     sent = 0
@@ -147,7 +178,7 @@ async def _fanout(
         if delay > 0:
             await asyncio.sleep(delay)
     publish_elapsed = time.monotonic() - start
-    await asyncio.sleep(2.0)  # drain
+    await asyncio.sleep(args.settle)  # let in-flight messages arrive before counting
     stop.set()
     delivered = sum(await asyncio.gather(*tasks))
     if hasattr(layer, "flush"):
@@ -162,6 +193,8 @@ async def _fanout(
         "delivered": delivered,
         "delivered_ratio": round(delivered / max(1, sent * args.clients), 4),
         "delivered_msgs_per_s": round(delivered / publish_elapsed, 1),
+        # close code → clients; -1: never connected (handshake/auth failed or timed out)
+        "clients_closed_by_server": {str(code): closed.count(code) for code in sorted(set(closed))},
         "latency_ms": {
             "p50": round(_percentile(lat, 0.50), 3),
             "p99": round(_percentile(lat, 0.99), 3),
@@ -213,6 +246,7 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=10)
     parser.add_argument("--rate", type=float, default=200.0, help="ticks per second, all symbols together")
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--settle", type=float, default=2.0, help="seconds to keep reading after publishing")
     parser.add_argument("--rest-seconds", type=float, default=5.0)
     parser.add_argument("--rest-threads", type=int, default=4)
     parser.add_argument("--layers", default="core,pubsub")
@@ -259,7 +293,7 @@ def main() -> None:
                 )
         finally:
             proc.terminate()
-            proc.wait(10)
+            proc.wait(60)
         print(layer_name, json.dumps(results["fanout"][layer_name]))
     fan = results["fanout"]
     if "core" in fan and "pubsub" in fan and fan["core"]["delivered_msgs_per_s"]:
