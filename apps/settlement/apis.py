@@ -17,6 +17,7 @@ from drf_spectacular.utils import (
     PolymorphicProxySerializer,
     extend_schema,
     extend_schema_serializer,
+    inline_serializer,
 )
 from rest_framework import serializers
 from rest_framework.renderers import BaseRenderer
@@ -330,6 +331,7 @@ class LotSelectionApi(APIView):
     def get_permissions(self) -> list[Any]:
         return _read_or_trade(self.request)
 
+    @extend_schema_serializer(component_name="LotChoice")
     class ChoiceSerializer(serializers.Serializer[Any]):
         lot_id = serializers.RegexField(r"^[1-9][0-9]{0,17}$", max_length=18)
         qty = StrictDecimalField(decimal_places=QTY_DECIMAL_PLACES, positive=True)
@@ -337,10 +339,22 @@ class LotSelectionApi(APIView):
     class InputSerializer(serializers.Serializer[Any]):
         lots = serializers.ListField(allow_empty=True, max_length=200)
 
+    @extend_schema_serializer(component_name="LotSelectionChoice")
     class ChoiceOutputSerializer(serializers.Serializer[Any]):
         lot_id = serializers.CharField()
         qty = StrictDecimalField(decimal_places=QTY_DECIMAL_PLACES)
         remaining = StrictDecimalField(decimal_places=QTY_DECIMAL_PLACES)
+
+    # Documentation only: the request items are ChoiceSerializer's, the answer's are ChoiceOutputSerializer's.
+    _doc_request = inline_serializer("LotSelectionUpdate", fields={"lots": ChoiceSerializer(many=True)})
+    _doc_output = inline_serializer(
+        "LotSelection",
+        fields={
+            "order_id": serializers.CharField(),
+            "symbol": serializers.CharField(),
+            "lots": ChoiceOutputSerializer(many=True),
+        },
+    )
 
     def _render(self, account: Any, order: Any) -> dict[str, Any]:
         view = selectors.lot_selection(account, str(order.id))
@@ -350,10 +364,12 @@ class LotSelectionApi(APIView):
             "lots": self.ChoiceOutputSerializer(view.lots if view else [], many=True).data,
         }
 
+    @extend_schema(operation_id="lot_selection_get", responses={200: _doc_output})
     def get(self, request: Request, order_id: str) -> Response:
         account, order = _own_order(request, order_id)
         return Response(self._render(account, order))
 
+    @extend_schema(operation_id="lot_selection_set", request=_doc_request, responses={200: _doc_output})
     def post(self, request: Request, order_id: str) -> Response:
         account, order = _own_order(request, order_id)
         data = self.InputSerializer(data=request.data)
