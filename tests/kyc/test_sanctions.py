@@ -335,6 +335,10 @@ ARABIC_SCRIPT_SDN = [
     pytest.param("أبو محمد الجولاني", 15945, "AL-JAWLANI, Abu Muhammad", id="jawlani-article"),
     pytest.param("رامي مخلوف", 10725, "MAKHLUF, Rami", id="makhlouf-ou-u"),
     pytest.param("سراج الدين حقاني", 10743, "HAQANI, Sirajuddin", id="haqqani-al-din-compound"),
+    # Persian orthography: ی for final -i/-a, heh + zero-width non-joiner for final -e.
+    pytest.param("قاسم سلیمانی", 10481, "SOLEIMANI, Qasem", id="persian-soleimani"),
+    pytest.param("مجتبی خامنه‌ای", 27848, "KHAMENEI, Mojtaba", id="persian-khamenei-zwnj"),
+    pytest.param("ابراهیم رئیسی", 27844, "RAISI, Ebrahim", id="persian-raisi-bare-alif"),
     # Spelling variants the Latin matcher misses: the same Arabic name under another transliteration.
     pytest.param("أحمد الخطيب", 34278, "AL-KHATIB, Ahmad", id="alif-hamza-initial-ahmad"),
     pytest.param("وليد عيسى", 20440, "AYSSA, Walid", id="issa-ayssa-variant"),
@@ -358,6 +362,9 @@ BENIGN_ARABIC_SCRIPT = [
     pytest.param("زينب العمري", id="zaynab-al-omari"),
     pytest.param("فاطمة الزهراء عثمان", id="fatima-al-zahra-othman"),
     pytest.param("مریم رضایی", id="persian-maryam-rezaei"),
+    pytest.param("رضا محمدی", id="persian-reza-mohammadi"),
+    pytest.param("زهرا حسینی", id="persian-zahra-hosseini"),
+    pytest.param("مهدی کریمی", id="persian-mehdi-karimi"),
     pytest.param("عبد الله عزام", id="abdallah-azzam-not-listed-2022"),
 ]
 
@@ -417,6 +424,9 @@ def test_latin_and_cyrillic_queries_never_use_the_skeleton(screener: SanctionsSc
         pytest.param("يوسف", "yasaf", False, id="waw-needs-u-or-o"),
         pytest.param("سلمى", "salim", False, id="final-alif-needs-vowel"),
         pytest.param("سليمان", "sulayman", True, id="sulayman"),
+        pytest.param("مجتبی", "mojtaba", True, id="persian-final-yeh-as-a"),
+        pytest.param("علی", "ali", True, id="persian-final-yeh-as-i"),
+        pytest.param("علی", "al", False, id="persian-final-yeh-needs-a-vowel"),
     ],
 )
 def test_vowels_agree(arabic: str, latin: str, agree: bool) -> None:
@@ -432,6 +442,7 @@ def test_vowels_agree(arabic: str, latin: str, agree: bool) -> None:
         pytest.param("حسن نصر الله", ("hsn", "nsralh"), ("hsn", "nsrlh"), id="allah-glued"),
         pytest.param("عبد الرحمن", ("'bdalrhmn",), ("bdlrhmn",), id="abd-glued"),
         pytest.param("مُحَمَّد", ("mhmd",), ("mhmd",), id="harakat-and-shadda-ignored"),
+        pytest.param("مجتبی خامنه‌ای", ("mjtbY", "hamn'aY"), ("mjtb", "hmn"), id="persian-final-vowels"),
     ],
 )
 def test_abjad_forms(raw: str, forms: tuple[str, ...], skeletons: tuple[str, ...]) -> None:

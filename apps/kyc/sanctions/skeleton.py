@@ -11,7 +11,8 @@ Folded form of a Latin (list) token (:func:`latin_form`):
 3. digraphs fold: kh->h, gh->g, sh/ch->s, dh/th/zh->z, ph->f, dj->j, ck->k, ou->u; then q/c->k, p->b, v->w.
 Folded form of an Arabic-script word (:func:`abjad_forms`): each letter maps to the same classes (ق->k,
 ظ/ذ/ث->z, خ/ح/ه->h, ش/ص/س->s, ...); alif, alif maqsura and ta marbuta -> "a", waw -> "w", yeh -> "y",
-hamza and ayn -> "'" (some vowel); a word-initial article (ال) is removed.
+hamza and ayn -> "'" (some vowel); a word-initial article (ال) is removed. Persian: a heh before a zero-width
+non-joiner is the vowel -e ("خامنه‌ای" = Khamene-i), a word-final ی is -i or -a ("Y").
 
 A skeleton is a folded form without vowel letters (a e i o u w y '). Two tokens are similar when their
 skeletons are (``fuzz.ratio`` >= the matcher's cut-off) AND, when the skeletons are equal, the long vowels
@@ -23,7 +24,7 @@ Compound names written as two words in one script and one in another ("نصر ا
 next one, an "allah"/"al-din" word joins the previous one.
 
 Invariants:
-- Pure, deterministic functions; output is lowercase ASCII.
+- Pure, deterministic functions; output is ASCII (lowercase, plus the marker "Y" for a Persian word-final yeh).
 - The same consonant classes are used for list and query; the skeleton scorer is used only for abjad
   queries (see ``matcher``) and never lowers a score of the ordinary matcher.
 - No token disappears: a form whose skeleton would be empty keeps its first character as skeleton.
@@ -45,7 +46,7 @@ _ABJAD_PREFIXES = ("ARABIC", "HEBREW", "SYRIAC", "THAANA")
 _ARABIC: dict[str, str] = {
     "\u0627": "a", "\u0622": "a", "\u0671": "a", "\u0649": "a", "\u0629": "a", "\u06c3": "a", "\u06c0": "a",
     "\u0623": "'", "\u0625": "'", "\u0621": "'", "\u0624": "'", "\u0626": "'", "\u0639": "'",
-    "\u0648": "w", "\u064a": "y", "\u06cc": "y", "\u06d2": "y",
+    "\u06d5": "'", "\u0648": "w", "\u064a": "y", "\u06cc": "y", "\u06d2": "y",
     "\u0628": "b", "\u067e": "b", "\u062a": "t", "\u0637": "t", "\u0679": "t",
     "\u062b": "z", "\u0630": "z", "\u0632": "z", "\u0638": "z", "\u0698": "z",
     "\u062c": "j", "\u062d": "h", "\u062e": "h", "\u0647": "h", "\u06be": "h", "\u06c1": "h",
@@ -56,6 +57,8 @@ _ARABIC: dict[str, str] = {
 }  # fmt: skip
 _ARABIC_MARKS = re.compile("[\u0640\u064b-\u065f\u0670\u06d6-\u06ed\u200c\u200d]")  # harakat, tatweel, ZWNJ
 _ARABIC_ARTICLE = "\u0627\u0644"
+_PERSIAN_VOWEL_HEH = "\u0647\u200c"  # heh + ZWNJ; rewritten to ە (U+06D5, a vowel letter) before mapping
+_PERSIAN_YEH = "\u06cc"
 _ARABIC_ABD = "\u0639\u0628\u062f"
 _ARABIC_JOIN_PREVIOUS = frozenset(
     {"\u0627\u0644\u0644\u0647", "\u0627\u0644\u062f\u064a\u0646"}
@@ -72,11 +75,12 @@ _DIGRAPHS = (
     ("ph", "f"), ("dj", "j"), ("ck", "k"), ("ou", "u"),
 )  # fmt: skip
 _SINGLES = str.maketrans({"q": "k", "c": "k", "p": "b", "v": "w"})
-_VOWEL_LETTERS = frozenset("aeiouwy'")
+_VOWEL_LETTERS = frozenset("aeiouwy'Y")
 _DOUBLED = re.compile(r"(.)\1+")
 # What a written Arabic vowel letter needs in the Latin vowel run at the same place.
 _NEEDS: dict[str, frozenset[str]] = {
     "a": frozenset("ae"),
+    "Y": frozenset("aeiy"),  # Persian writes final -i and final -a (alif maqsura, "مجتبی") with the same ی
     "w": frozenset("uow"),
     "y": frozenset("iey"),
 }
@@ -123,6 +127,9 @@ def latin_forms(normalized: str) -> tuple[str, ...]:
 def _arabic_word_form(word: str) -> str:
     if len(word) > 3 and word.startswith(_ARABIC_ARTICLE):
         word = word[2:]
+    final_yeh = word.endswith(_PERSIAN_YEH)
+    if final_yeh:
+        word = word[:-1]
     pieces = []
     for char in word:
         mapped = _ARABIC.get(char)
@@ -131,14 +138,15 @@ def _arabic_word_form(word: str) -> str:
                 re.sub(r"[^a-z]", "", anyascii(char).casefold())
             )  # digits, Hebrew, Latin, ...
         pieces.append(mapped)
-    form = _DOUBLED.sub(r"\1", "".join(pieces))
+    form = _DOUBLED.sub(r"\1", "".join(pieces)) + ("Y" if final_yeh else "")
     # A word-initial bare alif is a hamza seat typed without the hamza ("احمد" for "أحمد"): some vowel.
     return "'" + form[1:] if form.startswith("a") else form
 
 
 def abjad_forms(text: str) -> tuple[str, ...]:
     """Folded forms of an abjad-script (or mixed) name's words, in written order, compounds glued."""
-    text = _ARABIC_MARKS.sub("", unicodedata.normalize("NFKC", text)).casefold()
+    text = unicodedata.normalize("NFKC", text)
+    text = _ARABIC_MARKS.sub("", text.replace(_PERSIAN_VOWEL_HEH, "\u06d5")).casefold()
     words = _WORD.findall(text)
     glued: list[str] = []
     attach_next = False
