@@ -15,8 +15,8 @@ Invariants:
 - :func:`db_roles_apply` is idempotent: run it after every ``migrate`` (it re-applies the revokes).
 - It refuses a runtime role that is the owner, a superuser, or a member of the owner (each would inherit the
   owner's rights and defeat the separation).
-- It runs as the owner (``ALTER DEFAULT PRIVILEGES`` applies to tables the current role creates) and needs
-  CREATEROLE to create the runtime role or set its password; granting to an existing role needs neither.
+- It runs as the owner (or a member of it: default privileges are set ``FOR ROLE`` the audit table's owner) and
+  needs CREATEROLE to create the runtime role or set its password; granting to an existing role needs neither.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ def db_roles_apply(
         cursor.execute("SELECT %s = %s OR pg_has_role(%s, %s, 'MEMBER')", [role, owner, role, owner])
         if cursor.fetchone()[0]:
             raise Conflict(f"role {role} is, or is a member of, the table owner {owner}")
+        owner_ident = sql.Identifier(owner)
         statements: list[sql.Composable] = []
         if password is not None:
             statements.append(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(ident, sql.Literal(password)))
@@ -96,12 +97,13 @@ def db_roles_apply(
             sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(ident),
             sql.SQL("GRANT {} ON ALL TABLES IN SCHEMA public TO {}").format(_privileges(RUNTIME_DML), ident),
             sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(ident),
-            sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT {} ON TABLES TO {}").format(
-                _privileges(RUNTIME_DML), ident
+            # Future tables: those the owner creates (migrations), whoever runs this command.
+            sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT {} ON TABLES TO {}").format(
+                owner_ident, _privileges(RUNTIME_DML), ident
             ),
             sql.SQL(
-                "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {}"
-            ).format(ident),
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {}"
+            ).format(owner_ident, ident),
             sql.SQL("REVOKE {} ON {} FROM {}").format(
                 _privileges(AUDIT_RECORD_REVOKED), sql.Identifier(audit_table), ident
             ),
