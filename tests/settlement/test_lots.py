@@ -9,15 +9,19 @@ past 2025-03-04); B and C are short term. Bought cost 3450.00 = relieved cost + 
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from apps.accounts.models import AuditRecord, BrokerageAccount
 from apps.core import events as core_events
+from apps.core.errors import BrokerageError
 from apps.core.fields import format_decimal
 from apps.core.models import StoredEvent
 from apps.settlement import lots, selectors, services
@@ -517,3 +521,88 @@ def test_lot_selection_is_for_sell_orders_only(
     resp = _client(account).post(url, {"lots": [{"lot_id": str(by_name["A"].pk), "qty": "1"}]}, format="json")
     assert (resp.status_code, resp.json()["error"]) == (422, "not_a_sell_order")
     assert LotSelection.objects.count() == 0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Concurrency: the lot row lock makes "qty <= open qty less other orders' choices" race-free, and the
+# reservation lock orders a selection against the order's own first fill.
+
+
+def _threads(*jobs: Any) -> list[str]:
+    barrier = threading.Barrier(len(jobs))
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+    guard = threading.Lock()
+
+    def run(job: Any) -> None:
+        try:
+            barrier.wait()
+            try:
+                result = job()
+            except BrokerageError as exc:
+                result = exc.error
+            with guard:
+                outcomes.append(result)
+        except BaseException as exc:  # surfaced below: a thread must not fail silently
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    return sorted(outcomes)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_selections_of_one_lot_never_exceed_its_open_qty() -> None:
+    account = account_create()
+    by_name = _book_buys(account)
+    orders = [f"race-{i}" for i in range(6)]
+    for order_id in orders:
+        services.shares_reserve(account=account, order_id=order_id, symbol="AAPL", qty=D("5"))
+    lot_a = by_name["A"].pk
+
+    def choose(order_id: str) -> Any:
+        def job() -> str:
+            choice = services.LotChoice(lot_id=lot_a, qty=D("4"))
+            services.lot_selection_set(account=account, order_id=order_id, choices=[choice])
+            return "ok"
+
+        return job
+
+    assert _threads(*(choose(o) for o in orders)) == ["lot_qty_exceeded"] * 4 + ["ok"] * 2
+    assert LotSelection.objects.filter(lot_id=lot_a).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_selection_racing_the_first_fill_either_applies_or_is_refused() -> None:
+    account = account_create()
+    by_name = _book_buys(account)
+    names = {lot.pk: name for name, lot in by_name.items()}
+    services.shares_reserve(account=account, order_id="race-fill", symbol="AAPL", qty=D("10"))
+
+    def choose() -> str:
+        services.lot_selection_set(
+            account=account,
+            order_id="race-fill",
+            choices=[services.LotChoice(lot_id=by_name["C"].pk, qty=D("5"))],
+        )
+        return "selected"
+
+    def book() -> str:
+        _sell(account, order_id="race-fill", qty="5")
+        return "filled"
+
+    outcomes = _threads(choose, book)
+    entry = JournalEntry.objects.get(source_type="fill", details__order_id="race-fill")
+    closed = [(c[0], c[1], c[6]) for c in _closings(entry, names)]
+    if outcomes == ["filled", "selected"]:
+        assert closed == [("C", "5", "SPEC_ID")]  # the selection committed first and the fill followed it
+    else:
+        assert outcomes == ["filled", "order_partially_filled"]
+        assert closed == [("A", "5", "FIFO")]
+        assert LotSelection.objects.count() == 0
