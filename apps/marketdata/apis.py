@@ -400,7 +400,6 @@ class OrderbookApi(_Base):
 
     @extend_schema(
         operation_id="stocks_symbol_orderbook",
-        parameters=[InputSerializer],
         responses={
             200: _doc(
                 "StockSymbolOrderbook", {"symbol": serializers.CharField(), "orderbook": _BookOutput()}

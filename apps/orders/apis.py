@@ -620,7 +620,6 @@ class PositionDetailApi(APIView):
 
     @extend_schema(
         operation_id="positions_close",
-        parameters=[CloseQuery],
         responses={200: OpenApiResponse(OrderOutputSerializer, description="the closing order")},
     )
     def delete(self, request: Request, symbol: str) -> Response:

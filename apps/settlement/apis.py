@@ -204,7 +204,8 @@ class StatementApi(APIView):
     renderer_classes = DOCUMENT_RENDERERS
 
     class InputSerializer(serializers.Serializer[Any]):
-        month = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$", max_length=7)
+        # Years 1000-9999: year 0000 is no date and 0001-01's opening balance (the day before) overflows (a 500).
+        month = serializers.RegexField(r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])$", max_length=7)
 
     @extend_schema(
         operation_id="account_statement_get",
@@ -267,8 +268,17 @@ class CostBasisMethodApi(APIView):
         method = selectors.cost_basis_method(account_for_user(request.user))
         return Response(self.OutputSerializer({"method": method}).data)
 
+    # A raw schema: drf-spectacular would document a PATCH body as partial, but ``method`` is required.
     @extend_schema(
-        operation_id="cost_basis_method_set", request=InputSerializer, responses={200: OutputSerializer}
+        operation_id="cost_basis_method_set",
+        request={
+            "application/json": {
+                "type": "object",
+                "properties": {"method": {"type": "string", "enum": CostBasisMethod.values}},
+                "required": ["method"],
+            }
+        },
+        responses={200: OutputSerializer},
     )
     def patch(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
