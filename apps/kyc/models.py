@@ -191,6 +191,8 @@ class SanctionsScreening(models.Model):
     application = models.ForeignKey(KycApplication, on_delete=models.PROTECT, related_name="screenings")
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
     list_version = models.CharField(max_length=40)
+    # The scoring rules' version (apps.kyc.sanctions.MATCHER_VERSION); "" for screenings made before it was kept.
+    matcher_version = models.CharField(max_length=20, blank=True, default="")
     query_name = models.CharField(max_length=300)
     normalized_query = models.CharField(max_length=300)
     decision = models.CharField(max_length=20, choices=Decision.choices)

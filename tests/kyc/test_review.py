@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
@@ -12,10 +13,12 @@ from apps.accounts.models import AuditRecord, BrokerageAccount
 from apps.core.datafiles import shared_data_dir
 from apps.core.errors import BusinessRuleViolation, Conflict
 from apps.kyc.models import ComplianceHold, KycApplication, SanctionsScreening
+from apps.kyc.sanctions import MATCHER_VERSION
 from apps.kyc.services import kyc
 from tests.kyc.factories import application_payload, make_account, make_staff
 
 pytestmark = pytest.mark.django_db
+V2022 = shared_data_dir() / "ofac" / "2022-01-31"
 V2024 = shared_data_dir() / "ofac" / "2024-05-03"
 
 
@@ -124,6 +127,26 @@ def test_rescreen_flags_customers_who_now_match(capsys: pytest.CaptureFixture[st
     kyc.sanctions_override_request(screening_row=row, actor=row_first, reason="different person (DOB)")
     kyc.sanctions_override_confirm(screening_row=row, actor=row_second)
     assert not ComplianceHold.objects.filter(released_at=None).exists()
+
+
+def test_matcher_upgrade_rescreens_under_the_same_list_version(capsys: pytest.CaptureFixture[str]) -> None:
+    # History: approved when the matcher could not read Arabic script (matcher "1", same 2022 list).
+    application = _submitted()
+    assert application.status == "APPROVED"
+    KycApplication.objects.filter(pk=application.pk).update(
+        given_name="أيمن", family_name="الظواهري", date_of_birth=date(1951, 6, 19)
+    )
+    SanctionsScreening.objects.filter(application=application).update(matcher_version="1")
+    call_command("sanctions_rescreen", "--list-dir", str(V2022))
+    assert "screened 1, skipped 0, new matches 1" in capsys.readouterr().out
+    row = SanctionsScreening.objects.get(application=application, trigger="rescreen")
+    top = row.best_candidates[0]
+    assert (row.matcher_version, row.new_match, row.review) == (MATCHER_VERSION, True, "open")
+    assert (top["ent_num"], top["matched_by"]) == (2676, "skeleton")
+    holds = list(ComplianceHold.objects.filter(released_at=None).values_list("account_id", "kind"))
+    assert holds == [(application.account_id, "kyc")]
+    call_command("sanctions_rescreen", "--list-dir", str(V2022))  # current matcher, same list: skipped
+    assert "screened 0, skipped 1, new matches 0" in capsys.readouterr().out
 
 
 def test_rescreen_task_uses_the_configured_list(settings: Any) -> None:

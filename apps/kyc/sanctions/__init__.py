@@ -19,6 +19,7 @@ from apps.kyc.sanctions.loader import (
 )
 from apps.kyc.sanctions.matcher import (
     DEFAULT_REVIEW_THRESHOLD,
+    MATCHER_VERSION,
     Candidate,
     SanctionsScreener,
     ScreeningResult,
@@ -28,6 +29,7 @@ from apps.kyc.sanctions.skeleton import abjad_forms, latin_forms, skeleton, uses
 
 __all__ = [
     "DEFAULT_REVIEW_THRESHOLD",
+    "MATCHER_VERSION",
     "Address",
     "Alias",
     "Candidate",

@@ -49,11 +49,15 @@ from apps.kyc.sanctions.skeleton import abjad_forms, latin_forms, skeleton, uses
 
 __all__ = [
     "DEFAULT_REVIEW_THRESHOLD",
+    "MATCHER_VERSION",
     "Candidate",
     "SanctionsScreener",
     "ScreeningResult",
 ]
 
+# Bumped whenever scoring changes what can match, so the re-screen job screens everyone again under the same
+# list version. 1: token matcher; 2: + consonant skeletons for abjad-script names.
+MATCHER_VERSION = "2"
 DEFAULT_REVIEW_THRESHOLD = 88
 TOKEN_SIMILARITY_CUTOFF = 80  # fuzz.ratio between two tokens; "deripaska"/"deripasca" is 89
 UNMATCHED_WEIGHT = 0.5
@@ -99,6 +103,7 @@ class ScreeningResult:
     best_candidates: tuple[Candidate, ...]  # best first
     list_version: str
     review_threshold: int
+    matcher_version: str = MATCHER_VERSION
 
     @property
     def is_possible_match(self) -> bool:

@@ -36,6 +36,7 @@ from apps.kyc import checks, ports, screening
 from apps.kyc.documents import ALLOWED_TYPES, EXTENSIONS, sniff_content_type
 from apps.kyc.fields import encrypt_bytes, identifier_digest
 from apps.kyc.models import ComplianceHold, KycAgreement, KycApplication, KycDocument, SanctionsScreening
+from apps.kyc.sanctions import MATCHER_VERSION
 from apps.kyc.services.holds import hold_place, hold_release
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -307,6 +308,7 @@ def _screen(application: KycApplication, *, trigger: str, list_dir: Path | None 
         application=application,
         trigger=trigger,
         list_version=result.list_version,
+        matcher_version=result.matcher_version,
         query_name=result.query[:300],
         normalized_query=result.normalized_query[:300],
         decision=result.decision,
@@ -513,8 +515,9 @@ RESCREEN_STATUSES = (
 def sanctions_rescreen_all(*, list_dir: Path, actor: Any = "sanctions-rescreen") -> RescreenSummary:
     """Screen every submitted customer against ``list_dir``; flag (and hold) those that now match.
 
-    One short transaction per customer; a customer already screened against this list version is skipped, so
-    a re-run (or a redelivered task) does nothing twice.
+    One short transaction per customer; a customer already screened against this list version by the current
+    matcher (``MATCHER_VERSION``) is skipped, so a re-run (or a redelivered task) does nothing twice, while a
+    matcher upgrade re-screens everyone once even when the list did not change.
     """
     screener = screening.screener_for(list_dir)
     version = screener.sanctions_list.version
@@ -528,7 +531,7 @@ def sanctions_rescreen_all(*, list_dir: Path, actor: Any = "sanctions-rescreen")
     for application_id in ids:
         with transaction.atomic(durable=True):
             application = KycApplication.objects.select_for_update().get(pk=application_id)
-            if application.screenings.filter(list_version=version).exists():
+            if application.screenings.filter(list_version=version, matcher_version=MATCHER_VERSION).exists():
                 skipped += 1
                 continue
             previous: set[int] = set()
