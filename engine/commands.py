@@ -6,6 +6,9 @@ Invariants:
 - Commands carry no position: ``Engine.apply(seq, command)`` receives the Kafka offset separately, and every
   id the engine derives (fill, trade, leg) depends only on ``seq`` and the command content.
 - The wire form is a tagged msgpack/JSON union (``type`` = class name); ``decode_command`` validates types.
+- ``split_epoch`` (order commands and ``SplitApply``) is the symbol's split counter (``Asset.split_epoch``) as
+  the producer saw it in the order's transaction; None (older producers) = not checked. The engine rejects an
+  order command whose epoch differs from the symbol's (``split_epoch_stale`` / ``split_epoch_ahead``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ class StopLoss(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     limit_price_e4: int | None = None
 
 
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+
+
 class Command(msgspec.Struct, frozen=True, tag_field="command", tag=True, forbid_unknown_fields=True):
     """Base of every engine command."""
 
@@ -56,6 +63,7 @@ class NewOrder(Command, frozen=True):
     order_class: OrderClass = "simple"
     take_profit: TakeProfit | None = None
     stop_loss: StopLoss | None = None
+    split_epoch: NonNegative | None = None  # the symbol's split counter the order was priced under
 
 
 class CancelOrder(Command, frozen=True):
@@ -73,6 +81,7 @@ class ReplaceOrder(Command, frozen=True):
     trail_price_e4: int | None = None
     trail_percent_bps: int | None = None
     tif: TimeInForce | None = None
+    split_epoch: NonNegative | None = None  # the symbol's split counter the new terms were priced under
 
 
 class SessionOpen(Command, frozen=True):
@@ -96,15 +105,14 @@ class SetReferencePrice(Command, frozen=True):
     price_e4: int
 
 
-Positive = Annotated[int, msgspec.Meta(gt=0)]
-
-
 class SplitApply(Command, frozen=True):
     """Put every live order of ``symbol`` on the terms of a ``numerator``-for-``denominator`` split, once.
 
     Idempotent by ``split_id`` (the engine remembers applied ids in its snapshot). ``tick_e4`` is the
     symbol's tick: adjusted prices are rounded to it, never below one tick. Decoding refuses non-positive
-    terms (such a command is dead-lettered, never applied).
+    terms (such a command is dead-lettered, never applied). ``split_epoch`` is the symbol's split counter
+    after this split (``Asset.split_epoch``, incremented in the split's transaction); the engine takes it as
+    the symbol's epoch. None (older producers) leaves the symbol's epoch unchanged.
     """
 
     symbol: str
@@ -112,6 +120,7 @@ class SplitApply(Command, frozen=True):
     numerator: Positive
     denominator: Positive
     tick_e4: Positive
+    split_epoch: Positive | None = None
 
 
 AnyCommand = (

@@ -11,6 +11,11 @@ Invariants:
 - Rejections that cannot be attached to a book carry ``symbol=""`` and ``book_seq=0``.
 - ``SplitApply`` takes effect once per ``split_id``: the applied ids are part of the state (and of the
   snapshot from the first split on, ``EngineStateSplits``); a repeat is a no-op returning ``[]``.
+- Split epochs: a ``SplitApply`` carrying ``split_epoch`` sets its symbol's epoch (``split_epochs``, in the
+  snapshot from then on, ``EngineStateEpochs``). A ``NewOrder``/``ReplaceOrder`` carrying ``split_epoch`` is
+  applied only when it equals the symbol's epoch (0 before any such split); otherwise it is rejected,
+  ``split_epoch_stale`` (priced before a split the book has applied) or ``split_epoch_ahead`` (after one it
+  has not). Without ``split_epoch`` an order command is not checked (older producers).
 """
 
 from __future__ import annotations
@@ -42,15 +47,17 @@ from engine.commands import (
     SplitApply,
 )
 from engine.events import Event, OrderRejected, SessionChanged
-from engine.state import BookState, EngineState, EngineStateSplits
+from engine.state import BookState, EngineState, EngineStateEpochs, EngineStateSplits
 
 SNAPSHOT_VERSION = 1  # without applied splits: the layout of before splits existed
 SNAPSHOT_VERSION_SPLITS = 2  # ``EngineStateSplits``: plus the applied split ids
+SNAPSHOT_VERSION_EPOCHS = 3  # ``EngineStateEpochs``: plus each symbol's split epoch
+_SNAPSHOT_VERSIONS = (SNAPSHOT_VERSION, SNAPSHOT_VERSION_SPLITS, SNAPSHOT_VERSION_EPOCHS)
 _CONTINUOUS_TIFS = frozenset({"day", "gtc", "ioc", "fok"})
 
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(EngineStateSplits)
+_decoder = msgspec.msgpack.Decoder(EngineStateEpochs)
 
 
 def validate_order(
@@ -106,6 +113,7 @@ class Engine:
         self.phase = "closed"  # "closed" (pre-open / after close) | "open"
         self.splits: list[str] = []  # applied split ids, in application order
         self.split_ids: set[str] = set()
+        self.split_epochs: dict[str, int] = {}  # symbol -> epoch of its last split (absent = 0)
 
     # ------------------------------------------------------------------ apply
     def apply(self, seq: int, command: Command) -> list[Event]:
@@ -172,6 +180,9 @@ class Engine:
             return self._reject(out, book, seq, order_id, "duplicate_order_id")
         if book.halted:
             return self._reject(out, book, seq, order_id, "halted")
+        epoch = c.split_epoch
+        if epoch is not None and epoch != self.split_epochs.get(symbol, 0):
+            return self._reject(out, book, seq, order_id, self._epoch_reason(symbol, epoch))
         qty = c.qty_e9
         otype = c.type
         if (
@@ -239,6 +250,10 @@ class Engine:
             self._new_complex(book, o, c)
         book.end()
         return out
+
+    def _epoch_reason(self, symbol: str, epoch: int) -> str:
+        """Why an order command priced under split epoch ``epoch`` cannot enter ``symbol``'s book."""
+        return "split_epoch_stale" if epoch < self.split_epochs.get(symbol, 0) else "split_epoch_ahead"
 
     @staticmethod
     def _validate_class(c: NewOrder) -> str | None:
@@ -363,6 +378,9 @@ class Engine:
             return self._reject(out, book, seq, c.new_order_id, "duplicate_order_id")
         if book.halted:
             return self._reject(out, book, seq, c.new_order_id, "halted")
+        epoch = c.split_epoch
+        if epoch is not None and epoch != self.split_epochs.get(old.symbol, 0):
+            return self._reject(out, book, seq, c.new_order_id, self._epoch_reason(old.symbol, epoch))
         if old.state not in (RESTING, PENDING, AUCTION) or old.notional:
             return self._reject(out, book, seq, c.new_order_id, "not_replaceable")
         trail_given = c.trail_price_e4 is not None or c.trail_percent_bps is not None
@@ -461,6 +479,8 @@ class Engine:
             return []  # unreachable from the topic (decoding refuses it); never divide by zero
         self.splits.append(c.split_id)
         self.split_ids.add(c.split_id)
+        if c.split_epoch is not None:
+            self.split_epochs[c.symbol] = c.split_epoch
         out: list[Event] = []
         book = self._book(c.symbol)
         book.begin(out, seq)
@@ -500,8 +520,18 @@ class Engine:
         orders = [o.to_state() for o in self.orders.values()]
         if not self.splits:
             return EngineState(SNAPSHOT_VERSION, self.last_seq, self.phase, orders, books)
-        return EngineStateSplits(
-            SNAPSHOT_VERSION_SPLITS, self.last_seq, self.phase, orders, books, list(self.splits)
+        if not self.split_epochs:
+            return EngineStateSplits(
+                SNAPSHOT_VERSION_SPLITS, self.last_seq, self.phase, orders, books, list(self.splits)
+            )
+        return EngineStateEpochs(
+            SNAPSHOT_VERSION_EPOCHS,
+            self.last_seq,
+            self.phase,
+            orders,
+            books,
+            list(self.splits),
+            sorted(self.split_epochs.items()),
         )
 
     def snapshot(self) -> bytes:
@@ -514,13 +544,14 @@ class Engine:
     @classmethod
     def restore(cls, data: bytes) -> Engine:
         state = _decoder.decode(data)
-        if state.version not in (SNAPSHOT_VERSION, SNAPSHOT_VERSION_SPLITS):
+        if state.version not in _SNAPSHOT_VERSIONS:
             raise ValueError(f"unsupported snapshot version {state.version}")
         eng = cls()
         eng.last_seq = state.last_seq
         eng.phase = state.phase
         eng.splits = list(state.splits)
         eng.split_ids = set(state.splits)
+        eng.split_epochs = dict(state.epochs)
         for o in state.orders:
             eng.orders[o.order_id] = Order.from_state(o)
         for bs in state.books:

@@ -10,8 +10,10 @@ Invariants:
   ``engine.engine``). Field order is part of the snapshot format.
 - An engine that never applied a split encodes ``EngineState`` (version 1, the bytes of before splits
   existed); one that did encodes ``EngineStateSplits`` (version 2: the same fields plus the applied split ids,
-  a trailing field since array-like Structs never omit defaults). Restore decodes both as
-  ``EngineStateSplits`` (a version-1 array gets ``splits=[]``).
+  a trailing field since array-like Structs never omit defaults). One that knows a symbol's split epoch
+  (a ``SplitApply`` carried ``split_epoch``) encodes ``EngineStateEpochs`` (version 3: plus ``epochs``, the
+  ``(symbol, epoch)`` pairs sorted by symbol). Restore decodes every version as ``EngineStateEpochs`` (a
+  shorter array gets the missing trailing fields' defaults: ``splits=[]``, ``epochs=[]``).
 """
 
 from __future__ import annotations
@@ -72,3 +74,9 @@ class EngineStateSplits(EngineState, array_like=True):
     """``EngineState`` plus the split ids applied so far (in application order)."""
 
     splits: list[str] = []
+
+
+class EngineStateEpochs(EngineStateSplits, array_like=True):
+    """``EngineStateSplits`` plus each symbol's split epoch, ``(symbol, epoch)`` sorted by symbol."""
+
+    epochs: list[tuple[str, int]] = []

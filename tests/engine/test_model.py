@@ -18,6 +18,7 @@ from engine.events import (
     OrderAdjusted,
     OrderCanceled,
     OrderFilled,
+    OrderRejected,
     OrderReplaced,
     TradeExecuted,
 )
@@ -153,7 +154,9 @@ class EngineVsReference(RuleBasedStateMachine):
         self.qty[oid] = qty
         before = len(self.ref.trades)
         self.ref.submit(oid, acct, buy, "limit", tif, qty, price)
-        got = self._apply(limit(oid, "buy" if buy else "sell", qty, price, acct=acct, tif=tif))
+        got = self._apply(
+            limit(oid, "buy" if buy else "sell", qty, price, acct=acct, tif=tif, split_epoch=self.splits)
+        )
         assert got == self.ref.trades[before:]
 
     @rule(buy=st.booleans(), acct=st.sampled_from(ACCOUNTS), qty=st.integers(1, 40))
@@ -181,7 +184,11 @@ class EngineVsReference(RuleBasedStateMachine):
         self.qty[oid] = qty
         before = len(self.ref.trades)
         self.ref.submit(oid, r.acct, r.buy, "limit", "gtc", qty, price)
-        got = self._apply(ReplaceOrder(order_id=r.oid, new_order_id=oid, qty_e9=qty, limit_price_e4=price))
+        got = self._apply(
+            ReplaceOrder(
+                order_id=r.oid, new_order_id=oid, qty_e9=qty, limit_price_e4=price, split_epoch=self.splits
+            )
+        )
         assert got == self.ref.trades[before:]
 
     @precondition(lambda self: self.splits < 3)
@@ -189,11 +196,37 @@ class EngineVsReference(RuleBasedStateMachine):
     def split(self, terms: tuple[int, int], again: bool) -> None:
         num, den = terms
         if again and self.splits:  # a redelivered split id changes nothing
-            assert self._apply(SplitApply(SYM, f"s{self.splits}", num, den, 1)) == []
+            assert self._apply(SplitApply(SYM, f"s{self.splits}", num, den, 1, self.splits)) == []
             return
         self.splits += 1
         self.ref.split(num, den)
-        assert self._apply(SplitApply(SYM, f"s{self.splits}", num, den, 1)) == []  # no trades
+        assert self._apply(SplitApply(SYM, f"s{self.splits}", num, den, 1, self.splits)) == []  # no trades
+
+    @rule(
+        data=st.data(),
+        buy=st.booleans(),
+        qty=st.integers(1, 20),
+        price=st.integers(95, 105),
+        ahead=st.integers(1, 2),
+    )
+    def wrong_epoch(self, data: st.DataObject, buy: bool, qty: int, price: int, ahead: int) -> None:
+        """An order (or replace) priced under another split epoch is rejected and changes no book."""
+        stale = self.splits > 0 and data.draw(st.booleans(), label="stale")
+        epoch = data.draw(st.integers(0, self.splits - 1), label="epoch") if stale else self.splits + ahead
+        reason = "split_epoch_stale" if stale else "split_epoch_ahead"
+        oid = self._new_id()
+        if bool(self.ref.resting) and data.draw(st.booleans(), label="replace"):
+            r = data.draw(st.sampled_from(self.ref.resting), label="old")
+            cmd: Command = ReplaceOrder(
+                order_id=r.oid, new_order_id=oid, qty_e9=qty, limit_price_e4=price, split_epoch=epoch
+            )
+        else:
+            cmd = limit(oid, "buy" if buy else "sell", qty, price, split_epoch=epoch)
+        before = len(self.events)
+        self._apply(cmd)
+        assert [(type(e), e.order_id, e.reason) for e in self.events[before:]] == [  # type: ignore[attr-defined]
+            (OrderRejected, oid, reason)
+        ]
 
     @invariant()
     def not_crossed_and_same_book(self) -> None:
