@@ -35,7 +35,7 @@ from engine.commands import (
     TakeProfit,
 )
 from engine.engine import Engine
-from engine.state import BookState, EngineState, EngineStateSplits, OrderState
+from engine.state import BookState, EngineState, EngineStateEpochs, EngineStateSplits, OrderState
 
 ROOT = Path(__file__).resolve().parents[2]
 # Recorded from the pure-Python engine at 8524131 (before engine.state / the native build): the snapshot
@@ -47,9 +47,16 @@ RECORDED = {
     "state": "41c00154def49fd62f7425540b0f964609deebd6cb0fb55ae1ce305f1383b601",
 }
 # The same stream with a SplitApply every 150 commands (forward, reverse, redelivered ids), pure engine.
+# Unchanged by split epochs: its commands carry none, and an engine without epochs snapshots version 2.
 RECORDED_SPLITS = {
     "events": "a7a39faaf2b08f2e11d7b68f9536fe12d8885a4efd11e5b60fb3213b0616eb4c",
     "state": "23fbe1449fd4ae63a21ca3be74c143d35f279a49ee7166004be8702ac3a0080d",
+}
+# That stream with split epochs (every order command stamped with its symbol's epoch, some stale or ahead),
+# pure engine at the commit that introduced them (snapshot version 3).
+RECORDED_EPOCHS = {
+    "events": "606729eb4a6008983b7ef403833f9b9fcc62c25a525e907d1eb88af19d0cf3de",
+    "state": "0e3e7db77839cf0cf4a3de41aca52a38d7798a033b995fe9636b9af0a3e97960",
 }
 
 # Run in a fresh interpreter: engine.* resolve to their .py files even where an extension sits beside them.
@@ -76,7 +83,7 @@ import json
 import engine.book
 from tests.engine.test_native import digest
 assert engine.book.__file__.endswith(".py"), engine.book.__file__
-print(json.dumps([digest(), digest(splits=True)]))
+print(json.dumps([digest(), digest(splits=True), digest(splits=True, epochs=True)]))
 """
 
 
@@ -93,6 +100,37 @@ def _with_splits(cmds: list[Command]) -> list[Command]:
             num, den = _SPLIT_TERMS[k % len(_SPLIT_TERMS)]
             sid = f"ca:{k - 1 if k % 3 == 0 else k}"
             out.append(SplitApply(("ACME", "BETA")[k % 2], sid, num, den, 100))
+    return out
+
+
+def _with_epochs(cmds: list[Command]) -> list[Command]:
+    """Stamp split epochs as the order service would: each split its symbol's next epoch (a re-sent id its
+    first one), each order command its symbol's current epoch, except every 25th (stale: one before) and
+    every 97th (ahead: one after)."""
+    epoch: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    symbol_of: dict[str, str] = {}
+    out: list[Command] = []
+    n = 0
+    for cmd in cmds:
+        if isinstance(cmd, SplitApply):
+            if cmd.split_id not in seen:
+                epoch[cmd.symbol] = seen[cmd.split_id] = epoch.get(cmd.symbol, 0) + 1
+            out.append(msgspec.structs.replace(cmd, split_epoch=seen[cmd.split_id]))
+            continue
+        if isinstance(cmd, NewOrder | ReplaceOrder):
+            if isinstance(cmd, NewOrder):
+                sym = symbol_of[cmd.order_id] = cmd.symbol
+            else:
+                sym = symbol_of[cmd.new_order_id] = symbol_of.get(cmd.order_id, "ACME")
+            n += 1
+            e = epoch.get(sym, 0)
+            if n % 25 == 0 and e:
+                e -= 1
+            elif n % 97 == 0:
+                e += 1
+            cmd = msgspec.structs.replace(cmd, split_epoch=e)
+        out.append(cmd)
     return out
 
 
@@ -170,9 +208,11 @@ def stream(seed: int = 7, n: int = 3000) -> list[Command]:
     return out
 
 
-def digest(splits: bool = False) -> dict[str, str]:
+def digest(splits: bool = False, epochs: bool = False) -> dict[str, str]:
     """sha256 of every event (msgpack) and of the final snapshot; restores from a snapshot mid-stream."""
     cmds = _with_splits(stream()) if splits else stream()
+    if epochs:
+        cmds = _with_epochs(cmds)
     events = hashlib.sha256()
     eng = Engine()
     for seq, cmd in enumerate(cmds, start=1):
@@ -189,11 +229,13 @@ def test_snapshot_structs_keep_their_wire_config() -> None:
     assert EngineState.__struct_config__.array_like is True
     assert BookState.__struct_config__.array_like is True
     assert EngineStateSplits.__struct_config__.array_like is True
+    assert EngineStateEpochs.__struct_config__.array_like is True
 
 
 def test_loaded_build_matches_recorded_digest() -> None:
     assert digest() == RECORDED, f"engine.book from {engine.book.__file__}"
     assert digest(splits=True) == RECORDED_SPLITS, f"engine.book from {engine.book.__file__}"
+    assert digest(splits=True, epochs=True) == RECORDED_EPOCHS, f"engine.book from {engine.book.__file__}"
 
 
 def test_pure_sources_match_recorded_digest_in_subprocess() -> None:
@@ -204,4 +246,4 @@ def test_pure_sources_match_recorded_digest_in_subprocess() -> None:
         check=True,
         cwd=ROOT,
     )
-    assert json.loads(res.stdout) == [RECORDED, RECORDED_SPLITS]
+    assert json.loads(res.stdout) == [RECORDED, RECORDED_SPLITS, RECORDED_EPOCHS]
