@@ -153,9 +153,9 @@ class KycApplicationAdmin(admin.ModelAdmin[KycApplication]):
         rows = []
         for screening in obj.screenings.order_by("-screened_at")[:3]:
             candidates = format_html_join(
-                "", "<li>{} — {} (ent {}, {}, score {}, DOB {})</li>",
+                "", "<li>{} — {} (ent {}, {}, score {} by {}, DOB {})</li>",
                 ((c["matched_name"], c["primary_name"], c["ent_num"], ", ".join(c["programs"]), c["score"],
-                  c["dob_check"]) for c in screening.best_candidates),
+                  c.get("matched_by", "name"), c["dob_check"]) for c in screening.best_candidates),
             )  # fmt: skip
             rows.append(
                 format_html(

@@ -176,6 +176,7 @@ def test_admin_review_queue_renders_evidence_without_tax_id(client: Any) -> None
     assert response.status_code == 200
     html = response.content.decode()
     assert "ZUMAR, Abbud" in html
+    assert "score 85 by name, DOB mismatch" in html  # which key matched: name or (Arabic script) skeleton
     assert "***-**-6789" in html
     assert "123-45-6789" not in html
     assert "identity_verification" in html
