@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, ROUND_UP, Decimal
+from fractions import Fraction
 from typing import Any
 
 from django.db import connection, transaction
@@ -977,7 +978,8 @@ def shares_deposit_post(
 def shares_withdrawal_post(
     *, account: BrokerageAccount, symbol: str, qty: Decimal, transfer_id: str
 ) -> JournalEntry:
-    """Shares transferred out (settled and unreserved only); lots are reduced FIFO without a realized gain."""
+    """Shares transferred out (settled and unreserved only); lots are reduced FIFO without a realized gain,
+    sparing the lots open sell orders have chosen (``_transfer_out_plan``)."""
     _qty(qty)
     with transaction.atomic():
         existing = _existing_entry("transfer", transfer_id)
@@ -1013,19 +1015,43 @@ def shares_withdrawal_post(
             details={"symbol": symbol, "qty": str(-qty), "transfer_id": transfer_id},
             legs=[_Leg(rows[keys[0]], -qty), _Leg(rows[keys[2]], qty)],
         )
-        left = qty
-        for lot in sorted(_open_lots_lock(account.pk, symbol), key=lambda lot: (lot.acquired_date, lot.pk)):
-            if left == 0:
-                break
-            take = min(left, lot.remaining)
+        by_id = {lot.pk: lot for lot in _open_lots_lock(account.pk, symbol)}
+        for lot_id, take in _transfer_out_plan(by_id.values(), qty):
+            lot = by_id[lot_id]
             cost = (
                 lot.remaining_cost if take == lot.remaining else (lot.remaining_cost * take / lot.remaining)
             )
             lot.remaining -= take
             lot.remaining_cost -= cost.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
             lot.save(update_fields=["remaining", "remaining_cost"])
-            left -= take
         return entry
+
+
+def _transfer_out_plan(open_lots: Iterable[TaxLot], qty: Decimal) -> list[tuple[int, Decimal]]:
+    """FIFO over what open sell orders have not chosen, then (only if that is short) FIFO over the rest, so a
+    transfer out never takes shares a customer picked for a pending sale. The shares moved are unreserved, and
+    choices never exceed reservations, so the first pass covers them whenever lots agree with the ledger."""
+    lots_ = list(open_lots)
+    chosen = _chosen_elsewhere([lot.pk for lot in lots_])
+    free = [
+        lots.OpenLot(lot.pk, lot.acquired_date, max(lot.remaining - chosen.get(lot.pk, ZERO), ZERO), ZERO)
+        for lot in lots_
+    ]
+    first = lots.relief_plan(lots=free, qty=qty, method=lots.FIFO)
+    taken: dict[int, Decimal] = defaultdict(Decimal)
+    for part in first:
+        taken[part.lot_id] += part.qty
+    rest = [lots.OpenLot(lot.pk, lot.acquired_date, lot.remaining - taken[lot.pk], ZERO) for lot in lots_]
+    second = lots.relief_plan(lots=rest, qty=qty - sum(taken.values(), ZERO), method=lots.FIFO)
+    return [(part.lot_id, part.qty) for part in (*first, *second)]
+
+
+def _chosen_elsewhere(lot_ids: Sequence[int], *, exclude_reservation: Any = None) -> dict[int, Decimal]:
+    """Quantity still chosen from each lot by open sell orders (their reservations not yet used up)."""
+    qs = LotSelection.objects.filter(lot_id__in=lot_ids, remaining__gt=0, reservation__remaining__gt=0)
+    if exclude_reservation is not None:
+        qs = qs.exclude(reservation=exclude_reservation)
+    return {row["lot_id"]: row["s"] for row in qs.values("lot_id").annotate(s=Sum("remaining"))}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1139,15 +1165,7 @@ def lot_selection_set(
         for choice in choices:
             if choice.lot_id not in locked:
                 raise NotFound(f"lot {choice.lot_id} not found")
-        taken_elsewhere: dict[int, Decimal] = {
-            row["lot_id"]: row["s"]
-            for row in LotSelection.objects.filter(
-                lot_id__in=seen, remaining__gt=0, reservation__remaining__gt=0
-            )
-            .exclude(reservation=res)
-            .values("lot_id")
-            .annotate(s=Sum("remaining"))
-        }
+        taken_elsewhere = _chosen_elsewhere(sorted(seen), exclude_reservation=res)
         for choice in choices:
             lot = locked[choice.lot_id]
             if lot.symbol != res.symbol:
@@ -1198,3 +1216,22 @@ def lot_selection_set(
             },
         )
         return rows
+
+
+def lot_selections_split(*, symbol: str, ratio: Fraction) -> int:
+    """Scale the still-open lot choices of ``symbol`` by a split's ratio (new shares per old share), rounded down
+    to the quantity quantum, as the lots themselves are. For ``corporate_actions`` to call inside the split's
+    transaction after it scaled the lots; a choice larger than its lot after cash in lieu is capped when the
+    fill books. Returns the number of choices adjusted."""
+    rows = list(
+        LotSelection.objects.select_for_update(of=("self",))
+        .filter(lot__symbol=symbol, remaining__gt=0, reservation__remaining__gt=0)
+        .order_by("pk")
+    )
+    scale = 10**QTY_DECIMAL_PLACES
+    for sel in rows:
+        remaining = Decimal(int(Fraction(sel.remaining) * ratio * scale)) / scale
+        qty = max(Decimal(int(Fraction(sel.qty) * ratio * scale)) / scale, remaining, QTY_QUANTUM)
+        sel.remaining, sel.qty = remaining, qty
+        sel.save(update_fields=["remaining", "qty"])
+    return len(rows)

@@ -13,6 +13,7 @@ import threading
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -606,3 +607,41 @@ def test_selection_racing_the_first_fill_either_applies_or_is_refused() -> None:
         assert outcomes == ["filled", "order_partially_filled"]
         assert closed == [("A", "5", "FIFO")]
         assert LotSelection.objects.count() == 0
+
+
+def test_transfer_out_spares_lots_chosen_for_an_open_sell() -> None:
+    account = account_create()
+    by_name = _book_buys(account)
+    names = {lot.pk: name for name, lot in by_name.items()}
+    services.settlement_run(as_of=date(2025, 6, 10))  # only settled shares transfer out
+    services.shares_reserve(account=account, order_id="keep-a", symbol="AAPL", qty=D("6"))
+    choice = services.LotChoice(lot_id=by_name["A"].pk, qty=D("6"))
+    services.lot_selection_set(account=account, order_id="keep-a", choices=[choice])
+    services.shares_withdrawal_post(account=account, symbol="AAPL", qty=D("8"), transfer_id="acats-out")
+    # FIFO over what is not chosen: A's 4 free shares, then 4 of B; A's 6 chosen shares stay for the sale.
+    assert _open(account, names) == {
+        "A": ("6", "600.0000"),
+        "B": ("6", "780.0000"),
+        "C": ("10", "1150.0000"),
+    }
+    sale = _sell(account, order_id="keep-a", qty="6")
+    assert [(c[0], c[1], c[6]) for c in _closings(sale, names)] == [("A", "6", "SPEC_ID")]
+
+
+@pytest.mark.parametrize(
+    ("num", "den", "qty", "remaining"),
+    [
+        pytest.param(3, 2, "6", "6", id="3-for-2"),
+        pytest.param(1, 3, "1.333333333", "1.333333333", id="1-for-3-rounds-down"),
+    ],
+)
+def test_open_lot_choices_follow_a_split(num: int, den: int, qty: str, remaining: str) -> None:
+    account = account_create()
+    by_name = _book_buys(account)
+    services.shares_reserve(account=account, order_id="split-me", symbol="AAPL", qty=D("5"))
+    choice = services.LotChoice(lot_id=by_name["A"].pk, qty=D("4"))
+    services.lot_selection_set(account=account, order_id="split-me", choices=[choice])
+    assert services.lot_selections_split(symbol="AAPL", ratio=Fraction(num, den)) == 1
+    sel = LotSelection.objects.get()
+    assert (format_decimal(sel.qty), format_decimal(sel.remaining)) == (qty, remaining)
+    assert services.lot_selections_split(symbol="MSFT", ratio=Fraction(2)) == 0
