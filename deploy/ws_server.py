@@ -14,7 +14,9 @@ Shutdown (issue #8), the same contract as the web tier (deploy/gunicorn.conf.py)
    with code 1012 ("service restart", RFC 6455 §7.4.1 via the IANA registry) — clients reconnect, and the load
    balancer sends them to another task.
 3. The process stops when the last WebSocket finished its closing handshake, or ``--close-grace-seconds``
-   after step 2 at the latest, and exits 0. drain + grace must stay below the ECS ``stopTimeout`` (60 s for ws).
+   after step 2 at the latest; the application instances then get up to another grace period to finish their
+   cancellation, and the process exits 0. drain + 2 × grace must stay below the ECS ``stopTimeout`` (60 s for
+   ws): the defaults are 30 + 2 × 10.
 
 Backpressure (issue #6): every WebSocket scope gets the ASGI extension ``x-brokerage.write-backlog`` =
 ``{"bytes": callable}``; the callable returns how many bytes this connection's Twisted transport holds that the
@@ -40,6 +42,7 @@ from typing import Any, cast
 import daphne.server  # isort:skip  (installs the asyncio reactor)
 from daphne.cli import CommandLineInterface
 from daphne.ws_protocol import WebSocketProtocol
+from twisted.internet import defer
 from twisted.internet import reactor as _reactor
 
 reactor: Any = cast(Any, _reactor)  # the installed asyncio reactor; Twisted's stubs type the module, not it
@@ -151,6 +154,31 @@ class DrainingServer(daphne.server.Server):  # type: ignore[misc]
             self.stop()
             return
         reactor.callLater(0.1, self._stop_when_closed)
+
+    def kill_all_applications(self) -> Any:
+        """daphne's cancel-and-wait, bounded: a consumer stuck in its cancellation cleanup (seen with ~2,000
+        channels-redis pub/sub consumers at once) would otherwise hold the reactor's shutdown, and the process,
+        until ECS's SIGKILL."""
+        waiting = super().kill_all_applications()
+        done: defer.Deferred[None] = defer.Deferred()
+
+        def finish(_: object = None) -> None:
+            if not done.called:
+                done.callback(None)
+
+        def give_up() -> None:
+            if not done.called:
+                stuck = sum(
+                    1
+                    for d in self.connections.values()
+                    if d.get("application_instance") is not None and not d["application_instance"].done()
+                )
+                logger.warning("%d application instance(s) still finishing; exiting anyway", stuck)
+                done.callback(None)
+
+        waiting.addBoth(finish)
+        reactor.callLater(self.close_grace_seconds, give_up)
+        return done
 
     def stop(self) -> None:
         if self._stopping:  # the grace timer and the last close may both get here
