@@ -173,12 +173,14 @@ def statement_html(*, account: BrokerageAccount, month: str) -> str:
             "gains": [
                 {
                     "date": g.closed_date,
+                    "acquired": g.lot.acquired_date,
                     "symbol": g.lot.symbol,
                     "qty": format_decimal(g.qty),
                     "proceeds": _money(g.proceeds),
                     "cost": _money(g.cost_basis),
                     "gain": _money(g.gain),
                     "term": g.term,
+                    "method": g.relief_method,
                 }
                 for g in gains
             ],

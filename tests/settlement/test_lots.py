@@ -645,3 +645,27 @@ def test_open_lot_choices_follow_a_split(num: int, den: int, qty: str, remaining
     sel = LotSelection.objects.get()
     assert (format_decimal(sel.qty), format_decimal(sel.remaining)) == (qty, remaining)
     assert services.lot_selections_split(symbol="MSFT", ratio=Fraction(2)) == 0
+
+
+def test_monthly_statement_lists_each_closed_lot_with_acquired_date_term_and_method(
+    seller: tuple[BrokerageAccount, dict[str, TaxLot], str],
+) -> None:
+    account, by_name, order_id = seller
+    choices = [
+        services.LotChoice(lot_id=by_name["A"].pk, qty=D("4")),
+        services.LotChoice(lot_id=by_name["C"].pk, qty=D("6")),
+    ]
+    services.lot_selection_set(account=account, order_id=order_id, choices=choices)
+    _sell(account, order_id=order_id, qty="15")
+    text = " ".join(_client(account).get("/v1/accounts/statements?month=2025-06").content.decode().split())
+    row = (
+        '<tr><td>2025-06-16</td><td>{}</td><td>AAPL</td><td class="num">{}</td><td class="num">{}</td>'
+        '<td class="num">{}</td><td class="num">{}</td><td>{}</td><td>{}</td></tr>'
+    )
+    for expected in (
+        row.format("2024-03-04", "4", "560.00", "400.00", "160.00", "long", "SPEC_ID"),
+        row.format("2025-06-02", "6", "840.00", "690.00", "150.00", "short", "SPEC_ID"),
+        row.format("2024-03-04", "5", "700.00", "500.00", "200.00", "long", "FIFO"),
+        '<th>Realized gain/loss this month</th><td class="num">510.00</td>',
+    ):
+        assert expected in text, expected
