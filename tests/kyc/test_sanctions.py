@@ -408,6 +408,24 @@ def test_benign_arabic_script_names_are_clear(screener: SanctionsScreener, query
     assert all(c.score < DEFAULT_REVIEW_THRESHOLD for c in result.best_candidates)
 
 
+@pytest.mark.parametrize(
+    ("query", "decision"),
+    [
+        pytest.param("ﺃﻳﻤﻦ ﺍﻟﻈﻮﺍﻫﺮﻱ", "possible_match", id="presentation-forms-nfkc"),
+        pytest.param("أيمن Zawahiri", "possible_match", id="mixed-scripts"),
+        pytest.param("ً", "clear", id="only-a-haraka"),
+        pytest.param("ـــ", "clear", id="only-tatweel"),
+        pytest.param("١٢", "clear", id="arabic-indic-digits"),
+        pytest.param("ال", "clear", id="bare-article"),
+        pytest.param("עבד الله", "clear", id="hebrew-and-arabic"),
+    ],
+)
+def test_odd_abjad_input_is_screened_without_error(
+    screener: SanctionsScreener, query: str, decision: str
+) -> None:
+    assert screener.screen(query).decision == decision
+
+
 def test_latin_and_cyrillic_queries_never_use_the_skeleton(screener: SanctionsScreener) -> None:
     for query in ("Ayman Zawahiri", "Hamid al-Khatib", "Олег Дерипаска", *BENIGN_US_NAMES):
         assert {c.matched_by for c in screener.screen(query).best_candidates} <= {"name"}, query
