@@ -50,6 +50,10 @@ class Asset(models.Model):
     reference_price = models.DecimalField(
         max_digits=PRICE_MAX_DIGITS, decimal_places=PRICE_DECIMAL_PLACES, null=True, blank=True
     )
+    # Splits applied to the symbol through orders_adjust_for_split (incremented in the split's transaction,
+    # under the row lock). Every order command carries the value its transaction read; the engine rejects a
+    # command whose epoch differs from the symbol's (docs/engine.md, "splits").
+    split_epoch = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["symbol"]

@@ -12,6 +12,10 @@ Invariants:
   ``extended_hours`` limit day orders in the pre/post sessions too.
 - Locks: the account's orders are serialized by the settlement hold (it locks the account's cash row);
   ``order_cancel``/``order_replace`` lock the order row itself (``select_for_update``).
+- Splits: every order command carries ``split_epoch`` = the ``Asset.split_epoch`` its transaction read with
+  the asset (the terms it was priced and checked under); ``orders_adjust_for_split`` increments it and sends
+  the new value on ``SplitApply``. The engine rejects an order command whose epoch is not the symbol's
+  (``split_epoch_stale``: it committed after a split the engine has applied, on pre-split terms).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any, Protocol
 
 import msgspec
 from django.db import IntegrityError, transaction
+from django.db.models import F
 
 from apps.accounts.models import BrokerageAccount
 from apps.core.errors import NotCancelable, NotFound, ValidationError
@@ -458,6 +463,7 @@ def _engine_command(order: Order, data: OrderRequest) -> ec.NewOrder:
         )
         if sl is not None
         else None,
+        split_epoch=order.asset.split_epoch,
     )
 
 
@@ -793,6 +799,7 @@ def order_replace(*, account: BrokerageAccount, order_id: uuid.UUID, data: Repla
         if data.trail is not None and old.trail_price is None
         else None,
         tif=data.time_in_force,  # type: ignore[arg-type]
+        split_epoch=asset.split_epoch,
     )
     _reserve(new, request, worst, ref, cfg)
     new.save(force_insert=True)
@@ -863,9 +870,15 @@ def orders_adjust_for_split(*, symbol: str, ratio_num: int, ratio_den: int, spli
         raise ValidationError("a split ratio needs two different positive integers", field="ratio")
     asset = Asset.objects.select_for_update().filter(symbol=symbol).first()
     tick = asset.price_increment if asset is not None else Decimal("0.01")
-    if asset is not None and asset.reference_price is not None:
-        asset.reference_price = _split_price(asset.reference_price, tick, ratio_num, ratio_den, up=False)
-        asset.save(update_fields=["reference_price"])
+    epoch: int | None = None  # no Asset row: no order can carry an epoch, the engine keeps its own
+    if asset is not None:
+        if asset.reference_price is not None:
+            asset.reference_price = _split_price(asset.reference_price, tick, ratio_num, ratio_den, up=False)
+        # The row is locked: the new epoch is exactly the locked value + 1.
+        epoch = asset.split_epoch + 1
+        asset.split_epoch = F("split_epoch") + 1
+        asset.save(update_fields=["reference_price", "split_epoch"])
+        asset.split_epoch = epoch
     changed: list[Order] = []
     for order in (
         Order.objects.select_for_update().filter(symbol=symbol, status__in=Order.OPEN).order_by("id")
@@ -915,6 +928,7 @@ def orders_adjust_for_split(*, symbol: str, ratio_num: int, ratio_den: int, spli
             numerator=ratio_num,
             denominator=ratio_den,
             tick_e4=units.price_to_e4(tick),
+            split_epoch=epoch,
         )
     )
     return changed

@@ -110,6 +110,7 @@ def test_limit_buy_writes_order_hold_and_exact_engine_command(
         tif="day",
         qty_e9=10_000_000_000,
         limit_price_e4=1_005_000,
+        split_epoch=0,
     )
     assert payload == {"command": msgspec.to_builtins(expected), "account_id": str(account.id)}
     assert msgspec.convert(payload["command"], ec.AnyCommand) == expected
@@ -541,7 +542,13 @@ def test_replace_links_orders_and_emits_replace_command(client: APIClient) -> No
     assert (old.status, str(old.replaced_by_id)) == ("pending_replace", new["id"])
     event = StoredEvent.objects.get(event_type="orders.ReplaceRequested")
     assert msgspec.json.decode(bytes(event.body))["payload"]["command"] == msgspec.to_builtins(
-        ec.ReplaceOrder(order_id=old_id, new_order_id=new["id"], qty_e9=5_000_000_000, limit_price_e4=990_000)
+        ec.ReplaceOrder(
+            order_id=old_id,
+            new_order_id=new["id"],
+            qty_e9=5_000_000_000,
+            limit_price_e4=990_000,
+            split_epoch=0,
+        )
     )
     holds = dict(CashHold.objects.values_list("order_id", "remaining"))
     # The old order keeps its hold until the engine confirms the replace (the projection releases it then).
@@ -696,6 +703,7 @@ def test_oco_limit_price_may_come_from_take_profit(
             order_class="oco",
             take_profit=ec.TakeProfit(limit_price_e4=1_050_000),
             stop_loss=ec.StopLoss(stop_price_e4=950_000),
+            split_epoch=0,
         )
     )
 

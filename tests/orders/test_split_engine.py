@@ -51,7 +51,12 @@ def test_split_adjusts_resting_orders_in_the_engine_and_new_orders_fill_at_post_
     assert len(rows) == 1
     _env, command = command_decode(bytes(rows[0].body))
     assert command == ec.SplitApply(
-        symbol="AAPL", split_id=split_id_of(action), numerator=2, denominator=1, tick_e4=100
+        symbol="AAPL",
+        split_id=split_id_of(action),
+        numerator=2,
+        denominator=1,
+        tick_e4=100,
+        split_epoch=1,  # the asset's first split
     )
     buy.refresh_from_db()
     assert (buy.status, buy.qty, buy.limit_price) == ("new", Decimal("20"), Decimal("50.00"))
