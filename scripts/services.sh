@@ -104,8 +104,9 @@ pg_bootstrap() {
         -v user="$PG_USER" -v pw="$PG_PASSWORD" -v db="$PG_DB" >/dev/null <<'SQL'
 SELECT format('CREATE ROLE %I', :'user')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'user') \gexec
--- CREATEDB: the test suite creates and drops its own databases.
-SELECT format('ALTER ROLE %I LOGIN CREATEDB PASSWORD %L', :'user', :'pw') \gexec
+-- CREATEDB: the test suite creates and drops its own databases. CREATEROLE: `manage.py db_roles` creates the
+-- runtime role (no ownership, INSERT/SELECT only on the audit trail) that tests/accounts/test_db_roles.py uses.
+SELECT format('ALTER ROLE %I LOGIN CREATEDB CREATEROLE PASSWORD %L', :'user', :'pw') \gexec
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user')
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
 SQL

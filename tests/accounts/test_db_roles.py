@@ -2,7 +2,8 @@
 
 Real PostgreSQL. ``db_roles_apply`` runs as the owner (the test settings' only role) and creates
 ``<test database>_app``; the tests then connect as that role. Creating a role needs CREATEROLE on the owner
-role; where the server does not grant it, the tests that need the role are skipped with that reason.
+role (``scripts/services.sh`` grants it to the local development role); where the server does not, the tests
+that need the role fail with that reason rather than pass unseen.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ def _can_create_roles() -> bool:
 @pytest.fixture
 def runtime_role() -> Iterator[tuple[str, str]]:
     if not _can_create_roles():
-        pytest.skip("the owner role lacks CREATEROLE, so the runtime role cannot be created here")
+        pytest.fail(
+            "the owner role lacks CREATEROLE, so the runtime role cannot be created here "
+            "(scripts/services.sh postgres start grants it)"
+        )
     password = secrets.token_urlsafe(16)
     result = db_roles_apply(password=password)
     assert (result.role, result.password_set) == (runtime_role_name(), True)
