@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from apps.core.errors import BusinessRuleViolation, NotFound
 from apps.core.money import CENT, MONEY_QUANTUM, allocate
+from apps.settlement.lots import holding_term
 from apps.settlement.models import (
     CorporateAction,
     JournalEntry,
@@ -52,6 +53,7 @@ from apps.settlement.services import (
     _house,
     _Leg,
     ledger_rows_lock,
+    lot_selections_split,
     trade_date_of,
 )
 
@@ -196,6 +198,8 @@ def _split_apply(action: CorporateAction) -> list[JournalEntry]:
         _lots_split(account_id=account_id, symbol=symbol, ratio=ratio, whole=whole, cash=cash, entry=entry)
         entries.append(entry)
     _reservations_split(symbol=symbol, ratio=ratio)
+    # The customer's chosen lots for open sells scale with the lots they point at.
+    lot_selections_split(symbol=symbol, ratio=ratio)
     orders = importlib.import_module("apps.orders.services")
     # Last: the engine's SplitApply must follow the cancels this writes to the outbox.
     orders.orders_adjust_for_split(symbol=symbol, ratio_num=num, ratio_den=den, split_id=split_id_of(action))
@@ -206,10 +210,12 @@ def _lots_split(
     *, account_id: Any, symbol: str, ratio: Fraction, whole: Decimal, cash: Decimal, entry: JournalEntry
 ) -> None:
     """Scale the open lots (cost unchanged), then sell the fraction out of the newest lots for ``cash``."""
-    lots = list(
+    # Locked in primary-key order like every other lot writer (no lock-order deadlock), then ordered by age.
+    lots = sorted(
         TaxLot.objects.select_for_update()
         .filter(account_id=account_id, symbol=symbol, remaining__gt=0)
-        .order_by("acquired_date", "id")
+        .order_by("pk"),
+        key=lambda lot: (lot.acquired_date, lot.pk),
     )
     if not lots:
         return
@@ -235,7 +241,6 @@ def _lots_split(
         excess -= take
         lot.remaining -= take
         lot.remaining_cost -= cost
-        long_term = (entry.effective_date - lot.acquired_date).days > 365
         gains.append(
             RealizedGain(
                 lot=lot,
@@ -244,8 +249,9 @@ def _lots_split(
                 proceeds=proceeds,
                 cost_basis=cost,
                 gain=proceeds - cost,
-                term=RealizedGain.Term.LONG if long_term else RealizedGain.Term.SHORT,
+                term=holding_term(lot.acquired_date, entry.effective_date),
                 closed_date=entry.effective_date,
+                relief_method="LIFO",  # cash in lieu always comes out of the newest lots
             )
         )
     for lot in lots:

@@ -23,6 +23,7 @@ from apps.settlement.models import (
     CorporateAction,
     JournalEntry,
     LedgerAccount,
+    LotSelection,
     Posting,
     RealizedGain,
     ShareReservation,
@@ -82,6 +83,9 @@ def test_three_for_two_split_with_cash_in_lieu_lots_and_open_orders() -> None:
     services.hold_place(account=a, order_id=str(buy.id), amount=D("244"))
     sell = order_create(a, side="sell", qty="3", limit_price="65.00", reserved_qty=D("3"))
     services.shares_reserve(account=a, order_id=str(sell.id), symbol="AAPL", qty=D("3"))
+    (lot_a,) = TaxLot.objects.filter(account=a)
+    chosen = services.LotChoice(lot_id=lot_a.pk, qty=D("3"))
+    services.lot_selection_set(account=a, order_id=str(sell.id), choices=[chosen])
     action = _split(3, 2, "41.50")
 
     entries = corporate_action_apply(action_id=action.pk)
@@ -98,11 +102,16 @@ def test_three_for_two_split_with_cash_in_lieu_lots_and_open_orders() -> None:
     assert (pos_b.qty, pos_b.cost_basis) == (D(7), D("241.6667"))  # 150 + 110 - 110 x 0.5/3 (18.3333)
     assert _lots(a) == [(D("10.5"), D(10), D("400.0000"))]
     assert _lots(b) == [(D("4.5"), D("4.5"), D("150.0000")), (D(3), D("2.5"), D("91.6667"))]
-    gains = {g.lot.account_id: (g.qty, g.proceeds, g.cost_basis, g.gain) for g in RealizedGain.objects.all()}
-    assert gains == {
-        a.pk: (D("0.5"), D("20.7500"), D("20.0000"), D("0.7500")),  # 420 x 0.5/10.5 = 20.00
-        b.pk: (D("0.5"), D("20.7500"), D("18.3333"), D("2.4167")),
+    gains = {
+        g.lot.account_id: (g.qty, g.proceeds, g.cost_basis, g.gain, g.term, g.relief_method)
+        for g in RealizedGain.objects.all()
     }
+    assert gains == {  # cash in lieu leaves the newest lots: labelled LIFO, held a week: short term
+        a.pk: (D("0.5"), D("20.7500"), D("20.0000"), D("0.7500"), "short", "LIFO"),  # 420 x 0.5/10.5 = 20.00
+        b.pk: (D("0.5"), D("20.7500"), D("18.3333"), D("2.4167"), "short", "LIFO"),
+    }
+    # The customer's chosen lot for the open sell follows the split: 3 chosen shares are now 4.5.
+    assert LotSelection.objects.values_list("qty", "remaining").get() == (D("4.5"), D("4.5"))
     # A's cash: 1000 - 420 = 580 settled, 244 of it held for the buy; + 20.75 in lieu.
     cash_a = selectors.cash_balances(a)
     assert (cash_a.settled, cash_a.held) == (D("356.75"), D("244"))
