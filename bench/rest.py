@@ -6,6 +6,9 @@ process with ``CLIENTS`` connections posts for ``duration_s``. ``bare_drf`` (bas
 validation, risk, hold, outbox, idempotency key) alternate per round. Metric ``req_per_s`` (2xx only).
 Group ``latency``: open loop at 200 orders/s to ``POST /v2/orders`` (each with an ``Idempotency-Key``);
 ``ack_p50_ms``/``ack_p99_ms`` measured from the scheduled send time (so queueing counts).
+Group ``reads``: the market-data read path, closed loop ``GET /v2/stocks/{symbol}/quotes/latest`` (API-key auth,
+one Redis ``HGET``, no PostgreSQL) on the same two gunicorn workers; the quote is seeded through
+``apps.marketdata.services.book_level_apply`` as the market-data consumer writes it.
 """
 
 from __future__ import annotations
@@ -27,14 +30,36 @@ _seeded: list[dict[str, str]] = []
 
 
 def prepare(config: Config) -> None:
+    import os
+
+    import django
     import psycopg
 
+    # This child is configured like the platform processes (bench database, Redis DB), so that it can import
+    # the bench URLconf and seed the quote through the market-data service.
+    os.environ.update(pipeline.env(""))
+    django.setup()
     from bench.bare_urls import BARE_DDL
 
     pipeline.db_prepare(fresh=False)  # the ingest stage's database is reused (fresh accounts below)
     with psycopg.connect(pipeline.DB_URL, autocommit=True) as conn:
         conn.execute(BARE_DDL)
     _seeded.extend(pipeline.seed("", CLIENTS))
+    _quote_seed()
+
+
+def _quote_seed() -> None:
+    """One bid and one ask for ``pipeline.SYMBOL`` in the Redis cache, so the latest quote exists."""
+    from django.utils import timezone
+
+    from apps.marketdata.services import book_level_apply
+
+    now = timezone.now()
+    for i, (side, price_e4) in enumerate((("buy", 899_000), ("sell", 901_000)), start=1):
+        book_level_apply(
+            symbol=pipeline.SYMBOL, side=side, price_e4=price_e4, qty_e9=100 * 10**9, order_count=1,
+            book_seq=10**12 + i, timestamp=now,
+        )  # fmt: skip
 
 
 def cases(config: Config) -> list[Case]:
@@ -43,6 +68,9 @@ def cases(config: Config) -> list[Case]:
         Case("throughput", "bare_drf", {"path": "/bench/bare", "duration_s": d}),
         Case("throughput", "orders", {"path": "/v2/orders", "duration_s": d}),
         Case("latency", "orders_200", {"path": "/v2/orders", "rate": 200, "duration_s": d * 2}),
+        Case(
+            "reads", "latest_quote", {"path": f"/v2/stocks/{pipeline.SYMBOL}/quotes/latest", "duration_s": d}
+        ),
     ]
 
 
@@ -76,8 +104,11 @@ def _closed(port: int, accounts: list[dict[str, str]], path: str, duration: floa
         j = 0
         while time.monotonic() < stop:
             j += 1
-            h = {**hdrs, "Idempotency-Key": uuid.uuid4().hex} if path == "/v2/orders" else hdrs
-            conn.request("POST", path, body=orjson.dumps(_body(path, j)), headers=h)
+            if path.startswith("/v2/stocks/"):
+                conn.request("GET", path, headers=hdrs)
+            else:
+                h = {**hdrs, "Idempotency-Key": uuid.uuid4().hex} if path == "/v2/orders" else hdrs
+                conn.request("POST", path, body=orjson.dumps(_body(path, j)), headers=h)
             resp = conn.getresponse()
             resp.read()
             if 200 <= resp.status < 300:
