@@ -1,16 +1,23 @@
 """End-to-end engine benchmark through Kafka: command envelopes in -> engine process -> events out.
 
-Usage (services running; uses its own throwaway topics and consumer group, deleted at the end):
+Usage (services running; uses its own throwaway topics and consumer groups, deleted at the end):
     DJANGO_SETTINGS_MODULE=brokerage.settings.local .venv/bin/python bench/engine_kafka.py [--orders N]
-        [--seed S] [--partitions P] [--rate R] [--batch-size B]
+        [--seed S] [--partitions P] [--rate R] [--batch-size B] [--batch-ms MS] [--rounds K]
+        [--baseline-rev REV] [--quick]
 
-Two passes on the same seeded mixed workload (passive/marketable limits, market orders, cancels, replaces over
-``P`` symbols, one per partition):
-- burst: every command is in the topic before the engine starts; orders/s = commands / time to catch up
-  (consume, match, produce, transactional commit).
+The engine always runs in its own process (``--child``, an ``EngineRunner`` exactly as ``run_engine`` builds
+it); this process is the load generator and the reader. Two passes on the same seeded mixed workload
+(passive/marketable limits, market orders, cancels, replaces over ``P`` symbols, one per partition):
+- burst: every command is in the topic before the engine starts; orders/s = commands / time from the engine
+  being ready to having committed all of them (consume, match, produce, transactional commit), plus the
+  engine's CPU time per command, its transaction count and largest transaction.
 - paced: commands are produced at ``R``/s while the engine runs; latency per command = time from the produce
   call to the first of its events read back by a ``read_committed`` consumer (percentiles in ms).
-Figures go to bench/results/engine_kafka.json and are printed. No figure here is asserted by the test suite.
+``--baseline-rev REV`` also runs the ``EngineRunner`` of git revision REV (its ``apps/orders/engine_runner.py``
+loaded from ``git show``) on the same workload, alternating with the current one for ``--rounds`` rounds;
+medians and min-max per variant and the paired ratio current/baseline are reported. Figures go to
+bench/results/engine_kafka.json (``--quick``: engine_kafka.quick.json) and are printed. No figure here is
+asserted by the test suite.
 """
 
 from __future__ import annotations
@@ -20,7 +27,11 @@ import json
 import os
 import platform
 import random
+import signal
+import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -33,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "brokerage.settings.local")
 
 import django  # noqa: E402
+import msgspec  # noqa: E402
 
 django.setup()
 
@@ -137,7 +149,109 @@ def pct(sorted_ms: list[float], p: float) -> float:
     return round(sorted_ms[min(len(sorted_ms) - 1, int(p * len(sorted_ms)))], 3)
 
 
-def burst(args: argparse.Namespace, records: list[tuple[int, str, bytes, uuid.UUID]]) -> dict[str, Any]:
+# ------------------------------------------------------------------------------------ the engine process
+
+
+def load_runner(runner_file: str | None) -> type[Any]:
+    """``EngineRunner`` of this tree, or of a file holding another revision's ``engine_runner.py``."""
+    if runner_file is None:
+        return EngineRunner
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("engine_runner_baseline", runner_file)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    runner: type[Any] = module.EngineRunner
+    return runner
+
+
+def child(config: dict[str, Any]) -> None:
+    """The engine process: run until caught up (burst) or SIGTERM (paced); print READY, then STATS json."""
+    import inspect
+    import resource
+
+    runner_cls = load_runner(config["runner_file"])
+    kwargs: dict[str, Any] = {
+        "partitions": range(config["partitions"]),
+        "topics": EngineTopics(**config["topics"]),
+        "group": config["group"],
+        "batch_size": config["batch_size"],
+        "snapshot_every": config["snapshot_every"],
+    }
+    if "batch_ms" in inspect.signature(runner_cls).parameters:
+        kwargs["batch_ms"] = config["batch_ms"]
+    runner = runner_cls(**kwargs)
+    marks: dict[str, float] = {}
+    start = runner.start
+
+    def start_and_announce() -> None:
+        start()
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        marks.update(wall=time.perf_counter(), cpu=usage.ru_utime + usage.ru_stime)
+        print("READY", flush=True)
+
+    runner.start = start_and_announce
+    stats = runner.run(until_caught_up=config["until_caught_up"])
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    wall = time.perf_counter() - marks["wall"]
+    out = {
+        "commands": stats.processed,
+        "outputs": stats.outputs,
+        "transactions": stats.transactions,
+        "largest_transaction": getattr(stats, "largest_transaction", None),
+        "snapshots": stats.snapshots,
+        "startup_seconds": round(stats.startup_seconds, 3),
+        "run_seconds": round(wall, 3),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime - marks["cpu"], 3),
+    }
+    print("STATS " + json.dumps(out), flush=True)
+
+
+def spawn(args: argparse.Namespace, topics: EngineTopics, *, until_caught_up: bool, runner_file: str | None):  # type: ignore[no-untyped-def]
+    config = {
+        "topics": {name: getattr(topics, name) for name in EngineTopics.__dataclass_fields__},
+        "group": f"bench-{uuid.uuid4().hex[:8]}",
+        "partitions": args.partitions,
+        "batch_size": args.batch_size,
+        "batch_ms": args.batch_ms,
+        "snapshot_every": args.snapshot_every,
+        "until_caught_up": until_caught_up,
+        "runner_file": runner_file,
+    }
+    log = (Path(tempfile.gettempdir()) / f"engine_kafka_child_{os.getpid()}.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(config)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line.strip() != "READY":
+        proc.kill()
+        raise RuntimeError(f"engine child did not start (see {log.name}): {line!r}")
+    return proc
+
+
+def child_stats(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    out, _ = proc.communicate(timeout=timeout)
+    for line in out.splitlines():
+        if line.startswith("STATS "):
+            stats: dict[str, Any] = json.loads(line[6:])
+            return stats
+    raise RuntimeError(f"engine child exited {proc.returncode} without stats")
+
+
+# ------------------------------------------------------------------------------------ the two passes
+
+
+def burst(
+    args: argparse.Namespace, records: list[tuple[int, str, bytes, uuid.UUID]], runner_file: str | None
+) -> dict[str, Any]:
     topics, physical = make_topics(args.partitions)
     try:
         producer = kafka.producer_create(**{"linger.ms": 5})
@@ -147,64 +261,52 @@ def burst(args: argparse.Namespace, records: list[tuple[int, str, bytes, uuid.UU
             )
             producer.poll(0)
         producer.flush(60)
-        runner = EngineRunner(
-            partitions=range(args.partitions),
-            topics=topics,
-            group=f"bench-{uuid.uuid4().hex[:8]}",
-            batch_size=args.batch_size,
-            snapshot_every=args.snapshot_every,
-        )
-        t0 = time.perf_counter()
-        stats = runner.run(until_caught_up=True, install_signals=False)
-        elapsed = time.perf_counter() - t0
-        return {
-            "commands": stats.processed,
-            "outputs": stats.outputs,
-            "transactions": stats.transactions,
-            "snapshots": stats.snapshots,
-            "seconds_incl_startup": round(elapsed, 3),
-            "startup_seconds": round(stats.startup_seconds, 3),
-            "orders_per_s": round(stats.processed / (elapsed - stats.startup_seconds), 1),
-        }
+        proc = spawn(args, topics, until_caught_up=True, runner_file=runner_file)
+        stats = child_stats(proc, timeout=600)
+        stats["orders_per_s"] = round(stats["commands"] / stats["run_seconds"], 1)
+        stats["cpu_us_per_command"] = round(stats["cpu_seconds"] / stats["commands"] * 1e6, 1)
+        stats["commands_per_transaction"] = round(stats["commands"] / max(1, stats["transactions"]), 1)
+        return stats
     finally:
         kafka.topics_delete(physical)
 
 
-def paced(args: argparse.Namespace, records: list[tuple[int, str, bytes, uuid.UUID]]) -> dict[str, Any]:
+class _Cause(msgspec.Struct):
+    """The one field the reader needs from an output envelope (the rest is skipped by the decoder)."""
+
+    causation_id: uuid.UUID | None = None
+
+
+def paced(
+    args: argparse.Namespace, records: list[tuple[int, str, bytes, uuid.UUID]], runner_file: str | None
+) -> dict[str, Any]:
     topics, physical = make_topics(args.partitions)
     try:
-        runner = EngineRunner(
-            partitions=range(args.partitions),
-            topics=topics,
-            group=f"bench-{uuid.uuid4().hex[:8]}",
-            batch_size=args.batch_size,
-            snapshot_every=args.snapshot_every,
-            poll_timeout=0.01,
-        )
-        engine_thread = threading.Thread(target=runner.run, kwargs={"install_signals": False}, daemon=True)
-        engine_thread.start()
+        proc = spawn(args, topics, until_caught_up=False, runner_file=runner_file)
         reader = kafka.consumer_create(group_id=f"bench-reader-{uuid.uuid4().hex[:8]}")
         events_physical = kafka.topic_name(topics.events)
         reader.assign([TopicPartition(events_physical, p, OFFSET_END) for p in range(args.partitions)])
-        time.sleep(3.0)  # the engine recovers and assigns; the reader joins at the end
+        reader.consume(1, 1.0)  # join at the end before the first command is sent
+        decoder = msgspec.json.Decoder(_Cause)
         sent: dict[uuid.UUID, float] = {}
         seen: dict[uuid.UUID, float] = {}
         done = threading.Event()
+        last_sent = [time.perf_counter()]
 
         def read() -> None:
             while not done.is_set() or len(seen) < len(sent):
-                for msg in reader.consume(500, 0.05):
+                for msg in reader.consume(1000, 0.05):
                     if msg.error() is None:
-                        cause = events.decode(msg.value() or b"").causation_id
+                        cause = decoder.decode(msg.value() or b"").causation_id
                         if cause is not None and cause not in seen:
                             seen[cause] = time.perf_counter()
                 if done.is_set() and time.perf_counter() - last_sent[0] > 30:
                     return
 
-        last_sent = [time.perf_counter()]
         read_thread = threading.Thread(target=read, daemon=True)
         read_thread.start()
-        producer = kafka.producer_create(**{"linger.ms": 0})
+        producer = kafka.producer_create(**{"linger.ms": 1})
+        commands_topic = kafka.topic_name(topics.commands)
         interval = 1.0 / args.rate
         t0 = time.perf_counter()
         for i, (partition, key, value, event_id) in enumerate(records):
@@ -212,24 +314,27 @@ def paced(args: argparse.Namespace, records: list[tuple[int, str, bytes, uuid.UU
             while (now := time.perf_counter()) < target:
                 time.sleep(min(target - now, 0.001))
             sent[event_id] = time.perf_counter()
-            producer.produce(
-                kafka.topic_name(topics.commands), key=key.encode(), value=value, partition=partition
-            )
+            producer.produce(commands_topic, key=key.encode(), value=value, partition=partition)
             producer.poll(0)
         producer.flush(60)
+        send_seconds = time.perf_counter() - t0
         last_sent[0] = time.perf_counter()
         done.set()
         read_thread.join(120)
-        runner.stop()
-        engine_thread.join(60)
+        proc.send_signal(signal.SIGTERM)
+        stats = child_stats(proc, timeout=120)
         reader.close()
         lat = sorted((seen[e] - sent[e]) * 1000 for e in sent if e in seen)
         span = max(seen.values()) - t0 if seen else float("nan")
         return {
             "rate_target_per_s": args.rate,
+            "rate_offered_per_s": round(len(sent) / send_seconds, 1),
             "commands": len(sent),
             "answered": len(lat),
             "orders_per_s": round(len(lat) / span, 1),
+            "transactions": stats["transactions"],
+            "commands_per_transaction": round(stats["commands"] / max(1, stats["transactions"]), 1),
+            "cpu_us_per_command": round(stats["cpu_seconds"] / max(1, stats["commands"]) * 1e6, 1),
             "latency_ms": {
                 "p50": pct(lat, 0.50),
                 "p90": pct(lat, 0.90),
@@ -242,46 +347,128 @@ def paced(args: argparse.Namespace, records: list[tuple[int, str, bytes, uuid.UU
         kafka.topics_delete(physical)
 
 
+def summary(rounds: list[dict[str, Any]], path: tuple[str, ...]) -> dict[str, float]:
+    values: list[float] = []
+    for r in rounds:
+        v: Any = r
+        for part in path:
+            v = v[part]
+        values.append(float(v))
+    return {"median": round(statistics.median(values), 3), "min": min(values), "max": max(values)}
+
+
+METRICS: list[tuple[str, tuple[str, ...]]] = [
+    ("burst orders/s", ("burst", "orders_per_s")),
+    ("burst cpu us/command", ("burst", "cpu_us_per_command")),
+    ("burst commands/transaction", ("burst", "commands_per_transaction")),
+    ("paced orders/s", ("paced", "orders_per_s")),
+    ("paced p50 ms", ("paced", "latency_ms", "p50")),
+    ("paced p99 ms", ("paced", "latency_ms", "p99")),
+    ("paced p99.9 ms", ("paced", "latency_ms", "p999")),
+    ("paced commands/transaction", ("paced", "commands_per_transaction")),
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--orders", type=int, default=20000)
+    parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--rate", type=float, default=500.0)
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=10_000.0, help="offered commands/s of the paced pass")
+    parser.add_argument("--batch-size", type=int, default=5000, help="max commands per transaction")
+    parser.add_argument("--batch-ms", type=float, default=20.0, help="max ms a transaction window stays open")
     parser.add_argument("--snapshot-every", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--baseline-rev", default=None, help="also run the EngineRunner of this git revision")
+    parser.add_argument("--quick", action="store_true", help="20,000 orders, 1 round, .quick.json")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child is not None:
+        child(json.loads(args.child))
+        return
+    if args.quick:
+        args.orders, args.rounds = 20_000, 1
     symbols = [f"SYM{i}" for i in range(args.partitions)]
     records = encode_all(build(args.seed, args.orders, symbols))
-    result = {
+    variants: dict[str, str | None] = {"current": None}
+    if args.baseline_rev:
+        source = subprocess.run(
+            ["git", "show", f"{args.baseline_rev}:apps/orders/engine_runner.py"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+        baseline_file = Path(tempfile.gettempdir()) / f"engine_runner_{args.baseline_rev}.py"
+        baseline_file.write_bytes(source)
+        variants = {"baseline": str(baseline_file), "current": None}
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    for k in range(args.rounds):
+        order = list(variants) if k % 2 == 0 else list(reversed(variants))  # alternate who goes first
+        for name in order:
+            rounds[name].append(
+                {"burst": burst(args, records, variants[name]), "paced": paced(args, records, variants[name])}
+            )
+            b, p = rounds[name][-1]["burst"], rounds[name][-1]["paced"]
+            lat = p["latency_ms"]
+            print(
+                f"round {k + 1} {name}: burst {b['orders_per_s']} orders/s ({b['cpu_us_per_command']} us CPU/cmd,"
+                f" {b['transactions']} txns, largest {b['largest_transaction']}); paced @ {p['rate_offered_per_s']}/s:"
+                f" {p['answered']}/{p['commands']} answered, {p['orders_per_s']} orders/s, latency ms p50"
+                f" {lat['p50']} p99 {lat['p99']} p99.9 {lat['p999']} max {lat['max']},"
+                f" {p['commands_per_transaction']} cmds/txn",
+                flush=True,
+            )
+    result: dict[str, Any] = {
         "bench": "engine_kafka",
         "command": " ".join(["bench/engine_kafka.py", *sys.argv[1:]]),
-        "config": vars(args),
+        "git_revision": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip(),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average": os.getloadavg(),
+        "config": {k: v for k, v in vars(args).items() if k != "child"},
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
         },
-        "burst": burst(args, records),
-        "paced": paced(args, records),
+        "rounds": rounds,
+        "summary": {
+            name: {label: summary(rs, path) for label, path in METRICS} for name, rs in rounds.items()
+        },
     }
-    out = ROOT / "bench" / "results" / "engine_kafka.json"
+    if "baseline" in rounds:
+        result["ratio_current_to_baseline"] = {
+            label: summary(
+                [
+                    {"r": _get(c, path) / _get(b, path)}
+                    for c, b in zip(rounds["current"], rounds["baseline"], strict=True)
+                ],
+                ("r",),
+            )
+            for label, path in METRICS
+        }
+    name = "engine_kafka.quick.json" if args.quick else "engine_kafka.json"
+    out = ROOT / "bench" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    b: dict[str, Any] = result["burst"]  # type: ignore[assignment]
-    p: dict[str, Any] = result["paced"]  # type: ignore[assignment]
-    print(
-        f"burst: {b['commands']} commands, startup {b['startup_seconds']} s,"
-        f" then {b['orders_per_s']} orders/s ({b['transactions']} transactions)"
-    )
-    lat = p["latency_ms"]
-    print(
-        f"paced @ {p['rate_target_per_s']}/s: {p['answered']}/{p['commands']} answered, {p['orders_per_s']} orders/s,"
-        f" latency ms p50 {lat['p50']} p90 {lat['p90']} p99 {lat['p99']} p99.9 {lat['p999']} max {lat['max']}"
-    )
+    for variant, table in result["summary"].items():
+        for label, cell in table.items():
+            print(f"{variant:9} {label:28} median {cell['median']:>12} [{cell['min']} - {cell['max']}]")
+    for label, cell in result.get("ratio_current_to_baseline", {}).items():
+        print(
+            f"current/baseline {label:28} median {cell['median']:>8} [{cell['min']:.3f} - {cell['max']:.3f}]"
+        )
     print(f"wrote {out.relative_to(ROOT)}")
+
+
+def _get(r: dict[str, Any], path: tuple[str, ...]) -> float:
+    v: Any = r
+    for part in path:
+        v = v[part]
+    return float(v)
 
 
 if __name__ == "__main__":

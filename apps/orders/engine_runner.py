@@ -338,7 +338,7 @@ class _OutputEnvelope(msgspec.Struct):
     occurred_at: datetime
     correlation_id: uuid.UUID | None
     causation_id: uuid.UUID | None
-    payload: dict[str, Any]
+    payload: Any  # a dict, or the spliced payload as msgspec.Raw
 
 
 assert _OutputEnvelope.__struct_fields__ == events.EventEnvelope.__struct_fields__
@@ -364,32 +364,31 @@ _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 @dataclass(frozen=True, slots=True)
 class _EventPlan:
-    """What ``event_payload`` does to one event type, worked out once from its fields."""
+    """What ``event_payload`` does to one event type, worked out once from its fields.
+
+    The payload is the event's own JSON (``to_builtins`` keeps field order, and every event field is a
+    scalar) with the id fields partition-qualified in place and the decimal twins (then ``filled_at``)
+    appended, so it is spliced as bytes. ``splice`` is False when a twin's name is itself a field (the dict
+    path then overwrites it in place, exactly as ``event_payload`` does).
+    """
 
     event_type: str
     ids: tuple[str, ...]  # partition-qualified id fields
     twins: tuple[tuple[str, str, int, bool, dict[int, str]], ...]  # key, twin, places, 0 is absent, memo
+    splice_twins: tuple[tuple[str, bytes, bool, dict[int, bytes]], ...]  # key, b',"twin":', 0 absent, memo
     filled_at: bool
     market: int
+    splice: bool
 
 
 _plans: dict[type[Event], _EventPlan] = {}
 _text_memo: dict[int, dict[int, str]] = {4: {}, 9: {}}
+_json_memo: dict[int, dict[int, bytes]] = {4: {}, 9: {}}  # the same texts as JSON strings
 
 
 def _event_plan(kind: type[Event]) -> _EventPlan:
     fields = kind.__struct_fields__
-    twins = tuple(
-        (
-            key,
-            key[:-3],
-            4 if key.endswith("_e4") else 9,
-            key in _ZERO_IS_ABSENT,
-            _text_memo[4 if key.endswith("_e4") else 9],
-        )
-        for key in fields
-        if key.endswith("_e4") or key.endswith("_e9")
-    )
+    scaled = [key for key in fields if key.endswith("_e4") or key.endswith("_e9")]
     market = (
         MARKET_TRADES
         if issubclass(kind, TradeExecuted)
@@ -400,12 +399,33 @@ def _event_plan(kind: type[Event]) -> _EventPlan:
     plan = _EventPlan(
         event_type=f"engine.{kind.__name__}",
         ids=tuple(key for key in ("fill_id", "trade_id") if key in fields),
-        twins=twins,
+        twins=tuple(
+            (key, key[:-3], int(key[-1]), key in _ZERO_IS_ABSENT, _text_memo[int(key[-1])]) for key in scaled
+        ),
+        splice_twins=tuple(
+            (key, b',"' + key[:-3].encode() + b'":', key in _ZERO_IS_ABSENT, _json_memo[int(key[-1])])
+            for key in scaled
+        ),
         filled_at=issubclass(kind, OrderFilled | TradeExecuted),
         market=market,
+        splice=not any(key[:-3] in fields or key[:-3] == "filled_at" for key in scaled)
+        and "filled_at" not in fields,
     )
     _plans[kind] = plan
     return plan
+
+
+def _payload_dict(event: Event, plan: _EventPlan, prefix: str, filled_at: str) -> dict[str, Any]:
+    """``event_payload`` for plans that cannot be spliced (same steps, same order)."""
+    data: dict[str, Any] = msgspec.to_builtins(event)
+    for id_key in plan.ids:
+        data[id_key] = prefix + data[id_key]
+    for field_key, twin, places, zero_absent, _memo in plan.twins:
+        value = data[field_key]
+        data[twin] = None if zero_absent and value == 0 else scaled_text(value, places)
+    if plan.filled_at:
+        data["filled_at"] = filled_at
+    return data
 
 
 def command_records(
@@ -416,39 +436,45 @@ def command_records(
     if not produced:
         return out
     occurred_at, correlation_id, causation_id = command.occurred_at, command.correlation_id, command.event_id
-    filled_at: str | None = None
-    prefix = f"p{partition}:"
-    to_builtins, encode = msgspec.to_builtins, _output_encoder.encode
+    filled_at = b',"filled_at":' + _output_encoder.encode(occurred_at)
+    prefix = b"p%d:" % partition
+    encode = _output_encoder.encode
     for index, event in enumerate(produced):
         plan = _plans.get(type(event)) or _event_plan(type(event))
-        data: dict[str, Any] = to_builtins(event)
-        for id_key in plan.ids:
-            data[id_key] = prefix + data[id_key]
-        for field_key, twin, places, zero_absent, memo in plan.twins:
-            value = data[field_key]
-            if zero_absent and value == 0:
-                data[twin] = None
-                continue
-            text = memo.get(value)
-            if text is None:
-                if len(memo) >= _TEXT_MEMO_MAX:
-                    memo.clear()
-                text = memo[value] = scaled_text(value, places)
-            data[twin] = text
-        if plan.filled_at:
-            if filled_at is None:
-                filled_at = to_builtins(occurred_at)
-            data["filled_at"] = filled_at
+        payload: Any
+        if plan.splice:
+            body = encode(event)
+            for id_key in plan.ids:
+                needle = b'"' + id_key.encode() + b'":"'
+                body = body.replace(needle, needle + prefix, 1)
+            parts = [body[:-1]]
+            for field_key, twin_key, zero_absent, memo in plan.splice_twins:
+                value = getattr(event, field_key)
+                if zero_absent and value == 0:
+                    parts.append(twin_key + b"null")
+                    continue
+                text = memo.get(value)
+                if text is None:
+                    if len(memo) >= _TEXT_MEMO_MAX:
+                        memo.clear()
+                    text = memo[value] = b'"' + scaled_text(value, int(field_key[-1])).encode() + b'"'
+                parts.append(twin_key + text)
+            if plan.filled_at:
+                parts.append(filled_at)
+            parts.append(b"}")
+            payload = msgspec.Raw(b"".join(parts))
+        else:
+            payload = _payload_dict(event, plan, prefix.decode(), msgspec.to_builtins(occurred_at))
         symbol, book_seq = event.symbol, event.book_seq
         if book_seq > 0:
             envelope = _OutputEnvelope(
                 _SCHEMA, _uuid5_text(f"{symbol}:{book_seq}:{index}"), plan.event_type, 1, "book", symbol,
-                book_seq, occurred_at, correlation_id, causation_id, data,
+                book_seq, occurred_at, correlation_id, causation_id, payload,
             )  # fmt: skip
         else:
             envelope = _OutputEnvelope(
                 _SCHEMA, _uuid5_text(f"p{partition}:{event.seq}:{index}"), plan.event_type, 1, "engine_partition",
-                f"p{partition}", event.seq + 1, occurred_at, correlation_id, causation_id, data,
+                f"p{partition}", event.seq + 1, occurred_at, correlation_id, causation_id, payload,
             )  # fmt: skip
         out.append((symbol or key, encode(envelope), plan.market))
     return out
