@@ -15,8 +15,9 @@ Shutdown (issue #8), the same contract as the web tier (deploy/gunicorn.conf.py)
    balancer sends them to another task.
 3. The process stops when the last WebSocket finished its closing handshake, or ``--close-grace-seconds``
    after step 2 at the latest; the application instances then get up to another grace period to finish their
-   cancellation, and the process exits 0. drain + 2 × grace must stay below the ECS ``stopTimeout`` (60 s for
-   ws): the defaults are 30 + 2 × 10.
+   cancellation, and the process exits 0 without waiting for executor threads (a request cut off at shutdown
+   leaves one blocked for good: seen in a 2,000-client bench run). drain + 2 × grace must stay below the ECS
+   ``stopTimeout`` (60 s for ws): the defaults are 30 + 2 × 10.
 
 Backpressure (issue #6): every WebSocket scope gets the ASGI extension ``x-brokerage.write-backlog`` =
 ``{"bytes": callable}``; the callable returns how many bytes this connection's Twisted transport holds that the
@@ -231,6 +232,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.path.insert(0, root)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "brokerage.settings.local")
     DrainingCommandLineInterface().run(sys.argv[1:] if argv is None else argv)
+    # The reactor has stopped and every connection is closed. A sync view cut off mid-request (a probe or REST
+    # call in flight at shutdown) leaves an executor thread waiting forever for the stopped event loop, and the
+    # interpreter would join it at exit: flush the logs and leave without that join.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

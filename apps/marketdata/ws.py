@@ -170,9 +170,8 @@ class MarketDataStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await asyncio.sleep(0)  # let updates accumulate (conflate) while the loop is busy
 
     async def _close_with(self, code: int, msg: str) -> None:
-        self.closed = (
-            True  # nothing is queued after the error (_data/_ctl keep only the latest per key anyway)
-        )
+        # Nothing more is queued for this socket; the error is its last message.
+        self.closed = True
         self.pending.clear()
         await self.send(text_data=orjson.dumps([_error(code, msg)]).decode())
         # 4000 + the Alpaca code: daphne (Autobahn) lets an application close only with 1000 or 3000-4999, so
