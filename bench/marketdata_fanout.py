@@ -294,6 +294,7 @@ def main() -> None:
         proc, port = _start_daphne(layer_name, args.server_log)
         try:
             results["fanout"][layer_name] = asyncio.run(_fanout(layer_name, port, key.key_id, secret, args))
+            print(layer_name, json.dumps(results["fanout"][layer_name]), flush=True)
             if layer_name == args.layers.split(",")[-1]:
                 results["rest_latest_quote"] = _rest_reads(
                     port, key.key_id, secret, args.rest_seconds, args.rest_threads
@@ -301,7 +302,6 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(60)
-        print(layer_name, json.dumps(results["fanout"][layer_name]))
     fan = results["fanout"]
     if "core" in fan and "pubsub" in fan and fan["core"]["delivered_msgs_per_s"]:
         results["pubsub_over_core_delivered"] = round(
