@@ -18,8 +18,8 @@ zero, per-account ``trade_update`` seq is 1..n without gaps, every terminal orde
 released, and a replay of every chunk changes nothing. It prints events/s and queries/event (by
 ``connection.execute_wrapper``) and, with ``--profile``, the cProfile top functions.
 
-Database: ``BENCH_DB_NAME`` (default ``brokerage_bench_projection``), created and migrated when missing (or
-with ``--fresh``); Redis for the Channels layer: ``BENCH_REDIS_URL`` (default DB 6).
+Database: ``BENCH_DB_NAME`` (default ``brokerage_bench_projection``), created when missing (recreated with
+``--fresh``) and migrated; Redis for the Channels layer: ``BENCH_REDIS_URL`` (default DB 6).
 """
 
 from __future__ import annotations
@@ -48,12 +48,8 @@ SYMBOL = "P" + "".join(random.SystemRandom().choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def _db_ready(fresh: bool) -> None:
-    import psycopg
-
-    with psycopg.connect(pipeline.PG_ADMIN, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [pipeline.DB_NAME]).fetchone()
-    if fresh or not exists:
-        pipeline.db_prepare(fresh=True)
+    """Create (``fresh``: recreate) the bench database and bring it to the code's migrations."""
+    pipeline.db_prepare(fresh=fresh)
 
 
 def _setup() -> None:
@@ -127,7 +123,8 @@ def _events(n_events: int, buyers: list[Any], sellers: list[Any], seed: int) -> 
         .first()
     )
     seen = seen or 0
-    seq = 0
+    # The engine's fill ids derive from its input sequence: start where no earlier run of this database did.
+    seq = time.time_ns() // 1000
     resting: dict[str, Any] = {}
 
     def run(command_env: Any, command: Any) -> None:

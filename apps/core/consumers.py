@@ -15,6 +15,10 @@ worker loss) changes nothing. Throughput options (both keep that guarantee):
   decides which events are new, the handler runs for each new one in message order, and inbox rows and effects
   commit together. If anything in the chunk fails, the whole chunk rolls back and is applied again one message
   at a time (``inbox_apply``, with the usual retries and dead-lettering), so a batch never half-applies.
+  ``chunk_handler`` (optional, with ``transaction_batch``): called ONCE per chunk, inside that transaction, with
+  the chunk's new events in message order, instead of ``handler`` on each; it must have exactly the effect of
+  ``handler`` called on each in turn (so set-based handlers can load and write a chunk's rows at once). The
+  per-message fallback keeps using ``handler``.
 Offsets are committed only after the effect's transaction (inline) or after the
 task is safely enqueued (celery). Undecodable messages, and handlers that keep failing on a message, go to the
 dead-letter topic with the error in a header; transient database errors are retried, never dead-lettered.
@@ -51,6 +55,7 @@ class MessageMeta:
 
 
 Handler = Callable[[events.EventEnvelope, MessageMeta], None]
+ChunkHandler = Callable[[Sequence[tuple[events.EventEnvelope, MessageMeta]]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,7 @@ class ConsumerSpec:
     options: dict[str, Any] = field(default_factory=dict)
     event_types: frozenset[str] | None = None
     transaction_batch: int = 1
+    chunk_handler: ChunkHandler | None = None
 
     @property
     def group(self) -> str:
@@ -123,8 +129,9 @@ def inbox_apply(spec: ConsumerSpec, envelope: events.EventEnvelope, meta: Messag
 def inbox_apply_many(spec: ConsumerSpec, items: Sequence[tuple[events.EventEnvelope, MessageMeta]]) -> int:
     """Apply a chunk of events in ONE transaction, each exactly once per (consumer, event_id).
 
-    Returns how many were applied (new). A duplicate, stored or earlier in the chunk, is skipped. Any exception
-    rolls back the whole chunk (inbox rows included) and propagates.
+    Returns how many were applied (new). A duplicate, stored or earlier in the chunk, is skipped. The new events
+    go to ``spec.chunk_handler`` at once when the spec has one, else to ``spec.handler`` one by one. Any
+    exception rolls back the whole chunk (inbox rows included) and propagates.
     """
     if not items:
         return 0
@@ -147,13 +154,18 @@ def inbox_apply_many(spec: ConsumerSpec, items: Sequence[tuple[events.EventEnvel
                 ],
             )
             fresh = {row[0] for row in cursor.fetchall()}
-        applied = 0
+        new: list[tuple[events.EventEnvelope, MessageMeta]] = []
         for envelope, meta in items:
             if envelope.event_id in fresh:
                 fresh.discard(envelope.event_id)  # the same event twice in one chunk applies once
+                new.append((envelope, meta))
+        if spec.chunk_handler is not None:
+            if new:
+                spec.chunk_handler(new)
+        else:
+            for envelope, meta in new:
                 spec.handler(envelope, meta)
-                applied += 1
-    return applied
+    return len(new)
 
 
 def _text(raw: str | bytes | None) -> str | None:

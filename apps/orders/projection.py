@@ -1,15 +1,30 @@
 """Projection of the engine's events (``orders.events``) onto Order, Fill and TradeUpdate rows.
 
 Invariants:
-- Runs inside ``inbox_apply`` (one transaction per envelope, deduplicated by ``event_id``); in addition every
-  Fill is unique by ``fill_id`` and every TradeUpdate by ``source_id``, so a replayed event changes nothing.
+- Runs inside ``inbox_apply_many`` / ``inbox_apply`` (the chunk's or the envelope's transaction, deduplicated by
+  ``event_id``); in addition every Fill is unique by ``fill_id`` and every TradeUpdate by ``source_id``, so a
+  replayed event changes nothing.
 - Terminal orders never move back; fills still apply to them (a fill can race a cancel in the engine only
   before the cancel, so in practice fills precede the terminal event).
-- Holds and share reservations are released through ``apps.settlement.services`` exactly once, when the
-  order becomes terminal (``hold_release``/``shares_release`` are idempotent by order id); each fill is
-  settled on trade date by ``fill_settle_trade_date``, which releases its part of the hold.
+- Holds and share reservations are released through ``apps.settlement`` exactly once, when the order becomes
+  terminal (``bulk.trade_date_book`` for a chunk, ``hold_release``/``shares_release`` on their own; all release
+  only what is left, so a repeat releases nothing); each fill is settled on trade date
+  (``bulk.trade_date_book``, as ``fill_settle_trade_date`` fill by fill), which consumes its part of
+  the hold or reservation.
 - Every customer-visible change appends one ``TradeUpdate`` with the account's next gap-free ``seq`` and
   pushes it to the account's Channels group after commit (at most once; REST is the truth).
+
+Set-based apply (``engine_events_apply``, the consumer's ``chunk_handler``; one event is a chunk of one): the
+handlers run event by event, in order, on the chunk's order rows, which are locked ONCE up front
+(``select_for_update`` in primary-key order, legs and replaced orders included); their writes are collected by
+a ``_Chunk`` and flushed at the end: one bulk UPDATE of the touched orders, one bulk INSERT of fills, one
+statement allocating every account's run of ``seq`` (accounts in id order), one bulk INSERT of trade updates,
+the fills and releases booked in event order by ONE ``settlement.bulk.trade_date_book`` call, and ONE
+after-commit push of all trade updates (one event loop, not one per event). The effect is exactly that of
+applying the events one by one:
+- fills already stored, or twice in the chunk, are skipped (the set of known ``fill_id`` s grows as we go);
+- ``position_qty`` is the position read once for the chunk plus the chunk's earlier fills;
+- settlement books the fills and releases in event order, as the per-op services would (its own tests compare).
 
 Payloads are the engine-runner contract (docs/interfaces.md): the engine event as builtins, each
 ``*_e4``/``*_e9`` int also as a decimal string without the suffix (``price``, ``qty``, ``cum_qty``...).
@@ -19,17 +34,21 @@ from __future__ import annotations
 
 import importlib
 import uuid
+from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
+from django.db.models import Q
 
 from apps.core import events
 from apps.core.consumers import MessageMeta
 from apps.core.errors import NotFound
 from apps.core.fields import format_decimal
-from apps.core.outbox import aggregate_next_sequence
+from apps.core.outbox import aggregate_sequences_allocate
 from apps.orders.models import Fill, Order, TradeUpdate
 from apps.orders.presenters import order_json
 from apps.orders.risk import WIDE
@@ -41,18 +60,16 @@ def _settlement() -> Any:
     return importlib.import_module("apps.settlement.services")
 
 
-def _order_for(engine_order_id: str) -> Order | None:
-    """Resolve the engine's id: a UUID, or ``{parent}:tp`` / ``{parent}:sl`` for legs."""
+def _leg_key(engine_order_id: str) -> tuple[uuid.UUID, str] | None:
+    """The engine's id: a UUID, or ``{parent}:tp`` / ``{parent}:sl`` for legs. None when it is neither."""
     base, _, suffix = engine_order_id.partition(":")
     try:
         parent_id = uuid.UUID(base)
     except ValueError:
         return None
-    qs = Order.objects.select_for_update()
     if not suffix:
-        return qs.filter(id=parent_id).first()
-    role = Order.LegRole.TAKE_PROFIT if suffix == "tp" else Order.LegRole.STOP_LOSS
-    return qs.filter(parent_id=parent_id, leg_role=role).first()
+        return parent_id, ""
+    return parent_id, Order.LegRole.TAKE_PROFIT if suffix == "tp" else Order.LegRole.STOP_LOSS
 
 
 def _ts(envelope: events.EventEnvelope, payload: dict[str, Any]) -> datetime:
@@ -60,6 +77,150 @@ def _ts(envelope: events.EventEnvelope, payload: dict[str, Any]) -> datetime:
     if isinstance(raw, str):
         return datetime.fromisoformat(raw.replace("Z", "+00:00"))
     return envelope.occurred_at
+
+
+@dataclass(slots=True)
+class _Update:
+    order: Order
+    event: str
+    source_id: str
+    timestamp: datetime
+    data: dict[str, Any]
+
+
+class _Chunk:
+    """The rows of one chunk (locked once) and the writes its events decided, flushed together (module doc)."""
+
+    def __init__(self) -> None:
+        self.orders: dict[str, Order | None] = {}  # engine order id -> locked row (None: not ours)
+        self.by_pk: dict[uuid.UUID, Order] = {}
+        self.dirty: dict[uuid.UUID, set[str]] = {}
+        self.fills: list[Fill] = []
+        self.fill_ids: set[str] = set()  # stored, or added by this chunk
+        self.source_ids: set[str] = set()  # TradeUpdate source ids stored, or added by this chunk
+        self.updates: list[_Update] = []
+        self.positions: dict[tuple[str, str], Decimal] = {}
+        self.settlement_ops: list[Any] = []  # FillData / OrderRelease for settlement.bulk.trade_date_book
+
+    def load(self, envelopes: Sequence[events.EventEnvelope]) -> None:
+        """Lock every order the chunk names (and the orders they replace) once, in primary-key order."""
+        keys = {
+            oid: _leg_key(oid) for env in envelopes if isinstance(oid := env.payload.get("order_id"), str)
+        }
+        plain = {k[0] for k in keys.values() if k is not None and not k[1]}
+        legs = {k for k in keys.values() if k is not None and k[1]}
+        cond = Q(id__in=plain)
+        for parent_id, role in legs:
+            cond |= Q(parent_id=parent_id, leg_role=role)
+        found = list(Order.objects.filter(cond).values_list("id", "replaces_id"))
+        ids = {i for i, _ in found} | {r for _, r in found if r is not None}
+        rows = list(Order.objects.select_for_update().filter(id__in=ids).order_by("pk")) if ids else []
+        self.by_pk = {o.pk: o for o in rows}
+        leg_rows = {(o.parent_id, o.leg_role): o for o in rows if o.parent_id is not None}
+        for oid, key in keys.items():
+            if key is None:
+                self.orders[oid] = None
+            elif not key[1]:
+                self.orders[oid] = self.by_pk.get(key[0])
+            else:
+                self.orders[oid] = leg_rows.get(key)
+        fill_ids = [
+            str(env.payload["fill_id"]) for env in envelopes if env.event_type == "engine.OrderFilled"
+        ]
+        if fill_ids:
+            self.fill_ids = set(Fill.objects.filter(fill_id__in=fill_ids).values_list("fill_id", flat=True))
+            pairs = {
+                (str(o.account_id), o.symbol)
+                for env in envelopes
+                if env.event_type == "engine.OrderFilled" and (o := self.orders.get(env.payload["order_id"]))
+            }
+            self.positions = _settlement_bulk().position_qtys(pairs=pairs)
+        self.source_ids = set(
+            TradeUpdate.objects.filter(source_id__in=[str(env.event_id) for env in envelopes]).values_list(
+                "source_id", flat=True
+            )
+        )
+
+    def order_by_pk(self, pk: uuid.UUID) -> Order:
+        order = self.by_pk.get(pk)
+        if order is None:  # not named by the chunk: lock it now
+            order = self.by_pk[pk] = Order.objects.select_for_update().get(id=pk)
+        return order
+
+    def fill_add(self, fill: Fill) -> bool:
+        """Queue the fill row; False when its ``fill_id`` was already projected."""
+        if fill.fill_id in self.fill_ids:
+            return False
+        self.fill_ids.add(fill.fill_id)
+        self.fills.append(fill)
+        return True
+
+    def settle_add(self, fill: Any) -> None:
+        """Queue a fill for trade-date settlement (in event order with the releases)."""
+        self.settlement_ops.append(fill)
+        key = (fill.account_id, fill.symbol)
+        qty = self.positions.get(key, Decimal(0)) + (fill.qty if fill.side == Order.Side.BUY else -fill.qty)
+        self.positions[key] = qty if qty != 0 else Decimal(0)
+
+    def release_add(self, order: Order) -> None:
+        self.settlement_ops.append(_settlement_bulk().OrderRelease(order_id=str(order.id)))
+
+    def position_qty(self, order: Order) -> Decimal:
+        key = (str(order.account_id), order.symbol)
+        if key not in self.positions:
+            self.positions.update(_settlement_bulk().position_qtys(pairs=[key]))
+        return self.positions[key]
+
+    def flush(self) -> list[TradeUpdate]:
+        """Write everything the chunk decided (inside its transaction); returns the trade updates written."""
+        if self.settlement_ops:
+            _settlement_bulk().trade_date_book(ops=self.settlement_ops)
+        if self.dirty:
+            fields = sorted(set().union(*self.dirty.values()) | {"updated_at"})
+            Order.objects.bulk_update([self.by_pk[pk] for pk in sorted(self.dirty)], fields)
+        if self.fills:
+            Fill.objects.bulk_create(self.fills)
+        if not self.updates:
+            return []
+        counts: dict[str, int] = {}
+        for u in self.updates:
+            counts[str(u.order.account_id)] = counts.get(str(u.order.account_id), 0) + 1
+        next_seq = _seq_ranges(counts)
+        rows: list[TradeUpdate] = []
+        pushes: list[tuple[str, dict[str, Any]]] = []
+        for u in self.updates:
+            account_id = str(u.order.account_id)
+            u.data["seq"] = next_seq[account_id]
+            next_seq[account_id] += 1
+            rows.append(
+                TradeUpdate(
+                    account_id=u.order.account_id,
+                    seq=u.data["seq"],
+                    order=u.order,
+                    event=u.event,
+                    source_id=u.source_id,
+                    data=u.data,
+                    created_at=u.timestamp,
+                )
+            )
+            pushes.append((account_id, u.data))
+        TradeUpdate.objects.bulk_create(rows)
+        transaction.on_commit(lambda: _push_many(pushes))
+        return rows
+
+
+_CHUNK: ContextVar[_Chunk | None] = ContextVar("orders_projection_chunk", default=None)
+
+
+def _settlement_bulk() -> Any:
+    return importlib.import_module("apps.settlement.bulk")
+
+
+def _seq_ranges(counts: dict[str, int]) -> dict[str, int]:
+    """Reserve ``counts[account]`` consecutive ``trade_updates`` seqs per account in ONE statement (accounts
+    locked in id order until commit); returns each account's first seq."""
+    first = aggregate_sequences_allocate(aggregates=[("trade_updates", a, n) for a, n in counts.items()])
+    return {a: first[("trade_updates", a)] for a in counts}
 
 
 def trade_update_emit(
@@ -72,15 +233,41 @@ def trade_update_emit(
     qty: Decimal | None = None,
     position_qty: Decimal | None = None,
 ) -> TradeUpdate | None:
-    """Append the account's next trade update (idempotent by ``source_id``) and push it after commit."""
-    if TradeUpdate.objects.filter(source_id=source_id).exists():
+    """Append the account's next trade update (idempotent by ``source_id``) and push it after commit.
+
+    Inside a projection chunk it is queued (snapshot of the order now, ``seq`` at the flush) and None is
+    returned; called on its own it is written at once and returned (None when ``source_id`` exists).
+    """
+    chunk = _CHUNK.get()
+    if chunk is None:
+        with transaction.atomic():
+            chunk = _Chunk()
+            chunk.source_ids = set(
+                TradeUpdate.objects.filter(source_id=source_id).values_list("source_id", flat=True)
+            )
+            token = _CHUNK.set(chunk)
+            try:
+                trade_update_emit(
+                    order=order,
+                    event=event,
+                    source_id=source_id,
+                    timestamp=timestamp,
+                    price=price,
+                    qty=qty,
+                    position_qty=position_qty,
+                )
+            finally:
+                _CHUNK.reset(token)
+            written = chunk.flush()
+        return written[0] if written else None
+    if source_id in chunk.source_ids:
         return None
-    seq = aggregate_next_sequence(aggregate_type="trade_updates", aggregate_id=str(order.account_id))
+    chunk.source_ids.add(source_id)
     data: dict[str, Any] = {
         "event": event,
         "order": order_json(order),
         "timestamp": timestamp.isoformat().replace("+00:00", "Z"),
-        "seq": seq,
+        "seq": None,  # allocated at the flush
     }
     if price is not None:
         data["price"] = format_decimal(price)
@@ -88,42 +275,46 @@ def trade_update_emit(
         data["qty"] = format_decimal(qty)
     if position_qty is not None:
         data["position_qty"] = format_decimal(position_qty)
-    with transaction.atomic():
-        update = TradeUpdate.objects.create(
-            account_id=order.account_id,
-            seq=seq,
-            order=order,
-            event=event,
-            source_id=source_id,
-            data=data,
-            created_at=timestamp,
-        )
-    account_id = str(order.account_id)
-    transaction.on_commit(lambda: _push(account_id, data))
-    return update
+    chunk.updates.append(_Update(order, event, source_id, timestamp, data))
+    return None
 
 
 def group_name(account_id: str) -> str:
     return f"trade_updates.{account_id}"
 
 
-def _push(account_id: str, data: dict[str, Any]) -> None:
+def _push_many(pushes: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """Send a committed chunk's trade updates in order, through ONE event loop (best effort, at most once)."""
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not pushes:
         return
+
+    async def send_all() -> None:
+        for account_id, data in pushes:
+            await layer.group_send(group_name(account_id), {"type": "trade.update", "data": data})
+
     try:
-        async_to_sync(layer.group_send)(group_name(account_id), {"type": "trade.update", "data": data})
+        async_to_sync(send_all)()
     except Exception:  # the push is best effort; clients resync over REST by seq
         return
 
 
 def _release(order: Order) -> None:
-    """Release what is left of the order's hold / reservation (idempotent in settlement)."""
+    """Release what is left of the order's hold / reservation (queued after the chunk's fills; module doc)."""
     if order.parent_id is not None:
         return  # legs hold nothing: they exit the shares their entry bought
+    chunk = _CHUNK.get()
+    if chunk is None:
+        _release_now(order)
+    else:
+        chunk.release_add(order)
+
+
+def _release_now(order: Order) -> None:
+    """Release what is left of the order's hold / reservation (idempotent in settlement)."""
     settlement = _settlement()
     try:
         if order.side == Order.Side.BUY:
@@ -136,14 +327,18 @@ def _release(order: Order) -> None:
 
 def _touch(order: Order, ts: datetime, *fields: str) -> None:
     order.updated_at = ts
-    order.save(update_fields=[*fields, "updated_at"])
+    chunk = _CHUNK.get()
+    if chunk is None:
+        order.save(update_fields=[*fields, "updated_at"])
+    else:
+        chunk.dirty.setdefault(order.pk, set()).update(fields)
 
 
 def _position_qty(order: Order) -> Decimal | None:
-    try:
-        position = importlib.import_module("apps.settlement.selectors").position(order.account, order.symbol)
-    except (ImportError, AttributeError):
-        return None
+    chunk = _CHUNK.get()
+    if chunk is not None:
+        return chunk.position_qty(order)
+    position = importlib.import_module("apps.settlement.selectors").position(order.account, order.symbol)
     return position.qty if position is not None else Decimal(0)
 
 
@@ -173,21 +368,20 @@ def _on_activated(envelope: events.EventEnvelope, p: dict[str, Any], order: Orde
 def _on_filled(envelope: events.EventEnvelope, p: dict[str, Any], order: Order) -> None:
     qty, price = Decimal(p["qty"]), Decimal(p["price"])
     ts = _ts(envelope, p)
-    try:
-        with transaction.atomic():
-            Fill.objects.create(
-                fill_id=p["fill_id"],
-                trade_id=p["trade_id"],
-                order=order,
-                account_id=order.account_id,
-                symbol=order.symbol,
-                side=order.side,
-                qty=qty,
-                price=price,
-                liquidity=p.get("liquidity") or Fill.Liquidity.TAKER,
-                filled_at=ts,
-            )
-    except IntegrityError:
+    chunk = _chunk()
+    fill = Fill(
+        fill_id=p["fill_id"],
+        trade_id=p["trade_id"],
+        order=order,
+        account_id=order.account_id,
+        symbol=order.symbol,
+        side=order.side,
+        qty=qty,
+        price=price,
+        liquidity=p.get("liquidity") or Fill.Liquidity.TAKER,
+        filled_at=ts,
+    )
+    if not chunk.fill_add(fill):
         return  # this fill was already projected
     order.filled_qty = order.filled_qty + qty
     order.filled_value = WIDE.add(order.filled_value, WIDE.multiply(qty, price))
@@ -203,23 +397,21 @@ def _on_filled(envelope: events.EventEnvelope, p: dict[str, Any], order: Order) 
         order.filled_at = ts
         fields.append("filled_at")
     _touch(order, ts, *fields)
-    settle = getattr(_settlement(), "fill_settle_trade_date", None)
-    if settle is not None:
-        from apps.settlement.types import FillData
+    from apps.settlement.types import FillData
 
-        settle(
-            fill=FillData(
-                fill_id=p["fill_id"],
-                order_id=str(order.id),
-                account_id=str(order.account_id),
-                symbol=order.symbol,
-                side=order.side,  # type: ignore[arg-type]
-                qty=qty,
-                price=price,
-                filled_at=ts,
-                liquidity=p.get("liquidity") or "",
-            )
+    chunk.settle_add(
+        FillData(
+            fill_id=p["fill_id"],
+            order_id=str(order.id),
+            account_id=str(order.account_id),
+            symbol=order.symbol,
+            side=order.side,  # type: ignore[arg-type]
+            qty=qty,
+            price=price,
+            filled_at=ts,
+            liquidity=p.get("liquidity") or "",
         )
+    )
     if done:
         _release(order)
     trade_update_emit(
@@ -259,7 +451,7 @@ def _on_rejected(envelope: events.EventEnvelope, p: dict[str, Any], order: Order
     if order.replaces_id is not None:
         # The engine refused the replace: the old order stays as it was, and so does its hold/reservation
         # (order_replace keeps it until the engine confirms); only the refused order's own is released.
-        old = Order.objects.select_for_update().get(id=order.replaces_id)
+        old = _chunk().order_by_pk(order.replaces_id)
         if old.status == Order.Status.PENDING_REPLACE:
             old.status = Order.Status.PARTIALLY_FILLED if old.filled_qty > 0 else Order.Status.NEW
             old.replaced_by = None
@@ -325,15 +517,37 @@ _HANDLERS = {
 }
 
 
-def engine_event_apply(envelope: events.EventEnvelope, meta: MessageMeta | None = None) -> None:
-    """Consumer handler (``orders.projection``). Events that do not concern an order row are ignored."""
-    handler = _HANDLERS.get(envelope.event_type)
-    if handler is None:
-        return  # TradeExecuted, BookLevelChanged, SessionChanged: market data's business
-    order_id = envelope.payload.get("order_id")
-    if not isinstance(order_id, str):
+def _chunk() -> _Chunk:
+    chunk = _CHUNK.get()
+    if chunk is None:
+        raise RuntimeError("engine event handlers run inside engine_events_apply")
+    return chunk
+
+
+def engine_events_apply(items: Iterable[tuple[events.EventEnvelope, MessageMeta | None]]) -> None:
+    """Consumer chunk handler (``orders.projection``): the events in order, as if applied one by one (module
+    doc). Events that do not concern an order row are ignored. Runs inside the caller's transaction."""
+    relevant = [
+        env
+        for env, _ in items
+        if env.event_type in _HANDLERS and isinstance(env.payload.get("order_id"), str)
+    ]
+    if not relevant:
         return
-    order = _order_for(order_id)
-    if order is None:
-        return  # not ours (e.g. a bench order injected directly on the topic)
-    handler(envelope, envelope.payload, order)
+    chunk = _Chunk()
+    chunk.load(relevant)
+    token = _CHUNK.set(chunk)
+    try:
+        for env in relevant:
+            order = chunk.orders.get(env.payload["order_id"])
+            if order is None:
+                continue  # not ours (e.g. a bench order injected directly on the topic)
+            _HANDLERS[env.event_type](env, env.payload, order)
+    finally:
+        _CHUNK.reset(token)
+    chunk.flush()
+
+
+def engine_event_apply(envelope: events.EventEnvelope, meta: MessageMeta | None = None) -> None:
+    """Consumer handler (``orders.projection``): one event, a chunk of one."""
+    engine_events_apply([(envelope, meta)])

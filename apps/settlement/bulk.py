@@ -13,13 +13,16 @@ balances read once:
   ``("hold", order_id)`` as in ``hold_place``, so ``hold_release`` works unchanged), their postings, one UPDATE
   per touched ledger row, and ShareReservation rows. It must run in the same transaction as the locks.
 
-``fills_settle_trade_date(fills=[...])`` books many fills (any accounts) with exactly the ledger entries,
-postings, obligations, fee activities, lots and hold/reservation consumption that calling
-``services.fill_settle_trade_date`` on each fill in turn would book (tests/settlement/test_fills_bulk.py compares
-both): the fills' ledger rows are locked once (primary-key order), then their holds and reservations (pk order);
-legs are computed in fill order against running in-memory balances; entries, postings and obligations are
-bulk-inserted and every ledger row's balance moves once. Lot relief stays ``services._lots_apply``, called per
-fill in fill order after the entries exist.
+``trade_date_book(ops=[...])`` books many fills and order releases (any accounts), in the given order, with
+exactly the rows that ``services.fill_settle_trade_date`` (a ``FillData``) and ``services.hold_release`` +
+``services.shares_release`` (an ``OrderRelease``; an order with neither is skipped, as their ``NotFound``)
+called on each in turn would write: ledger entries and postings, obligations, fee activities, lots, holds and
+reservations (tests/settlement/test_fills_bulk.py compares both ways). The ledger rows of every op are locked
+once (primary-key order), then the holds, then the reservations (pk order); the ops are decided in order against
+running in-memory balances (so a release sees the cash a fill before it moved, and the pending proceeds of a
+sale before it); entries, postings and obligations are bulk-inserted in op order and every ledger row's balance
+moves once. Lot relief stays ``services._lots_apply``, called per fill in op order after the entries exist.
+``fills_settle_trade_date(fills=...)`` and ``orders_release(order_ids=...)`` are its one-kind shorthands.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from apps.settlement.services import (
     _house,
     _lots_apply,
     _money,
+    _pending_cash_receivable,
     _qty,
     fees_for,
     fill_notional,
@@ -242,7 +246,14 @@ def reservations_open(*, account: BrokerageAccount, sell_symbols: Iterable[str])
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Many fills at once (the order projection's chunk)
+# Many fills and releases at once (the order projection's chunk)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRelease:
+    """Release what is left of the order's hold and reservation (``hold_release`` + ``shares_release``)."""
+
+    order_id: str
 
 
 def _fill_validate(fill: FillData) -> None:
@@ -265,300 +276,392 @@ def _fill_keys(fill: FillData, a: Any) -> dict[str, LedgerKey]:
     }
 
 
+def _cash_keys(a: Any) -> tuple[LedgerKey, LedgerKey, LedgerKey]:
+    return _cust(a, Kind.CASH_SETTLED), _cust(a, Kind.CASH_UNSETTLED), _cust(a, Kind.CASH_HELD)
+
+
 @dataclass(slots=True)
 class _Booked:
-    fill: FillData
+    """One op's writes: its entry (and fee entry), net legs in row-pk order, obligations; ``fill`` for lots."""
+
     entry: JournalEntry
-    fee_entry: JournalEntry | None
     legs: list[tuple[LedgerAccount, Decimal]]
-    obligations: list[SettlementObligation]
-    notional: Decimal
-    fee_total: Decimal
+    fee_entry: JournalEntry | None = None
+    obligations: list[SettlementObligation] = field(default_factory=list)
+    fill: FillData | None = None
+    notional: Decimal = ZERO
+    fee_total: Decimal = ZERO
 
 
-def fills_settle_trade_date(*, fills: Sequence[FillData]) -> list[JournalEntry]:
-    """Trade-date postings for many fills, as ``fill_settle_trade_date`` on each in turn (see the module doc).
+class _Book:
+    """The locked rows and running state of one ``trade_date_book`` call."""
 
-    Idempotent by ``fill_id`` (a fill already booked, or repeated in ``fills``, returns the entry booked first).
-    Returns one entry per fill, in order.
+    def __init__(self, rows: dict[LedgerKey, LedgerAccount]) -> None:
+        self.rows = rows
+        self.balance: dict[int, Decimal] = {r.pk: r.balance for r in rows.values()}
+        self.holds: dict[str, CashHold] = {}
+        self.reservations: dict[str, ShareReservation] = {}
+        self.touched_holds: dict[int, CashHold] = {}
+        self.touched_res: dict[int, ShareReservation] = {}
+        # Positive cash obligations booked in this call, per account (settle date, amount): pending proceeds.
+        self.proceeds_due: dict[Any, list[tuple[date, Decimal]]] = {}
+        self.pending_stored: dict[
+            Any, Decimal
+        ] = {}  # _pending_cash_receivable as stored, read once when needed
+        self.booked: list[_Booked] = []
+        self.now = timezone.now()
+
+    def net(self, legs: Iterable[tuple[LedgerAccount, Decimal]]) -> list[tuple[LedgerAccount, Decimal]]:
+        """Net per ledger row, in primary-key order, zero legs left out (as ``services._entry_post``); moves the
+        running balances."""
+        totals: dict[int, Decimal] = {}
+        by_pk: dict[int, LedgerAccount] = {}
+        for row, amount in legs:
+            totals[row.pk] = totals.get(row.pk, ZERO) + amount
+            by_pk[row.pk] = row
+        out = [(by_pk[pk], totals[pk]) for pk in sorted(totals) if totals[pk] != 0]
+        for row, amount in out:
+            self.balance[row.pk] += amount
+        return out
+
+    def release(self, order_id: str) -> None:
+        """``shares_release`` then ``hold_release`` of one order, on the running state."""
+        res = self.reservations.get(order_id)
+        if res is not None and res.remaining:
+            res.remaining = ZERO
+            self.touched_res[res.pk] = res
+        hold = self.holds.get(order_id)
+        if hold is None or hold.remaining == 0:
+            return
+        settled, unsettled, held = (self.rows[k] for k in _cash_keys(hold.account_id))
+        release = hold.remaining
+        u_part = min(release, hold.unsettled_remaining)
+        to_unsettled = ZERO
+        if u_part:
+            # services._hold_unsettled_return, with this call's pending proceeds and running unsettled balance.
+            if hold.account_id not in self.pending_stored:
+                self.pending_stored[hold.account_id] = _pending_cash_receivable(hold.account_id)
+            pending = self.pending_stored[hold.account_id] + sum(
+                (amount for _, amount in self.proceeds_due.get(str(hold.account_id), [])), ZERO
+            )
+            drawn_outstanding = max(pending - self.balance[unsettled.pk], ZERO)
+            to_unsettled = Decimal(min(u_part, drawn_outstanding))
+        hold.remaining -= release
+        hold.unsettled_remaining -= u_part
+        hold.release_count += 1
+        self.touched_holds[hold.pk] = hold
+        entry = JournalEntry(
+            source_type="hold_release",
+            source_id=f"{order_id}:{hold.release_count}",
+            entry_type=EntryType.HOLD_RELEASE,
+            account_id=hold.account_id,
+            effective_date=trade_date_of(self.now),
+            occurred_at=self.now,
+            details={"order_id": order_id, "amount": str(release)},
+        )
+        legs = self.net([(held, -release), (unsettled, to_unsettled), (settled, release - to_unsettled)])
+        self.booked.append(_Booked(entry, legs))
+
+    def fill(self, fill: FillData, account: BrokerageAccount, keys: dict[str, LedgerKey]) -> None:
+        """``fill_settle_trade_date`` of one fill, decided on the running state."""
+        r = {name: self.rows[key] for name, key in keys.items()}
+        trade_date = trade_date_of(fill.filled_at)
+        settle_date = settlement_date_of(trade_date)
+        notional = fill_notional(fill.qty, fill.price)
+        fees = fees_for(side=fill.side, notional=notional, qty=fill.qty, trade_date=trade_date)
+        fee_total = sum((f for _, f in fees), ZERO)
+        details: dict[str, Any] = {
+            "fill_id": fill.fill_id,
+            "order_id": fill.order_id,
+            "symbol": fill.symbol,
+            "side": fill.side,
+            "qty": str(fill.qty),
+            "price": str(fill.price),
+            "notional": str(notional),
+            "fees": {code: str(f) for code, f in fees},
+            "liquidity": fill.liquidity,
+            "transaction_time": fill.filled_at.isoformat(),
+            "settle_date": settle_date.isoformat(),
+        }
+        if fill.cum_qty is not None:
+            details["cum_qty"] = str(fill.cum_qty)
+        if fill.leaves_qty is not None:
+            details["leaves_qty"] = str(fill.leaves_qty)
+        buy = fill.side == "buy"
+        legs: list[tuple[LedgerAccount, Decimal]] = [
+            (r["sec_unsettled"], fill.qty if buy else -fill.qty),
+            (r["clearing_sec"], -fill.qty if buy else fill.qty),
+        ]
+        if buy:
+            legs += self._buy_cash_legs(fill, r, notional, fee_total, details)
+        else:
+            res = self.reservations.get(fill.order_id)
+            if res is not None and res.remaining:  # services._reservation_consume
+                res.remaining -= min(fill.qty, res.remaining)
+                self.touched_res[res.pk] = res
+            legs += [
+                (r["clearing_cash"], -notional),
+                (r["unsettled"], notional - fee_total),
+                (r["fees"], fee_total),
+            ]
+        entry = JournalEntry(
+            source_type="fill",
+            source_id=fill.fill_id,
+            entry_type=EntryType.FILL,
+            account=account,
+            effective_date=trade_date,
+            occurred_at=fill.filled_at,
+            description=f"{fill.side} {fill.qty} {fill.symbol} @ {fill.price}"[:300],
+            details=details,
+        )
+        obligations = [
+            SettlementObligation(
+                account=account,
+                trade_entry=entry,
+                kind="sec",
+                asset=fill.symbol,
+                amount=fill.qty if buy else -fill.qty,
+                trade_date=trade_date,
+                settle_date=settle_date,
+            )
+        ]
+        if not buy:
+            proceeds = notional - fee_total
+            obligations.append(
+                SettlementObligation(
+                    account=account,
+                    trade_entry=entry,
+                    kind="cash",
+                    asset=CURRENCY,
+                    amount=proceeds,
+                    trade_date=trade_date,
+                    settle_date=settle_date,
+                )
+            )
+            if proceeds > 0:
+                self.proceeds_due.setdefault(fill.account_id, []).append((settle_date, proceeds))
+        fee_entry = None
+        if fee_total:
+            fee_entry = JournalEntry(  # services._fee_activity_record
+                source_type="fill_fee",
+                source_id=fill.fill_id,
+                entry_type=EntryType.FEE,
+                account=account,
+                effective_date=trade_date,
+                occurred_at=fill.filled_at,
+                description="; ".join(f"{code} {amount}" for code, amount in fees),
+                details={
+                    "fill_id": fill.fill_id,
+                    "order_id": fill.order_id,
+                    "symbol": fill.symbol,
+                    "net_amount": str(-fee_total),
+                    "fees": {code: str(f) for code, f in fees},
+                },
+            )
+        self.booked.append(_Booked(entry, self.net(legs), fee_entry, obligations, fill, notional, fee_total))
+
+    def _buy_cash_legs(
+        self,
+        fill: FillData,
+        r: dict[str, LedgerAccount],
+        notional: Decimal,
+        fee_total: Decimal,
+        details: dict[str, Any],
+    ) -> list[tuple[LedgerAccount, Decimal]]:
+        """``services._buy_cash_legs`` on the locked hold and the running balances."""
+        need = notional + fee_total
+        hold = self.holds.get(fill.order_id)
+        take = take_u = ZERO
+        if hold is not None:
+            take = min(need, hold.remaining)
+            settled_part = hold.remaining - hold.unsettled_remaining
+            take_u = max(take - settled_part, ZERO)
+            hold.remaining -= take
+            hold.unsettled_remaining -= take_u
+            self.touched_holds[hold.pk] = hold
+        shortfall = need - take
+        from_settled = min(shortfall, max(self.balance[r["settled"].pk], ZERO))
+        from_unsettled = shortfall - from_settled
+        if take_u or from_unsettled:
+            details["unsettled_funded"] = str(take_u + from_unsettled)
+            stored = (
+                SettlementObligation.objects.filter(
+                    account_id=r["settled"].account_id, kind="cash", settled_at__isnull=True, amount__gt=0
+                )
+                .order_by("-settle_date")
+                .values_list("settle_date", flat=True)
+                .first()
+            )
+            dates = [d for d in [stored, *(d for d, _ in self.proceeds_due.get(fill.account_id, []))] if d]
+            latest = max(dates) if dates else None
+            details["funds_settle_date"] = (latest or date.fromisoformat(details["settle_date"])).isoformat()
+        return [
+            (r["held"], -take),
+            (r["settled"], -from_settled),
+            (r["unsettled"], -from_unsettled),
+            (r["clearing_cash"], notional),
+            (r["fees"], fee_total),
+        ]
+
+    def write(self, accounts: dict[str, BrokerageAccount]) -> None:
+        """Bulk-insert the entries (in op order, each fee entry after its fill's, as booked one by one),
+        postings and obligations; move every touched ledger row once; write holds and reservations; then
+        relieve lots fill by fill."""
+        entries: list[JournalEntry] = []
+        for b in self.booked:
+            entries.append(b.entry)
+            if b.fee_entry is not None:
+                entries.append(b.fee_entry)
+        if entries:
+            JournalEntry.objects.bulk_create(entries)
+            Posting.objects.bulk_create(
+                [
+                    Posting(entry=b.entry, ledger_account=row, asset=row.asset, amount=amount)
+                    for b in self.booked
+                    for row, amount in b.legs
+                ]
+            )
+        obligations = [o for b in self.booked for o in b.obligations]
+        if obligations:
+            SettlementObligation.objects.bulk_create(obligations)
+        totals: dict[int, Decimal] = {}
+        for b in self.booked:
+            for row, amount in b.legs:
+                totals[row.pk] = totals.get(row.pk, ZERO) + amount
+        _balances_move_once(self.rows.values(), totals)
+        for h in self.touched_holds.values():
+            h.updated_at = self.now
+        for res in self.touched_res.values():
+            res.updated_at = self.now
+        if self.touched_holds:
+            CashHold.objects.bulk_update(
+                [self.touched_holds[pk] for pk in sorted(self.touched_holds)],
+                ["remaining", "unsettled_remaining", "release_count", "updated_at"],
+            )
+        if self.touched_res:
+            ShareReservation.objects.bulk_update(
+                [self.touched_res[pk] for pk in sorted(self.touched_res)], ["remaining", "updated_at"]
+            )
+        for b in self.booked:
+            if b.fill is not None:
+                _lots_apply(
+                    account=accounts[b.fill.account_id],
+                    fill=b.fill,
+                    entry=b.entry,
+                    notional=b.notional,
+                    fee_total=b.fee_total,
+                )
+
+
+def trade_date_book(*, ops: Sequence[FillData | OrderRelease]) -> dict[str, JournalEntry]:
+    """Book fills and releases in order, as the per-op services would (see the module docstring).
+
+    Idempotent: a fill already booked (or earlier in ``ops``) books nothing again; a release releases only what
+    is left. Returns the entry of every fill by ``fill_id``.
     """
+    fills = [op for op in ops if isinstance(op, FillData)]
     for fill in fills:
         _fill_validate(fill)
-    if not fills:
-        return []
+    if not ops:
+        return {}
     with transaction.atomic():
-        ids = [f.fill_id for f in fills]
+        fill_ids = [f.fill_id for f in fills]
         booked: dict[str, JournalEntry] = {
-            e.source_id: e for e in JournalEntry.objects.filter(source_type="fill", source_id__in=ids)
+            e.source_id: e for e in JournalEntry.objects.filter(source_type="fill", source_id__in=fill_ids)
         }
-        if all(i in booked for i in ids):
-            return [booked[i] for i in ids]
+        fills = [f for f in fills if f.fill_id not in booked]
         accounts = {
             str(a.pk): a for a in BrokerageAccount.objects.filter(pk__in={f.account_id for f in fills})
         }
         for f in fills:
             if f.account_id not in accounts:
                 raise NotFound(f"brokerage account {f.account_id} not found")
-        keys = [_fill_keys(f, accounts[f.account_id].pk) for f in fills]
-        rows = ledger_rows_lock(k for ks in keys for k in ks.values())
-        # Looked for again under the locks: a concurrent twin may have booked some while we waited.
+        released = [op.order_id for op in ops if isinstance(op, OrderRelease)]
+        buy_orders = {f.order_id for f in fills if f.side == "buy"} | set(released)
+        sell_orders = {f.order_id for f in fills if f.side == "sell"} | set(released)
+        peek_holds = list(CashHold.objects.filter(order_id__in=buy_orders).values_list("pk", "account_id"))
+        peek_res = list(
+            ShareReservation.objects.filter(order_id__in=sell_orders).values_list(
+                "pk", "account_id", "symbol"
+            )
+        )
+        if not fills and not peek_holds and not peek_res:
+            return booked
+        fill_keys = {id(f): _fill_keys(f, accounts[f.account_id].pk) for f in fills}
+        keys: list[LedgerKey] = [k for ks in fill_keys.values() for k in ks.values()]
+        for _, a in peek_holds:
+            keys += _cash_keys(a)
+        keys += [_cust(a, Kind.SEC_SETTLED, sym) for _, a, sym in peek_res]  # shares_release's lock
+        book = _Book(ledger_rows_lock(keys))
+        # Looked for again under the locks: a concurrent twin may have booked some fills while we waited.
         booked.update(
             (e.source_id, e)
-            for e in JournalEntry.objects.filter(
-                source_type="fill", source_id__in=[i for i in ids if i not in booked]
-            )
+            for e in JournalEntry.objects.filter(source_type="fill", source_id__in=[f.fill_id for f in fills])
         )
-        todo: list[int] = []
-        seen: set[str] = set(booked)
-        for n, f in enumerate(fills):
-            if f.fill_id not in seen:
-                seen.add(f.fill_id)
-                todo.append(n)
-        if not todo:
-            return [booked[i] for i in ids]
-        buy_orders = sorted({fills[n].order_id for n in todo if fills[n].side == "buy"})
-        sell_orders = sorted({fills[n].order_id for n in todo if fills[n].side == "sell"})
-        holds = {
+        book.holds = {
             h.order_id: h
-            for h in CashHold.objects.select_for_update().filter(order_id__in=buy_orders).order_by("pk")
-        }
-        reservations = {
-            r.order_id: r
-            for r in ShareReservation.objects.select_for_update()
-            .filter(order_id__in=sell_orders)
+            for h in CashHold.objects.select_for_update()
+            .filter(pk__in=[pk for pk, _ in peek_holds])
             .order_by("pk")
         }
-        balance: dict[int, Decimal] = {r.pk: r.balance for r in rows.values()}
-        # Positive cash obligations booked in this call, per account: pending proceeds for _funds_settle_date.
-        proceeds_due: dict[Any, list[date]] = {}
-        out: list[_Booked] = []
-        touched_holds: dict[int, CashHold] = {}
-        touched_res: dict[int, ShareReservation] = {}
-        for n in todo:
-            fill = fills[n]
-            r = {name: rows[key] for name, key in keys[n].items()}
-            b = _fill_book(fill, accounts[fill.account_id], r, balance, holds, reservations, proceeds_due)
-            for row, amount in b.legs:
-                balance[row.pk] += amount
-            if fill.side == "buy" and fill.order_id in holds:
-                touched_holds[holds[fill.order_id].pk] = holds[fill.order_id]
-            if fill.side == "sell" and fill.order_id in reservations:
-                touched_res[reservations[fill.order_id].pk] = reservations[fill.order_id]
-            out.append(b)
-        _fills_write(out, rows, touched_holds, touched_res)
-        for b in out:
-            booked[b.fill.fill_id] = b.entry
-        for b in out:
-            _lots_apply(
-                account=accounts[b.fill.account_id],
-                fill=b.fill,
-                entry=b.entry,
-                notional=b.notional,
-                fee_total=b.fee_total,
-            )
-        return [booked[i] for i in ids]
+        book.reservations = {
+            r.order_id: r
+            for r in ShareReservation.objects.select_for_update()
+            .filter(pk__in=[pk for pk, _, _ in peek_res])
+            .order_by("pk")
+        }
+        for op in ops:
+            if isinstance(op, OrderRelease):
+                book.release(op.order_id)
+            elif op.fill_id not in booked:
+                book.fill(op, accounts[op.account_id], fill_keys[id(op)])
+                booked[op.fill_id] = book.booked[-1].entry
+        book.write(accounts)
+        return booked
 
 
-def _fill_book(
-    fill: FillData,
-    account: BrokerageAccount,
-    r: dict[str, LedgerAccount],
-    balance: dict[int, Decimal],
-    holds: dict[str, CashHold],
-    reservations: dict[str, ShareReservation],
-    proceeds_due: dict[Any, list[date]],
-) -> _Booked:
-    """One fill's entry, legs and obligations, decided in memory exactly as ``fill_settle_trade_date`` does."""
-    trade_date = trade_date_of(fill.filled_at)
-    settle_date = settlement_date_of(trade_date)
-    notional = fill_notional(fill.qty, fill.price)
-    fees = fees_for(side=fill.side, notional=notional, qty=fill.qty, trade_date=trade_date)
-    fee_total = sum((f for _, f in fees), ZERO)
-    details: dict[str, Any] = {
-        "fill_id": fill.fill_id,
-        "order_id": fill.order_id,
-        "symbol": fill.symbol,
-        "side": fill.side,
-        "qty": str(fill.qty),
-        "price": str(fill.price),
-        "notional": str(notional),
-        "fees": {code: str(f) for code, f in fees},
-        "liquidity": fill.liquidity,
-        "transaction_time": fill.filled_at.isoformat(),
-        "settle_date": settle_date.isoformat(),
-    }
-    if fill.cum_qty is not None:
-        details["cum_qty"] = str(fill.cum_qty)
-    if fill.leaves_qty is not None:
-        details["leaves_qty"] = str(fill.leaves_qty)
-    buy = fill.side == "buy"
-    legs: list[tuple[LedgerAccount, Decimal]] = [
-        (r["sec_unsettled"], fill.qty if buy else -fill.qty),
-        (r["clearing_sec"], -fill.qty if buy else fill.qty),
-    ]
-    if buy:
-        legs += _buy_cash_legs(fill, r, notional, fee_total, details, balance, holds, proceeds_due)
-    else:
-        res = reservations.get(fill.order_id)
-        if res is not None and res.remaining:
-            res.remaining -= min(fill.qty, res.remaining)
-        legs += [
-            (r["clearing_cash"], -notional),
-            (r["unsettled"], notional - fee_total),
-            (r["fees"], fee_total),
-        ]
-    entry = JournalEntry(
-        source_type="fill",
-        source_id=fill.fill_id,
-        entry_type=EntryType.FILL,
-        account=account,
-        effective_date=trade_date,
-        occurred_at=fill.filled_at,
-        description=f"{fill.side} {fill.qty} {fill.symbol} @ {fill.price}"[:300],
-        details=details,
-    )
-    obligations = [
-        SettlementObligation(
-            account=account,
-            trade_entry=entry,
-            kind="sec",
-            asset=fill.symbol,
-            amount=fill.qty if buy else -fill.qty,
-            trade_date=trade_date,
-            settle_date=settle_date,
-        )
-    ]
-    if not buy:
-        obligations.append(
-            SettlementObligation(
-                account=account,
-                trade_entry=entry,
-                kind="cash",
-                asset=CURRENCY,
-                amount=notional - fee_total,
-                trade_date=trade_date,
-                settle_date=settle_date,
-            )
-        )
-        if notional - fee_total > 0:
-            proceeds_due.setdefault(fill.account_id, []).append(settle_date)
-    fee_entry = None
-    if fee_total:
-        fee_entry = JournalEntry(
-            source_type="fill_fee",
-            source_id=fill.fill_id,
-            entry_type=EntryType.FEE,
-            account=account,
-            effective_date=trade_date,
-            occurred_at=fill.filled_at,
-            description="; ".join(f"{code} {amount}" for code, amount in fees),
-            details={
-                "fill_id": fill.fill_id,
-                "order_id": fill.order_id,
-                "symbol": fill.symbol,
-                "net_amount": str(-fee_total),
-                "fees": {code: str(f) for code, f in fees},
-            },
-        )
-    # Net per ledger row, in primary-key order, zero legs left out (as services._entry_post does).
-    totals: dict[int, Decimal] = {}
-    by_pk: dict[int, LedgerAccount] = {}
-    for row, amount in legs:
-        totals[row.pk] = totals.get(row.pk, ZERO) + amount
-        by_pk[row.pk] = row
-    net = [(by_pk[pk], totals[pk]) for pk in sorted(totals) if totals[pk] != 0]
-    return _Booked(fill, entry, fee_entry, net, obligations, notional, fee_total)
+def fills_settle_trade_date(*, fills: Sequence[FillData]) -> list[JournalEntry]:
+    """``fill_settle_trade_date`` for each fill in turn (``trade_date_book``); one entry per fill, in order."""
+    booked = trade_date_book(ops=fills)
+    return [booked[f.fill_id] for f in fills]
 
 
-def _buy_cash_legs(
-    fill: FillData,
-    r: dict[str, LedgerAccount],
-    notional: Decimal,
-    fee_total: Decimal,
-    details: dict[str, Any],
-    balance: dict[int, Decimal],
-    holds: dict[str, CashHold],
-    proceeds_due: dict[Any, list[date]],
-) -> list[tuple[LedgerAccount, Decimal]]:
-    """``services._buy_cash_legs`` on the locked hold and the running balances."""
-    need = notional + fee_total
-    hold = holds.get(fill.order_id)
-    take = take_u = ZERO
-    if hold is not None:
-        take = min(need, hold.remaining)
-        settled_part = hold.remaining - hold.unsettled_remaining
-        take_u = max(take - settled_part, ZERO)
-        hold.remaining -= take
-        hold.unsettled_remaining -= take_u
-    shortfall = need - take
-    from_settled = min(shortfall, max(balance[r["settled"].pk], ZERO))
-    from_unsettled = shortfall - from_settled
-    if take_u or from_unsettled:
-        details["unsettled_funded"] = str(take_u + from_unsettled)
-        stored = (
-            SettlementObligation.objects.filter(
-                account_id=r["settled"].account_id, kind="cash", settled_at__isnull=True, amount__gt=0
-            )
-            .order_by("-settle_date")
-            .values_list("settle_date", flat=True)
-            .first()
-        )
-        pending = [d for d in [stored, *proceeds_due.get(fill.account_id, [])] if d is not None]
-        latest = max(pending) if pending else None
-        details["funds_settle_date"] = (latest or date.fromisoformat(details["settle_date"])).isoformat()
-    return [
-        (r["held"], -take),
-        (r["settled"], -from_settled),
-        (r["unsettled"], -from_unsettled),
-        (r["clearing_cash"], notional),
-        (r["fees"], fee_total),
-    ]
+def orders_release(*, order_ids: Sequence[str]) -> None:
+    """``hold_release`` + ``shares_release`` of each order in turn (``trade_date_book``)."""
+    trade_date_book(ops=[OrderRelease(order_id) for order_id in order_ids])
 
 
-def _fills_write(
-    booked: Sequence[_Booked],
-    rows: dict[LedgerKey, LedgerAccount],
-    holds: dict[int, CashHold],
-    reservations: dict[int, ShareReservation],
-) -> None:
-    """Bulk-insert the entries (fill and fee entries interleaved, as booked one by one), postings and
-    obligations; move every touched ledger row's balance once; write the consumed holds and reservations."""
-    entries: list[JournalEntry] = []
-    for b in booked:
-        entries.append(b.entry)
-        if b.fee_entry is not None:
-            entries.append(b.fee_entry)
-    JournalEntry.objects.bulk_create(entries)
-    postings: list[Posting] = []
-    totals: dict[int, Decimal] = {}
-    for b in booked:
-        for row, amount in b.legs:
-            postings.append(Posting(entry=b.entry, ledger_account=row, asset=row.asset, amount=amount))
-            totals[row.pk] = totals.get(row.pk, ZERO) + amount
-    Posting.objects.bulk_create(postings)
-    SettlementObligation.objects.bulk_create([o for b in booked for o in b.obligations])
+def _balances_move_once(rows: Iterable[LedgerAccount], totals: dict[int, Decimal]) -> None:
+    """Add each row's total in ONE statement (rows already locked); the row objects get the new balances."""
     moves = sorted((pk, amount) for pk, amount in totals.items() if amount != 0)
-    if moves:
-        by_pk = {r.pk: r for r in rows.values()}
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE settlement_ledgeraccount AS l SET balance = l.balance + u.d, updated_at = now() "
-                "FROM unnest(%s::bigint[], %s::numeric[]) AS u(id, d) WHERE l.id = u.id "
-                "RETURNING l.id, l.balance",
-                [[pk for pk, _ in moves], [amount for _, amount in moves]],
-            )
-            for pk, bal in cursor.fetchall():
-                by_pk[pk].balance = bal
-    now = timezone.now()
-    for h in holds.values():
-        h.updated_at = now
-    for res in reservations.values():
-        res.updated_at = now
-    if holds:
-        CashHold.objects.bulk_update(
-            [holds[pk] for pk in sorted(holds)], ["remaining", "unsettled_remaining", "updated_at"]
+    if not moves:
+        return
+    by_pk = {r.pk: r for r in rows}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE settlement_ledgeraccount AS l SET balance = l.balance + u.d, updated_at = now() "
+            "FROM unnest(%s::bigint[], %s::numeric[]) AS u(id, d) WHERE l.id = u.id "
+            "RETURNING l.id, l.balance",
+            [[pk for pk, _ in moves], [amount for _, amount in moves]],
         )
-    if reservations:
-        ShareReservation.objects.bulk_update(
-            [reservations[pk] for pk in sorted(reservations)], ["remaining", "updated_at"]
-        )
+        for pk, bal in cursor.fetchall():
+            by_pk[pk].balance = bal
+
+
+def position_qtys(*, pairs: Iterable[tuple[Any, str]]) -> dict[tuple[str, str], Decimal]:
+    """Shares held (settled + unsettled) per ``(str(account id), symbol)``: ``selectors.position(...).qty`` for
+    many positions in one read, ``Decimal(0)`` where there is none."""
+    wanted = {(str(a), s) for a, s in pairs}
+    out: dict[tuple[str, str], Decimal] = dict.fromkeys(wanted, ZERO)
+    if not wanted:
+        return out
+    rows = LedgerAccount.objects.filter(
+        account_id__in={a for a, _ in wanted},
+        kind__in=(Kind.SEC_SETTLED, Kind.SEC_UNSETTLED),
+        asset__in={s for _, s in wanted},
+    ).values_list("account_id", "asset", "balance")
+    for account_id, asset, bal in rows:
+        key = (str(account_id), asset)
+        if key in out:
+            out[key] += bal
+    return {k: v if v != 0 else ZERO for k, v in out.items()}

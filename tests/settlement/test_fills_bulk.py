@@ -1,4 +1,5 @@
-"""``bulk.fills_settle_trade_date`` books exactly what ``services.fill_settle_trade_date`` books fill by fill.
+"""``bulk.trade_date_book`` books exactly what ``services.fill_settle_trade_date`` (a fill) and
+``services.hold_release`` + ``shares_release`` (an order release) book op by op, fills and releases interleaved.
 
 Each case runs the same fill sequence twice on the same starting books: one fill at a time (then rolled back),
 and in one bulk call; every ledger entry, posting, balance, obligation, lot, realized gain, hold, reservation,
@@ -7,6 +8,7 @@ good-faith violation and restriction must come out identical (entries compared b
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -67,7 +69,7 @@ def books() -> dict[str, Any]:
                 e.entry_type,
                 e.account_id,
                 e.effective_date,
-                e.occurred_at,
+                None if e.source_type == "hold_release" else e.occurred_at,  # stamped with the wall clock
                 e.description,
                 e.details,
                 # Within an entry, postings follow ledger-row pk order, and rows created on the way get pks in
@@ -254,3 +256,99 @@ def test_a_replayed_batch_changes_nothing() -> None:
     again = bulk.fills_settle_trade_date(fills=fills)
     assert books() == before
     assert [e.pk for e in again] == [e.pk for e in first]
+
+
+def release_one_by_one(order_ids: list[str]) -> dict[str, Any]:
+    with transaction.atomic():
+        for order_id in order_ids:
+            for release in (services.hold_release, services.shares_release):
+                with contextlib.suppress(services.NotFound):
+                    release(order_id=order_id)
+        state = books()
+        transaction.set_rollback(True)
+    return state
+
+
+@pytest.mark.usefixtures("fees")
+def test_bulk_release_books_exactly_what_order_by_order_books() -> None:
+    """Holds partly used, unused, funded by pending proceeds (part returns to unsettled), already released,
+    twice in the list; reservations partly used; an order with neither."""
+    fills = scenario_unsettled_and_good_faith()
+    seller = BrokerageAccount.objects.get(pk=fills[0].account_id)
+    a, b = _cash("2000"), account_create()
+    _shares(b, "10")
+    with transaction.atomic():
+        services.hold_place(account=a, order_id="unused", amount=Decimal("300"))
+        services.hold_place(account=a, order_id="done", amount=Decimal("100"))
+        services.hold_release(order_id="done")
+        services.shares_reserve(account=b, order_id="s9", symbol="AAPL", qty=Decimal("5"))
+    bulk.fills_settle_trade_date(
+        fills=[*fills, _fill(9, a, "unused", "buy", "1", "100"), _fill(10, b, "s9", "sell", "2", "100")]
+    )
+    with transaction.atomic():
+        # Funded by the sale's pending proceeds: a part of the release goes back to unsettled.
+        services.hold_place(account=seller, order_id="s4", amount=Decimal("3000"))
+    assert CashHold.objects.get(order_id="s4").unsettled_remaining > 0
+    order_ids = ["s2", "unused", "done", "s1", "s9", "s4", "unused", "none"]
+    expected = release_one_by_one(order_ids)
+    with transaction.atomic():
+        bulk.orders_release(order_ids=order_ids)
+    assert books() == expected
+    returned = Posting.objects.filter(
+        entry__source_type="hold_release",
+        ledger_account__kind=LedgerAccount.Kind.CASH_UNSETTLED,
+        amount__gt=0,
+    )
+    assert returned.count() == 1  # the case is not vacuous: part of s4's release went back to unsettled
+
+
+def ops_one_by_one(ops: list[FillData | bulk.OrderRelease]) -> dict[str, Any]:
+    with transaction.atomic():
+        for op in ops:
+            if isinstance(op, bulk.OrderRelease):
+                for release in (services.hold_release, services.shares_release):
+                    with contextlib.suppress(services.NotFound):
+                        release(order_id=op.order_id)
+            else:
+                services.fill_settle_trade_date(fill=op)
+        state = books()
+        transaction.set_rollback(True)
+    return state
+
+
+@pytest.mark.usefixtures("fees")
+def test_fills_and_releases_interleaved_book_as_op_by_op() -> None:
+    """A release returns cash a later fill of the account draws on (beyond its hold); a sale books pending
+    proceeds that a later release of an unsettled-funded hold counts; releases of used, unused and no holds."""
+    fills = scenario_unsettled_and_good_faith()
+    seller = BrokerageAccount.objects.get(pk=fills[0].account_id)
+    bulk.fills_settle_trade_date(fills=fills[:1])  # the first sale: proceeds pending
+    a = _cash("1000")
+    with transaction.atomic():
+        services.hold_place(account=seller, order_id="s4", amount=Decimal("5000"))  # partly from proceeds
+        services.hold_place(account=a, order_id="x1", amount=Decimal("100"))
+        services.hold_place(account=a, order_id="x2", amount=Decimal("500"))
+    release = bulk.OrderRelease
+    ops: list[FillData | bulk.OrderRelease] = [
+        fills[1],
+        release("x2"),
+        _fill(7, a, "x1", "buy", "8", "100"),  # 800.04 > its hold: draws the settled cash x2 gave back
+        fills[2],
+        release("s4"),
+        release("x1"),
+        fills[3],
+        release("s1"),
+        release("none"),
+        fills[4],
+        release("s2"),
+    ]
+    expected = ops_one_by_one(ops)
+    with transaction.atomic():
+        bulk.trade_date_book(ops=ops)
+    assert books() == expected
+    returned = Posting.objects.filter(
+        entry__source_type="hold_release",
+        ledger_account__kind=LedgerAccount.Kind.CASH_UNSETTLED,
+        amount__gt=0,
+    )
+    assert list(returned.values_list("entry__source_id", flat=True)) == ["s4:1"]
