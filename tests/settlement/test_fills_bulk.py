@@ -17,6 +17,7 @@ import pytest
 from django.db import transaction
 
 from apps.accounts.models import BrokerageAccount
+from apps.core.errors import NotFound
 from apps.settlement import bulk, services
 from apps.settlement.models import (
     CashAccountRestriction,
@@ -262,7 +263,7 @@ def release_one_by_one(order_ids: list[str]) -> dict[str, Any]:
     with transaction.atomic():
         for order_id in order_ids:
             for release in (services.hold_release, services.shares_release):
-                with contextlib.suppress(services.NotFound):
+                with contextlib.suppress(NotFound):
                     release(order_id=order_id)
         state = books()
         transaction.set_rollback(True)
@@ -307,7 +308,7 @@ def ops_one_by_one(ops: list[FillData | bulk.OrderRelease]) -> dict[str, Any]:
         for op in ops:
             if isinstance(op, bulk.OrderRelease):
                 for release in (services.hold_release, services.shares_release):
-                    with contextlib.suppress(services.NotFound):
+                    with contextlib.suppress(NotFound):
                         release(order_id=op.order_id)
             else:
                 services.fill_settle_trade_date(fill=op)
