@@ -10,7 +10,8 @@
 #   consumer <name>          one registered Kafka consumer (manage.py run_consumer <name>)
 #   marketdata               market-data feed publisher
 #   market-maker             demo liquidity
-#   migrate                  database migrations + Kafka topics (a one-off task before a rollout)
+#   migrate                  as the DB owner: migrations, then the runtime role (db_roles); then Kafka topics
+#                            (a one-off task before a rollout; the only task given the owner's credentials)
 #   manage <args...>         any manage.py command
 #   anything else            executed as given (e.g. `bash` for debugging)
 #
@@ -21,6 +22,8 @@ cd /app 2>/dev/null || cd "$(dirname "$0")/.."
 
 # On ECS the connection parts arrive separately (endpoints as env, credentials as ECS secrets); Django reads
 # URLs. Compose them here, percent-encoding the credentials. Set DATABASE_URL etc. directly to skip this.
+# DATABASE_USER/PASSWORD is the runtime role; DATABASE_OWNER_USER/PASSWORD (the migrate task only) the owner,
+# composed into MIGRATION_DATABASE_URL (same host, port, database and sslmode).
 compose_urls() {
     python - <<'PY'
 import os
@@ -32,6 +35,9 @@ if not e.get("DATABASE_URL") and e.get("DATABASE_HOST"):
     cred = f"{quote(e['DATABASE_USER'], safe='')}:{quote(e['DATABASE_PASSWORD'], safe='')}"
     tail = f"{e.get('DATABASE_PORT', '5432')}/{e.get('DATABASE_NAME', 'brokerage')}?sslmode=require"
     out["DATABASE_URL"] = f"postgres://{cred}@{e['DATABASE_HOST']}:{tail}"
+    if e.get("DATABASE_OWNER_USER") and not e.get("MIGRATION_DATABASE_URL"):
+        owner = f"{quote(e['DATABASE_OWNER_USER'], safe='')}:{quote(e['DATABASE_OWNER_PASSWORD'], safe='')}"
+        out["MIGRATION_DATABASE_URL"] = f"postgres://{owner}@{e['DATABASE_HOST']}:{tail}"
     if e.get("DATABASE_REPLICA_HOST") and not e.get("DATABASE_REPLICA_URL"):
         out["DATABASE_REPLICA_URL"] = f"postgres://{cred}@{e['DATABASE_REPLICA_HOST']}:{tail}"
 if not e.get("REDIS_URL") and e.get("REDIS_HOST"):
@@ -79,7 +85,17 @@ case "$role" in
     market-maker)
         exec python manage.py run_market_maker "$@" ;;
     migrate)
-        python manage.py migrate --noinput
+        # Two roles (ECS): DDL as the owner, then (re)create the runtime role the services log in as, with its
+        # password; --role is DATABASE_USER, so the role made is the one the task definitions name. One role
+        # (docker compose: DATABASE_URL only): the owner is DATABASE_URL, and db_roles leaves a NOLOGIN
+        # <db>_app that nothing uses.
+        db_roles_args=(--password-env DATABASE_APP_PASSWORD)
+        if [[ -n ${DATABASE_OWNER_USER:-} ]]; then
+            db_roles_args+=(--role "${DATABASE_USER:?DATABASE_USER names the runtime role}")
+        fi
+        export MIGRATION_DATABASE_URL="${MIGRATION_DATABASE_URL:-${DATABASE_URL:?no DATABASE_URL}}"
+        DJANGO_DATABASE_ROLE=owner python manage.py migrate --noinput
+        DJANGO_DATABASE_ROLE=owner python manage.py db_roles "${db_roles_args[@]}"
         exec python manage.py kafka_topics ;;
     manage)
         exec python manage.py "$@" ;;

@@ -37,6 +37,9 @@ class PlatformConfig:
     certificate_arn: str
     engine_partition_groups: list[str]
     consumers: dict[str, str] = field(default_factory=dict)
+    # `-c first_deploy=true`: every service at desired count 0 and no scaling targets, so nothing starts before
+    # the migrate task has created the runtime database role the services log in as (runbook, First deploy).
+    first_deploy: bool = False
 
     @staticmethod
     def _ctx(app: cdk.App, key: str) -> Any:
@@ -65,6 +68,7 @@ class PlatformConfig:
             certificate_arn=str(cls._ctx(app, "certificate_arn")),
             engine_partition_groups=groups,
             consumers={str(k): str(v) for k, v in cls._ctx(app, "consumers").items()},
+            first_deploy=str(app.node.try_get_context("first_deploy") or "").lower() in ("1", "true", "yes"),
         )
 
     def processes(self) -> list[ProcessSpec]:

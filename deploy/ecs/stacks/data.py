@@ -2,7 +2,8 @@
 
 Invariants: every data store is encrypted at rest (one customer-managed KMS key) and in transit, reachable only
 from the app tasks' security group, in isolated subnets. Every secret the processes need lives in Secrets
-Manager and reaches them as ECS secrets, never as plain environment variables or image content.
+Manager and reaches them as ECS secrets, never as plain environment variables or image content. The RDS
+master secret (the owner role) is for the one-off migrate task only; services use the runtime role's secret.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from stacks.network import logs_key
 
 KAFKA_VERSION = "3.9.x"  # newest MSK provisioned version at the time of writing; the client speaks both
 KAFKA_BROKERS = 3
+DB_NAME = "brokerage"
+# The runtime role every service connects as: `<database>_app`, the default of apps.accounts.dbroles
+# (runtime_role_name). Owns nothing; INSERT/SELECT only on the audit trail. The migrate task creates it.
+DB_APP_ROLE = f"{DB_NAME}_app"
 
 
 class DataStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside the deploy venv
@@ -45,6 +50,15 @@ class DataStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside the 
         # outside AWS and put in place before the first deploy (runbook, "First deploy").
         self.field_encryption_keys = sm.Secret(
             self, "FieldEncryptionKeys", description="FIELD_ENCRYPTION_KEYS", encryption_key=self.key
+        )
+        # The runtime database role's password (DB_APP_ROLE, made by `manage.py db_roles` in the migrate task).
+        # Only the migrate task holds the RDS master (owner) secret; every service logs in with this one.
+        self.db_app_password = sm.Secret(
+            self,
+            "DbAppPassword",
+            description=f"PostgreSQL password of the runtime role {DB_APP_ROLE}",
+            encryption_key=self.key,
+            generate_secret_string=sm.SecretStringGenerator(password_length=64, exclude_punctuation=True),
         )
         self.redis_auth = sm.Secret(
             self,
@@ -105,7 +119,7 @@ class DataStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside the 
             "Postgres",
             instance_identifier="brokerage-primary",
             engine=engine,
-            database_name="brokerage",
+            database_name=DB_NAME,
             credentials=rds.Credentials.from_generated_secret(
                 "brokerage", encryption_key=self.key, exclude_characters=" %+~`#$&*()|[]{}:;<>?!'/@\"\\"
             ),

@@ -8,6 +8,10 @@ Invariants:
   The target groups route on ``/readyz`` (dependencies up, not draining); the container health check is
   ``/healthz`` (liveness only), so a dependency outage takes tasks out of rotation without killing them.
 - Secrets reach containers only as ECS secrets (Secrets Manager / SSM), resolved at task start.
+- No service holds owner credentials: every service connects as the runtime role ``DB_APP_ROLE`` (DML only,
+  INSERT/SELECT on the audit trail, owns nothing). The RDS master secret (the owner) goes only to the one-off
+  ``migrate`` task definition (no service), which migrates as the owner and then creates/refreshes the runtime
+  role with its password (``manage.py db_roles``).
 - Every stop timeout exceeds the process's own drain time (gunicorn graceful_timeout 25 s, consumers
   finish the batch and commit, Celery warm shutdown), and the ALB deregistration delay (30 s) comes first.
 """
@@ -35,7 +39,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from stacks.config import PlatformConfig, ProcessSpec
-from stacks.data import DataStack
+from stacks.data import DB_APP_ROLE, DB_NAME, DataStack
 from stacks.network import NetworkStack
 
 METRIC_NAMESPACE = "Brokerage"
@@ -107,8 +111,17 @@ class PlatformStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside 
         self.services: dict[str, ecs.FargateService] = {}
         for spec in config.processes():
             self.services[spec.name] = self._service(spec)
+        self.migrate_task = self._migrate_task()
+        cdk.CfnOutput(
+            self,
+            "MigrateTaskDefinitionArn",
+            value=self.migrate_task.task_definition_arn,
+            description="one-off task: migrate as the owner, db_roles, kafka_topics (runbook, Migrations)",
+        )
+        cdk.CfnOutput(self, "ClusterName", value=self.cluster.cluster_name)
 
-        self._scaling(config)
+        if not config.first_deploy:  # scaling targets would raise the zero desired counts of a first deploy
+            self._scaling(config)
         self._alarms(config)
 
     # --- load balancer ---------------------------------------------------------------------------------------
@@ -159,7 +172,8 @@ class PlatformStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside 
             "DJANGO_ALLOWED_HOSTS": self.node.try_get_context("allowed_hosts") or "api.example.com",
             "DATABASE_HOST": db.db_instance_endpoint_address,
             "DATABASE_PORT": db.db_instance_endpoint_port,
-            "DATABASE_NAME": "brokerage",
+            "DATABASE_NAME": DB_NAME,
+            "DATABASE_USER": DB_APP_ROLE,
             "DATABASE_REPLICA_HOST": self.data.replica.db_instance_endpoint_address,
             "REDIS_HOST": self.data.redis.attr_primary_end_point_address,
             "REDIS_PORT": self.data.redis.attr_primary_end_point_port,
@@ -178,6 +192,7 @@ class PlatformStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside 
             "django": d.django_secret_key,
             "field-keys": d.field_encryption_keys,
             "db": d.db_secret,
+            "db-app": d.db_app_password,
             "redis": d.redis_auth,
         }
         return {
@@ -186,20 +201,45 @@ class PlatformStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside 
         }
 
     def _secrets(self) -> dict[str, ecs.Secret]:
+        """Every task's secrets: the runtime role's password, never the owner's (see _migrate_secrets)."""
         s = self.secrets
         return {
             "DJANGO_SECRET_KEY": ecs.Secret.from_secrets_manager(s["django"]),
             "FIELD_ENCRYPTION_KEYS": ecs.Secret.from_secrets_manager(s["field-keys"]),
-            "DATABASE_USER": ecs.Secret.from_secrets_manager(s["db"], "username"),
-            "DATABASE_PASSWORD": ecs.Secret.from_secrets_manager(s["db"], "password"),
+            "DATABASE_PASSWORD": ecs.Secret.from_secrets_manager(s["db-app"]),
             "REDIS_AUTH_TOKEN": ecs.Secret.from_secrets_manager(s["redis"]),
             "KAFKA_BOOTSTRAP_SERVERS": ecs.Secret.from_ssm_parameter(self.kafka_bootstrap),
         }
 
-    def _service(self, spec: ProcessSpec) -> ecs.FargateService:
+    def _migrate_secrets(self) -> dict[str, ecs.Secret]:
+        """The migrate task's extra secrets: the owner (RDS master) login, and the runtime role's password to set.
+
+        The entrypoint composes MIGRATION_DATABASE_URL from DATABASE_OWNER_*; DATABASE_APP_PASSWORD is what
+        ``db_roles`` sets on ``DB_APP_ROLE`` (the same secret the services read as DATABASE_PASSWORD).
+        """
+        s = self.secrets
+        return {
+            "DATABASE_OWNER_USER": ecs.Secret.from_secrets_manager(s["db"], "username"),
+            "DATABASE_OWNER_PASSWORD": ecs.Secret.from_secrets_manager(s["db"], "password"),
+            "DATABASE_APP_PASSWORD": ecs.Secret.from_secrets_manager(s["db-app"]),
+        }
+
+    def _migrate_task(self) -> ecs.FargateTaskDefinition:
+        # A task definition only (no service): run once per release with `aws ecs run-task` (runbook).
+        # stopTimeout at Fargate's maximum, so a stop request never cuts a migration short on SIGTERM.
+        spec = ProcessSpec("migrate", ["migrate"], stop_timeout_s=120)
+        task, _ = self._task_definition(
+            spec, {**self._secrets(), **self._migrate_secrets()}, family="brokerage-migrate"
+        )
+        return task
+
+    def _task_definition(
+        self, spec: ProcessSpec, secrets: dict[str, ecs.Secret], *, family: str | None = None
+    ) -> tuple[ecs.FargateTaskDefinition, ecs.ContainerDefinition]:
         task = ecs.FargateTaskDefinition(
             self,
             f"{spec.name}-task",
+            family=family,
             cpu=spec.cpu,
             memory_limit_mib=spec.memory_mib,
             runtime_platform=ecs.RuntimePlatform(
@@ -240,7 +280,7 @@ class PlatformStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside 
             image=self.image,
             command=spec.command,
             environment=self._environment(),
-            secrets=self._secrets(),
+            secrets=secrets,
             logging=ecs.LogDrivers.aws_logs(stream_prefix=spec.name, log_group=log_group),
             readonly_root_filesystem=True,
             user="10001:10001",
@@ -252,13 +292,18 @@ class PlatformStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside 
         container.add_mount_points(
             ecs.MountPoint(container_path="/tmp", source_volume="tmp", read_only=False)  # noqa: S108 (task-local volume)
         )
+        return task, container
+
+    def _service(self, spec: ProcessSpec) -> ecs.FargateService:
+        task, _ = self._task_definition(spec, self._secrets())
         service = ecs.FargateService(
             self,
             f"{spec.name}-service",
             cluster=self.cluster,
             task_definition=task,
             service_name=f"brokerage-{spec.name}",
-            desired_count=spec.min_tasks,
+            # First deploy: no task may start before the migrate task has created the runtime role.
+            desired_count=0 if self.config.first_deploy else spec.min_tasks,
             security_groups=[self.app_sg],
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             assign_public_ip=False,
