@@ -2,8 +2,8 @@
 
 Usage (services running; uses its own throwaway topics and consumer groups, deleted at the end):
     DJANGO_SETTINGS_MODULE=brokerage.settings.local .venv/bin/python bench/engine_kafka.py [--orders N]
-        [--seed S] [--partitions P] [--rate R] [--batch-size B] [--batch-ms MS] [--rounds K]
-        [--baseline-rev REV] [--quick]
+        [--seed S] [--partitions P] [--rates R1,R2] [--paced-seconds S] [--batch-size B] [--batch-ms MS]
+        [--rounds K] [--baseline-rev REV] [--quick]
 
 The engine always runs in its own process (``--child``, an ``EngineRunner`` exactly as ``run_engine`` builds
 it); this process is the load generator and the reader. Two passes on the same seeded mixed workload
@@ -11,8 +11,10 @@ it); this process is the load generator and the reader. Two passes on the same s
 - burst: every command is in the topic before the engine starts; orders/s = commands / time from the engine
   being ready to having committed all of them (consume, match, produce, transactional commit), plus the
   engine's CPU time per command, its transaction count and largest transaction.
-- paced: commands are produced at ``R``/s while the engine runs; latency per command = time from the produce
-  call to the first of its events read back by a ``read_committed`` consumer (percentiles in ms).
+- paced, once per offered rate ``R`` (``R * paced-seconds`` commands produced at ``R``/s while the engine
+  runs): latency per command = time from the produce call to the first of its events read back by a
+  ``read_committed`` consumer (percentiles in ms; a command still unanswered ``--drain-seconds`` after the
+  last send counts as infinitely late, so a percentile that lands on one is reported as null).
 ``--baseline-rev REV`` also runs the ``EngineRunner`` of git revision REV (its ``apps/orders/engine_runner.py``
 loaded from ``git show``) on the same workload, alternating with the current one for ``--rounds`` rounds;
 medians and min-max per variant and the paired ratio current/baseline are reported. Figures go to
@@ -28,7 +30,6 @@ import os
 import platform
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -145,8 +146,10 @@ def make_topics(partitions: int) -> tuple[EngineTopics, list[str]]:
     return topics, [kafka.topic_name(n) for n in names]
 
 
-def pct(sorted_ms: list[float], p: float) -> float:
-    return round(sorted_ms[min(len(sorted_ms) - 1, int(p * len(sorted_ms)))], 3)
+def pct(sorted_ms: list[float], p: float) -> float | None:
+    """The p-quantile (nearest rank); None when it falls on an unanswered command."""
+    value = sorted_ms[min(len(sorted_ms) - 1, int(p * len(sorted_ms)))]
+    return None if value == float("inf") else round(value, 3)
 
 
 # ------------------------------------------------------------------------------------ the engine process
@@ -278,8 +281,12 @@ class _Cause(msgspec.Struct):
 
 
 def paced(
-    args: argparse.Namespace, records: list[tuple[int, str, bytes, uuid.UUID]], runner_file: str | None
+    args: argparse.Namespace,
+    records: list[tuple[int, str, bytes, uuid.UUID]],
+    runner_file: str | None,
+    rate: float,
 ) -> dict[str, Any]:
+    records = records[: int(rate * args.paced_seconds)]
     topics, physical = make_topics(args.partitions)
     try:
         proc = spawn(args, topics, until_caught_up=False, runner_file=runner_file)
@@ -300,14 +307,14 @@ def paced(
                         cause = decoder.decode(msg.value() or b"").causation_id
                         if cause is not None and cause not in seen:
                             seen[cause] = time.perf_counter()
-                if done.is_set() and time.perf_counter() - last_sent[0] > 30:
+                if done.is_set() and time.perf_counter() - last_sent[0] > args.drain_seconds:
                     return
 
         read_thread = threading.Thread(target=read, daemon=True)
         read_thread.start()
         producer = kafka.producer_create(**{"linger.ms": 1})
         commands_topic = kafka.topic_name(topics.commands)
-        interval = 1.0 / args.rate
+        interval = 1.0 / rate
         t0 = time.perf_counter()
         for i, (partition, key, value, event_id) in enumerate(records):
             target = t0 + i * interval
@@ -324,14 +331,15 @@ def paced(
         proc.send_signal(signal.SIGTERM)
         stats = child_stats(proc, timeout=120)
         reader.close()
-        lat = sorted((seen[e] - sent[e]) * 1000 for e in sent if e in seen)
+        # Unanswered commands (still queued when the reader gave up) count as infinitely late.
+        lat = sorted((seen[e] - sent[e]) * 1000 if e in seen else float("inf") for e in sent)
         span = max(seen.values()) - t0 if seen else float("nan")
         return {
-            "rate_target_per_s": args.rate,
+            "rate_target_per_s": rate,
             "rate_offered_per_s": round(len(sent) / send_seconds, 1),
             "commands": len(sent),
-            "answered": len(lat),
-            "orders_per_s": round(len(lat) / span, 1),
+            "answered": len(seen),
+            "orders_per_s": round(len(seen) / span, 1),
             "transactions": stats["transactions"],
             "commands_per_transaction": round(stats["commands"] / max(1, stats["transactions"]), 1),
             "cpu_us_per_command": round(stats["cpu_seconds"] / max(1, stats["commands"]) * 1e6, 1),
@@ -340,33 +348,47 @@ def paced(
                 "p90": pct(lat, 0.90),
                 "p99": pct(lat, 0.99),
                 "p999": pct(lat, 0.999),
-                "max": round(lat[-1], 3),
+                "max": pct(lat, 1.0),
             },
         }
     finally:
         kafka.topics_delete(physical)
 
 
-def summary(rounds: list[dict[str, Any]], path: tuple[str, ...]) -> dict[str, float]:
-    values: list[float] = []
-    for r in rounds:
-        v: Any = r
-        for part in path:
-            v = v[part]
-        values.append(float(v))
-    return {"median": round(statistics.median(values), 3), "min": min(values), "max": max(values)}
+def _get(r: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    v: Any = r
+    for part in path:
+        v = v[part]
+    return None if v is None else float(v)
 
 
-METRICS: list[tuple[str, tuple[str, ...]]] = [
-    ("burst orders/s", ("burst", "orders_per_s")),
-    ("burst cpu us/command", ("burst", "cpu_us_per_command")),
-    ("burst commands/transaction", ("burst", "commands_per_transaction")),
-    ("paced orders/s", ("paced", "orders_per_s")),
-    ("paced p50 ms", ("paced", "latency_ms", "p50")),
-    ("paced p99 ms", ("paced", "latency_ms", "p99")),
-    ("paced p99.9 ms", ("paced", "latency_ms", "p999")),
-    ("paced commands/transaction", ("paced", "commands_per_transaction")),
-]
+def summary(values: list[float | None]) -> dict[str, float | None]:
+    """Median and min-max over rounds; a None (unanswered percentile) sorts above every number."""
+    known = sorted(v for v in values if v is not None)
+    ranked: list[float | None] = [*known, *(None for v in values if v is None)]
+    return {
+        "median": None if ranked[len(ranked) // 2] is None else round(ranked[len(ranked) // 2] or 0.0, 3),
+        "min": ranked[0],
+        "max": ranked[-1],
+    }
+
+
+def metrics(rates: list[float]) -> list[tuple[str, tuple[str, ...]]]:
+    out: list[tuple[str, tuple[str, ...]]] = [
+        ("burst orders/s", ("burst", "orders_per_s")),
+        ("burst cpu us/command", ("burst", "cpu_us_per_command")),
+        ("burst commands/transaction", ("burst", "commands_per_transaction")),
+    ]
+    for rate in rates:
+        r = f"{rate:g}"
+        out += [
+            (f"paced@{r} orders/s", ("paced", r, "orders_per_s")),
+            (f"paced@{r} p50 ms", ("paced", r, "latency_ms", "p50")),
+            (f"paced@{r} p99 ms", ("paced", r, "latency_ms", "p99")),
+            (f"paced@{r} p99.9 ms", ("paced", r, "latency_ms", "p999")),
+            (f"paced@{r} commands/transaction", ("paced", r, "commands_per_transaction")),
+        ]
+    return out
 
 
 def main() -> None:
@@ -376,20 +398,26 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--rate", type=float, default=10_000.0, help="offered commands/s of the paced pass")
+    parser.add_argument(
+        "--rates", default="2000,5000,10000", help="offered commands/s of the paced passes (comma-separated)"
+    )
+    parser.add_argument("--paced-seconds", type=float, default=10.0, help="length of each paced pass")
+    parser.add_argument("--drain-seconds", type=float, default=20.0, help="reader wait after the last send")
     parser.add_argument("--batch-size", type=int, default=5000, help="max commands per transaction")
     parser.add_argument("--batch-ms", type=float, default=20.0, help="max ms a transaction window stays open")
     parser.add_argument("--snapshot-every", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--baseline-rev", default=None, help="also run the EngineRunner of this git revision")
-    parser.add_argument("--quick", action="store_true", help="20,000 orders, 1 round, .quick.json")
+    parser.add_argument(
+        "--quick", action="store_true", help="20,000 orders, 1 round, 4 s at 2,000 and 10,000/s, .quick.json"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         child(json.loads(args.child))
         return
     if args.quick:
-        args.orders, args.rounds = 20_000, 1
+        args.orders, args.rounds, args.rates, args.paced_seconds = 20_000, 1, "2000,10000", 4.0
     symbols = [f"SYM{i}" for i in range(args.partitions)]
     records = encode_all(build(args.seed, args.orders, symbols))
     variants: dict[str, str | None] = {"current": None}
@@ -403,23 +431,29 @@ def main() -> None:
         baseline_file = Path(tempfile.gettempdir()) / f"engine_runner_{args.baseline_rev}.py"
         baseline_file.write_bytes(source)
         variants = {"baseline": str(baseline_file), "current": None}
+    rates = [float(r) for r in args.rates.split(",") if r.strip()]
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     for k in range(args.rounds):
         order = list(variants) if k % 2 == 0 else list(reversed(variants))  # alternate who goes first
         for name in order:
-            rounds[name].append(
-                {"burst": burst(args, records, variants[name]), "paced": paced(args, records, variants[name])}
-            )
-            b, p = rounds[name][-1]["burst"], rounds[name][-1]["paced"]
-            lat = p["latency_ms"]
+            b = burst(args, records, variants[name])
             print(
                 f"round {k + 1} {name}: burst {b['orders_per_s']} orders/s ({b['cpu_us_per_command']} us CPU/cmd,"
-                f" {b['transactions']} txns, largest {b['largest_transaction']}); paced @ {p['rate_offered_per_s']}/s:"
-                f" {p['answered']}/{p['commands']} answered, {p['orders_per_s']} orders/s, latency ms p50"
-                f" {lat['p50']} p99 {lat['p99']} p99.9 {lat['p999']} max {lat['max']},"
-                f" {p['commands_per_transaction']} cmds/txn",
+                f" {b['transactions']} txns, largest {b['largest_transaction']})",
                 flush=True,
             )
+            paced_by_rate: dict[str, Any] = {}
+            for rate in rates:
+                p = paced_by_rate[f"{rate:g}"] = paced(args, records, variants[name], rate)
+                lat = p["latency_ms"]
+                print(
+                    f"round {k + 1} {name}: paced @ {p['rate_offered_per_s']}/s: {p['answered']}/{p['commands']}"
+                    f" answered, {p['orders_per_s']} orders/s, latency ms p50 {lat['p50']} p99 {lat['p99']}"
+                    f" p99.9 {lat['p999']} max {lat['max']}, {p['commands_per_transaction']} cmds/txn",
+                    flush=True,
+                )
+            rounds[name].append({"burst": b, "paced": paced_by_rate})
+    table = metrics(rates)
     result: dict[str, Any] = {
         "bench": "engine_kafka",
         "command": " ".join(["bench/engine_kafka.py", *sys.argv[1:]]),
@@ -436,39 +470,33 @@ def main() -> None:
         },
         "rounds": rounds,
         "summary": {
-            name: {label: summary(rs, path) for label, path in METRICS} for name, rs in rounds.items()
+            name: {label: summary([_get(r, path) for r in rs]) for label, path in table}
+            for name, rs in rounds.items()
         },
     }
     if "baseline" in rounds:
-        result["ratio_current_to_baseline"] = {
-            label: summary(
-                [
-                    {"r": _get(c, path) / _get(b, path)}
-                    for c, b in zip(rounds["current"], rounds["baseline"], strict=True)
-                ],
-                ("r",),
+        ratios: dict[str, Any] = {}
+        for label, path in table:
+            pairs = [
+                (_get(c, path), _get(bl, path))
+                for c, bl in zip(rounds["current"], rounds["baseline"], strict=True)
+            ]
+            ratios[label] = summary(
+                [None if c is None or bl is None or bl == 0 else c / bl for c, bl in pairs]
             )
-            for label, path in METRICS
-        }
+        result["ratio_current_to_baseline"] = ratios
     name = "engine_kafka.quick.json" if args.quick else "engine_kafka.json"
     out = ROOT / "bench" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     for variant, table in result["summary"].items():
         for label, cell in table.items():
-            print(f"{variant:9} {label:28} median {cell['median']:>12} [{cell['min']} - {cell['max']}]")
+            print(f"{variant:9} {label:32} median {cell['median']} [{cell['min']} - {cell['max']}]")
     for label, cell in result.get("ratio_current_to_baseline", {}).items():
         print(
             f"current/baseline {label:28} median {cell['median']:>8} [{cell['min']:.3f} - {cell['max']:.3f}]"
         )
     print(f"wrote {out.relative_to(ROOT)}")
-
-
-def _get(r: dict[str, Any], path: tuple[str, ...]) -> float:
-    v: Any = r
-    for part in path:
-        v = v[part]
-    return float(v)
 
 
 if __name__ == "__main__":

@@ -746,7 +746,7 @@ class EngineRunner:
                     timeout = 0.002  # come back soon to start the next window once a commit returns
                 else:
                     timeout = self.poll_timeout
-                msgs = self._consumer.consume(POLL_MAX, timeout)
+                msgs = self._poll(timeout)
                 self._reseeked.clear()
                 if msgs:
                     last_message = time.monotonic()
@@ -767,6 +767,21 @@ class EngineRunner:
         finally:
             self.shutdown(drain=orderly)
         return self.stats
+
+    def _poll(self, timeout: float) -> list[Message]:
+        """Up to POLL_MAX fetched messages, returning as soon as one is there (or after ``timeout`` s).
+
+        ``consume(n, timeout)`` alone waits for all n or the timeout: at a moderate rate every command would
+        wait up to ``poll_timeout`` in the local queue.
+        """
+        assert self._consumer is not None
+        msgs = self._consumer.consume(POLL_MAX, 0)
+        if msgs or timeout <= 0:
+            return msgs
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return []
+        return [first, *self._consumer.consume(POLL_MAX - 1, 0)]
 
     def _end_offsets(self, timeout: float = 10) -> dict[int, int]:
         assert self._consumer is not None
