@@ -18,6 +18,8 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.core.markettime import SUPPORTED_END, SUPPORTED_START, CalendarRangeError
+
 logger = logging.getLogger(__name__)
 
 
@@ -192,6 +194,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             field=field,
             error=str(code) if code else "invalid_input",
             details={"errors": exc.detail},
+        )
+        return Response(err.as_body(), status=err.status)
+    if isinstance(exc, CalendarRangeError):
+        # A date the market calendar does not cover (a query far in the past or future): the client's input.
+        err = ValidationError(
+            str(exc),
+            error="date_out_of_calendar_range",
+            rule="market_calendar_range",
+            details={"start": SUPPORTED_START.isoformat(), "end": SUPPORTED_END.isoformat()},
         )
         return Response(err.as_body(), status=err.status)
     if isinstance(exc, drf_exceptions.APIException):

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from apps.accounts.models import BrokerageAccount
 from apps.core.errors import ValidationError
-from apps.core.markettime import NEW_YORK, XNYSCalendar
+from apps.core.markettime import NEW_YORK, SUPPORTED_END, SUPPORTED_START, XNYSCalendar
 from apps.core.money import CENT
 from apps.settlement.models import CURRENCY, JournalEntry, LedgerAccount, Posting
 from apps.settlement.selectors import positions
@@ -95,6 +95,14 @@ def portfolio_history(
     if timeframe != "1D":
         raise ValidationError("only the 1D timeframe is available", field="timeframe")
     end = date_end or timezone.now().astimezone(NEW_YORK).date()
+    if not SUPPORTED_START <= end <= SUPPORTED_END:
+        raise ValidationError(
+            f"date_end must be within the market calendar, {SUPPORTED_START} to {SUPPORTED_END}",
+            field="date_end",
+            error="date_out_of_calendar_range",
+            rule="market_calendar_range",
+            details={"start": SUPPORTED_START.isoformat(), "end": SUPPORTED_END.isoformat()},
+        )
     start = period_start(period, end)
     sessions = [s.date for s in _XNYS.sessions_between(start + timedelta(days=1), end)]
     if not sessions:

@@ -595,6 +595,21 @@ def test_assets_clock_calendar(client: APIClient) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param({"start": "1990-01-01", "end": "1990-02-01"}, id="before-the-calendar"),
+        pytest.param({"start": "2035-01-01"}, id="after-the-calendar"),
+    ],
+)
+def test_calendar_outside_its_range_is_a_coded_422(client: APIClient, query: dict[str, str]) -> None:
+    response = client.get("/v2/calendar", query)
+    assert response.status_code == 422
+    body = response.json()
+    assert (body["error"], body["rule"]) == ("date_out_of_calendar_range", "market_calendar_range")
+    assert body["details"] == {"start": "2000-01-01", "end": "2030-12-31"}
+
+
 def test_unauthenticated_is_401() -> None:
     response = APIClient().get("/v2/orders")
     assert response.status_code in (401, 403)

@@ -110,6 +110,10 @@ def test_portfolio_history_api_shape_and_validation(history_account: BrokerageAc
     for bad in ("period=7X", "timeframe=1Min"):
         resp = client.get(f"/v2/account/portfolio/history?{bad}")
         assert resp.status_code == 422, bad
+    # Dates the market calendar does not cover are the client's error (a coded 422), never a 500.
+    for end in ("0001-01-01", "1990-01-01", "2031-06-01", "9999-12-31"):
+        resp = client.get(f"/v2/account/portfolio/history?date_end={end}")
+        assert (resp.status_code, resp.json()["error"]) == (422, "date_out_of_calendar_range"), end
 
 
 def test_positions_valued_at_the_latest_price(history_account: BrokerageAccount) -> None:
