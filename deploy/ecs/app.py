@@ -3,7 +3,8 @@
 Synthesizes offline, without AWS credentials: the account and region are fixed placeholders from ``cdk.json``
 (override with ``-c account=... -c region=...`` or CDK_DEPLOY_ACCOUNT / CDK_DEPLOY_REGION), and nothing calls
 a context lookup. Three stacks, deployed in order: network (VPC), data (RDS + replica, ElastiCache, MSK,
-secrets), platform (cluster, ALB, one service per process type, scaling, logs, alarms).
+secrets), platform (cluster, ALB, one service per process type, scaling, logs, alarms). After synthesis the
+templates are checked (stacks/invariants.py): only the one-off migrate task can read the RDS master secret.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the stacks package s
 from stacks.allowlist import CheckovAllowList
 from stacks.config import PlatformConfig
 from stacks.data import DataStack
+from stacks.invariants import owner_secret_violations
 from stacks.network import NetworkStack
 from stacks.platform import PlatformStack
 
@@ -41,10 +43,16 @@ def main() -> None:
     azs = [f"{env.region}{suffix}" for suffix in ("a", "b", "c")]
     network = NetworkStack(app, "BrokerageNetwork", env=env, azs=azs)
     data = DataStack(app, "BrokerageData", env=env, vpc=network.vpc, app_sg=network.app_sg)
-    PlatformStack(app, "BrokeragePlatform", env=env, config=config, network=network, data=data)
+    platform = PlatformStack(app, "BrokeragePlatform", env=env, config=config, network=network, data=data)
     cdk.Tags.of(app).add("project", "brokerage")
     cdk.Aspects.of(app).add(CheckovAllowList(HERE / "checkov-allowlist.json"))
-    app.synth()
+    assembly = app.synth()
+    templates = {stack.stack_name: stack.template for stack in assembly.stacks}
+    problems = owner_secret_violations(
+        platform=templates[platform.stack_name], data=templates[data.stack_name]
+    )
+    if problems:
+        sys.exit("ERROR owner credentials:\n" + "\n".join(problems))
 
 
 if __name__ == "__main__":

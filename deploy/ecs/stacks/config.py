@@ -40,6 +40,9 @@ class PlatformConfig:
     # `-c first_deploy=true`: every service at desired count 0 and no scaling targets, so nothing starts before
     # the migrate task has created the runtime database role the services log in as (runbook, First deploy).
     first_deploy: bool = False
+    # `-c migrate_image_tag=<new-sha>`: the migrate task definition's image (default image_tag), so a release
+    # migrates with the new image while the services still run the old one (runbook, Rolling update).
+    migrate_image_tag: str = ""
 
     @staticmethod
     def _ctx(app: cdk.App, key: str) -> Any:
@@ -68,6 +71,7 @@ class PlatformConfig:
             certificate_arn=str(cls._ctx(app, "certificate_arn")),
             engine_partition_groups=groups,
             consumers={str(k): str(v) for k, v in cls._ctx(app, "consumers").items()},
+            migrate_image_tag=str(app.node.try_get_context("migrate_image_tag") or ""),
             first_deploy=str(app.node.try_get_context("first_deploy") or "").lower() in ("1", "true", "yes"),
         )
 

@@ -228,13 +228,21 @@ class PlatformStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside 
         # A task definition only (no service): run once per release with `aws ecs run-task` (runbook).
         # stopTimeout at Fargate's maximum, so a stop request never cuts a migration short on SIGTERM.
         spec = ProcessSpec("migrate", ["migrate"], stop_timeout_s=120)
+        image = self.image
+        if self.config.migrate_image_tag:
+            image = ecs.ContainerImage.from_ecr_repository(self.repository, self.config.migrate_image_tag)
         task, _ = self._task_definition(
-            spec, {**self._secrets(), **self._migrate_secrets()}, family="brokerage-migrate"
+            spec, {**self._secrets(), **self._migrate_secrets()}, family="brokerage-migrate", image=image
         )
         return task
 
     def _task_definition(
-        self, spec: ProcessSpec, secrets: dict[str, ecs.Secret], *, family: str | None = None
+        self,
+        spec: ProcessSpec,
+        secrets: dict[str, ecs.Secret],
+        *,
+        family: str | None = None,
+        image: ecs.ContainerImage | None = None,
     ) -> tuple[ecs.FargateTaskDefinition, ecs.ContainerDefinition]:
         task = ecs.FargateTaskDefinition(
             self,
@@ -277,7 +285,7 @@ class PlatformStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside 
             )
         container = task.add_container(
             "app",
-            image=self.image,
+            image=image or self.image,
             command=spec.command,
             environment=self._environment(),
             secrets=secrets,
