@@ -43,6 +43,9 @@ from stacks.data import DB_APP_ROLE, DB_NAME, DataStack
 from stacks.network import NetworkStack
 
 METRIC_NAMESPACE = "Brokerage"
+# The WebSocket routes (brokerage/asgi.py): trade_updates on /stream, the market-data stream on /v2/{feed}
+# (apps/marketdata/routing.py). Everything else is REST and goes to gunicorn.
+WS_PATHS = ["/stream*", "/v2/iex", "/v2/sip", "/v2/test"]
 # apps.core.emf adds Environment=<METRICS_ENVIRONMENT> to every custom metric; alarms and scaling read that series.
 METRICS_ENVIRONMENT = "production"
 METRIC_DIMENSIONS = {"Environment": METRICS_ENVIRONMENT}
@@ -352,7 +355,7 @@ class PlatformStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside 
             f"{spec.name}-route",
             target_groups=[target_group],
             priority=10 if is_ws else 20,
-            conditions=[elbv2.ListenerCondition.path_patterns(["/stream*"] if is_ws else ["/*"])],
+            conditions=[elbv2.ListenerCondition.path_patterns(WS_PATHS if is_ws else ["/*"])],
         )
         if not is_ws:
             self.web_target_group = target_group
