@@ -15,6 +15,9 @@ it); this process is the load generator and the reader. Two passes on the same s
   runs): latency per command = time from the produce call to the first of its events read back by a
   ``read_committed`` consumer (percentiles in ms; a command still unanswered ``--drain-seconds`` after the
   last send counts as infinitely late, so a percentile that lands on one is reported as null).
+- kafka-hop (each round, unless ``--no-hop``): the same paced sends with no engine, the reader on the command
+  topic itself: one produce->consume hop, the latency floor of this broker and machine at that moment (the
+  engine path has two hops plus a transaction commit).
 ``--baseline-rev REV`` also runs the ``EngineRunner`` of git revision REV (its ``apps/orders/engine_runner.py``
 loaded from ``git show``) on the same workload, alternating with the current one for ``--rounds`` rounds;
 medians and min-max per variant and the paired ratio current/baseline are reported. Figures go to
@@ -274,6 +277,12 @@ def burst(
         kafka.topics_delete(physical)
 
 
+class _Id(msgspec.Struct):
+    """The id of a command envelope (hop pass)."""
+
+    event_id: uuid.UUID
+
+
 class _Cause(msgspec.Struct):
     """The one field the reader needs from an output envelope (the rest is skipped by the decoder)."""
 
@@ -285,16 +294,19 @@ def paced(
     records: list[tuple[int, str, bytes, uuid.UUID]],
     runner_file: str | None,
     rate: float,
+    *,
+    hop: bool = False,
 ) -> dict[str, Any]:
+    """One paced pass; ``hop``: no engine, the reader reads the command topic itself (one Kafka hop, the floor)."""
     records = records[: int(rate * args.paced_seconds)]
     topics, physical = make_topics(args.partitions)
     try:
-        proc = spawn(args, topics, until_caught_up=False, runner_file=runner_file)
+        proc = None if hop else spawn(args, topics, until_caught_up=False, runner_file=runner_file)
         reader = kafka.consumer_create(group_id=f"bench-reader-{uuid.uuid4().hex[:8]}")
-        events_physical = kafka.topic_name(topics.events)
-        reader.assign([TopicPartition(events_physical, p, OFFSET_END) for p in range(args.partitions)])
+        read_physical = kafka.topic_name(topics.commands if hop else topics.events)
+        reader.assign([TopicPartition(read_physical, p, OFFSET_END) for p in range(args.partitions)])
         reader.consume(1, 1.0)  # join at the end before the first command is sent
-        decoder = msgspec.json.Decoder(_Cause)
+        decoder: Any = msgspec.json.Decoder(_Id if hop else _Cause)
         sent: dict[uuid.UUID, float] = {}
         seen: dict[uuid.UUID, float] = {}
         done = threading.Event()
@@ -302,9 +314,13 @@ def paced(
 
         def read() -> None:
             while not done.is_set() or len(seen) < len(sent):
-                for msg in reader.consume(1000, 0.05):
+                # poll() returns at the first record; consume(n, timeout) alone would wait for n of them.
+                first = reader.poll(0.05)
+                batch = [] if first is None else [first, *reader.consume(1000, 0)]
+                for msg in batch:
                     if msg.error() is None:
-                        cause = decoder.decode(msg.value() or b"").causation_id
+                        decoded = decoder.decode(msg.value() or b"")
+                        cause = decoded.event_id if hop else decoded.causation_id
                         if cause is not None and cause not in seen:
                             seen[cause] = time.perf_counter()
                 if done.is_set() and time.perf_counter() - last_sent[0] > args.drain_seconds:
@@ -328,8 +344,10 @@ def paced(
         last_sent[0] = time.perf_counter()
         done.set()
         read_thread.join(120)
-        proc.send_signal(signal.SIGTERM)
-        stats = child_stats(proc, timeout=120)
+        stats: dict[str, Any] = {"transactions": 0, "commands": 0, "cpu_seconds": 0.0}
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            stats = child_stats(proc, timeout=120)
         reader.close()
         # Unanswered commands (still queued when the reader gave up) count as infinitely late.
         lat = sorted((seen[e] - sent[e]) * 1000 if e in seen else float("inf") for e in sent)
@@ -411,6 +429,9 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="20,000 orders, 1 round, 4 s at 2,000 and 10,000/s, .quick.json"
     )
+    parser.add_argument(
+        "--no-hop", dest="hop", action="store_false", help="skip the kafka-hop floor (reader on the input)"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -453,7 +474,17 @@ def main() -> None:
                     flush=True,
                 )
             rounds[name].append({"burst": b, "paced": paced_by_rate})
+        if args.hop:
+            hops: dict[str, Any] = {}
+            for rate in rates:
+                h = hops[f"{rate:g}"] = paced(args, records, None, rate, hop=True)
+                print(
+                    f"round {k + 1} kafka-hop @ {h['rate_offered_per_s']}/s: latency ms {h['latency_ms']}",
+                    flush=True,
+                )
+            rounds.setdefault("kafka-hop", []).append({"paced": hops})
     table = metrics(rates)
+    hop_table = [(label, path) for label, path in table if path[0] == "paced" and "latency_ms" in path]
     result: dict[str, Any] = {
         "bench": "engine_kafka",
         "command": " ".join(["bench/engine_kafka.py", *sys.argv[1:]]),
@@ -470,7 +501,10 @@ def main() -> None:
         },
         "rounds": rounds,
         "summary": {
-            name: {label: summary([_get(r, path) for r in rs]) for label, path in table}
+            name: {
+                label: summary([_get(r, path) for r in rs])
+                for label, path in (hop_table if name == "kafka-hop" else table)
+            }
             for name, rs in rounds.items()
         },
     }
