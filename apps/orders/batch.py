@@ -8,9 +8,12 @@ Invariants:
   durably by ``idempotent_execute``): orders and legs, holds/reservations (``apps.settlement.bulk``) and the
   engine commands (``apps.core.outbox.events_record_bulk``) with bulk inserts. An error during the writes rolls
   the whole batch back (nothing is half-written).
-- Locks: the account's ledger rows (cash and the sold symbols' shares) are locked ONCE, in primary-key order,
-  before any balance is read; nothing else is locked. Concurrent single orders of the account wait on the same
-  rows, so buying power is never double-spent.
+- Locks: first the batch's distinct assets ``FOR KEY SHARE`` in primary-key order
+  (``services.assets_key_share``, the same lock ``order_submit`` takes: a split of one of them waits for the
+  batch to commit and then adjusts its orders, or the batch waits for the split and reads post-split terms and
+  epoch); then the account's ledger rows (cash and the sold symbols' shares), ONCE, in primary-key order, before
+  any balance is read. Concurrent single orders of the account wait on the same rows, so buying power is never
+  double-spent.
 - Per-item idempotency: ``client_order_id`` is the item's key. An item whose ``client_order_id`` already names an
   order of the account (stored, or accepted earlier in the same batch) with the same terms gets that order back
   (status 200, nothing written); with different terms it gets 422 ``duplicate_client_order_id``.
@@ -189,7 +192,8 @@ def orders_submit_batch(*, account: BrokerageAccount, items: Sequence[OrderReque
     cfg = risk.risk_config()
     now = market_clock().now()
     symbols = {d.symbol for d in items}
-    assets = {a.symbol: a for a in Asset.objects.filter(symbol__in=symbols)}
+    # First lock of the caller's transaction (asset -> ledger, as order_submit and the split).
+    assets = services.assets_key_share(symbols=symbols)
     coids = [d.client_order_id for d in items if d.client_order_id]
     stored: dict[str, tuple[Order, list[Order]]] = {}
     if coids:

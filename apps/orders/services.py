@@ -12,10 +12,17 @@ Invariants:
   ``extended_hours`` limit day orders in the pre/post sessions too.
 - Locks: the account's orders are serialized by the settlement hold (it locks the account's cash row);
   ``order_cancel``/``order_replace`` lock the order row itself (``select_for_update``).
+- Lock order asset -> order -> ledger: ``order_submit``, ``order_replace`` (before it locks the order) and the
+  batch path read their asset(s) ``FOR KEY SHARE`` first, in the caller's transaction (``assets_key_share``); a
+  split locks the asset ``FOR UPDATE`` before anything else (``asset_lock_for_split``). KEY SHARE never waits
+  for other orders or market-data price updates (``FOR NO KEY UPDATE``), only for a split in progress.
 - Splits: every order command carries ``split_epoch`` = the ``Asset.split_epoch`` its transaction read with
-  the asset (the terms it was priced and checked under); ``orders_adjust_for_split`` increments it and sends
-  the new value on ``SplitApply``. The engine rejects an order command whose epoch is not the symbol's
-  (``split_epoch_stale``: it committed after a split the engine has applied, on pre-split terms).
+  the asset, under that lock (the terms it was priced and checked under); ``orders_adjust_for_split``
+  increments it and sends the new value on ``SplitApply``. The lock makes a split wait for order transactions
+  that read the asset before it and see their rows (so it adjusts them; their commands, earlier in the
+  outbox, carry the old epoch and are adjusted by ``SplitApply`` in the engine too), and makes an order that
+  comes after the split read the new epoch and terms. The engine still rejects an order command whose epoch
+  is not the symbol's (``split_epoch_stale``): the backstop for a producer that skips the lock.
 """
 
 from __future__ import annotations
@@ -134,11 +141,58 @@ def _on_tick(value: Decimal | None, asset: Asset, field: str) -> None:
         raise _invalid(field, f"{value} is not a multiple of the tick {asset.price_increment}", "off_tick")
 
 
+def _unknown_symbol(symbol: str) -> ValidationError:
+    return ValidationError(f"symbol: unknown asset {symbol!r}", field="symbol", error="unknown_symbol")
+
+
 def asset_for_symbol(symbol: str) -> Asset:
     asset = Asset.objects.filter(symbol=symbol.upper()).first()
     if asset is None:
-        raise ValidationError(f"symbol: unknown asset {symbol!r}", field="symbol", error="unknown_symbol")
+        raise _unknown_symbol(symbol)
     return asset
+
+
+def assets_key_share(*, symbols: Iterable[str]) -> dict[str, Asset]:
+    """The assets of ``symbols`` read ``FOR KEY SHARE``, locked in primary-key order; unknown symbols absent.
+
+    Taken first in an order transaction (submit, batch): a split's ``FOR UPDATE`` on the asset waits until
+    this transaction ends, and this read waits for a split in progress and then returns the post-split row
+    (READ COMMITTED re-reads a locked row). KEY SHARE does not conflict with other KEY SHARE holders (orders
+    of the symbol) nor with plain UPDATEs (``FOR NO KEY UPDATE``: reference-price refreshes), so the hot
+    path only ever waits for a split. Held until the caller's transaction ends (useless in autocommit).
+    """
+    wanted = sorted({s.upper() for s in symbols})
+    if not wanted:
+        return {}
+    meta = Asset._meta
+    sql = (
+        f"SELECT * FROM {meta.db_table} WHERE symbol = ANY(%s) "  # noqa: S608 (identifiers from model meta)
+        f"ORDER BY {meta.pk.column} FOR KEY SHARE"
+    )
+    return {a.symbol: a for a in Asset.objects.raw(sql, [wanted])}
+
+
+def _asset_key_share_of_order(*, account: BrokerageAccount, order_id: uuid.UUID) -> Asset:
+    """The asset of an order of ``account``, read ``FOR KEY SHARE`` (before the order is locked)."""
+    asset_table, order_table = Asset._meta.db_table, Order._meta.db_table
+    sql = (
+        f"SELECT a.* FROM {asset_table} a JOIN {order_table} o ON o.asset_id = a.{Asset._meta.pk.column} "  # noqa: S608
+        "WHERE o.id = %s AND o.account_id = %s FOR KEY SHARE OF a"
+    )
+    found = list(Asset.objects.raw(sql, [order_id, account.pk]))
+    if not found:
+        raise NotFound("order not found", field="order_id")
+    return found[0]
+
+
+def asset_lock_for_split(*, symbol: str) -> Asset | None:
+    """Lock the asset ``FOR UPDATE`` for a split: the split's FIRST lock (before any ledger or order row).
+
+    It waits for every order transaction holding the asset ``FOR KEY SHARE`` (their rows are then committed
+    and the split's later statements see them) and blocks new ones until the split commits. Taking it again
+    in ``orders_adjust_for_split`` is a no-op within the same transaction.
+    """
+    return Asset.objects.select_for_update().filter(symbol=symbol).first()
 
 
 def reference_price(asset: Asset) -> Decimal | None:
@@ -621,7 +675,11 @@ def order_submit(*, account: BrokerageAccount, data: OrderRequest, dry_run: bool
     if data.order_class == "oco" and data.limit_price is None and data.take_profit is not None:
         # Alpaca lets an oco order give its exit limit only as take_profit.limit_price: that IS the limit.
         data = dc_replace(data, limit_price=data.take_profit.limit_price)
-    asset = asset_for_symbol(data.symbol)
+    # First, in the caller's transaction: the asset (terms, split epoch) under FOR KEY SHARE, so a split waits
+    # for this order to commit (and then adjusts its row) or this order waits for the split (module docstring).
+    asset = assets_key_share(symbols=[data.symbol]).get(data.symbol)
+    if asset is None:
+        raise _unknown_symbol(data.symbol)
     _validate_shape(data, asset)
     client_order_id = _client_order_id(account, data.client_order_id)
     _account_trading_check(account)
@@ -717,7 +775,11 @@ def order_replace(*, account: BrokerageAccount, order_id: uuid.UUID, data: Repla
     order's hold is placed now, so while the replace is pending both count (hold = open orders' reserves,
     exactly; the customer needs buying power / shares for both until the engine confirms).
     """
+    # The asset first (FOR KEY SHARE), then the order: the split's lock order (asset -> ledger -> orders), so a
+    # replace and a split of the same symbol cannot deadlock, and the replace reads the post-split row.
+    asset = _asset_key_share_of_order(account=account, order_id=order_id)
     old = _lock_order(account=account, order_id=order_id)
+    old.asset = asset
     if not old.is_open or old.status in (Order.Status.PENDING_CANCEL, Order.Status.PENDING_REPLACE):
         raise ValidationError(
             f"order is {old.status} and cannot be replaced", field="order_id", error="not_replaceable"
@@ -752,7 +814,6 @@ def order_replace(*, account: BrokerageAccount, order_id: uuid.UUID, data: Repla
         extended_hours=old.extended_hours,
         client_order_id=data.client_order_id,
     )
-    asset = old.asset
     _validate_shape(request, asset)
     client_order_id = _client_order_id(account, request.client_order_id)
     _account_trading_check(account)
@@ -868,7 +929,7 @@ def orders_adjust_for_split(*, symbol: str, ratio_num: int, ratio_den: int, spli
     """
     if ratio_num <= 0 or ratio_den <= 0 or ratio_num == ratio_den:
         raise ValidationError("a split ratio needs two different positive integers", field="ratio")
-    asset = Asset.objects.select_for_update().filter(symbol=symbol).first()
+    asset = asset_lock_for_split(symbol=symbol)  # already held when called by the corporate-action service
     tick = asset.price_increment if asset is not None else Decimal("0.01")
     epoch: int | None = None  # no Asset row: no order can carry an epoch, the engine keeps its own
     if asset is not None:

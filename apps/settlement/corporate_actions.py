@@ -13,6 +13,11 @@ Invariants:
   outbox, idempotent by ``split_id_of(action)``) move to the new terms in the same transaction. A split is
   refused while trades in the symbol are unsettled (apply it before the open of the ex-date, after the
   settlement run), so unsettled obligations never straddle two sets of terms.
+- Lock order of a split: the corporate action row, then the asset ``FOR UPDATE``
+  (``apps.orders.services.asset_lock_for_split``) before any ledger, lot, reservation or order row. Order
+  transactions read the asset ``FOR KEY SHARE`` first, so the split waits for those in flight (then sees their
+  rows: READ COMMITTED) and new ones wait for the split; a replace (order row, then the holder's cash row) and a
+  split (cash rows, then order rows) of the same symbol can no longer deadlock.
 - Dividends are paid on ``pay_date`` (or later) to the holders of record: settled shares at the end of
   ``record_date``, i.e. postings to settled securities with ``effective_date <= record_date`` (a settlement
   entry's effective date is its settlement date). The house receives ``round(sum(q) * per_share)`` to the cent
@@ -133,6 +138,9 @@ def _split_apply(action: CorporateAction) -> list[JournalEntry]:
     assert num > 0
     assert den > 0
     assert price is not None
+    orders = importlib.import_module("apps.orders.services")
+    # First lock (before any ledger row): waits for open order transactions of the symbol (module docstring).
+    orders.asset_lock_for_split(symbol=symbol)
     if SettlementObligation.objects.filter(kind="sec", asset=symbol, settled_at__isnull=True).exists():
         raise BusinessRuleViolation(
             f"{symbol} has unsettled trades; apply the split after the settlement run.",
@@ -200,7 +208,6 @@ def _split_apply(action: CorporateAction) -> list[JournalEntry]:
     _reservations_split(symbol=symbol, ratio=ratio)
     # The customer's chosen lots for open sells scale with the lots they point at.
     lot_selections_split(symbol=symbol, ratio=ratio)
-    orders = importlib.import_module("apps.orders.services")
     # Last: the engine's SplitApply must follow the cancels this writes to the outbox.
     orders.orders_adjust_for_split(symbol=symbol, ratio_num=num, ratio_den=den, split_id=split_id_of(action))
     return entries
