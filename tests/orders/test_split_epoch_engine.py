@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from apps.accounts.models import BrokerageAccount
 from apps.core import events
 from apps.core.consumers import MessageMeta, inbox_apply
+from apps.core.errors import BusinessRuleViolation
 from apps.core.markettime_config import market_clock
 from apps.core.models import StoredEvent
 from apps.orders import risk, services
@@ -295,6 +296,46 @@ def test_order_written_before_the_split_and_committed_after_it_keeps_row_and_eng
         Decimal("20"),
         Decimal("49.5"),
     )
+
+
+def test_an_order_submitted_while_a_split_is_in_flight_waits_and_is_priced_on_post_split_terms(
+    account: BrokerageAccount,  # noqa: F811
+) -> None:
+    relay = Relay()
+    action = _split_action()
+    split = Txn(lambda: corporate_action_apply(action_id=action.pk), hold=True)
+    # 10 @ 100 was inside the collar before the split (reference 100) and is 2x the post-split reference.
+    priced_before = Txn(lambda: submit(account, qty=Decimal("10"), limit_price=Decimal("100")), hold=False)
+    priced_after = Txn(lambda: submit(account, qty=Decimal("10"), limit_price=Decimal("50")), hold=False)
+    split.start()
+    try:
+        split.written.wait(60)
+        assert split.error is None, split.error
+        for txn in (priced_before, priced_after):
+            txn.start()
+            assert wait_blocked(txn, by=split) is True  # at the asset: nothing of the order written yet
+    finally:
+        split.release()
+        for txn in (split, priced_before, priced_after):
+            if txn.is_alive() or txn.done.is_set():
+                txn.join()
+    assert split.error is None, split.error
+    # Both read the asset after the split committed: reference 50, epoch 1.
+    assert isinstance(priced_before.error, BusinessRuleViolation)
+    assert (priced_before.error.rule, priced_before.error.details["inputs"]["reference_price"]) == (
+        "price_collar",
+        "50.0000",
+    )
+    assert priced_after.error is None, priced_after.error
+    order = priced_after.result
+    assert isinstance(order, Order)
+    assert list(Order.objects.values_list("id", flat=True)) == [order.id]
+    sent = StoredEvent.objects.get(event_type="orders.OrderSubmitted")
+    assert command_decode(bytes(sent.body))[1].split_epoch == 1  # type: ignore[union-attr]
+    out = relay.publish()
+    assert _payloads(out, "engine.OrderRejected") == []
+    order.refresh_from_db()
+    assert (order.status, order.qty, order.limit_price) == ("new", Decimal("10"), Decimal("50"))
 
 
 def _resting_buy(customer: BrokerageAccount, relay: Relay) -> Order:
