@@ -26,19 +26,23 @@ BANDIT: dict[str, str] = {
 PIP_AUDIT: dict[str, str] = {}
 
 # `manage.py check --deploy` message ids accepted under the production settings, with the reason.
-CHECK_DEPLOY: dict[str, str] = {
-    "drf_spectacular.W001": (
-        "schema-generation warnings (operationId collisions between list/detail routes, decimal fields typed "
-        "as strings): documentation completeness, not deployment security; the live stage checks the schema"
-    ),
-    "drf_spectacular.W002": (
-        "views without serializer info get a generic schema (see docs/security.md, 'schema gaps'); not a "
-        "deployment-security finding"
-    ),
-}
+CHECK_DEPLOY: dict[str, str] = {}
 
 # Schemathesis: operations excluded from the stateless fuzz run (method, path) and why.
 SCHEMATHESIS_SKIP: dict[tuple[str, str], str] = {}
+
+# Operations fuzzed WITHOUT the negative_data_rejection check (every other check still runs on them), and why.
+SCHEMATHESIS_NEGATIVE_OFF: dict[tuple[str, str], str] = {
+    ("PATCH", "/v1/account/cost-basis"): (
+        "schemathesis 4.32.5 learns the error body's details.errors and adds it to a valid request as a "
+        "'negative' case ({'method': 'FIFO', 'details': {'errors': {}}}); that body is valid under our schema "
+        "(extra members are allowed), so accepting it is correct"
+    ),
+    ("POST", "/v2/orders/batch"): (
+        "same schemathesis artefact: {'orders': [{}], 'details': {'errors': {}}} is a valid envelope; each empty "
+        "order is refused inside the 207 with its own 422"
+    ),
+}
 
 # Schemathesis checks switched off, and why.
 SCHEMATHESIS_CHECKS_OFF: dict[str, str] = {
@@ -73,6 +77,7 @@ def allowlist_check() -> list[str]:
         ("PIP_AUDIT", PIP_AUDIT),
         ("CHECK_DEPLOY", CHECK_DEPLOY),
         ("SCHEMATHESIS_SKIP", SCHEMATHESIS_SKIP),
+        ("SCHEMATHESIS_NEGATIVE_OFF", SCHEMATHESIS_NEGATIVE_OFF),
         ("SCHEMATHESIS_CHECKS_OFF", SCHEMATHESIS_CHECKS_OFF),
         ("BAD_INPUT_ACCEPTED", BAD_INPUT_ACCEPTED),
     ):
