@@ -195,6 +195,20 @@ def asset_lock_for_split(*, symbol: str) -> Asset | None:
     return Asset.objects.select_for_update().filter(symbol=symbol).first()
 
 
+def open_orders_lock_for_split(*, symbol: str) -> int:
+    """Lock the symbol's open orders in primary-key order (the split's second lock, still before the ledger).
+
+    A split then locks asset -> orders -> ledger like the order paths (``order_replace``) and the projection
+    (order rows, then ledger rows), instead of taking holders' ledger rows before the orders. Returns how many.
+    """
+    return len(
+        Order.objects.select_for_update()
+        .filter(symbol=symbol, status__in=Order.OPEN)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+
+
 def reference_price(asset: Asset) -> Decimal | None:
     """The price risk checks compare against (the asset's reference; market data refreshes it)."""
     return asset.reference_price

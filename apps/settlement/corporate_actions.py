@@ -14,10 +14,11 @@ Invariants:
   refused while trades in the symbol are unsettled (apply it before the open of the ex-date, after the
   settlement run), so unsettled obligations never straddle two sets of terms.
 - Lock order of a split: the corporate action row, then the asset ``FOR UPDATE``
-  (``apps.orders.services.asset_lock_for_split``) before any ledger, lot, reservation or order row. Order
-  transactions read the asset ``FOR KEY SHARE`` first, so the split waits for those in flight (then sees their
-  rows: READ COMMITTED) and new ones wait for the split; a replace (order row, then the holder's cash row) and a
-  split (cash rows, then order rows) of the same symbol can no longer deadlock.
+  (``apps.orders.services.asset_lock_for_split``), then the symbol's open orders in primary-key order, before
+  any ledger, lot or reservation row. Order transactions read the asset ``FOR KEY SHARE`` first, so the split
+  waits for those in flight (then sees their rows: READ COMMITTED) and new ones wait for the split; a replace
+  (order row, then the holder's cash row) and a split of the same symbol can no longer deadlock, and the
+  projection (order rows, then ledger rows) locks in the same order as the split.
 - Dividends are paid on ``pay_date`` (or later) to the holders of record: settled shares at the end of
   ``record_date``, i.e. postings to settled securities with ``effective_date <= record_date`` (a settlement
   entry's effective date is its settlement date). The house receives ``round(sum(q) * per_share)`` to the cent
@@ -141,6 +142,8 @@ def _split_apply(action: CorporateAction) -> list[JournalEntry]:
     orders = importlib.import_module("apps.orders.services")
     # First lock (before any ledger row): waits for open order transactions of the symbol (module docstring).
     orders.asset_lock_for_split(symbol=symbol)
+    # Then its open orders, so the split's lock order is asset -> orders -> ledger, as every order writer's.
+    orders.open_orders_lock_for_split(symbol=symbol)
     if SettlementObligation.objects.filter(kind="sec", asset=symbol, settled_at__isnull=True).exists():
         raise BusinessRuleViolation(
             f"{symbol} has unsettled trades; apply the split after the settlement run.",
