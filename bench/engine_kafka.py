@@ -3,11 +3,13 @@
 Usage (services running; uses its own throwaway topics and consumer groups, deleted at the end):
     DJANGO_SETTINGS_MODULE=brokerage.settings.local .venv/bin/python bench/engine_kafka.py [--orders N]
         [--seed S] [--partitions P] [--rates R1,R2] [--paced-seconds S] [--batch-size B] [--batch-ms MS]
-        [--rounds K] [--baseline-rev REV] [--quick]
+        [--processes N] [--rounds K] [--baseline-rev REV] [--quick]
 
 The engine always runs in its own process (``--child``, an ``EngineRunner`` exactly as ``run_engine`` builds
-it); this process is the load generator and the reader. Two passes on the same seeded mixed workload
-(passive/marketable limits, market orders, cancels, replaces over ``P`` symbols, one per partition):
+it; ``--processes N``: N of them sharing the partitions round-robin, released together after start-up, as
+``run_engine --partitions`` splits them); this process is the load generator and the reader. Two passes on
+the same seeded mixed workload (passive/marketable limits, market orders, cancels, replaces over ``P``
+symbols, one per partition):
 - burst: every command is in the topic before the engine starts; orders/s = commands / time from the engine
   being ready to having committed all of them (consume, match, produce, transactional commit), plus the
   engine's CPU time per command, its transaction count and largest transaction.
@@ -181,7 +183,7 @@ def child(config: dict[str, Any]) -> None:
 
     runner_cls = load_runner(config["runner_file"])
     kwargs: dict[str, Any] = {
-        "partitions": range(config["partitions"]),
+        "partitions": config["partitions"],
         "topics": EngineTopics(**config["topics"]),
         "group": config["group"],
         "batch_size": config["batch_size"],
@@ -195,9 +197,10 @@ def child(config: dict[str, Any]) -> None:
 
     def start_and_announce() -> None:
         start()
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        marks.update(wall=time.perf_counter(), cpu=usage.ru_utime + usage.ru_stime)
         print("READY", flush=True)
+        sys.stdin.readline()  # GO: every engine process of the pass is ready (a start barrier)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        marks.update(wall=time.perf_counter(), cpu=usage.ru_utime + usage.ru_stime, epoch=time.time())
 
     runner.start = start_and_announce
     stats = runner.run(until_caught_up=config["until_caught_up"])
@@ -211,36 +214,68 @@ def child(config: dict[str, Any]) -> None:
         "snapshots": stats.snapshots,
         "startup_seconds": round(stats.startup_seconds, 3),
         "run_seconds": round(wall, 3),
+        "go_at": marks["epoch"],
+        "done_at": time.time(),
         "cpu_seconds": round(usage.ru_utime + usage.ru_stime - marks["cpu"], 3),
     }
     print("STATS " + json.dumps(out), flush=True)
 
 
-def spawn(args: argparse.Namespace, topics: EngineTopics, *, until_caught_up: bool, runner_file: str | None):  # type: ignore[no-untyped-def]
-    config = {
-        "topics": {name: getattr(topics, name) for name in EngineTopics.__dataclass_fields__},
-        "group": f"bench-{uuid.uuid4().hex[:8]}",
-        "partitions": args.partitions,
-        "batch_size": args.batch_size,
-        "batch_ms": args.batch_ms,
-        "snapshot_every": args.snapshot_every,
-        "until_caught_up": until_caught_up,
-        "runner_file": runner_file,
-    }
+def spawn(
+    args: argparse.Namespace, topics: EngineTopics, *, until_caught_up: bool, runner_file: str | None
+) -> list[subprocess.Popen[str]]:
+    """Start ``--processes`` engine processes (partitions dealt round-robin, one group), release them together."""
+    group = f"bench-{uuid.uuid4().hex[:8]}"
     log = (Path(tempfile.gettempdir()) / f"engine_kafka_child_{os.getpid()}.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(config)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if line.strip() != "READY":
-        proc.kill()
-        raise RuntimeError(f"engine child did not start (see {log.name}): {line!r}")
-    return proc
+    procs: list[subprocess.Popen[str]] = []
+    for i in range(args.processes):
+        config = {
+            "topics": {name: getattr(topics, name) for name in EngineTopics.__dataclass_fields__},
+            "group": group,
+            "partitions": list(range(i, args.partitions, args.processes)),
+            "batch_size": args.batch_size,
+            "batch_ms": args.batch_ms,
+            "snapshot_every": args.snapshot_every,
+            "until_caught_up": until_caught_up,
+            "runner_file": runner_file,
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(config)],
+                cwd=ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+        )
+    for proc in procs:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != "READY":
+            for other in procs:
+                other.kill()
+            raise RuntimeError(f"engine child did not start (see {log.name}): {line!r}")
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("GO\n")
+        proc.stdin.flush()
+    return procs
+
+
+def children_stats(procs: list[subprocess.Popen[str]], timeout: float) -> dict[str, Any]:
+    """The engine processes' stats merged: sums, largest transaction, run = first GO to last finish."""
+    parts = [child_stats(proc, timeout) for proc in procs]
+    merged: dict[str, Any] = {
+        key: sum(p[key] for p in parts)
+        for key in ("commands", "outputs", "transactions", "snapshots", "cpu_seconds")
+    }
+    largest = [p["largest_transaction"] for p in parts if p["largest_transaction"] is not None]
+    merged["largest_transaction"] = max(largest) if largest else None
+    merged["startup_seconds"] = max(p["startup_seconds"] for p in parts)
+    merged["run_seconds"] = round(max(p["done_at"] for p in parts) - min(p["go_at"] for p in parts), 3)
+    merged["processes"] = len(parts)
+    return merged
 
 
 def child_stats(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
@@ -267,8 +302,9 @@ def burst(
             )
             producer.poll(0)
         producer.flush(60)
-        proc = spawn(args, topics, until_caught_up=True, runner_file=runner_file)
-        stats = child_stats(proc, timeout=600)
+        stats = children_stats(
+            spawn(args, topics, until_caught_up=True, runner_file=runner_file), timeout=600
+        )
         stats["orders_per_s"] = round(stats["commands"] / stats["run_seconds"], 1)
         stats["cpu_us_per_command"] = round(stats["cpu_seconds"] / stats["commands"] * 1e6, 1)
         stats["commands_per_transaction"] = round(stats["commands"] / max(1, stats["transactions"]), 1)
@@ -301,7 +337,7 @@ def paced(
     records = records[: int(rate * args.paced_seconds)]
     topics, physical = make_topics(args.partitions)
     try:
-        proc = None if hop else spawn(args, topics, until_caught_up=False, runner_file=runner_file)
+        procs = [] if hop else spawn(args, topics, until_caught_up=False, runner_file=runner_file)
         reader = kafka.consumer_create(group_id=f"bench-reader-{uuid.uuid4().hex[:8]}")
         read_physical = kafka.topic_name(topics.commands if hop else topics.events)
         reader.assign([TopicPartition(read_physical, p, OFFSET_END) for p in range(args.partitions)])
@@ -345,9 +381,10 @@ def paced(
         done.set()
         read_thread.join(120)
         stats: dict[str, Any] = {"transactions": 0, "commands": 0, "cpu_seconds": 0.0}
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            stats = child_stats(proc, timeout=120)
+        if procs:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            stats = children_stats(procs, timeout=120)
         reader.close()
         # Unanswered commands (still queued when the reader gave up) count as infinitely late.
         lat = sorted((seen[e] - sent[e]) * 1000 if e in seen else float("inf") for e in sent)
@@ -424,6 +461,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5000, help="max commands per transaction")
     parser.add_argument("--batch-ms", type=float, default=20.0, help="max ms a transaction window stays open")
     parser.add_argument("--snapshot-every", type=int, default=5000)
+    parser.add_argument("--processes", type=int, default=1, help="engine processes sharing the partitions")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--baseline-rev", default=None, help="also run the EngineRunner of this git revision")
     parser.add_argument(
