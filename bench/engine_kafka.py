@@ -221,18 +221,23 @@ def child(config: dict[str, Any]) -> None:
     print("STATS " + json.dumps(out), flush=True)
 
 
+# A variant: the runner source (None: this tree's) and the number of engine processes.
+Variant = tuple[str | None, int]
+
+
 def spawn(
-    args: argparse.Namespace, topics: EngineTopics, *, until_caught_up: bool, runner_file: str | None
+    args: argparse.Namespace, topics: EngineTopics, *, until_caught_up: bool, variant: Variant
 ) -> list[subprocess.Popen[str]]:
-    """Start ``--processes`` engine processes (partitions dealt round-robin, one group), release them together."""
+    """Start the variant's engine processes (partitions dealt round-robin, one group), release them together."""
     group = f"bench-{uuid.uuid4().hex[:8]}"
     log = (Path(tempfile.gettempdir()) / f"engine_kafka_child_{os.getpid()}.log").open("ab")
     procs: list[subprocess.Popen[str]] = []
-    for i in range(args.processes):
+    runner_file, processes = variant
+    for i in range(processes):
         config = {
             "topics": {name: getattr(topics, name) for name in EngineTopics.__dataclass_fields__},
             "group": group,
-            "partitions": list(range(i, args.partitions, args.processes)),
+            "partitions": list(range(i, args.partitions, processes)),
             "batch_size": args.batch_size,
             "batch_ms": args.batch_ms,
             "snapshot_every": args.snapshot_every,
@@ -291,7 +296,7 @@ def child_stats(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
 
 
 def burst(
-    args: argparse.Namespace, records: list[tuple[int, str, bytes, uuid.UUID]], runner_file: str | None
+    args: argparse.Namespace, records: list[tuple[int, str, bytes, uuid.UUID]], variant: Variant
 ) -> dict[str, Any]:
     topics, physical = make_topics(args.partitions)
     try:
@@ -302,9 +307,7 @@ def burst(
             )
             producer.poll(0)
         producer.flush(60)
-        stats = children_stats(
-            spawn(args, topics, until_caught_up=True, runner_file=runner_file), timeout=600
-        )
+        stats = children_stats(spawn(args, topics, until_caught_up=True, variant=variant), timeout=600)
         stats["orders_per_s"] = round(stats["commands"] / stats["run_seconds"], 1)
         stats["cpu_us_per_command"] = round(stats["cpu_seconds"] / stats["commands"] * 1e6, 1)
         stats["commands_per_transaction"] = round(stats["commands"] / max(1, stats["transactions"]), 1)
@@ -328,7 +331,7 @@ class _Cause(msgspec.Struct):
 def paced(
     args: argparse.Namespace,
     records: list[tuple[int, str, bytes, uuid.UUID]],
-    runner_file: str | None,
+    variant: Variant,
     rate: float,
     *,
     hop: bool = False,
@@ -337,7 +340,7 @@ def paced(
     records = records[: int(rate * args.paced_seconds)]
     topics, physical = make_topics(args.partitions)
     try:
-        procs = [] if hop else spawn(args, topics, until_caught_up=False, runner_file=runner_file)
+        procs = [] if hop else spawn(args, topics, until_caught_up=False, variant=variant)
         reader = kafka.consumer_create(group_id=f"bench-reader-{uuid.uuid4().hex[:8]}")
         read_physical = kafka.topic_name(topics.commands if hop else topics.events)
         reader.assign([TopicPartition(read_physical, p, OFFSET_END) for p in range(args.partitions)])
@@ -461,7 +464,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5000, help="max commands per transaction")
     parser.add_argument("--batch-ms", type=float, default=20.0, help="max ms a transaction window stays open")
     parser.add_argument("--snapshot-every", type=int, default=5000)
-    parser.add_argument("--processes", type=int, default=1, help="engine processes sharing the partitions")
+    parser.add_argument(
+        "--processes", default="1", help="engine processes sharing the partitions; a list adds variants (1,2)"
+    )
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--baseline-rev", default=None, help="also run the EngineRunner of this git revision")
     parser.add_argument(
@@ -479,7 +484,8 @@ def main() -> None:
         args.orders, args.rounds, args.rates, args.paced_seconds = 20_000, 1, "2000,10000", 4.0
     symbols = [f"SYM{i}" for i in range(args.partitions)]
     records = encode_all(build(args.seed, args.orders, symbols))
-    variants: dict[str, str | None] = {"current": None}
+    process_counts = [int(n) for n in args.processes.split(",") if n.strip()]
+    variants: dict[str, Variant] = {}
     if args.baseline_rev:
         source = subprocess.run(
             ["git", "show", f"{args.baseline_rev}:apps/orders/engine_runner.py"],
@@ -489,7 +495,10 @@ def main() -> None:
         ).stdout
         baseline_file = Path(tempfile.gettempdir()) / f"engine_runner_{args.baseline_rev}.py"
         baseline_file.write_bytes(source)
-        variants = {"baseline": str(baseline_file), "current": None}
+        variants["baseline"] = (str(baseline_file), process_counts[0])
+    variants["current"] = (None, process_counts[0])
+    for n in process_counts[1:]:
+        variants[f"current-{n}proc"] = (None, n)
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     for k in range(args.rounds):
@@ -515,7 +524,7 @@ def main() -> None:
         if args.hop:
             hops: dict[str, Any] = {}
             for rate in rates:
-                h = hops[f"{rate:g}"] = paced(args, records, None, rate, hop=True)
+                h = hops[f"{rate:g}"] = paced(args, records, (None, 0), rate, hop=True)
                 print(
                     f"round {k + 1} kafka-hop @ {h['rate_offered_per_s']}/s: latency ms {h['latency_ms']}",
                     flush=True,
