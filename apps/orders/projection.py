@@ -23,7 +23,8 @@ the fills and releases booked in event order by ONE ``settlement.bulk.trade_date
 after-commit push of all trade updates (one event loop, not one per event). The effect is exactly that of
 applying the events one by one:
 - fills already stored, or twice in the chunk, are skipped (the set of known ``fill_id`` s grows as we go);
-- ``position_qty`` is the position read once for the chunk plus the chunk's earlier fills;
+- ``position_qty`` is the position read after the chunk's settlement (under its locks, as the per-event path
+  read it after each fill's), less the chunk's later fills of that account and symbol;
 - settlement books the fills and releases in event order, as the per-op services would (its own tests compare).
 
 Payloads are the engine-runner contract (docs/interfaces.md): the engine event as builtins, each
@@ -86,6 +87,7 @@ class _Update:
     source_id: str
     timestamp: datetime
     data: dict[str, Any]
+    position: tuple[tuple[str, str], Decimal] | None = None  # (account, symbol), the chunk's fills up to here
 
 
 class _Chunk:
@@ -99,7 +101,7 @@ class _Chunk:
         self.fill_ids: set[str] = set()  # stored, or added by this chunk
         self.source_ids: set[str] = set()  # TradeUpdate source ids stored, or added by this chunk
         self.updates: list[_Update] = []
-        self.positions: dict[tuple[str, str], Decimal] = {}
+        self.position_delta: dict[tuple[str, str], Decimal] = {}  # the chunk's fills so far, signed
         self.settlement_ops: list[Any] = []  # FillData / OrderRelease for settlement.bulk.trade_date_book
 
     def load(self, envelopes: Sequence[events.EventEnvelope]) -> None:
@@ -129,12 +131,6 @@ class _Chunk:
         ]
         if fill_ids:
             self.fill_ids = set(Fill.objects.filter(fill_id__in=fill_ids).values_list("fill_id", flat=True))
-            pairs = {
-                (str(o.account_id), o.symbol)
-                for env in envelopes
-                if env.event_type == "engine.OrderFilled" and (o := self.orders.get(env.payload["order_id"]))
-            }
-            self.positions = _settlement_bulk().position_qtys(pairs=pairs)
         self.source_ids = set(
             TradeUpdate.objects.filter(source_id__in=[str(env.event_id) for env in envelopes]).values_list(
                 "source_id", flat=True
@@ -159,17 +155,29 @@ class _Chunk:
         """Queue a fill for trade-date settlement (in event order with the releases)."""
         self.settlement_ops.append(fill)
         key = (fill.account_id, fill.symbol)
-        qty = self.positions.get(key, Decimal(0)) + (fill.qty if fill.side == Order.Side.BUY else -fill.qty)
-        self.positions[key] = qty if qty != 0 else Decimal(0)
+        signed = fill.qty if fill.side == Order.Side.BUY else -fill.qty
+        self.position_delta[key] = self.position_delta.get(key, Decimal(0)) + signed
 
     def release_add(self, order: Order) -> None:
         self.settlement_ops.append(_settlement_bulk().OrderRelease(order_id=str(order.id)))
 
-    def position_qty(self, order: Order) -> Decimal:
-        key = (str(order.account_id), order.symbol)
-        if key not in self.positions:
-            self.positions.update(_settlement_bulk().position_qtys(pairs=[key]))
-        return self.positions[key]
+    def position_mark(self, order: Order, source_id: str) -> None:
+        """The trade update just queued for ``source_id`` carries the position after this fill (at the flush)."""
+        if self.updates and self.updates[-1].source_id == source_id:
+            key = (str(order.account_id), order.symbol)
+            self.updates[-1].position = (key, self.position_delta.get(key, Decimal(0)))
+
+    def _positions_fill(self) -> None:
+        """``position_qty`` of the marked updates: the position now, less the chunk's later fills."""
+        marked = [u for u in self.updates if u.position is not None]
+        if not marked:
+            return
+        now = _settlement_bulk().position_qtys(pairs={u.position[0] for u in marked if u.position})
+        for u in marked:
+            assert u.position is not None
+            key, upto = u.position
+            qty = now[key] - (self.position_delta[key] - upto)
+            u.data["position_qty"] = format_decimal(qty if qty != 0 else Decimal(0))
 
     def flush(self) -> list[TradeUpdate]:
         """Write everything the chunk decided (inside its transaction); returns the trade updates written."""
@@ -182,6 +190,7 @@ class _Chunk:
             Fill.objects.bulk_create(self.fills)
         if not self.updates:
             return []
+        self._positions_fill()
         counts: dict[str, int] = {}
         for u in self.updates:
             counts[str(u.order.account_id)] = counts.get(str(u.order.account_id), 0) + 1
@@ -362,14 +371,6 @@ def _touch(order: Order, ts: datetime, *fields: str) -> None:
         chunk.dirty.setdefault(order.pk, set()).update(fields)
 
 
-def _position_qty(order: Order) -> Decimal | None:
-    chunk = _CHUNK.get()
-    if chunk is not None:
-        return chunk.position_qty(order)
-    position = importlib.import_module("apps.settlement.selectors").position(order.account, order.symbol)
-    return position.qty if position is not None else Decimal(0)
-
-
 def _on_accepted(envelope: events.EventEnvelope, p: dict[str, Any], order: Order) -> None:
     if order.status not in (Order.Status.PENDING_NEW, Order.Status.HELD):
         return
@@ -449,8 +450,8 @@ def _on_filled(envelope: events.EventEnvelope, p: dict[str, Any], order: Order) 
         timestamp=ts,
         price=price,
         qty=qty,
-        position_qty=_position_qty(order),
     )
+    chunk.position_mark(order, str(envelope.event_id))
 
 
 def _terminal(

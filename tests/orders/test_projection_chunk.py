@@ -219,3 +219,29 @@ def test_consumer_chunks_push_once_per_commit_and_replay_changes_nothing(
         with transaction.atomic():
             engine_events_apply(items)  # even past the inbox: fills and trade updates are unique by source
     assert (state(), len(again)) == (before, 0)
+
+
+@pytest.mark.parametrize(
+    "prebooked", [pytest.param(0, id="projection-books"), pytest.param(6, id="bridge-booked-first")]
+)
+def test_position_qty_is_the_position_after_each_fill(account: BrokerageAccount, prebooked: int) -> None:  # noqa: F811
+    """The settlement bridge may book fills before the projection sees them: each fill's update still carries
+    the position right after that fill (the account starts flat and buys 6, 4 and 5)."""
+    from apps.settlement.consumers import fill_data_from_event
+    from apps.settlement.services import fill_settle_trade_date
+
+    evs = scenario(account)
+    fills = [
+        e for e in evs if e.event_type == "engine.OrderFilled" and e.payload["account_id"] != "market-maker"
+    ]
+    with transaction.atomic():
+        for e in fills[:prebooked]:
+            fill_settle_trade_date(fill=fill_data_from_event(e.payload))
+    with transaction.atomic():
+        engine_events_apply([(e, None) for e in evs])
+    got = [
+        (u.event, u.data.get("qty"), u.data.get("position_qty"))
+        for u in TradeUpdate.objects.filter(account=account).order_by("seq")
+        if u.event in ("fill", "partial_fill")
+    ]
+    assert got == [("partial_fill", "6", "6"), ("fill", "4", "10"), ("fill", "5", "15")]
