@@ -14,7 +14,8 @@ Invariants:
   ``order_cancel``/``order_replace`` lock the order row itself (``select_for_update``).
 - Lock order asset -> order -> ledger: ``order_submit``, ``order_replace`` (before it locks the order) and the
   batch path read their asset(s) ``FOR KEY SHARE`` first, in the caller's transaction (``assets_key_share``); a
-  split locks the asset ``FOR UPDATE`` before anything else (``asset_lock_for_split``). KEY SHARE never waits
+  split locks the asset ``FOR UPDATE`` before anything else (``asset_lock_for_split``), then the symbol's open
+  orders (``open_orders_lock_for_split``), then ledger rows. KEY SHARE never waits
   for other orders or market-data price updates (``FOR NO KEY UPDATE``), only for a split in progress.
 - Splits: every order command carries ``split_epoch`` = the ``Asset.split_epoch`` its transaction read with
   the asset, under that lock (the terms it was priced and checked under); ``orders_adjust_for_split``
@@ -789,7 +790,7 @@ def order_replace(*, account: BrokerageAccount, order_id: uuid.UUID, data: Repla
     order's hold is placed now, so while the replace is pending both count (hold = open orders' reserves,
     exactly; the customer needs buying power / shares for both until the engine confirms).
     """
-    # The asset first (FOR KEY SHARE), then the order: the split's lock order (asset -> ledger -> orders), so a
+    # The asset first (FOR KEY SHARE), then the order, then (hold) the ledger: the split's lock order, so a
     # replace and a split of the same symbol cannot deadlock, and the replace reads the post-split row.
     asset = _asset_key_share_of_order(account=account, order_id=order_id)
     old = _lock_order(account=account, order_id=order_id)

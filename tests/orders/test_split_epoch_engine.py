@@ -428,8 +428,8 @@ def test_a_split_and_a_replace_of_the_same_symbol_do_not_deadlock(
     # deferred FK check of its new row); the split held the asset FOR UPDATE and waited for the old order row.
     # split_first: the customer holds AAPL, so the split locks their cash row before the open orders; a
     # replace locks its order row and then that cash row (the hold). A third transaction holding the
-    # customer's tax lot stops the split after its ledger locks and before its order locks, while the
-    # replace starts: exactly the old deadlock window.
+    # customer's tax lot stops the split after its ledger locks (and, under the old lock order, before its
+    # order locks) while the replace starts: exactly the old deadlock window.
     if first == "split_first":
         with transaction.atomic():
             settlement_services.shares_deposit_post(
