@@ -534,8 +534,42 @@ def _on_replaced(envelope: events.EventEnvelope, p: dict[str, Any], order: Order
     _terminal(envelope, order, Order.Status.REPLACED, "replaced_at", "replaced")
 
 
+def _on_adjusted(envelope: events.EventEnvelope, p: dict[str, Any], order: Order) -> None:
+    """A live order put on post-split terms by the engine (``OrderAdjusted``, docs/engine.md "splits").
+
+    The row takes the engine's absolute terms. ``orders_adjust_for_split`` already wrote the same values in the
+    split's transaction, so live this changes nothing; in a rebuild from ``orders.events`` (which resets the
+    fill progress) it is what moves the pre-split fills to post-split units, as the split did live.
+    """
+    if order.status in Order.TERMINAL:
+        return
+    fields: list[str] = []
+    qty, cum = Decimal(p["qty"]), Decimal(p["cum_qty"])
+    if order.qty is not None and order.qty != qty:
+        order.qty = qty
+        fields.append("qty")
+    if cum > 0 and cum != order.filled_qty:
+        order.filled_qty = cum
+        order.filled_avg_price = WIDE.divide(order.filled_value, cum).quantize(
+            AVG_PRICE_QUANTUM, context=WIDE
+        )
+        fields += ["filled_qty", "filled_avg_price"]
+    for name in ("limit_price", "stop_price", "trail_price"):
+        value = p.get(name)
+        if (
+            isinstance(value, str)
+            and getattr(order, name) is not None
+            and getattr(order, name) != Decimal(value)
+        ):
+            setattr(order, name, Decimal(value))
+            fields.append(name)
+    if fields:
+        _touch(order, envelope.occurred_at, *fields)
+
+
 _HANDLERS = {
     "engine.OrderAccepted": _on_accepted,
+    "engine.OrderAdjusted": _on_adjusted,
     "engine.OrderActivated": _on_activated,
     "engine.OrderFilled": _on_filled,
     "engine.OrderRejected": _on_rejected,

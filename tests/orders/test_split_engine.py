@@ -13,11 +13,14 @@ import pytest
 from django.db import transaction
 
 from apps.accounts.models import BrokerageAccount
+from apps.core.consumers import MessageMeta
 from apps.core.models import StoredEvent
+from apps.orders import rebuild
 from apps.orders.engine_runner import command_decode
 from apps.orders.models import Fill, TradeUpdate
 from apps.settlement.corporate_actions import corporate_action_apply, split_id_of
 from apps.settlement.models import CashHold, CorporateAction
+from apps.settlement.services import settlement_run
 from engine import commands as ec
 from tests.orders.test_projection import Harness, account, clock, mm, submit  # noqa: F401
 
@@ -127,3 +130,37 @@ def test_an_order_rounding_to_zero_is_canceled_before_the_engine_splits(
     assert (keep.status, keep.qty, keep.limit_price) == ("new", Decimal("2"), Decimal("990.00"))
     adjusted = next(e.payload for e in out if e.event_type == "engine.OrderAdjusted")
     assert (Decimal(adjusted["qty"]), Decimal(adjusted["limit_price"])) == (keep.qty, keep.limit_price)
+
+
+def test_a_rebuild_from_the_events_puts_a_partly_filled_split_order_on_post_split_terms(
+    account: BrokerageAccount,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The projection takes ``OrderAdjusted``'s absolute terms: replaying the journal over reset rows (as
+    ``rebuild_read_models orders`` does) gives exactly the live rows, fills booked before the split included."""
+    h = Harness()
+    journal = []
+    buy = submit(account, qty=Decimal("10"), limit_price=Decimal("100.01"))
+    journal += h.pump()
+    journal += h.inject(mm("sell", "4", "100.01", "mm-s1", "market-maker"))  # 4 of 10 filled pre-split
+    settlement_run(as_of=date(2026, 12, 31))  # splits wait for settled positions
+    with transaction.atomic():
+        corporate_action_apply(action_id=_split_action(2, 1).pk)
+    journal += h.pump()
+    buy.refresh_from_db()
+    # Live: the split rewrote the row (4 filled -> 8, 10 -> 20, 100.01 -> 50.00, avg 100.01 -> 50.005).
+    assert (buy.qty, buy.filled_qty, buy.limit_price, buy.filled_avg_price) == (
+        Decimal("20"),
+        Decimal("8"),
+        Decimal("50.00"),
+        Decimal("50.005"),
+    )
+    journal += h.inject(mm("sell", "5", "50", "mm-s2", "market-maker"))  # 5 more, post-split
+    buy.refresh_from_db()
+    assert (buy.status, buy.filled_qty) == ("partially_filled", Decimal("13"))
+
+    history = [(env, MessageMeta("orders.events", 0, i, None)) for i, env in enumerate(journal)]
+    monkeypatch.setattr(rebuild, "events_read", lambda timeout: history)
+    result = rebuild.orders_rebuild(verify=True, check_consumer=False)
+    assert result.events == len(journal)
+    assert result.differences == []
