@@ -33,7 +33,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--partitions", default=None, help="comma-separated partition ids (default: all)")
         parser.add_argument("--snapshot-every", type=int, default=1000, help="commands between snapshots")
-        parser.add_argument("--batch-size", type=int, default=500, help="max commands per transaction")
+        parser.add_argument("--batch-size", type=int, default=5000, help="max commands per transaction")
+        parser.add_argument(
+            "--batch-ms",
+            type=float,
+            default=20.0,
+            help="max ms a transaction window stays open while input waits",
+        )
         parser.add_argument("--group", default="engine", help="consumer group and transactional id base")
         parser.add_argument("--idle-timeout", type=float, default=None, help="exit after this many idle s")
         parser.add_argument("--until-caught-up", action="store_true", help="exit at the input's end")
@@ -62,6 +68,7 @@ class Command(BaseCommand):
             group=options["group"],
             snapshot_every=options["snapshot_every"],
             batch_size=options["batch_size"],
+            batch_ms=options["batch_ms"],
             stall_timeout=options["stall_timeout"] or None,
         )
         stats = runner.run(idle_timeout=options["idle_timeout"], until_caught_up=options["until_caught_up"])
