@@ -1,7 +1,9 @@
 """The auditor: after the drain, every invariant the platform promises, each as one named check.
 
-Reads the database (the book of record), Redis (the market-data book) and the run's JSONL history. Every check
-returns ``Check(name, ok, detail)``; the run fails if any fails.
+Reads the database (the book of record), Redis (the market-data book), the run's JSONL history and, for the
+engine, the run's Kafka topics (``orders.commands``/``orders.events``/``engine.snapshots``, read_committed).
+Every check returns ``Check(name, ok, detail)``; the run fails if any fails. ``audit`` runs after the
+supervisor stopped the platform, so the engine has written its exit snapshot and nothing appends any more.
 """
 
 from __future__ import annotations
@@ -231,6 +233,25 @@ def check_pipeline() -> list[Check]:
     ]
 
 
+def check_engine_twin() -> list[Check]:
+    """The crashed-and-recovered engine equals an uncrashed twin fed the same commands (``apps.orders.engine_twin``)."""
+    from apps.orders.engine_twin import engine_twin_compare
+
+    result = engine_twin_compare()
+    return [
+        Check(
+            "engine events = uncrashed twin's (orders.events one for one by event id and bytes)",
+            result.events_ok and result.twin_events == result.live_events,
+            result.events_detail(),
+        ),
+        Check(
+            "engine state = uncrashed twin's (state hash at each partition's last snapshot)",
+            result.state_ok,
+            result.state_detail(),
+        ),
+    ]
+
+
 # ------------------------------------------------------------------------------------------- the history
 
 
@@ -291,6 +312,7 @@ def audit(*, history_path: Path, symbols: Iterable[str], seed_shares: Decimal) -
         check_holds,
         lambda: check_books(list(symbols)),
         check_pipeline,
+        check_engine_twin,
         lambda: check_history(history),
     ]
     checks: list[Check] = []
