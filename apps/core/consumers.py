@@ -22,11 +22,17 @@ worker loss) changes nothing. Throughput options (both keep that guarantee):
 Offsets are committed only after the effect's transaction (inline) or after the
 task is safely enqueued (celery). Undecodable messages, and handlers that keep failing on a message, go to the
 dead-letter topic with the error in a header; transient database errors are retried, never dead-lettered.
+
+Test hook (fault injection, tests/core/test_consumer_crash.py): ``CONSUMER_CRASH_AFTER_COMMIT=<n>``, read once when
+the runner is created, makes an inline runner ``os._exit(137)`` (as a SIGKILL would) right after its n-th effect
+transaction committed and BEFORE that batch's offsets are committed. Unset (production), it costs one ``None``
+check per transaction.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -181,6 +187,18 @@ class ConsumerRunner:
         self.spec = spec
         self.stopping = threading.Event()
         self._dlq_producer: Producer | None = None
+        crash_after = os.environ.get("CONSUMER_CRASH_AFTER_COMMIT")  # test hook, see the module docstring
+        self._crash_after_commit: int | None = int(crash_after) if crash_after else None
+        self._effects_committed = 0
+
+    def _effect_committed(self) -> None:
+        """Counts committed effect transactions for the crash test hook; does nothing when it is unset."""
+        if self._crash_after_commit is None:
+            return
+        self._effects_committed += 1
+        if self._effects_committed >= self._crash_after_commit:
+            logger.error("CONSUMER_CRASH_AFTER_COMMIT: exiting before the offset commit")
+            os._exit(137)  # no cleanup, no offset commit, no group leave: a killed process
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
         logger.info("consumer stopping", extra={"consumer": self.spec.name, "signal": signum})
@@ -218,6 +236,7 @@ class ConsumerRunner:
             )
         else:
             inbox_apply(self.spec, envelope, meta)
+            self._effect_committed()
 
     def _decode(self, msg: Message) -> tuple[events.EventEnvelope, MessageMeta] | None:
         """The message's envelope and metadata; None when it was dead-lettered or is not for this handler."""
@@ -265,6 +284,7 @@ class ConsumerRunner:
         """One transaction for the chunk; on any failure, the chunk again message by message (as before)."""
         try:
             inbox_apply_many(self.spec, [(envelope, meta) for _msg, envelope, meta in chunk])
+            self._effect_committed()
             return
         except OperationalError:
             connection.close()
