@@ -66,7 +66,8 @@ def _toxic(fault: str, rng: random.Random) -> list[dict[str, Any]]:
     if fault == "net_latency":
         attrs = {"latency": rng.randint(150, 800), "jitter": rng.randint(50, 300)}
         return [
-            {"type": "latency", "stream": s, "toxicity": 1.0, "attributes": attrs} for s in ("upstream", "downstream")
+            {"type": "latency", "stream": s, "toxicity": 1.0, "attributes": attrs}
+            for s in ("upstream", "downstream")
         ]
     if fault == "net_partition":
         # timeout 0: nothing passes and nothing is closed until the toxic is removed; then the stream resumes.
