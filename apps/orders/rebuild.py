@@ -82,7 +82,7 @@ def _group_active(group: str) -> bool:
 
 
 def events_read(
-    *, topic: str = "orders.events", timeout: float = 10.0
+    *, topic: str = "orders.events", timeout: float = 30.0
 ) -> list[tuple[events.EventEnvelope, MessageMeta]]:
     """Every committed event of ``topic`` up to its current end offsets, merged across partitions by time.
 
@@ -172,7 +172,7 @@ def _reset() -> None:
 
 
 def orders_rebuild(
-    *, verify: bool = False, timeout: float = 10.0, check_consumer: bool = True
+    *, verify: bool = False, timeout: float = 30.0, check_consumer: bool = True
 ) -> RebuildResult:
     """Rebuild (or, with ``verify``, only compare) the orders read model from ``orders.events``."""
     if check_consumer and not verify and _group_active(ORDERS_PROJECTION.group):

@@ -20,7 +20,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("model", choices=["orders"])
         parser.add_argument("--verify", action="store_true", help="compare only; exit 1 on any difference")
-        parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a Kafka message")
+        parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a Kafka message")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
