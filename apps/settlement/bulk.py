@@ -54,12 +54,13 @@ from apps.settlement.services import (
     Kind,
     LedgerKey,
     _cust,
-    _house,
     _lots_apply,
     _money,
     _pending_cash_receivable,
     _qty,
     fees_for,
+    fill_entry_details,
+    fill_ledger_keys,
     fill_notional,
     ledger_rows_lock,
     settled_cash_only,
@@ -264,18 +265,6 @@ def _fill_validate(fill: FillData) -> None:
         raise ValidationError("side must be buy or sell", field="side")
 
 
-def _fill_keys(fill: FillData, a: Any) -> dict[str, LedgerKey]:
-    return {
-        "settled": _cust(a, Kind.CASH_SETTLED),
-        "unsettled": _cust(a, Kind.CASH_UNSETTLED),
-        "held": _cust(a, Kind.CASH_HELD),
-        "sec_unsettled": _cust(a, Kind.SEC_UNSETTLED, fill.symbol),
-        "clearing_cash": _house(Kind.CLEARING),
-        "clearing_sec": _house(Kind.CLEARING, fill.symbol),
-        "fees": _house(Kind.FEES),
-    }
-
-
 def _cash_keys(a: Any) -> tuple[LedgerKey, LedgerKey, LedgerKey]:
     return _cust(a, Kind.CASH_SETTLED), _cust(a, Kind.CASH_UNSETTLED), _cust(a, Kind.CASH_HELD)
 
@@ -370,23 +359,7 @@ class _Book:
         notional = fill_notional(fill.qty, fill.price)
         fees = fees_for(side=fill.side, notional=notional, qty=fill.qty, trade_date=trade_date)
         fee_total = sum((f for _, f in fees), ZERO)
-        details: dict[str, Any] = {
-            "fill_id": fill.fill_id,
-            "order_id": fill.order_id,
-            "symbol": fill.symbol,
-            "side": fill.side,
-            "qty": str(fill.qty),
-            "price": str(fill.price),
-            "notional": str(notional),
-            "fees": {code: str(f) for code, f in fees},
-            "liquidity": fill.liquidity,
-            "transaction_time": fill.filled_at.isoformat(),
-            "settle_date": settle_date.isoformat(),
-        }
-        if fill.cum_qty is not None:
-            details["cum_qty"] = str(fill.cum_qty)
-        if fill.leaves_qty is not None:
-            details["leaves_qty"] = str(fill.leaves_qty)
+        details = fill_entry_details(fill, notional=notional, fees=fees, settle_date=settle_date)
         buy = fill.side == "buy"
         legs: list[tuple[LedgerAccount, Decimal]] = [
             (r["sec_unsettled"], fill.qty if buy else -fill.qty),
@@ -587,7 +560,7 @@ def trade_date_book(*, ops: Sequence[FillData | OrderRelease]) -> dict[str, Jour
         )
         if not fills and not peek_holds and not peek_res:
             return booked
-        fill_keys = {id(f): _fill_keys(f, accounts[f.account_id].pk) for f in fills}
+        fill_keys = {id(f): fill_ledger_keys(f, accounts[f.account_id].pk) for f in fills}
         keys: list[LedgerKey] = [k for ks in fill_keys.values() for k in ks.values()]
         for _, a in peek_holds:
             keys += _cash_keys(a)

@@ -496,6 +496,43 @@ def fill_notional(qty: Decimal, price: Decimal) -> Decimal:
     return (qty * price).quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
+def fill_ledger_keys(fill: FillData, account_id: Any) -> dict[str, LedgerKey]:
+    """The ledger rows a fill's trade-date entry touches, by role (also used by ``bulk.trade_date_book``)."""
+    return {
+        "settled": _cust(account_id, Kind.CASH_SETTLED),
+        "unsettled": _cust(account_id, Kind.CASH_UNSETTLED),
+        "held": _cust(account_id, Kind.CASH_HELD),
+        "sec_unsettled": _cust(account_id, Kind.SEC_UNSETTLED, fill.symbol),
+        "clearing_cash": _house(Kind.CLEARING),
+        "clearing_sec": _house(Kind.CLEARING, fill.symbol),
+        "fees": _house(Kind.FEES),
+    }
+
+
+def fill_entry_details(
+    fill: FillData, *, notional: Decimal, fees: list[tuple[str, Decimal]], settle_date: date
+) -> dict[str, Any]:
+    """The ``details`` of a fill's journal entry (what activities and confirmations read)."""
+    details: dict[str, Any] = {
+        "fill_id": fill.fill_id,
+        "order_id": fill.order_id,
+        "symbol": fill.symbol,
+        "side": fill.side,
+        "qty": str(fill.qty),
+        "price": str(fill.price),
+        "notional": str(notional),
+        "fees": {code: str(f) for code, f in fees},
+        "liquidity": fill.liquidity,
+        "transaction_time": fill.filled_at.isoformat(),
+        "settle_date": settle_date.isoformat(),
+    }
+    if fill.cum_qty is not None:
+        details["cum_qty"] = str(fill.cum_qty)
+    if fill.leaves_qty is not None:
+        details["leaves_qty"] = str(fill.leaves_qty)
+    return details
+
+
 def fill_settle_trade_date(*, fill: FillData) -> JournalEntry:
     """Trade-date postings for one fill (idempotent by ``fill.fill_id``); consumes the order's hold/reservation."""
     _qty(fill.qty)
@@ -513,37 +550,12 @@ def fill_settle_trade_date(*, fill: FillData) -> JournalEntry:
         notional = fill_notional(fill.qty, fill.price)
         fees = fees_for(side=fill.side, notional=notional, qty=fill.qty, trade_date=trade_date)
         fee_total = sum((f for _, f in fees), ZERO)
-        a = account.pk
-        keys = {
-            "settled": _cust(a, Kind.CASH_SETTLED),
-            "unsettled": _cust(a, Kind.CASH_UNSETTLED),
-            "held": _cust(a, Kind.CASH_HELD),
-            "sec_unsettled": _cust(a, Kind.SEC_UNSETTLED, fill.symbol),
-            "clearing_cash": _house(Kind.CLEARING),
-            "clearing_sec": _house(Kind.CLEARING, fill.symbol),
-            "fees": _house(Kind.FEES),
-        }
+        keys = fill_ledger_keys(fill, account.pk)
         existing, rows = _lock_unless_booked("fill", fill.fill_id, keys.values())
         if existing is not None:
             return existing
         r = {name: rows[key] for name, key in keys.items()}
-        details: dict[str, Any] = {
-            "fill_id": fill.fill_id,
-            "order_id": fill.order_id,
-            "symbol": fill.symbol,
-            "side": fill.side,
-            "qty": str(fill.qty),
-            "price": str(fill.price),
-            "notional": str(notional),
-            "fees": {code: str(f) for code, f in fees},
-            "liquidity": fill.liquidity,
-            "transaction_time": fill.filled_at.isoformat(),
-            "settle_date": settle_date.isoformat(),
-        }
-        if fill.cum_qty is not None:
-            details["cum_qty"] = str(fill.cum_qty)
-        if fill.leaves_qty is not None:
-            details["leaves_qty"] = str(fill.leaves_qty)
+        details = fill_entry_details(fill, notional=notional, fees=fees, settle_date=settle_date)
         legs: list[_Leg] = [
             _Leg(r["sec_unsettled"], fill.qty if fill.side == "buy" else -fill.qty),
             _Leg(r["clearing_sec"], -fill.qty if fill.side == "buy" else fill.qty),
