@@ -68,7 +68,21 @@ pg_running() {
 
 pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -t 2; }
 
+# The server runs as the postgres OS user, so every directory above PG_HOME must be searchable by it. A clone
+# in `mktemp -d` (mode 0700) is not: grant search (o+x, no read) on exactly the directories that lack it.
+pg_path_searchable() {
+    local dir=$PG_HOME
+    while [[ $dir != / ]]; do
+        dir=$(dirname "$dir")
+        if ! as_postgres test -x "$dir"; then
+            chmod o+x "$dir"
+            log postgres "made $dir searchable (o+x) for the postgres user"
+        fi
+    done
+}
+
 pg_initdb() {
+    pg_path_searchable
     [[ -s $PG_DATA/PG_VERSION ]] && return 0
     log postgres "initdb $PG_DATA"
     mkdir -p "$PG_DATA" "$PG_SOCK"
