@@ -81,13 +81,16 @@ class Child:
     def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
         ctx = mp.get_context("fork")
         self._recv, send = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=_child_main, args=(send, fn, args), daemon=True)
+        # Not a daemon: a measurement child starts children of its own (load generators, servers), which a
+        # daemonic process may not. ``result``/``stop`` end it; nothing outlives its measurement.
+        self._proc = ctx.Process(target=_child_main, args=(send, fn, args), daemon=False)
         self._proc.start()
         send.close()
 
     def result(self, timeout: float = 900.0) -> Any:
         if not self._recv.poll(timeout):
             self._proc.kill()
+            self._proc.join(10)
             raise TimeoutError(f"benchmark child did not finish within {timeout:.0f} s")
         status, value = self._recv.recv()
         self._proc.join(10)
