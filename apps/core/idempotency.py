@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.http.request import RawPostDataException
 from django.utils import timezone
 from rest_framework.request import Request
@@ -60,23 +60,59 @@ def _stored_response(record: IdempotencyRecord) -> Response:
     return response
 
 
-@transaction_retry
+# The claim is ONE autocommitted statement (a round trip, not BEGIN/SAVEPOINT/INSERT/RELEASE/COMMIT): it is
+# visible to a concurrent duplicate as soon as it returns. Only a key that exists already takes the locking path.
+_CLAIM_SQL = """
+    INSERT INTO core_idempotencyrecord
+        (owner, key, method, path, request_hash, state, locked_until, created_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+    ON CONFLICT (owner, key) DO NOTHING
+    RETURNING id
+"""
+_CLAIM_FIELDS = (
+    "id",
+    "owner",
+    "key",
+    "method",
+    "path",
+    "request_hash",
+    "state",
+    "locked_until",
+    "created_at",
+)
+
+
 def _claim(owner: str, key: str, request: Request, fingerprint: str) -> IdempotencyRecord | Response:
     """Claim the key, or answer from/for the existing record."""
     now = timezone.now()
-    with transaction.atomic(durable=True):
+    values = [
+        owner,
+        key,
+        request.method or "",
+        request.path,
+        fingerprint,
+        IdempotencyRecord.State.IN_PROGRESS,
+    ]
+    values += [now + CLAIM_TTL, now]
+    for _attempt in range(3):
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIM_SQL, values)
+            row = cursor.fetchone()
+        if row is not None:
+            return IdempotencyRecord.from_db(connection.alias, _CLAIM_FIELDS, [row[0], *values])
         try:
-            with transaction.atomic():
-                return IdempotencyRecord.objects.create(
-                    owner=owner,
-                    key=key,
-                    method=request.method or "",
-                    path=request.path,
-                    request_hash=fingerprint,
-                    locked_until=now + CLAIM_TTL,
-                )
-        except IntegrityError:
-            pass
+            return _claim_existing(owner, key, fingerprint, now)
+        except IdempotencyRecord.DoesNotExist:
+            continue  # its request failed and released the key in between: claim it afresh
+    raise IdempotencyKeyInUse(
+        field=HEADER
+    )  # claimed and released three times meanwhile: let the client retry
+
+
+@transaction_retry
+def _claim_existing(owner: str, key: str, fingerprint: str, now: datetime) -> IdempotencyRecord | Response:
+    """The key exists: replay its response, refuse, or take over a claim whose request died."""
+    with transaction.atomic(durable=True):
         record = IdempotencyRecord.objects.select_for_update().get(owner=owner, key=key)
         if record.request_hash != fingerprint:
             raise IdempotencyKeyReused(field=HEADER)

@@ -162,25 +162,17 @@ def _reserve(
 def _rate_window(account_id: str, cfg: risk.RiskConfig) -> tuple[str, int]:
     window = int(market_clock().now().timestamp()) // cfg.rate_limit_window_s
     key = f"orders:rate:{account_id}:{window}"
-    client = risk._redis()
-    try:
-        used = int(client.get(key) or 0)
-    finally:
-        client.close()
+    used = int(risk._redis().get(key) or 0)
     return key, used
 
 
 def _rate_consume(key: str, count: int, cfg: risk.RiskConfig) -> None:
     if not count:
         return
-    client = risk._redis()
-    try:
-        pipe = client.pipeline()
-        pipe.incrby(key, count)
-        pipe.expire(key, cfg.rate_limit_window_s * 2)
-        pipe.execute()
-    finally:
-        client.close()
+    pipe = risk._redis().pipeline()
+    pipe.incrby(key, count)
+    pipe.expire(key, cfg.rate_limit_window_s * 2)
+    pipe.execute()
 
 
 def orders_submit_batch(*, account: BrokerageAccount, items: Sequence[OrderRequest]) -> list[BatchOutcome]:

@@ -9,6 +9,7 @@ so that ``price x qty`` never rounds.
 from __future__ import annotations
 
 import decimal
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
@@ -91,7 +92,14 @@ def mul(*values: Decimal) -> Decimal:
 
 
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    return _redis_for(settings.REDIS_URL)
+
+
+@functools.cache
+def _redis_for(url: str) -> redis.Redis:
+    # One client (one connection pool) per process and URL: a client per order paid a TCP connect per order.
+    # redis-py's pool notices a fork (pid check), so pre-forked servers get their own connections.
+    return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
 
 
 def rate_limit_check(*, account_id: str, now: datetime, consume: bool, config: RiskConfig) -> None:
@@ -99,17 +107,14 @@ def rate_limit_check(*, account_id: str, now: datetime, consume: bool, config: R
     window = int(now.timestamp()) // config.rate_limit_window_s
     key = f"orders:rate:{account_id}:{window}"
     client = _redis()
-    try:
-        if consume:
-            pipe = client.pipeline()
-            pipe.incr(key)
-            pipe.expire(key, config.rate_limit_window_s * 2)
-            count = int(pipe.execute()[0])
-        else:
-            raw = client.get(key)
-            count = int(raw or 0) + 1
-    finally:
-        client.close()
+    if consume:
+        pipe = client.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, config.rate_limit_window_s * 2)
+        count = int(pipe.execute()[0])
+    else:
+        raw = client.get(key)
+        count = int(raw or 0) + 1
     if count > config.rate_limit_count:
         raise violation(
             "order_rate_limit",

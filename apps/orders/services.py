@@ -711,10 +711,13 @@ def order_submit(*, account: BrokerageAccount, data: OrderRequest, dry_run: bool
     command = _engine_command(order, data)  # converts units: raises 422 on over-precise input
     legs = _legs(order, data)
     try:
-        with transaction.atomic():
+        # Savepoints only where something is rolled back while the transaction goes on: a dry run undoes its
+        # writes here. Otherwise any error fails the caller's transaction (or its savepoint, in a batch), so a
+        # savepoint per block would be two round trips for nothing.
+        with transaction.atomic(savepoint=dry_run):
             _reserve(order, data, worst, ref, cfg)
             try:
-                with transaction.atomic():
+                with transaction.atomic(savepoint=False):
                     order.save(force_insert=True)
             except IntegrityError as exc:
                 raise ValidationError(
