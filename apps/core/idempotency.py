@@ -85,7 +85,7 @@ _CLAIM_FIELDS = (
 def _claim(owner: str, key: str, request: Request, fingerprint: str) -> IdempotencyRecord | Response:
     """Claim the key, or answer from/for the existing record."""
     now = timezone.now()
-    values = [
+    values: list[Any] = [
         owner,
         key,
         request.method or "",
