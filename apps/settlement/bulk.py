@@ -42,11 +42,18 @@ from apps.core.errors import BusinessRuleViolation, InsufficientFunds, NotFound,
 from apps.settlement.models import (
     CURRENCY,
     CashHold,
+    CostBasisMethod,
+    CostBasisSetting,
+    FeeRule,
+    GoodFaithViolation,
     JournalEntry,
     LedgerAccount,
+    LotSelection,
     Posting,
+    RealizedGain,
     SettlementObligation,
     ShareReservation,
+    TaxLot,
 )
 from apps.settlement.services import (
     ZERO,
@@ -54,15 +61,18 @@ from apps.settlement.services import (
     Kind,
     LedgerKey,
     _cust,
-    _lots_apply,
     _money,
     _pending_cash_receivable,
     _qty,
-    fees_for,
+    fee_rules_in_force,
+    fees_apply,
     fill_entry_details,
     fill_ledger_keys,
     fill_notional,
+    good_faith_rule_apply,
     ledger_rows_lock,
+    lot_opened_fields,
+    lots_relieve,
     settled_cash_only,
     settlement_date_of,
     trade_date_of,
@@ -299,6 +309,7 @@ class _Book:
         ] = {}  # _pending_cash_receivable as stored, read once when needed
         self.booked: list[_Booked] = []
         self.now = timezone.now()
+        self.fee_rules: dict[date, list[FeeRule]] = {}  # the schedule in force, read once per trade date
 
     def net(self, legs: Iterable[tuple[LedgerAccount, Decimal]]) -> list[tuple[LedgerAccount, Decimal]]:
         """Net per ledger row, in primary-key order, zero legs left out (as ``services._entry_post``); moves the
@@ -357,7 +368,9 @@ class _Book:
         trade_date = trade_date_of(fill.filled_at)
         settle_date = settlement_date_of(trade_date)
         notional = fill_notional(fill.qty, fill.price)
-        fees = fees_for(side=fill.side, notional=notional, qty=fill.qty, trade_date=trade_date)
+        if trade_date not in self.fee_rules:
+            self.fee_rules[trade_date] = fee_rules_in_force(trade_date)
+        fees = fees_apply(self.fee_rules[trade_date], side=fill.side, notional=notional, qty=fill.qty)
         fee_total = sum((f for _, f in fees), ZERO)
         details = fill_entry_details(fill, notional=notional, fees=fees, settle_date=settle_date)
         buy = fill.side == "buy"
@@ -479,7 +492,7 @@ class _Book:
     def write(self, accounts: dict[str, BrokerageAccount]) -> None:
         """Bulk-insert the entries (in op order, each fee entry after its fill's, as booked one by one),
         postings and obligations; move every touched ledger row once; write holds and reservations; then
-        relieve lots fill by fill."""
+        open and relieve the lots of every fill (``_lots_book``)."""
         entries: list[JournalEntry] = []
         for b in self.booked:
             entries.append(b.entry)
@@ -515,15 +528,141 @@ class _Book:
             ShareReservation.objects.bulk_update(
                 [self.touched_res[pk] for pk in sorted(self.touched_res)], ["remaining", "updated_at"]
             )
-        for b in self.booked:
-            if b.fill is not None:
-                _lots_apply(
-                    account=accounts[b.fill.account_id],
-                    fill=b.fill,
-                    entry=b.entry,
-                    notional=b.notional,
-                    fee_total=b.fee_total,
-                )
+        _lots_book([b for b in self.booked if b.fill is not None], accounts)
+
+
+def _lots_book(fills: Sequence[_Booked], accounts: dict[str, BrokerageAccount]) -> None:
+    """``services._lots_apply`` of every fill in op order, with a handful of statements for the whole call.
+
+    Buy lots are inserted first, in op order (so their primary keys, the FIFO tie-break, follow op order as
+    they would one by one); a buy's lot becomes available to the sells after it. The open lots of every sold
+    (account, symbol) and the sold orders' open lot selections are locked once each, in primary-key order, after
+    the ledger rows, holds and reservations (as on the per-fill path). Each sell is then decided by
+    ``services.lots_relieve`` on the running in-memory lots and selections, with the account's method read
+    once; changed lots and selections are written with one UPDATE each and the gains with one INSERT. A sell
+    with good-faith violations has them inserted and the rule applied in op order (the rule counts the
+    violations already stored, as it did after each earlier sell).
+    """
+    new_lots: dict[int, TaxLot] = {}  # position in ``fills`` -> the lot its buy opened
+    for i, b in enumerate(fills):
+        assert b.fill is not None
+        if b.fill.side == "buy":
+            new_lots[i] = TaxLot(
+                **lot_opened_fields(fill=b.fill, entry=b.entry, notional=b.notional, fee_total=b.fee_total)
+            )
+    if new_lots:
+        TaxLot.objects.bulk_create(list(new_lots.values()))
+    sells = [b for b in fills if b.fill is not None and b.fill.side == "sell"]
+    if not sells:
+        return
+    # Keys by the account's canonical id (a fill carries the id as the event spelled it).
+    pairs = sorted(
+        {(str(accounts[b.fill.account_id].pk), b.fill.symbol) for b in sells if b.fill is not None}
+    )
+    methods = {
+        str(a): m
+        for a, m in CostBasisSetting.objects.filter(account_id__in={a for a, _ in pairs}).values_list(
+            "account_id", "method"
+        )
+    }
+    opened = {lot.pk for lot in new_lots.values()}
+    open_lots: dict[tuple[str, str], dict[int, TaxLot]] = {pair: {} for pair in pairs}
+    for lot in _open_lots_lock_many(pairs):
+        if lot.pk not in opened:  # this call's buy lots join in op order below
+            open_lots[(str(lot.account_id), lot.symbol)][lot.pk] = lot
+    selections: dict[tuple[str, str], list[LotSelection]] = {}
+    for sel in (
+        LotSelection.objects.select_for_update(of=("self",))
+        .select_related("reservation")
+        .filter(
+            reservation__order_id__in={b.fill.order_id for b in sells if b.fill is not None}, remaining__gt=0
+        )
+        .order_by("pk")
+    ):
+        selections.setdefault((sel.reservation.order_id, str(sel.reservation.account_id)), []).append(sel)
+    for chosen in selections.values():
+        chosen.sort(key=lambda sel: (sel.seq, sel.pk))
+    touched_lots: dict[int, TaxLot] = {}
+    touched_sels: dict[int, LotSelection] = {}
+    gains: list[RealizedGain] = []
+    violations: list[list[GoodFaithViolation]] = []
+    for i, b in enumerate(fills):
+        fill = b.fill
+        assert fill is not None
+        account = accounts[fill.account_id]
+        pair = (str(account.pk), fill.symbol)
+        if fill.side == "buy":
+            if pair in open_lots:
+                open_lots[pair][new_lots[i].pk] = new_lots[i]
+            continue
+        chosen = selections.get((fill.order_id, str(account.pk)), [])
+        relief = lots_relieve(
+            account=account,
+            fill=fill,
+            entry=b.entry,
+            notional=b.notional,
+            fee_total=b.fee_total,
+            method=methods.get(pair[0]) or CostBasisMethod.FIFO,  # no setting: FIFO (cost_basis_method_of)
+            open_lots=list(open_lots[pair].values()),
+            selections=[sel for sel in chosen if sel.remaining > 0],
+        )
+        for lot in relief.lots:
+            touched_lots[lot.pk] = lot
+            if lot.remaining == 0:
+                del open_lots[pair][lot.pk]
+        for sel in relief.selections:
+            touched_sels[sel.pk] = sel
+        gains += relief.gains
+        if relief.violations:
+            violations.append(relief.violations)
+    _rows_update(
+        "settlement_taxlot",
+        {"remaining": "numeric", "remaining_cost": "numeric"},
+        [(pk, lot.remaining, lot.remaining_cost) for pk, lot in sorted(touched_lots.items())],
+    )
+    _rows_update(
+        "settlement_lotselection",
+        {"remaining": "numeric"},
+        [(pk, sel.remaining) for pk, sel in sorted(touched_sels.items())],
+    )
+    RealizedGain.objects.bulk_create(gains)
+    for found in violations:
+        GoodFaithViolation.objects.bulk_create(found)
+        good_faith_rule_apply(account=found[0].account, violation=found[0])
+
+
+def _open_lots_lock_many(pairs: Sequence[tuple[str, str]]) -> list[TaxLot]:
+    """The open lots of each (account id, symbol), locked in primary-key order (``services._open_lots_lock`` for
+    many pairs), with their buy entries loaded for the good-faith check."""
+    found = list(
+        TaxLot.objects.raw(
+            "SELECT t.* FROM settlement_taxlot t "
+            "JOIN unnest(%s::uuid[], %s::text[]) AS k(a, s) ON t.account_id = k.a AND t.symbol = k.s "
+            "WHERE t.remaining > 0 ORDER BY t.id FOR UPDATE OF t",
+            [[a for a, _ in pairs], [s for _, s in pairs]],
+        )
+    )
+    if found:
+        entries = JournalEntry.objects.in_bulk({lot.source_entry_id for lot in found})
+        for lot in found:
+            lot.source_entry = entries[lot.source_entry_id]
+    return found
+
+
+def _rows_update(table: str, columns: dict[str, str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """``UPDATE table SET column = new`` for many rows in one statement (rows already locked, pk order)."""
+    if not rows:
+        return
+    names = ["id", *columns]
+    types = ["bigint", *columns.values()]
+    sets = ", ".join(f"{c} = u.{c}" for c in columns)
+    arrays = ", ".join(f"%s::{t}[]" for t in types)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS t SET {sets} FROM unnest({arrays}) AS u({', '.join(names)}) "  # noqa: S608
+            "WHERE t.id = u.id",
+            [[row[n] for row in rows] for n in range(len(names))],
+        )
 
 
 def trade_date_book(*, ops: Sequence[FillData | OrderRelease]) -> dict[str, JournalEntry]:

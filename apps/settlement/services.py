@@ -34,7 +34,7 @@ from fractions import Fraction
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from apps.accounts.audit import audit_record
@@ -119,15 +119,12 @@ def ledger_rows_lock(keys: Iterable[LedgerKey]) -> dict[LedgerKey, LedgerAccount
     wanted = sorted(set(keys), key=lambda k: (str(k[0]), k[1], k[2]))
     if not wanted:
         return {}
-    cond = Q()
-    for account_id, kind, asset in wanted:
-        cond |= Q(account_id=account_id, kind=kind, asset=asset)
     # Only missing rows are inserted: an INSERT ... ON CONFLICT against an existing row whose balance another
     # open transaction has updated WAITS for that transaction, in key order rather than primary-key order, which
     # deadlocked (40P01) against the ordered row locks below. A plain read never waits; rows that exist are then
     # only ever waited on by the primary-key-ordered SELECT ... FOR UPDATE.
-    present = set(LedgerAccount.objects.filter(cond).values_list("account_id", "kind", "asset"))
-    missing = [k for k in wanted if k not in present]
+    ids = _ledger_ids(wanted)
+    missing = [k for k in wanted if _key_norm(k) not in ids]
     if missing:
         with connection.cursor() as cursor:
             for account_id, kind, asset in missing:  # deterministic (sorted) order
@@ -136,9 +133,46 @@ def ledger_rows_lock(keys: Iterable[LedgerKey]) -> dict[LedgerKey, LedgerAccount
                     "VALUES (%s, %s, %s, 0, now()) ON CONFLICT DO NOTHING",
                     [account_id, kind, asset],
                 )
-    rows = list(LedgerAccount.objects.select_for_update().filter(cond).order_by("pk"))
-    found = {(r.account_id, r.kind, r.asset): r for r in rows}
-    return {k: found[k] for k in wanted}
+        ids = _ledger_ids(wanted)
+    rows = {
+        r.pk: r for r in LedgerAccount.objects.select_for_update().filter(pk__in=ids.values()).order_by("pk")
+    }
+    return {k: rows[ids[_key_norm(k)]] for k in wanted}
+
+
+def _key_norm(key: LedgerKey) -> tuple[str | None, str, str]:
+    return (None if key[0] is None else str(key[0]), key[1], key[2])
+
+
+# The rows of many keys in one read: customer keys joined to an unnest of arrays (the unique index serves each
+# key), house keys (account NULL) likewise; an OR chain of keys cost more to build than to run.
+_LEDGER_IDS_SQL = (
+    "SELECT l.id, l.account_id::text, l.kind, l.asset FROM settlement_ledgeraccount l "
+    "JOIN unnest(%s::uuid[], %s::text[], %s::text[]) AS k(a, kind, asset) "
+    "ON l.account_id = k.a AND l.kind = k.kind AND l.asset = k.asset "
+    "UNION ALL "
+    "SELECT l.id, NULL, l.kind, l.asset FROM settlement_ledgeraccount l "
+    "JOIN unnest(%s::text[], %s::text[]) AS k(kind, asset) "
+    "ON l.account_id IS NULL AND l.kind = k.kind AND l.asset = k.asset"
+)
+
+
+def _ledger_ids(keys: Sequence[LedgerKey]) -> dict[tuple[str | None, str, str], int]:
+    """Primary keys of the existing ledger rows of ``keys`` (no lock), by normalised key."""
+    cust = [_key_norm(k) for k in keys if k[0] is not None]
+    house = [k for k in keys if k[0] is None]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _LEDGER_IDS_SQL,
+            [
+                [a for a, _, _ in cust],
+                [kind for _, kind, _ in cust],
+                [asset for _, _, asset in cust],
+                [kind for _, kind, _ in house],
+                [asset for _, _, asset in house],
+            ],
+        )
+        return {(a, kind, asset): pk for pk, a, kind, asset in cursor.fetchall()}
 
 
 def _existing_entry(source_type: str, source_id: str) -> JournalEntry | None:
@@ -466,13 +500,28 @@ def shares_release(*, order_id: str, qty: Decimal | None = None) -> Decimal:
 
 def fees_for(*, side: str, notional: Decimal, qty: Decimal, trade_date: date) -> list[tuple[str, Decimal]]:
     """The fees of one fill by the schedule in force on ``trade_date`` (newest version per code)."""
+    return fees_apply(fee_rules_in_force(trade_date), side=side, notional=notional, qty=qty)
+
+
+def fee_rules_in_force(trade_date: date) -> list[FeeRule]:
+    """The fee schedule in force on ``trade_date``: the newest version of each code (inactive ones included, as
+    they switch a fee off), by code. Read once and applied to many fills with ``fees_apply``."""
     rules = FeeRule.objects.filter(effective_from__lte=trade_date).order_by("code", "-effective_from")
     seen: set[str] = set()
+    out: list[FeeRule] = []
+    for rule in rules:
+        if rule.code not in seen:
+            seen.add(rule.code)
+            out.append(rule)
+    return out
+
+
+def fees_apply(
+    rules: Iterable[FeeRule], *, side: str, notional: Decimal, qty: Decimal
+) -> list[tuple[str, Decimal]]:
+    """The fees of one fill under ``rules`` (from ``fee_rules_in_force``)."""
     out: list[tuple[str, Decimal]] = []
     for rule in rules:
-        if rule.code in seen:
-            continue
-        seen.add(rule.code)
         if not rule.active or rule.side not in (side, FeeRule.Side.BOTH):
             continue
         fee = notional * rule.rate + qty * rule.per_share
@@ -686,49 +735,103 @@ def _fee_activity_record(
 def _lots_apply(
     *, account: BrokerageAccount, fill: FillData, entry: JournalEntry, notional: Decimal, fee_total: Decimal
 ) -> None:
-    """Open a lot on a buy; on a sell close lots by the order's lot selection, then the account's method.
-
-    Realized gain per closed lot part: cost apportioned by quantity (the last part of a lot takes the rest of
-    its cost), proceeds (net of fees) apportioned by cumulative quantity so the parts add up to the total.
-    """
-    trade_date = entry.effective_date
+    """Open a lot on a buy; on a sell close lots by the order's lot selection, then the account's method
+    (``lots_relieve``), and write what it decided."""
     if fill.side == "buy":
-        cost = notional + fee_total
         TaxLot.objects.create(
-            account=account,
-            symbol=fill.symbol,
-            source_entry=entry,
-            acquired_date=trade_date,
-            qty=fill.qty,
-            remaining=fill.qty,
-            cost_basis=cost,
-            remaining_cost=cost,
+            **lot_opened_fields(fill=fill, entry=entry, notional=notional, fee_total=fee_total)
         )
         return
     method = cost_basis_method_of(account.pk)
-    by_id = {lot.pk: lot for lot in _open_lots_lock(account.pk, fill.symbol, with_entry=True)}
-    selections = {
-        sel.pk: sel
-        for sel in LotSelection.objects.select_for_update(of=("self",))
+    open_lots = _open_lots_lock(account.pk, fill.symbol, with_entry=True)
+    selections = list(
+        LotSelection.objects.select_for_update(of=("self",))
         .filter(reservation__order_id=fill.order_id, reservation__account=account, remaining__gt=0)
         .order_by("seq", "pk")
+    )
+    relief = lots_relieve(
+        account=account,
+        fill=fill,
+        entry=entry,
+        notional=notional,
+        fee_total=fee_total,
+        method=method,
+        open_lots=open_lots,
+        selections=selections,
+    )
+    for sel in relief.selections:
+        sel.save(update_fields=["remaining"])
+    for lot in relief.lots:
+        lot.save(update_fields=["remaining", "remaining_cost"])
+    RealizedGain.objects.bulk_create(relief.gains)
+    if relief.violations:
+        GoodFaithViolation.objects.bulk_create(relief.violations)
+        good_faith_rule_apply(account=account, violation=relief.violations[0])
+
+
+def lot_opened_fields(
+    *, fill: FillData, entry: JournalEntry, notional: Decimal, fee_total: Decimal
+) -> dict[str, Any]:
+    """The ``TaxLot`` a buy fill opens (its cost includes the fees)."""
+    cost = notional + fee_total
+    return {
+        "account_id": entry.account_id,
+        "symbol": fill.symbol,
+        "source_entry": entry,
+        "acquired_date": entry.effective_date,
+        "qty": fill.qty,
+        "remaining": fill.qty,
+        "cost_basis": cost,
+        "remaining_cost": cost,
     }
+
+
+@dataclass(slots=True)
+class LotRelief:
+    """What one sell fill's lot relief decided: the lots and selections it changed (in first-touch order), the
+    realized gains (in relief order) and the good-faith violations (one per lot, in relief order)."""
+
+    lots: list[TaxLot]
+    selections: list[LotSelection]
+    gains: list[RealizedGain]
+    violations: list[GoodFaithViolation]
+
+
+def lots_relieve(
+    *,
+    account: BrokerageAccount,
+    fill: FillData,
+    entry: JournalEntry,
+    notional: Decimal,
+    fee_total: Decimal,
+    method: str,
+    open_lots: Sequence[TaxLot],
+    selections: Sequence[LotSelection],
+) -> LotRelief:
+    """Relieve lots for one sell fill in memory (no database access; the caller locked and writes the rows).
+
+    ``open_lots``: the account's open lots of the symbol (``remaining > 0``, ``source_entry`` loaded for the
+    good-faith check); ``selections``: the order's selections still open, in ``(seq, pk)`` order. The lots and
+    selections given are updated in place. Realized gain per closed lot part: cost apportioned by quantity (the
+    last part of a lot takes the rest of its cost), proceeds (net of fees) apportioned by cumulative quantity so
+    the parts add up to the total.
+    """
+    trade_date = entry.effective_date
+    by_id = {lot.pk: lot for lot in open_lots}
+    by_sel = {sel.pk: sel for sel in selections}
     plan = lots.relief_plan(
         lots=[
-            lots.OpenLot(lot.pk, lot.acquired_date, lot.remaining, lot.remaining_cost)
-            for lot in by_id.values()
+            lots.OpenLot(lot.pk, lot.acquired_date, lot.remaining, lot.remaining_cost) for lot in open_lots
         ],
         qty=fill.qty,
         method=method,
-        selected=[lots.Selected(sel.pk, sel.lot_id, sel.remaining) for sel in selections.values()],
+        selected=[lots.Selected(sel.pk, sel.lot_id, sel.remaining) for sel in selections],
     )
     proceeds_total = notional - fee_total
     done = ZERO
     allocated = ZERO
-    gains: list[RealizedGain] = []
-    violations: list[GoodFaithViolation] = []
+    out = LotRelief([], [], [], [])
     touched: dict[int, TaxLot] = {}
-    checked: set[int] = set()
     for part in plan:
         lot = by_id[part.lot_id]
         take = part.qty
@@ -743,17 +846,16 @@ def _lots_apply(
         proceeds, allocated = upto - allocated, upto
         lot.remaining -= take
         lot.remaining_cost -= cost
-        touched[lot.pk] = lot
         if part.selection_id is not None:
-            sel = selections[part.selection_id]
+            sel = by_sel[part.selection_id]
             sel.remaining -= take
-            sel.save(update_fields=["remaining"])
-        if lot.pk not in checked:  # a lot split between its selected and method parts is one sale of it
-            checked.add(lot.pk)
+            out.selections.append(sel)
+        if lot.pk not in touched:  # a lot split between its selected and method parts is one sale of it
+            touched[lot.pk] = lot
             gfv = _good_faith_check(account=account, lot=lot, sell_entry=entry)
             if gfv is not None:
-                violations.append(gfv)
-        gains.append(
+                out.violations.append(gfv)
+        out.gains.append(
             RealizedGain(
                 lot=lot,
                 sell_entry=entry,
@@ -766,12 +868,8 @@ def _lots_apply(
                 relief_method=part.method,
             )
         )
-    for lot in touched.values():
-        lot.save(update_fields=["remaining", "remaining_cost"])
-    RealizedGain.objects.bulk_create(gains)
-    if violations:
-        GoodFaithViolation.objects.bulk_create(violations)
-        good_faith_rule_apply(account=account, violation=violations[0])
+    out.lots = list(touched.values())
+    return out
 
 
 def _open_lots_lock(account_id: Any, symbol: str, *, with_entry: bool = False) -> list[TaxLot]:
