@@ -1,0 +1,59 @@
+"""CPU time of the benchmark's processes, read from ``/proc`` (Linux; no psutil in the platform venv).
+
+A platform process started by ``pipeline.Procs`` leads its own session, so its process group id names it and
+every child it forks (gunicorn workers, Celery pool processes). PostgreSQL backends are found by database name
+in ``pg_stat_activity`` and the Kafka broker by its command line. Figures are CPU seconds (user + system);
+``share`` turns two readings into percent of one core over the wall time between them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: str) -> tuple[int, float] | None:
+    """(process group id, CPU seconds) of one process, None if it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) ": state is fields[0]
+    return int(fields[2]), (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def kafka_pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and "kafka.Kafka" in _cmdline(p)]
+
+
+def sample(groups: Mapping[str, int], extra: Mapping[str, list[int]]) -> dict[str, float]:
+    """CPU seconds so far of every named process group and of every named list of single pids."""
+    by_group: dict[int, float] = {}
+    by_pid: dict[int, float] = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        st = _stat(pid)
+        if st is None:
+            continue
+        by_group[st[0]] = by_group.get(st[0], 0.0) + st[1]
+        by_pid[int(pid)] = st[1]
+    out = {name: by_group.get(pgid, 0.0) for name, pgid in groups.items()}
+    for name, pids in extra.items():
+        out[name] = sum(by_pid.get(p, 0.0) for p in pids)
+    return out
+
+
+def share(before: Mapping[str, float], after: Mapping[str, float], wall_s: float) -> dict[str, float]:
+    """Percent of one core each name used between two samples (a name absent before counts from zero)."""
+    return {k: 100.0 * (after[k] - before.get(k, 0.0)) / max(wall_s, 1e-9) for k in after}
