@@ -54,7 +54,8 @@ class ApiKeyAuthentication(BaseAuthentication):
     @staticmethod
     def _valid_key(key_id: str, secret: str) -> ApiKey | None:
         api_key = (
-            ApiKey.objects.select_related("owner").filter(key_id=key_id).first()
+            # The owner's brokerage account comes in the same query: nearly every API-key request needs it.
+            ApiKey.objects.select_related("owner", "owner__brokerage_account").filter(key_id=key_id).first()
             if 0 < len(key_id) <= 32
             else None
         )

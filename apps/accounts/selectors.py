@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from apps.accounts.models import ApiKey, BrokerageAccount
+from apps.accounts.models import ApiKey, BrokerageAccount, User
 from apps.core.errors import BusinessRuleViolation, NotFound
 
 ZERO = Decimal("0")
@@ -19,6 +19,9 @@ def account_for_user(user: Any) -> BrokerageAccount:
     if user is None or not getattr(user, "is_authenticated", False):
         raise NotFound("No brokerage account.")
     try:
+        if User.brokerage_account.is_cached(user):  # loaded by the authentication's query of this request
+            account: BrokerageAccount = user.brokerage_account
+            return account
         return BrokerageAccount.objects.get(owner_id=user.pk)
     except BrokerageAccount.DoesNotExist:
         raise NotFound("No brokerage account.") from None

@@ -41,6 +41,17 @@ def aggregate_next_sequence(*, aggregate_type: str, aggregate_id: str) -> int:
     return int(row[0])
 
 
+_FIRST_EVENT_SQL = """
+    WITH seq AS (
+        INSERT INTO core_aggregatesequence (aggregate_type, aggregate_id, last_sequence) VALUES (%s, %s, 1)
+    )
+    INSERT INTO core_storedevent
+        (event_id, event_type, event_version, aggregate_type, aggregate_id, sequence, occurred_at,
+         correlation_id, causation_id, topic, key, body, published_at, publish_attempts)
+    VALUES (%s, %s, %s, %s, %s, 1, %s, %s, %s, %s, %s, %s, NULL, 0)
+"""
+
+
 def event_record(
     *,
     topic: str,
@@ -54,11 +65,20 @@ def event_record(
     causation_id: uuid.UUID | None = None,
     occurred_at: datetime | None = None,
     event_id: uuid.UUID | None = None,
+    first_of_aggregate: bool = False,
 ) -> events.EventEnvelope:
-    """Append an event to the store/outbox within the caller's transaction and return its envelope."""
+    """Append an event to the store/outbox within the caller's transaction and return its envelope.
+
+    ``first_of_aggregate=True`` (the aggregate was created in this transaction, e.g. a new order): its sequence
+    is 1, and the sequence row and the event are written in ONE statement. Should the aggregate exist after all,
+    the sequence row's primary key refuses the insert (IntegrityError), so a wrong claim cannot fork a sequence.
+    """
     if not transaction.get_connection().in_atomic_block:
         raise NotInTransaction("event_record must run inside the business transaction")
-    sequence = aggregate_next_sequence(aggregate_type=aggregate_type, aggregate_id=aggregate_id)
+    if first_of_aggregate:
+        sequence = 1
+    else:
+        sequence = aggregate_next_sequence(aggregate_type=aggregate_type, aggregate_id=aggregate_id)
     envelope = events.new_envelope(
         event_type=event_type,
         aggregate_type=aggregate_type,
@@ -71,6 +91,27 @@ def event_record(
         occurred_at=occurred_at,
         event_id=event_id,
     )
+    if first_of_aggregate:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _FIRST_EVENT_SQL,
+                [
+                    aggregate_type,
+                    aggregate_id,
+                    envelope.event_id,
+                    envelope.event_type,
+                    envelope.event_version,
+                    aggregate_type,
+                    aggregate_id,
+                    envelope.occurred_at,
+                    correlation_id,
+                    causation_id,
+                    topic,
+                    key,
+                    events.encode(envelope),
+                ],
+            )
+        return envelope
     StoredEvent.objects.create(
         event_id=envelope.event_id,
         event_type=envelope.event_type,

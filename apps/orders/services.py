@@ -536,8 +536,11 @@ def _engine_command(order: Order, data: OrderRequest) -> ec.NewOrder:
     )
 
 
-def command_record(*, order: Order, event_type: str, command: ec.Command) -> None:
-    """The one place that writes an engine command to the outbox (payload shape = the engine contract)."""
+def command_record(*, order: Order, event_type: str, command: ec.Command, new_order: bool = False) -> None:
+    """The one place that writes an engine command to the outbox (payload shape = the engine contract).
+
+    ``new_order``: the order row was inserted in this transaction, so this is its aggregate's first event.
+    """
     event_record(
         topic=COMMANDS_TOPIC,
         key=order.symbol,
@@ -545,6 +548,7 @@ def command_record(*, order: Order, event_type: str, command: ec.Command) -> Non
         aggregate_type="order",
         aggregate_id=str(order.id),
         payload={"command": msgspec.to_builtins(command), "account_id": str(order.account_id)},
+        first_of_aggregate=new_order,
     )
 
 
@@ -666,11 +670,16 @@ def client_order_id_format_check(value: str) -> None:
         raise _invalid("client_order_id", f"must be 1-{MAX_CLIENT_ORDER_ID} printable ASCII characters")
 
 
-def _client_order_id(account: BrokerageAccount, value: str | None) -> str:
+def _client_order_id(account: BrokerageAccount, value: str | None, *, unique_check: bool = True) -> str:
+    """The request's client_order_id (format checked) or a new one.
+
+    ``unique_check=False``: the caller inserts the order with its IntegrityError answered as this same 422
+    (the account's client_order_id unique constraint), so a read beforehand would only repeat it.
+    """
     if value is None:
         return str(uuid.uuid4())
     client_order_id_format_check(value)
-    if Order.objects.filter(account=account, client_order_id=value).exists():
+    if unique_check and Order.objects.filter(account=account, client_order_id=value).exists():
         raise ValidationError(
             "client_order_id must be unique", field="client_order_id", error="duplicate_client_order_id"
         )
@@ -696,7 +705,7 @@ def order_submit(*, account: BrokerageAccount, data: OrderRequest, dry_run: bool
     if asset is None:
         raise _unknown_symbol(data.symbol)
     _validate_shape(data, asset)
-    client_order_id = _client_order_id(account, data.client_order_id)
+    client_order_id = _client_order_id(account, data.client_order_id, unique_check=False)
     _account_trading_check(account)
     _validate_asset(asset)
     _session_check(data)
@@ -727,7 +736,7 @@ def order_submit(*, account: BrokerageAccount, data: OrderRequest, dry_run: bool
                 ) from exc
             for leg in legs:
                 leg.save(force_insert=True)
-            command_record(order=order, event_type="orders.OrderSubmitted", command=command)
+            command_record(order=order, event_type="orders.OrderSubmitted", command=command, new_order=True)
             risk.rate_limit_check(account_id=str(account.id), now=now, consume=not dry_run, config=cfg)
             if dry_run:
                 raise _DryRun(order)
