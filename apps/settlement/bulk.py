@@ -21,7 +21,10 @@ reservations (tests/settlement/test_fills_bulk.py compares both ways). The ledge
 once (primary-key order), then the holds, then the reservations (pk order); the ops are decided in order against
 running in-memory balances (so a release sees the cash a fill before it moved, and the pending proceeds of a
 sale before it); entries, postings and obligations are bulk-inserted in op order and every ledger row's balance
-moves once. Lot relief stays ``services._lots_apply``, called per fill in op order after the entries exist.
+moves once. Fee rules are read once per trade date. Lots (``_lots_book``, after the entries exist): the buys'
+lots are inserted at once in op order, the sold (account, symbol) pairs' open lots and the sold orders' lot
+selections are locked once each (primary-key order, after the reservations), and every sell is decided in op
+order by ``services.lots_relieve`` (the per-fill path's own relief) on running in-memory lots and selections.
 ``fills_settle_trade_date(fills=...)`` and ``orders_release(order_ids=...)`` are its one-kind shorthands.
 """
 

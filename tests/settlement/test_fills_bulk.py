@@ -9,23 +9,29 @@ good-faith violation and restriction must come out identical (entries compared b
 from __future__ import annotations
 
 import contextlib
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.db import transaction
+from django.db.models import F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from apps.accounts.models import BrokerageAccount
 from apps.core.errors import NotFound
-from apps.settlement import bulk, services
+from apps.settlement import bulk, lots, services
+from apps.settlement.corporate_actions import corporate_action_apply
 from apps.settlement.models import (
     CashAccountRestriction,
     CashHold,
+    CorporateAction,
     FeeRule,
     GoodFaithViolation,
     JournalEntry,
     LedgerAccount,
+    LotSelection,
     Posting,
     RealizedGain,
     SettlementObligation,
@@ -40,7 +46,9 @@ pytestmark = pytest.mark.django_db
 TUE = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 
 
-def _fill(n: int, account: BrokerageAccount, order: str, side: str, qty: str, price: str) -> FillData:
+def _fill(
+    n: int, account: BrokerageAccount, order: str, side: str, qty: str, price: str, at: datetime = TUE
+) -> FillData:
     return FillData(
         fill_id=f"f-{n}",
         order_id=order,
@@ -49,7 +57,7 @@ def _fill(n: int, account: BrokerageAccount, order: str, side: str, qty: str, pr
         side=side,  # type: ignore[arg-type]
         qty=Decimal(qty),
         price=Decimal(price),
-        filled_at=TUE.replace(minute=n),
+        filled_at=at.replace(minute=n),
         liquidity="taker",
     )
 
@@ -59,6 +67,7 @@ def books() -> dict[str, Any]:
     entries = list(JournalEntry.objects.order_by("id"))
     pos = {e.pk: n for n, e in enumerate(entries)}
     rows = {la.pk: (la.account_id, la.kind, la.asset) for la in LedgerAccount.objects.all()}
+    lot_pos = {pk: n for n, pk in enumerate(TaxLot.objects.order_by("id").values_list("id", flat=True))}
     postings: dict[int, list[Any]] = {}
     for p in Posting.objects.order_by("id"):
         postings.setdefault(p.entry_id, []).append((rows[p.ledger_account_id], p.asset, p.amount))
@@ -107,8 +116,14 @@ def books() -> dict[str, Any]:
                 g.cost_basis,
                 g.gain,
                 g.term,
+                g.closed_date,
+                g.relief_method,
             )
             for g in RealizedGain.objects.select_related("lot").order_by("id")
+        ],
+        "selections": [
+            (s.reservation.order_id, lot_pos[s.lot_id], s.seq, s.qty, s.remaining)
+            for s in LotSelection.objects.select_related("reservation").order_by("id")
         ],
         "holds": list(
             CashHold.objects.order_by("order_id").values_list("order_id", "remaining", "unsettled_remaining")
@@ -353,3 +368,202 @@ def test_fills_and_releases_interleaved_book_as_op_by_op() -> None:
         amount__gt=0,
     )
     assert list(returned.values_list("entry__source_id", flat=True)) == ["s4:1"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Lot relief: every method, several sells of one account in one call, partial lots, selections, a split
+
+
+PAST_BUYS = [  # (trade date, qty, price): four lots of distinct dates and unit costs, bought without fees
+    (date(2025, 3, 3), "10", "100"),
+    (date(2025, 9, 2), "10", "130"),
+    (date(2026, 2, 2), "10", "90"),
+    (date(2026, 6, 1), "7", "115.37"),
+]
+
+
+def _past_buy(account: BrokerageAccount, tag: str, day: date, qty: str, price: str) -> None:
+    with transaction.atomic():
+        services.fill_settle_trade_date(
+            fill=FillData(
+                fill_id=f"past-{tag}",
+                order_id=f"past-{tag}",
+                account_id=str(account.pk),
+                symbol="AAPL",
+                side="buy",
+                qty=Decimal(qty),
+                price=Decimal(price),
+                filled_at=datetime(day.year, day.month, day.day, 15, tzinfo=UTC),
+                liquidity="taker",
+            )
+        )
+
+
+def _lot_holder(
+    method: str, buys: list[tuple[date, str, str]] = PAST_BUYS
+) -> tuple[BrokerageAccount, list[int]]:
+    """An account with settled cash and the lots of ``buys`` (ids in buy order), relieving by ``method``."""
+    account = _cash("100000")
+    for i, (day, qty, price) in enumerate(buys):
+        _past_buy(account, f"{account.pk}-{i}", day, qty, price)
+    if method != lots.FIFO:
+        services.cost_basis_method_set(account=account, method=method)
+    return account, list(TaxLot.objects.filter(account=account).order_by("id").values_list("id", flat=True))
+
+
+def _select(account: BrokerageAccount, order_id: str, qty: str, choices: list[tuple[int, str]]) -> None:
+    with transaction.atomic():
+        services.shares_reserve(account=account, order_id=order_id, symbol="AAPL", qty=Decimal(qty))
+        services.lot_selection_set(
+            account=account,
+            order_id=order_id,
+            choices=[services.LotChoice(lot_id=lot, qty=Decimal(q)) for lot, q in choices],
+        )
+
+
+def scenario_lot_methods(method: str) -> list[FillData]:
+    """Five sells of one account (``method``) and two of a FIFO account in one call: a part of one lot, sells
+    across lots, a lot opened by a buy in the call that later sells reach (LIFO, HIFO), an order whose selected
+    lots go first (one selected lot already closed by then under FIFO) and whose second fill finds the
+    selections used up."""
+    a, ids = _lot_holder(method)
+    b, _ = _lot_holder(lots.FIFO)
+    _select(a, "sel", "8", [(ids[2], "3"), (ids[0], "2")])
+    with transaction.atomic():
+        services.hold_place(account=a, order_id="buy", amount=Decimal("700"))
+    return [
+        _fill(1, a, "s1", "sell", "4", "140"),
+        _fill(2, b, "t1", "sell", "3", "140"),
+        _fill(3, a, "s2", "sell", "12", "141.5"),
+        _fill(4, a, "buy", "buy", "5", "120"),
+        _fill(5, a, "sel", "sell", "6", "142"),
+        _fill(6, a, "sel", "sell", "2", "142"),
+        _fill(7, a, "s3", "sell", "10", "139.99"),
+        _fill(8, b, "t1", "sell", "2.5", "140"),
+    ]
+
+
+METHOD_PARAMS = [pytest.param(m, id=m.lower()) for m in lots.METHODS]
+
+
+@pytest.mark.parametrize("method", METHOD_PARAMS)
+@pytest.mark.usefixtures("fees")
+def test_bulk_relieves_lots_exactly_as_fill_by_fill(method: str) -> None:
+    fills = scenario_lot_methods(method)
+    expected = one_by_one(fills)
+    got, _ = in_bulk(fills)
+    assert got == expected
+
+
+@pytest.mark.parametrize("method", METHOD_PARAMS)
+@pytest.mark.usefixtures("fees")
+def test_lot_scenario_is_not_vacuous(method: str) -> None:
+    """Each method's case relieves by that method and by selection, leaves a lot partly open, and (LIFO, HIFO)
+    relieves the lot its own buy opened."""
+    bulk.fills_settle_trade_date(fills=scenario_lot_methods(method))
+    gains = RealizedGain.objects.filter(
+        sell_entry__source_id__in=["f-1", "f-3", "f-5", "f-6", "f-7"]
+    )  # account a
+    rest = lots.FIFO if method == lots.SPEC_ID else method
+    assert set(gains.values_list("relief_method", flat=True)) == {rest, lots.SPEC_ID}
+    assert TaxLot.objects.filter(remaining__gt=0, remaining__lt=F("qty")).exists()
+    own_lot_relieved = gains.filter(lot__source_entry__source_id="f-4").exists()
+    assert own_lot_relieved is (method in (lots.LIFO, lots.HIFO))
+    assert LotSelection.objects.filter(remaining__lt=F("qty")).exists()
+
+
+def scenario_after_split() -> list[FillData]:
+    """Lots scaled by a 3-for-2 split with cash in lieu (uneven quantities, costs no longer a whole unit cost;
+    a selection scaled with them), then HIFO and FIFO sells that relieve parts of them."""
+    a, ids = _lot_holder(lots.HIFO)
+    b, _ = _lot_holder(lots.FIFO, PAST_BUYS[:2])
+    _select(a, "sel", "6", [(ids[3], "5")])
+    services.settlement_run(as_of=date(2026, 11, 23))
+    action = CorporateAction.objects.create(
+        kind="split",
+        symbol="AAPL",
+        effective_date=date(2026, 11, 23),
+        ratio_num=3,
+        ratio_den=2,
+        cash_in_lieu_price=Decimal("80"),
+    )
+    corporate_action_apply(action_id=action.pk)
+    return [
+        _fill(1, a, "sel", "sell", "9", "81"),
+        _fill(2, a, "s2", "sell", "16.25", "80.5"),
+        _fill(3, b, "t1", "sell", "7", "79"),
+        _fill(4, b, "t2", "sell", "11.5", "79.99"),
+    ]
+
+
+@pytest.mark.usefixtures("fees")
+def test_bulk_relieves_split_lots_exactly_as_fill_by_fill() -> None:
+    fills = scenario_after_split()
+    scaled = list(TaxLot.objects.order_by("id").values_list("qty", "remaining", "remaining_cost"))
+    assert (Decimal("10.5"), Decimal("10"), Decimal("769.1714")) in scaled  # 7 x 3/2, 0.5 cashed out
+    assert LotSelection.objects.get().remaining == Decimal("7.5")
+    expected = one_by_one(fills)
+    got, _ = in_bulk(fills)
+    assert got == expected
+
+
+qty_halves = st.integers(min_value=1, max_value=40).map(lambda n: Decimal(n) / 2)
+price_cents = st.integers(min_value=100, max_value=50_000).map(lambda c: Decimal(c) / 100)
+past_lots = st.lists(
+    st.tuples(st.integers(min_value=0, max_value=650), qty_halves, price_cents), min_size=0, max_size=5
+)
+chunk_fills = st.lists(
+    st.tuples(st.sampled_from(["buy", "sell"]), st.integers(0, 1), qty_halves, price_cents),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    methods=st.tuples(st.sampled_from(lots.METHODS), st.sampled_from(lots.METHODS)),
+    held=st.tuples(past_lots, past_lots),
+    ops=chunk_fills,
+    select=st.lists(st.tuples(st.integers(0, 4), qty_halves), max_size=2),
+)
+@pytest.mark.usefixtures("fees")
+def test_property_bulk_lot_relief_equals_sequential_relief(
+    methods: tuple[str, str],
+    held: tuple[list[tuple[int, Decimal, Decimal]], list[tuple[int, Decimal, Decimal]]],
+    ops: list[tuple[str, int, Decimal, Decimal]],
+    select: list[tuple[int, Decimal]],
+) -> None:
+    """Random lots, methods and buys/sells of two accounts in one call (and lots selected for the first
+    account's order "sel"): one ``trade_date_book`` call writes what ``fill_settle_trade_date`` fill by fill
+    writes."""
+    with transaction.atomic():
+        accounts: list[BrokerageAccount] = []
+        for who, (method, buys) in enumerate(zip(methods, held, strict=True)):
+            dated = [(date(2025, 1, 2) + timedelta(days=d), str(q), str(p)) for d, q, p in buys]
+            account, ids = _lot_holder(method, dated)
+            accounts.append(account)
+            chosen: dict[int, Decimal] = {}
+            for n, q in select if who == 0 and ids else []:
+                chosen.setdefault(ids[n % len(ids)], min(q, buys[n % len(ids)][1]))  # at most the lot
+            if chosen:
+                total = sum(chosen.values(), Decimal(0))
+                _select(account, "sel", str(total), [(lot, str(q)) for lot, q in chosen.items()])
+        fills = [
+            _fill(
+                n,
+                accounts[who],
+                ("sel" if who == 0 else "s1") if side == "sell" else f"b{n}",
+                side,
+                str(q),
+                str(p),
+            )
+            for n, (side, who, q, p) in enumerate(ops, start=1)
+        ]
+        expected = one_by_one(fills)
+        got, _ = in_bulk(fills)
+        assert got == expected
+        transaction.set_rollback(True)
