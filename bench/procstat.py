@@ -49,11 +49,18 @@ def sample(groups: Mapping[str, int], extra: Mapping[str, list[int]]) -> dict[st
         by_group[st[0]] = by_group.get(st[0], 0.0) + st[1]
         by_pid[int(pid)] = st[1]
     out = {name: by_group.get(pgid, 0.0) for name, pgid in groups.items()}
-    for name, pids in extra.items():
-        out[name] = sum(by_pid.get(p, 0.0) for p in pids)
+    for name, pids in extra.items():  # per pid: a backend that exits or starts between samples is not a delta
+        out.update({f"{name}:{p}": by_pid[p] for p in pids if p in by_pid})
     return out
 
 
 def share(before: Mapping[str, float], after: Mapping[str, float], wall_s: float) -> dict[str, float]:
-    """Percent of one core each name used between two samples (a name absent before counts from zero)."""
-    return {k: 100.0 * (after[k] - before.get(k, 0.0)) / max(wall_s, 1e-9) for k in after}
+    """Percent of one core each name used between two samples; ``name:pid`` entries are summed per name.
+
+    A pid absent before counts from zero (it started inside the interval); one absent after is left out.
+    """
+    out: dict[str, float] = {}
+    for k, v in after.items():
+        name = k.split(":", 1)[0]
+        out[name] = out.get(name, 0.0) + 100.0 * (v - before.get(k, 0.0)) / max(wall_s, 1e-9)
+    return out
