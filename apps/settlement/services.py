@@ -39,7 +39,14 @@ from django.utils import timezone
 
 from apps.accounts.audit import audit_record
 from apps.accounts.models import BrokerageAccount
-from apps.core.errors import BusinessRuleViolation, Conflict, InsufficientFunds, NotFound, ValidationError
+from apps.core.errors import (
+    BrokerageError,
+    BusinessRuleViolation,
+    Conflict,
+    InsufficientFunds,
+    NotFound,
+    ValidationError,
+)
 from apps.core.markettime import NEW_YORK, XNYSCalendar
 from apps.core.money import CENT, MONEY_QUANTUM, QTY_DECIMAL_PLACES
 from apps.core.outbox import event_record
@@ -230,18 +237,33 @@ def _entry_post(
         for pk, amount in sorted(totals.items())
         if amount != 0
     ]
-    Posting.objects.bulk_create(postings)
+    if not postings:
+        return entry
+    ids = [p.ledger_account_id for p in postings]
+    amounts = [p.amount for p in postings]
     with connection.cursor() as cursor:
-        for posting in postings:
-            cursor.execute(
-                "UPDATE settlement_ledgeraccount SET balance = balance + %s, updated_at = now() "
-                "WHERE id = %s RETURNING balance",
-                [posting.amount, posting.ledger_account_id],
-            )
-            row = cursor.fetchone()
-            assert row is not None
-            rows[posting.ledger_account_id].balance = row[0]
+        cursor.execute(
+            _POSTINGS_APPLY_SQL, [entry.pk, ids, [p.asset for p in postings], amounts, ids, amounts]
+        )
+        moved = {int(pk): balance for pk, balance in cursor.fetchall()}
+    assert len(moved) == len(postings), "a posting's ledger row is missing"
+    for pk, balance in moved.items():
+        rows[pk].balance = balance
     return entry
+
+
+# The postings and the cached balances they move, in ONE statement (a round trip per posting before). The
+# rows are locked by the caller already; the deferred balanced-entry trigger still checks the entry at commit.
+_POSTINGS_APPLY_SQL = """
+    WITH posted AS (
+        INSERT INTO settlement_posting (entry_id, ledger_account_id, asset, amount)
+        SELECT %s, u.id, u.asset, u.amount FROM unnest(%s::bigint[], %s::text[], %s::numeric[]) AS u(id, asset, amount)
+    )
+    UPDATE settlement_ledgeraccount l SET balance = l.balance + u.amount, updated_at = now()
+    FROM unnest(%s::bigint[], %s::numeric[]) AS u(id, amount)
+    WHERE l.id = u.id
+    RETURNING l.id, l.balance
+"""
 
 
 def _cust(account_id: Any, kind: str, asset: str = CURRENCY) -> LedgerKey:
@@ -342,57 +364,81 @@ def cash_withdrawal_post(
 # Holds (buy orders) and reservations (sell orders)
 
 
+_HOLD_INSERT_SQL = """
+    INSERT INTO settlement_cashhold
+        (order_id, account_id, amount, remaining, unsettled_remaining, release_count, created_at, updated_at)
+    VALUES (%s, %s, %s, %s, %s, 0, now(), now())
+    ON CONFLICT (order_id) DO NOTHING
+    RETURNING id
+"""
+
+
 def hold_place(*, account: BrokerageAccount, order_id: str, amount: Decimal) -> None:
     """Move ``amount`` of buying power into held cash for ``order_id``. Idempotent for the same order/amount."""
     _money(amount, "amount")
-    with transaction.atomic():
-        keys = [_cust(account.pk, k) for k in (Kind.CASH_SETTLED, Kind.CASH_UNSETTLED, Kind.CASH_HELD)]
-        rows = ledger_rows_lock(keys)
+    # No savepoint (two round trips per order): a refusal is decided before anything is written and raised
+    # after the block, so it leaves the caller's transaction as a rolled-back savepoint would have.
+    with transaction.atomic(savepoint=False):
+        refusal = _hold_write(account=account, order_id=order_id, amount=amount)
+    if refusal is not None:
+        raise refusal
+
+
+def _hold_write(*, account: BrokerageAccount, order_id: str, amount: Decimal) -> BrokerageError | None:
+    """The hold's writes, or the refusal (nothing written) for ``hold_place`` to raise."""
+    keys = [_cust(account.pk, k) for k in (Kind.CASH_SETTLED, Kind.CASH_UNSETTLED, Kind.CASH_HELD)]
+    rows = ledger_rows_lock(keys)
+    settled = rows[keys[0]].balance
+    unsettled = max(rows[keys[1]].balance, ZERO)
+    restricted = unsettled > 0 and settled_cash_only(account.pk, trade_date_of(timezone.now()))
+    if restricted:
+        unsettled = ZERO
+    buying_power = settled + unsettled
+    if amount > buying_power:
+        # A replay of a hold already placed is not a refusal (its cash is held, so buying power is lower now).
         existing = CashHold.objects.filter(order_id=order_id).first()
         if existing is not None:
-            if existing.account_id == account.pk and existing.amount == amount:
-                return
-            raise Conflict(f"order {order_id} already has a different hold", error="hold_exists")
-        settled = rows[keys[0]].balance
-        unsettled = max(rows[keys[1]].balance, ZERO)
-        restricted = unsettled > 0 and settled_cash_only(account.pk, trade_date_of(timezone.now()))
-        if restricted:
-            unsettled = ZERO
-        buying_power = settled + unsettled
-        if amount > buying_power:
-            raise InsufficientFunds(
-                rule="settled_cash_only_restriction" if restricted else "cash_account_buying_power",
-                details={
-                    "required": str(amount),
-                    "buying_power": str(buying_power),
-                    "settled_cash": str(settled),
-                    "unsettled_proceeds": str(unsettled),
-                },
-            )
-        from_settled = min(amount, settled)
-        from_unsettled = amount - from_settled
-        CashHold.objects.create(
-            order_id=order_id,
-            account=account,
-            amount=amount,
-            remaining=amount,
-            unsettled_remaining=from_unsettled,
+            return _hold_existing(existing, account, order_id, amount)
+        return InsufficientFunds(
+            rule="settled_cash_only_restriction" if restricted else "cash_account_buying_power",
+            details={
+                "required": str(amount),
+                "buying_power": str(buying_power),
+                "settled_cash": str(settled),
+                "unsettled_proceeds": str(unsettled),
+            },
         )
-        now = timezone.now()
-        _entry_post(
-            source_type="hold",
-            source_id=order_id,
-            entry_type=EntryType.HOLD,
-            account=account,
-            effective_date=trade_date_of(now),
-            occurred_at=now,
-            details={"order_id": order_id, "amount": str(amount)},
-            legs=[
-                _Leg(rows[keys[0]], -from_settled),
-                _Leg(rows[keys[1]], -from_unsettled),
-                _Leg(rows[keys[2]], amount),
-            ],
-        )
+    from_settled = min(amount, settled)
+    from_unsettled = amount - from_settled
+    with connection.cursor() as cursor:  # the row, or the existing one's order id conflicts: one statement
+        cursor.execute(_HOLD_INSERT_SQL, [order_id, account.pk, amount, amount, from_unsettled])
+        inserted = cursor.fetchone() is not None
+    if not inserted:
+        return _hold_existing(CashHold.objects.get(order_id=order_id), account, order_id, amount)
+    now = timezone.now()
+    _entry_post(
+        source_type="hold",
+        source_id=order_id,
+        entry_type=EntryType.HOLD,
+        account=account,
+        effective_date=trade_date_of(now),
+        occurred_at=now,
+        details={"order_id": order_id, "amount": str(amount)},
+        legs=[
+            _Leg(rows[keys[0]], -from_settled),
+            _Leg(rows[keys[1]], -from_unsettled),
+            _Leg(rows[keys[2]], amount),
+        ],
+    )
+    return None
+
+
+def _hold_existing(
+    existing: CashHold, account: BrokerageAccount, order_id: str, amount: Decimal
+) -> BrokerageError | None:
+    if existing.account_id == account.pk and existing.amount == amount:
+        return None  # the same hold again: idempotent
+    return Conflict(f"order {order_id} already has a different hold", error="hold_exists")
 
 
 def hold_release(*, order_id: str, amount: Decimal | None = None) -> Decimal:
