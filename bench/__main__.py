@@ -19,17 +19,29 @@ yet is reported as skipped.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import hashlib
 import importlib
 import importlib.util
+import json
 import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
-from bench.harness import ROOT, Config, print_table, run_stage, write_latest, write_result
+from bench.harness import (
+    RESULTS,
+    ROOT,
+    Config,
+    machine,
+    print_table,
+    run_stage,
+    write_latest,
+    write_result,
+)
 
 # Stage registry: name -> (module, environment). Order is the run order. Environment "bench" runs in
 # .run/bench-venv (comparison libraries, matplotlib); "platform" runs in the platform venv .venv (Django, Kafka
@@ -99,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     in_bench_venv = Path(sys.prefix).resolve() == VENV.resolve()
     failed = False
-    for name in args.stage or list(STAGES):
+    started, started_utc = time.monotonic(), dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    stages = args.stage or list(STAGES)
+    for name in stages:
         mod_name, env = STAGES[name]
         if env == "platform" and in_bench_venv:
             failed |= run_in_platform_venv(name, config)
@@ -115,12 +129,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {write_result(result)}")
         print_table(result)
         results.append(result)
+    elapsed = time.monotonic() - started
     if not config.quick:  # quick results go to <stage>.quick.json only
-        print(f"wrote {write_latest(results)}")
+        run = {
+            "command": "make bench" if argv == [] else command,
+            "stages": stages,
+            "elapsed_s": round(elapsed, 1),
+            "started_utc": started_utc,
+            "git_revision": machine()["git_revision"],
+        }
+        print(f"wrote {write_latest(results, run)}")
+        targets_print(stages)
+    print(f"bench: {len(stages)} stage(s) took {elapsed / 60:.1f} min", file=sys.stderr)
     if not args.no_docs and not config.quick:
         print(f"wrote {report.write_docs()}")
     bad = failed or any(r["mismatches"] or r["errors"] for r in results)
     return 1 if bad else 0
+
+
+def targets_print(stages: list[str]) -> None:
+    """Every target of the stages just run (each stage printed its own table already)."""
+    print("\n== targets (issue 9) ==")
+    for name in stages:
+        path = RESULTS / f"{name}.json"
+        if not path.exists():
+            print(f"  {name:<18} no result file")
+            continue
+        for t in json.loads(path.read_text()).get("targets", []):
+            print(f"  {name:<18} [{'met   ' if t['met'] else 'MISSED'}] {t['target']}: {t['detail']}")
 
 
 def load_stage(name: str, mod_name: str) -> ModuleType | None:

@@ -355,7 +355,7 @@ def is_harness_result(data: Any) -> bool:
     return isinstance(data, dict) and {"stage", "machine", "groups", "baseline", "config"} <= data.keys()
 
 
-def write_latest(results: Sequence[Mapping[str, Any]]) -> Path:
+def write_latest(results: Sequence[Mapping[str, Any]], run: Mapping[str, Any] | None = None) -> Path:
     """Summary of every stage's newest result file (the stages not run now keep their previous figures)."""
     stages: dict[str, Any] = {}
     for path in sorted(RESULTS.glob("*.json")):
@@ -377,7 +377,9 @@ def write_latest(results: Sequence[Mapping[str, Any]]) -> Path:
             "targets": data.get("targets", []),
             "mismatches": data.get("mismatches", []),
         }
-    out = {"machine": machine(), "ran_now": [r["stage"] for r in results], "stages": stages}
+    out: dict[str, Any] = {"machine": machine(), "ran_now": [r["stage"] for r in results], "stages": stages}
+    if run is not None:  # the whole invocation: its command, stages and wall time
+        out["run"] = dict(run)
     path = RESULTS / "latest.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     return path

@@ -115,16 +115,13 @@ def _stage_section(result: Mapping[str, Any]) -> str:
             for t in result["targets"]
         ]
         lines.append("")
-    checks = [
-        f"{g}: "
-        + ", ".join(
-            f"{k}={int(s['median'])}"
-            for k, s in grp["variants"][result["baseline"]]["metrics"].items()
-            if k.startswith("eq_")
-        )
-        for g, grp in result["groups"].items()
-        if result["baseline"] in grp["variants"] and grp["variants"][result["baseline"]]["metrics"]
-    ]
+    checks = []
+    for g, grp in result["groups"].items():
+        # The baseline's figures, or (a group without the baseline) its first variant's.
+        ref = grp["variants"].get(result["baseline"]) or next(iter(grp["variants"].values()))
+        eq = [f"{k}={int(s['median'])}" for k, s in ref["metrics"].items() if k.startswith("eq_")]
+        if eq:
+            checks.append(f"{g}: " + ", ".join(eq))
     if checks:
         lines += [
             "**Equality checks** (identical for every implementation and round unless listed below)",
@@ -137,6 +134,10 @@ def _stage_section(result: Mapping[str, Any]) -> str:
     if png.exists():
         lines += [f"![{result['stage']} scaling curves](../bench/results/{png.name})", ""]
     prof = result.get("profile")
+    if prof and "hot_spots" not in prof:  # a stage-specific profile (e.g. CPU per process, py-spy shares)
+        lines += ["**Profile at saturation** (stage-specific; see the stage module's `profile`)", ""]
+        lines += ["```json", json.dumps(prof, indent=1)[:6000], "```", ""]
+        prof = None
     if prof:
         lines += [f"**Profile** ({prof['profiler']}; {prof['workload']}, total {prof['total_s']} s)", ""]
         rows = [["function", "calls", "tottime s", "share %", "cumtime s"]]
@@ -180,6 +181,28 @@ def _stage_section(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _run_summary(results: list[dict[str, Any]]) -> list[str]:
+    """The last whole ``python -m bench`` run (from latest.json) and every stage's targets in one table."""
+    out: list[str] = []
+    latest = RESULTS / "latest.json"
+    run = json.loads(latest.read_text()).get("run") if latest.exists() else None
+    if run:
+        out += [
+            "## Last full run",
+            "",
+            f"- `{run['command']}` ran {', '.join(run['stages'])} in **{run['elapsed_s'] / 60:.1f} min** "
+            f"(git revision `{run['git_revision']}`, started {run['started_utc']} UTC)",
+            "",
+        ]
+    rows = [["stage", "target", "status", "measured"]]
+    for r in results:
+        for t in r.get("targets", []):
+            rows.append([r["stage"], t["target"], "met" if t["met"] else "**missed**", t["detail"]])
+    if len(rows) > 1:
+        out += ["## Targets at a glance (issue 9)", "", _md_table(rows), ""]
+    return out
+
+
 def write_docs() -> Path:
     results = []
     foreign = []
@@ -211,6 +234,7 @@ def write_docs() -> Path:
             f"- {machine['python']}; shared with other engineers' test runs (hence interleaving and min-max)",
             "",
         ]
+    parts += _run_summary(results)
     parts += ["## Analysis of missed targets", "", BEGIN, analysis, END, ""]
     for r in results:
         plot(r)  # before the sections, which embed the PNG only if it exists
