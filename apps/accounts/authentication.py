@@ -53,12 +53,16 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     @staticmethod
     def _valid_key(key_id: str, secret: str) -> ApiKey | None:
-        api_key = (
+        api_key = None
+        if 0 < len(key_id) <= 32:
             # The owner's brokerage account comes in the same query: nearly every API-key request needs it.
-            ApiKey.objects.select_related("owner", "owner__brokerage_account").filter(key_id=key_id).first()
-            if 0 < len(key_id) <= 32
-            else None
-        )
+            # key_id is unique, so get() (no ORDER BY to build, as first() would add).
+            try:
+                api_key = ApiKey.objects.select_related("owner", "owner__brokerage_account").get(
+                    key_id=key_id
+                )
+            except ApiKey.DoesNotExist:
+                api_key = None
         # Hash even when the key is unknown so a miss costs what a hit costs.
         stored = api_key.secret_hash if api_key is not None else apikeys.secret_hash("unknown", "unknown")
         matches = apikeys.secret_matches(key_id, secret, stored)
