@@ -14,6 +14,14 @@ Groups ``latency@R``: open loop at R orders/s to ``POST /v2/orders`` (each with 
 16 connections; ``ack_p50_ms``/``ack_p99_ms`` from the scheduled send time (so queueing counts). Sending stops
 ``duration_s`` after the start and the run ends ``GRACE_S`` later: requests not answered by then count in
 ``unanswered``, and enter the percentiles at that bound, so a percentile that reaches them is a lower bound.
+Group ``fill@R``: submit -> ``fill`` on ``trade_updates``. The measurement starts the order pipeline of its own
+(outbox relay, engine, projection, on a fresh topic prefix; the other cases' resting orders are marked relayed
+first, bench-only, so this engine sees only this case's orders) and the ws process (``deploy/ws_server.py``);
+a listener process holds one ``/stream`` connection per seller, authenticated and listening to
+``trade_updates``. After a warm-up pair has filled, R orders/s are sent open loop: a resting buy then a crossing
+sell at the same price, alternating; ``fill_p50_ms``/``fill_p99_ms`` run from each sell's scheduled send time to
+its ``fill`` update arriving at the client (one clock: CLOCK_MONOTONIC is system-wide). Sells without a fill by
+the bound count in ``unanswered`` and enter the percentiles at the bound.
 Group ``reads``: the market-data read path, closed loop ``GET /v2/stocks/{symbol}/quotes/latest`` (API-key auth,
 one Redis ``HGET``, no PostgreSQL); the quote is seeded through ``apps.marketdata.services.book_level_apply`` as
 the market-data consumer writes it.
@@ -32,7 +40,16 @@ from bench.harness import Case, Config, Curve
 
 TITLE = "Single-order REST: POST /v2/orders vs a bare DRF create (2 gunicorn workers)"
 BASELINE = "bare_drf"
-TABLE_METRICS = ("req_per_s", "server_cpu_ms", "pg_cpu_ms", "ack_p50_ms", "ack_p99_ms", "unanswered")
+TABLE_METRICS = (
+    "req_per_s",
+    "server_cpu_ms",
+    "pg_cpu_ms",
+    "ack_p50_ms",
+    "ack_p99_ms",
+    "fill_p50_ms",
+    "fill_p99_ms",
+    "unanswered",
+)
 CURVES = (
     Curve(
         title="POST /v2/orders: open-loop ack latency vs offered rate",
@@ -46,7 +63,9 @@ CURVES = (
 CLIENTS = 8
 OPEN_CONNECTIONS = 16
 GRACE_S = 3.0
-RATES = (50, 100, 200)
+RATES = (50, 200)
+FILL_RATE = 200
+FILL_GRACE_S = 8.0
 LOGS = pipeline.ROOT / ".run" / "bench-rest"
 _seeded: list[dict[str, str]] = []
 _server: dict[str, Any] = {}
@@ -123,6 +142,7 @@ def cases(config: Config) -> list[Case]:
         Case(f"latency@{rate}", "orders", {"path": "/v2/orders", "rate": rate, "duration_s": d})
         for rate in RATES
     ]
+    out.append(Case(f"fill@{FILL_RATE}", "orders", {"rate": FILL_RATE, "duration_s": d}))
     out.append(
         Case(
             "reads", "latest_quote", {"path": f"/v2/stocks/{pipeline.SYMBOL}/quotes/latest", "duration_s": d}
@@ -251,6 +271,206 @@ def _open(
     }
 
 
+def _fill(port: int, accounts: list[dict[str, str]], rate: int, duration: float) -> dict[str, float]:
+    """Submit -> ``fill`` on trade_updates, open loop (see the module docstring)."""
+    import multiprocessing as mp
+
+    import psycopg
+
+    with psycopg.connect(pipeline.DB_URL, autocommit=True) as conn:
+        conn.execute("UPDATE core_storedevent SET published_at = now() WHERE published_at IS NULL")
+    prefix = pipeline.new_prefix()
+    pipeline.manage(prefix, "kafka_topics")
+    procs = pipeline.Procs(prefix, LOGS / "fill")
+    ws_port = pipeline.free_port()
+    ctx = mp.get_context("fork")
+    fills: Any = ctx.Queue()
+    stop = ctx.Event()
+    listener = None
+    try:
+        procs.start("relay", [pipeline.PY, "manage.py", "run_outbox_relay"])
+        procs.start("engine", [pipeline.PY, "manage.py", "run_engine"])
+        procs.start("projection", [pipeline.PY, "manage.py", "run_consumer", "orders.projection"])
+        ws_argv = [pipeline.PY, "deploy/ws_server.py", "-b", "127.0.0.1", "-p", str(ws_port)]
+        procs.start("ws", [*ws_argv, "--drain-seconds", "0", "brokerage.asgi:application"])
+        _wait(ws_port)
+        sellers = [(a["seller_key"], a["seller_secret"]) for a in accounts]
+        listener = ctx.Process(target=_listen_main, args=(ws_port, sellers, fills, stop), daemon=True)
+        listener.start()
+        if fills.get(timeout=120) is not None:
+            raise RuntimeError("the trade_updates listener did not start")
+        _warm_pair(port, accounts[0], fills)
+        return _fill_open(port, accounts, rate, duration, fills)
+    finally:
+        stop.set()
+        if listener is not None:
+            listener.join(10)
+        procs.stop()
+
+
+def _pair_bodies(tag: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    buy = {
+        "symbol": pipeline.SYMBOL,
+        "qty": "1",
+        "side": "buy",
+        "type": "limit",
+        "time_in_force": "day",
+        "limit_price": "100",
+        "client_order_id": f"fb-{tag}",
+    }
+    return buy, {**buy, "side": "sell", "client_order_id": f"fs-{tag}"}
+
+
+def _post(conn: Any, acct: dict[str, str], role: str, body: dict[str, Any]) -> int:
+    import orjson
+
+    hdrs = {
+        **pipeline.headers(acct[f"{role}_key"], acct[f"{role}_secret"]),
+        "Idempotency-Key": uuid.uuid4().hex,
+    }
+    conn.request("POST", "/v2/orders", body=orjson.dumps(body), headers=hdrs)
+    resp = conn.getresponse()
+    resp.read()
+    return int(resp.status)
+
+
+def _warm_pair(port: int, acct: dict[str, str], fills: Any) -> None:
+    """One buy/sell pair through the whole path; returns once its sell's fill reached the client (<= 120 s)."""
+    import http.client
+    import queue
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    buy, sell = _pair_bodies(f"warm-{uuid.uuid4().hex}")
+    _post(conn, acct, "buyer", buy)
+    _post(conn, acct, "seller", sell)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            item = fills.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if item is not None and item[0] == sell["client_order_id"]:
+            return
+    raise RuntimeError("the warm-up pair's fill never reached trade_updates within 120 s")
+
+
+def _fill_open(
+    port: int, accounts: list[dict[str, str]], rate: int, duration: float, fills: Any
+) -> dict[str, float]:
+    import http.client
+    import queue
+
+    todo: queue.Queue[tuple[float, int] | None] = queue.Queue()
+    due_of: dict[str, float] = {}
+    bad = [0]
+    lock = threading.Lock()
+    start = time.monotonic()
+    end = start + duration + FILL_GRACE_S
+    tags = [f"{i}-{uuid.uuid4().hex[:8]}" for i in range(int(rate * duration) // 2)]
+
+    def worker(w: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while (item := todo.get()) is not None:
+            due, j = item
+            if time.monotonic() >= end:
+                continue
+            acct = accounts[(j // 2) % len(accounts)]
+            buy, sell = _pair_bodies(tags[j // 2])
+            if j % 2 == 0:
+                status = _post(conn, acct, "buyer", buy)
+            else:
+                with lock:
+                    due_of[sell["client_order_id"]] = due
+                status = _post(conn, acct, "seller", sell)
+            if not 200 <= status < 300:
+                with lock:
+                    bad[0] += 1
+
+    threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(OPEN_CONNECTIONS)]
+    for t in threads:
+        t.start()
+    n = len(tags) * 2
+    for j in range(n):
+        due = start + j / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        todo.put((due, j))
+    for _ in threads:
+        todo.put(None)
+    got: dict[str, float] = {}
+    while time.monotonic() < end and len(got) < len(tags):
+        try:
+            item = fills.get(timeout=max(0.05, min(0.5, end - time.monotonic())))
+        except queue.Empty:
+            continue
+        if item is not None and item[0].startswith("fs-") and not item[0].startswith("fs-warm"):
+            got[item[0]] = item[1]
+    with lock:
+        lat = sorted((got[c] - d) * 1000 for c, d in due_of.items() if c in got)
+        errors = bad[0]
+    unanswered = len(tags) - len(lat)
+    full = lat + [(duration + FILL_GRACE_S) * 1000] * unanswered
+
+    def pct(p: float) -> float:
+        return full[min(len(full) - 1, int(p * len(full)))] if full else float("nan")
+
+    return {
+        "fill_p50_ms": pct(0.5),
+        "fill_p99_ms": pct(0.99),
+        "unanswered": float(unanswered),
+        "filled": float(len(lat)),
+        "errors": float(errors),
+    }
+
+
+def _listen_main(ws_port: int, sellers: list[tuple[str, str]], fills: Any, stop: Any) -> None:
+    import asyncio
+
+    asyncio.run(_listen(ws_port, sellers, fills, stop))
+
+
+async def _listen(ws_port: int, sellers: list[tuple[str, str]], fills: Any, stop: Any) -> None:
+    """One trade_updates connection per seller; every ``fill`` (client_order_id, monotonic time) to ``fills``."""
+    import asyncio
+    import contextlib
+
+    import orjson
+    from websockets.asyncio.client import ClientConnection, connect
+    from websockets.exceptions import ConnectionClosed
+
+    async def open_one(key: str, secret: str) -> ClientConnection:
+        ws = await connect(
+            f"ws://127.0.0.1:{ws_port}/stream", max_size=None, open_timeout=60, ping_interval=None
+        )
+        auth = {"action": "authenticate", "data": {"key_id": key, "secret_key": secret}}
+        await ws.send(orjson.dumps(auth).decode())
+        await ws.recv()
+        await ws.send(orjson.dumps({"action": "listen", "data": {"streams": ["trade_updates"]}}).decode())
+        while orjson.loads(await ws.recv()).get("stream") != "listening":
+            pass
+        return ws
+
+    async def reader(ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in ws:
+                now = time.monotonic()
+                msg = orjson.loads(raw)
+                data = msg.get("data") or {}
+                if msg.get("stream") == "trade_updates" and data.get("event") == "fill":
+                    fills.put((data["order"]["client_order_id"], now))
+
+    conns = await asyncio.gather(*(open_one(k, sec) for k, sec in sellers))
+    fills.put(None)  # all listening
+    tasks = [asyncio.create_task(reader(ws)) for ws in conns]
+    while not stop.is_set():
+        await asyncio.sleep(0.1)
+    for t in tasks:
+        t.cancel()
+    for ws in conns:
+        await ws.close()
+
+
 def _pg_backends() -> list[int]:
     rows = pipeline.query(
         "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [pipeline.DB_NAME]
@@ -264,6 +484,8 @@ def run(r: int, case: Case, config: Config) -> dict[str, float]:
     # This measurement child is the load generator; gunicorn runs as separate processes.
     if case.group.startswith("latency"):
         return _open(port, _seeded, p["path"], p["rate"], p["duration_s"])
+    if case.group.startswith("fill"):
+        return _fill(port, _seeded, p["rate"], p["duration_s"])
     backends = _pg_backends()
     before = procstat.sample({"server": pgid}, {"pg": backends})
     out = _closed(port, _seeded, p["path"], p["duration_s"])
@@ -319,11 +541,20 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
                 + (f" (a lower bound: {lost:,.0f} of {sent:,} not answered in time)" if lost else ""),
             }
         )
-    out.append(
-        {
-            "target": "submit->fill event on trade_updates p99 < 100 ms at 200 orders/s",
-            "met": False,
-            "detail": "not measured by this stage (see the ingest stage for order-to-fill-persisted latency)",
-        }
-    )
+    fgrp = result["groups"].get(f"fill@{FILL_RATE}", {})
+    fill = fgrp.get("variants", {}).get("orders", {}).get("metrics", {})
+    if fill:
+        p99 = fill["fill_p99_ms"]["median"]
+        lost = fill["unanswered"]["median"]
+        sells = fgrp["params"]["rate"] * fgrp["params"]["duration_s"] // 2
+        out.append(
+            {
+                "target": f"submit->fill event on trade_updates p99 < 100 ms at {FILL_RATE} orders/s",
+                "met": p99 < 100 and lost == 0,
+                "detail": f"p50 {fill['fill_p50_ms']['median']:,.1f} ms, p99 {p99:,.1f} ms"
+                + (
+                    f" (a lower bound: {lost:,.0f} of {sells:,} sells without a fill in time)" if lost else ""
+                ),
+            }
+        )
     return out
