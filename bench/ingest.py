@@ -32,7 +32,9 @@ projection's wall time per full 100-event chunk while backlogged (from its inbox
 ``cpu_<process>_pct`` percent of one core per process group over the window (``bench/procstat.py``) and
 ``cpu_ms_per_order_<process>`` CPU per order through to its persisted fill (window + drain: it does not depend on
 how much of the shared machine the pipeline got, so it says what a dedicated machine would carry);
-``pg_*`` mean backends of the bench database running / waiting on locks / on I/O. Invariants after the drain, every
+``runq_<process>_pct`` percent of the window its main threads were runnable but waiting for a CPU
+(``/proc/<pid>/schedstat``: starvation by the machine's other load); ``pg_*`` mean backends of the bench database
+running / waiting on locks / on I/O. Invariants after the drain, every
 round: ``eq_ledger_ok`` (the queries of ``manage.py ledger_verify``: cached = derived balance per ledger account,
 trial balance zero per asset, every entry balanced, i.e. balances plus fees invariant to the cent), ``eq_lost``
 (accepted orders missing in the database, or without an engine outcome after the drain), ``eq_dup_fills`` (orders
@@ -303,12 +305,19 @@ def _pct(sorted_vals: list[float], p: float) -> float:
     return sorted_vals[min(len(sorted_vals) - 1, int(p * len(sorted_vals)))]
 
 
-def _cpu_sample() -> dict[str, float]:
-    pg = [
+def _pg_pids() -> list[int]:
+    return [
         int(r[0])
         for r in pipeline.query("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
     ]
-    return procstat.sample(_state["groups"], {"postgres": pg, "kafka": procstat.kafka_pids()})
+
+
+def _cpu_sample() -> dict[str, float]:
+    return procstat.sample(_state["groups"], {"postgres": _pg_pids(), "kafka": procstat.kafka_pids()})
+
+
+def _runq_sample() -> dict[str, float]:
+    return procstat.run_queue(_state["groups"], {"postgres": _pg_pids()})
 
 
 class _PgWaits:
@@ -426,6 +435,7 @@ def _run_pipeline(r: int, case: Case) -> dict[str, float]:
     _quiet()
     tag = f"{case.group}{r}{uuid.uuid4().hex[:6]}"
     waits = _PgWaits()
+    rq0 = _runq_sample()
     cpu0, t0 = _cpu_sample(), time.monotonic()
     out = _load(
         _state["port"],
@@ -436,6 +446,7 @@ def _run_pipeline(r: int, case: Case) -> dict[str, float]:
         duration=case.params["duration_s"],
     )
     cpu1, t1 = _cpu_sample(), time.monotonic()
+    rq1 = _runq_sample()
     pg_waits = waits.stop()
     lags = _lags()
     accepted, sells = _accepted(out)
@@ -501,6 +512,8 @@ def _run_pipeline(r: int, case: Case) -> dict[str, float]:
         metrics[f"cpu_ms_per_order_{name}"] = pct * 10.0 / e2e_orders
         total += pct * 10.0 / e2e_orders
     metrics["cpu_ms_per_order_total"] = total
+    for name, pct in procstat.share(rq0, rq1, t1 - t0).items():  # % of the window runnable without a CPU
+        metrics[f"runq_{name}_pct"] = pct
     metrics.update(lags)
     metrics.update(_projection_chunks(out["wall_start"]))
     metrics["pg_active_backends"] = sum(pg_waits.values())

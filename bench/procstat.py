@@ -32,6 +32,31 @@ def _cmdline(pid: str) -> str:
         return ""
 
 
+def _run_delay(pid: str) -> float:
+    """Seconds the process's main thread has spent runnable but waiting for a CPU (``/proc/<pid>/schedstat``)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def run_queue(groups: Mapping[str, int], extra: Mapping[str, list[int]] | None = None) -> dict[str, float]:
+    """Run-queue wait so far (seconds) of every named process group's main threads (and of named pid lists,
+    as ``name:pid`` like ``sample``): time it wanted a CPU and had none. Its share of the wall time says how much
+    a process was starved by the machine's other load."""
+    want = {pgid: name for name, pgid in groups.items()}
+    out = dict.fromkeys(groups, 0.0)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        st = _stat(pid)
+        if st is not None and st[0] in want:
+            out[want[st[0]]] += _run_delay(pid)
+    for name, pids in (extra or {}).items():
+        out.update({f"{name}:{p}": _run_delay(str(p)) for p in pids})
+    return out
+
+
 def kafka_pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit() and "kafka.Kafka" in _cmdline(p)]
 
