@@ -25,6 +25,8 @@ Margin accounts use the same cash rules for now (no margin lending).
 from __future__ import annotations
 
 import calendar
+import json
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -63,7 +65,6 @@ from apps.settlement.models import (
     JournalEntry,
     LedgerAccount,
     LotSelection,
-    Posting,
     RealizedGain,
     SettlementObligation,
     ShareReservation,
@@ -216,8 +217,19 @@ def _entry_post(
     description: str = "",
     details: dict[str, Any] | None = None,
 ) -> JournalEntry:
-    """Insert one balanced entry, its postings, and move the cached balances (rows must already be locked)."""
-    entry = JournalEntry.objects.create(
+    """Insert one balanced entry, its postings, and move the cached balances (rows must already be locked).
+
+    One statement does all three (a round trip each, and one per posting, before). The deferred balanced-entry
+    trigger checks the entry at commit; a second entry for the same source fails on its unique constraint.
+    """
+    totals: dict[int, Decimal] = defaultdict(Decimal)
+    rows: dict[int, LedgerAccount] = {}
+    for leg in legs:
+        totals[leg.row.pk] += leg.amount
+        rows[leg.row.pk] = leg.row
+    moves = [(pk, amount) for pk, amount in sorted(totals.items()) if amount != 0]
+    entry = JournalEntry(
+        activity_id=uuid.uuid4(),
         source_type=source_type,
         source_id=source_id,
         entry_type=entry_type,
@@ -226,43 +238,59 @@ def _entry_post(
         occurred_at=occurred_at,
         description=description[:300],
         details=details or {},
+        created_at=timezone.now(),
     )
-    totals: dict[int, Decimal] = defaultdict(Decimal)
-    rows: dict[int, LedgerAccount] = {}
-    for leg in legs:
-        totals[leg.row.pk] += leg.amount
-        rows[leg.row.pk] = leg.row
-    postings = [
-        Posting(entry=entry, ledger_account=rows[pk], asset=rows[pk].asset, amount=amount)
-        for pk, amount in sorted(totals.items())
-        if amount != 0
-    ]
-    if not postings:
+    if not moves:  # nothing moves: the entry alone (kept for the activity record)
+        entry.save(force_insert=True)
         return entry
-    ids = [p.ledger_account_id for p in postings]
-    amounts = [p.amount for p in postings]
+    ids = [pk for pk, _ in moves]
+    amounts = [amount for _, amount in moves]
     with connection.cursor() as cursor:
         cursor.execute(
-            _POSTINGS_APPLY_SQL, [entry.pk, ids, [p.asset for p in postings], amounts, ids, amounts]
+            _ENTRY_POST_SQL,
+            [
+                entry.activity_id,
+                source_type,
+                source_id,
+                entry_type,
+                None if account is None else account.pk,
+                entry.description,
+                effective_date,
+                occurred_at,
+                entry.created_at,
+                json.dumps(entry.details),
+                ids,
+                [rows[pk].asset for pk in ids],
+                amounts,
+                ids,
+                amounts,
+            ],
         )
-        moved = {int(pk): balance for pk, balance in cursor.fetchall()}
-    assert len(moved) == len(postings), "a posting's ledger row is missing"
-    for pk, balance in moved.items():
-        rows[pk].balance = balance
+        result = cursor.fetchall()
+    assert len(result) == len(moves), "a posting's ledger row is missing"
+    for entry_id, pk, balance in result:
+        entry.pk = int(entry_id)
+        rows[int(pk)].balance = balance
+    entry._state.adding = False
+    entry._state.db = connection.alias
     return entry
 
 
-# The postings and the cached balances they move, in ONE statement (a round trip per posting before). The
-# rows are locked by the caller already; the deferred balanced-entry trigger still checks the entry at commit.
-_POSTINGS_APPLY_SQL = """
-    WITH posted AS (
+_ENTRY_POST_SQL = """
+    WITH entry AS (
+        INSERT INTO settlement_journalentry (activity_id, source_type, source_id, entry_type, account_id,
+            description, effective_date, occurred_at, created_at, details)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+        RETURNING id
+    ), posted AS (
         INSERT INTO settlement_posting (entry_id, ledger_account_id, asset, amount)
-        SELECT %s, u.id, u.asset, u.amount FROM unnest(%s::bigint[], %s::text[], %s::numeric[]) AS u(id, asset, amount)
+        SELECT entry.id, u.id, u.asset, u.amount
+        FROM entry, unnest(%s::bigint[], %s::text[], %s::numeric[]) AS u(id, asset, amount)
     )
     UPDATE settlement_ledgeraccount l SET balance = l.balance + u.amount, updated_at = now()
     FROM unnest(%s::bigint[], %s::numeric[]) AS u(id, amount)
     WHERE l.id = u.id
-    RETURNING l.id, l.balance
+    RETURNING (SELECT id FROM entry), l.id, l.balance
 """
 
 
