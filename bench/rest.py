@@ -255,16 +255,10 @@ def _open(
         answered = sorted(lat)
         errors = bad[0]
     unanswered = n - len(answered) - errors
-    # Unanswered requests enter the percentiles at the bound (their latency is at least that).
-    bound_ms = (duration + GRACE_S) * 1000
-    full = answered + [bound_ms] * unanswered
-
-    def pct(p: float) -> float:
-        return full[min(len(full) - 1, int(p * len(full)))] if full else float("nan")
-
+    p50, p99 = _bounded_percentiles(answered, unanswered, (duration + GRACE_S) * 1000)
     return {
-        "ack_p50_ms": pct(0.5),
-        "ack_p99_ms": pct(0.99),
+        "ack_p50_ms": p50,
+        "ack_p99_ms": p99,
         "unanswered": float(unanswered),
         "acked": float(len(answered)),
         "errors": float(errors),
@@ -410,14 +404,10 @@ def _fill_open(
         lat = sorted((got[c] - d) * 1000 for c, d in due_of.items() if c in got)
         errors = bad[0]
     unanswered = len(tags) - len(lat)
-    full = lat + [(duration + FILL_GRACE_S) * 1000] * unanswered
-
-    def pct(p: float) -> float:
-        return full[min(len(full) - 1, int(p * len(full)))] if full else float("nan")
-
+    p50, p99 = _bounded_percentiles(lat, unanswered, (duration + FILL_GRACE_S) * 1000)
     return {
-        "fill_p50_ms": pct(0.5),
-        "fill_p99_ms": pct(0.99),
+        "fill_p50_ms": p50,
+        "fill_p99_ms": p99,
         "unanswered": float(unanswered),
         "filled": float(len(lat)),
         "errors": float(errors),
@@ -469,6 +459,15 @@ async def _listen(ws_port: int, sellers: list[tuple[str, str]], fills: Any, stop
         t.cancel()
     for ws in conns:
         await ws.close()
+
+
+def _bounded_percentiles(answered: list[float], unanswered: int, bound_ms: float) -> tuple[float, float]:
+    """p50 and p99 of sorted ``answered`` latencies, the unanswered entering at the bound (their latency is at
+    least that, so a percentile that lands on them is a lower bound)."""
+    full = answered + [bound_ms] * unanswered
+    if not full:
+        return float("nan"), float("nan")
+    return full[min(len(full) - 1, int(0.5 * len(full)))], full[min(len(full) - 1, int(0.99 * len(full)))]
 
 
 def _pg_backends() -> list[int]:
