@@ -51,6 +51,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 
 from apps.core.health import is_draining
+from apps.core.ws import DbFreeLayerEventsMixin
 from apps.marketdata import selectors, shapes
 from apps.marketdata.cache import RedisUnavailable
 from apps.marketdata.stream import CHANNELS, group_name
@@ -89,7 +90,10 @@ def _error(code: int, msg: str) -> dict[str, Any]:
     return {"T": "error", "code": code, "msg": msg}
 
 
-class MarketDataStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+class MarketDataStreamConsumer(DbFreeLayerEventsMixin, AsyncWebsocketConsumer):  # type: ignore[misc]
+    # md_update only filters and queues frames: no database, so no per-message connection-closing hop.
+    db_free_events = frozenset({"md.update"})
+
     async def connect(self) -> None:
         headers = {k.decode().lower(): v.decode() for k, v in self.scope.get("headers", [])}
         origin = headers.get("origin")

@@ -26,6 +26,7 @@ from django.conf import settings
 from prometheus_client import Counter
 
 from apps.core.health import is_draining
+from apps.core.ws import DbFreeLayerEventsMixin
 from apps.orders.projection import group_name
 
 BACKLOG_EXTENSION = "x-brokerage.write-backlog"  # set by deploy/ws_server.py: {"bytes": () -> int | None}
@@ -61,7 +62,10 @@ def _account_for_keys(key_id: str, secret: str, ip: str | None = None) -> str | 
     return str(account.id) if account is not None else None
 
 
-class TradeUpdatesConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+class TradeUpdatesConsumer(DbFreeLayerEventsMixin, AsyncWebsocketConsumer):  # type: ignore[misc]
+    # trade_update only sends the pushed payload: no database, so no per-message connection-closing hop.
+    db_free_events = frozenset({"trade.update"})
+
     account_id: str | None = None
     listening: bool = False
 
