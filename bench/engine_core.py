@@ -148,6 +148,8 @@ def cases(config: Config) -> list[Case]:
                 "spread_levels": spec[1],
                 "ops": n_ops(config, g),
                 "mix": "thin" if g == "thin" else "thick",
+                # The depth groups are the scaling curve: 3 rounds; thick and thin are the headline (all rounds).
+                **({"rounds": min(3, config.rounds)} if g.startswith("depth=") else {}),
             },
         )
         for g, spec in GROUPS.items()

@@ -21,6 +21,8 @@ Invariants:
 - A metric named ``eq_*`` is a correctness check: it must be identical across the variants of a group and across
   rounds; any difference is listed under ``mismatches`` and makes ``python -m bench`` exit 1.
 - Statistics are the median and min-max over rounds; nothing is averaged away silently.
+- A group whose case params carry ``rounds`` runs in that many rounds only (the first ones); the figures say how
+  many (``n``). Comparisons the issue asks for keep the full ``config.rounds`` (>= 5).
 """
 
 from __future__ import annotations
@@ -215,6 +217,9 @@ def run_stage(name: str, module: ModuleType, config: Config, command: str) -> di
     errors: list[str] = []
     for r in range(config.rounds):
         for g, variants in groups.items():
+            # A costly group (a scaling point, a pipeline window) may run in fewer rounds: params["rounds"].
+            if r >= int(next(iter(variants.values())).params.get("rounds", config.rounds)):
+                continue
             for v in _rotate(list(variants), r):
                 t0 = time.monotonic()
                 try:
@@ -316,7 +321,10 @@ def table_rows(result: Mapping[str, Any]) -> list[list[str]]:
             row = [g, v]
             for m in metrics:
                 s = data["metrics"].get(m)
-                row.append(f"{_fmt(s['median'])} [{_fmt(s['min'])}-{_fmt(s['max'])}]" if s else "-")
+                cell = f"{_fmt(s['median'])} [{_fmt(s['min'])}-{_fmt(s['max'])}]" if s else "-"
+                if s and s["n"] != result["config"]["rounds"]:
+                    cell += f" (n={s['n']})"  # a group run in fewer rounds
+                row.append(cell)
                 rt = data["ratios"].get(m)
                 row.append(f"{rt['median']:.2f}x [{rt['min']:.2f}-{rt['max']:.2f}]" if rt else "")
             rows.append(row)

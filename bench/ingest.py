@@ -187,7 +187,16 @@ def cases(config: Config) -> list[Case]:
     for b in (10, 100):  # the batch-size curve (no row_commit here: its ratio is taken at 1,000 rows)
         for v in ("insert_batch", "copy"):
             out.append(
-                Case(f"writer_b{b}", v, {"rows": 2000 if config.quick else 5000, "batch": b, "wcurve": True})
+                Case(
+                    f"writer_b{b}",
+                    v,
+                    {
+                        "rows": 2000 if config.quick else 5000,
+                        "batch": b,
+                        "wcurve": True,
+                        "rounds": min(3, config.rounds),
+                    },
+                )
             )
     if RATE_CURVE:
         for name, rate in (("rate_lo", RATE // 2), ("rate_hi", RATE * 2)):

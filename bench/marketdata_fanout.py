@@ -30,8 +30,9 @@ acknowledged the subscription). Messages may legitimately be fewer than offered:
 (channel, symbol) while a client's frame is pending, so a saturated server sends the newest state.
 
 Stand-alone (no harness; prints one fresh-server measurement; ``--py-spy FILE`` records the ws process):
-``python -m bench.marketdata_fanout --variant pubsub --clients 100 --rate 40 --duration 3``; variant
-``pubsub-nohop`` serves ``bench/ws_nohop.py`` (the per-message DB-connection hop removed).
+``python -m bench.marketdata_fanout --variant pubsub --clients 100 --rate 40 --duration 3``. (The per-message
+database-connection hop that ``bench/ws_nohop.py`` removed for a measurement is now gone from the platform's own
+consumers: ``apps/core/ws.py``.)
 """
 
 from __future__ import annotations
@@ -82,7 +83,6 @@ STOCK_APP = "brokerage.asgi:application"
 VARIANTS = {
     "core": (CORE, "redis://127.0.0.1:56379/9", STOCK_APP),
     "pubsub": (PUBSUB, "redis://127.0.0.1:56379/10", STOCK_APP),
-    "pubsub-nohop": (PUBSUB, "redis://127.0.0.1:56379/10", "bench.ws_nohop:application"),
 }
 SYMBOLS = (
     4  # symbols per client subscription (each is a group_add: the cost of (un)subscribing 2,000 clients)
@@ -473,7 +473,15 @@ def cases(config: Config) -> list[Case]:
         Case(
             f"fanout={n}",
             "pubsub",
-            {"clients": n, "rate": RATE_LOW, "seconds": d, "settle": 3.0, "fresh": False, "scaling": True},
+            {
+                "clients": n,
+                "rate": RATE_LOW,
+                "seconds": d,
+                "settle": 3.0,
+                "fresh": False,
+                "scaling": True,
+                "rounds": min(3, config.rounds),  # the scaling curve: 3 rounds (the layer comparison: all)
+            },
         )
         for n in scaling
     ]

@@ -133,7 +133,7 @@ def _quote_seed() -> None:
 
 
 def cases(config: Config) -> list[Case]:
-    d = 3 if config.quick else 6
+    d = 3 if config.quick else 5
     out = [
         Case("throughput", "bare_drf", {"path": "/bench/bare", "duration_s": d}),
         Case("throughput", "orders", {"path": "/v2/orders", "duration_s": d}),
@@ -142,7 +142,9 @@ def cases(config: Config) -> list[Case]:
         Case(f"latency@{rate}", "orders", {"path": "/v2/orders", "rate": rate, "duration_s": d})
         for rate in RATES
     ]
-    out.append(Case(f"fill@{FILL_RATE}", "orders", {"rate": FILL_RATE, "duration_s": d}))
+    # Submit -> fill starts a pipeline and a ws server per measurement: 2 rounds.
+    fill = {"rate": FILL_RATE, "duration_s": d, "rounds": min(2, config.rounds)}
+    out.append(Case(f"fill@{FILL_RATE}", "orders", fill))
     out.append(
         Case(
             "reads", "latest_quote", {"path": f"/v2/stocks/{pipeline.SYMBOL}/quotes/latest", "duration_s": d}
