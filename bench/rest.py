@@ -116,6 +116,49 @@ def _server_start() -> None:
     # Warm both workers on every path (URLconf, serializers, database connections) before anything is measured.
     for path in ("/bench/bare", "/v2/orders", f"/v2/stocks/{pipeline.SYMBOL}/quotes/latest"):
         _closed(port, _seeded, path, 1.5)
+    # One topic prefix and one fresh symbol for every submit->fill measurement of the stage: the engine's event
+    # ids are uuid5(symbol, book_seq), so an engine starting empty on a symbol this database has seen would repeat
+    # ids the projection's inbox skips. Each measurement restarts the pipeline on the prefix (the engine resumes
+    # from its snapshot, book_seq going on), as a deploy restarts it.
+    _server["fill_prefix"] = pipeline.new_prefix()
+    pipeline.manage(_server["fill_prefix"], "kafka_topics")
+    _server["fill_symbol"] = _fill_symbol_seed(_seeded)
+
+
+def _fill_symbol_seed(accounts: list[dict[str, str]]) -> str:
+    """A symbol of this stage run alone (with shares for every seller): the engine's event ids are uuid5 of
+    symbol and book sequence, so a symbol an earlier engine traded on this database would repeat ids."""
+    import random
+    import string
+    from decimal import Decimal
+
+    from django.db import transaction
+
+    from apps.accounts.models import BrokerageAccount
+    from apps.orders.models import Asset
+    from apps.settlement.services import shares_deposit_post
+
+    symbol = "F" + "".join(random.choices(string.ascii_uppercase, k=4))  # a name, not a secret
+    Asset.objects.create(
+        symbol=symbol,
+        name="Bench fill corp",
+        exchange="NASDAQ",
+        price_increment=Decimal("0.01"),
+        min_trade_increment=Decimal("1"),
+        min_order_size=Decimal("1"),
+        fractionable=False,
+        reference_price=Decimal("100"),
+    )
+    for a in accounts:
+        with transaction.atomic():
+            shares_deposit_post(
+                account=BrokerageAccount.objects.get(pk=a["seller_account"]),
+                symbol=symbol,
+                qty=Decimal("1000000"),
+                cost_basis=Decimal("100000000"),
+                transfer_id=f"bench-fill-{symbol}-{a['seller_account']}",
+            )
+    return symbol
 
 
 def _quote_seed() -> None:
@@ -275,9 +318,7 @@ def _fill(port: int, accounts: list[dict[str, str]], rate: int, duration: float)
 
     with psycopg.connect(pipeline.DB_URL, autocommit=True) as conn:
         conn.execute("UPDATE core_storedevent SET published_at = now() WHERE published_at IS NULL")
-    prefix = pipeline.new_prefix()
-    pipeline.manage(prefix, "kafka_topics")
-    procs = pipeline.Procs(prefix, LOGS / "fill")
+    procs = pipeline.Procs(_server["fill_prefix"], LOGS / "fill")
     ws_port = pipeline.free_port()
     ctx = mp.get_context("fork")
     fills: Any = ctx.Queue()
@@ -306,7 +347,7 @@ def _fill(port: int, accounts: list[dict[str, str]], rate: int, duration: float)
 
 def _pair_bodies(tag: str) -> tuple[dict[str, Any], dict[str, Any]]:
     buy = {
-        "symbol": pipeline.SYMBOL,
+        "symbol": _server["fill_symbol"],
         "qty": "1",
         "side": "buy",
         "type": "limit",
