@@ -88,7 +88,9 @@ SYMBOLS = (
     4  # symbols per client subscription (each is a group_add: the cost of (un)subscribing 2,000 clients)
 )
 CLIENTS_HIGH = 100  # the core-vs-pubsub group (delivered/s at saturation; a fresh server + connections each)
-RATE_HIGH = 200.0  # ticks/s there: 100 clients -> 20,000 msgs/s offered, above what either layer delivers here
+RATE_HIGH = (
+    200.0  # ticks/s there: 100 clients -> 20,000 msgs/s offered, above what either layer delivers here
+)
 RATE_LOW = 1.0  # ticks/s in the scaling groups (each client gets them all): 2,000 clients -> 2,000 msgs/s
 LOGS = pipeline.ROOT / ".run" / "bench-marketdata"
 
@@ -218,8 +220,8 @@ class Generator:
         )
         self.proc.start()
         theirs.close()
-        if not self.conn.poll(600):
-            raise RuntimeError(f"load generator did not open {connections} connections within 600 s")
+        if not self.conn.poll(900):
+            raise RuntimeError(f"load generator did not open {connections} connections within 900 s")
         self.opened: dict[str, float] = self.conn.recv()
 
     def call(self, *msg: Any, timeout: float = 300) -> Any:
@@ -255,21 +257,24 @@ async def _generator(
     closed: list[int] = []
     acked = asyncio.Event()
 
+    async def handshake() -> ClientConnection | None:
+        ws = await connect(url, max_size=None, open_timeout=120, ping_interval=None)
+        await ws.recv()
+        await ws.send(auth)
+        reply = orjson.loads(await ws.recv())
+        if symbols is not None and reply[0].get("msg") == "authenticated":
+            await ws.send(orjson.dumps({"action": "subscribe", "trades": symbols}).decode())
+            while orjson.loads(await ws.recv())[-1].get("T") != "subscription":
+                pass
+        return ws if reply[0].get("msg") == "authenticated" else None
+
     async def open_one() -> ClientConnection | None:
         async with gate:  # a bounded number of handshakes + auths at a time, as clients would ramp up
-            try:
-                ws = await connect(url, max_size=None, open_timeout=120, ping_interval=None)
-                await ws.recv()
-                await ws.send(auth)
-                reply = orjson.loads(await ws.recv())
-                if symbols is not None and reply[0].get("msg") == "authenticated":
-                    await ws.send(orjson.dumps({"action": "subscribe", "trades": symbols}).decode())
-                    while orjson.loads(await ws.recv())[-1].get("T") != "subscription":
-                        pass
+            try:  # bounded: a connection the server never answers counts as not connected, never hangs the stage
+                return await asyncio.wait_for(handshake(), timeout=150)
             except (OSError, TimeoutError, WebSocketException):
                 closed.append(-1)  # never connected
                 return None
-            return ws if reply[0].get("msg") == "authenticated" else None
 
     async def reader(ws: ClientConnection) -> None:
         try:
@@ -408,6 +413,11 @@ def measure(
     """
     symbols = [f"FAN{i}" for i in range(SYMBOLS)]
     if fresh:
+        # A fresh layer too: the previous measurement's flood may have left channel queues and group members in
+        # the layer's Redis DB, which a new server's consumers would first wade through (or stall on).
+        import redis
+
+        redis.Redis.from_url(VARIANTS[variant][1]).flushdb()
         proc, port = _server_start(variant)
         keep = start_child(_publish, variant, symbols, 2.0, 600.0)
         try:
