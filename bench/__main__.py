@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             "started_utc": started_utc,
             "git_revision": machine()["git_revision"],
         }
-        print(f"wrote {write_latest(results, run)}")
+        # Only a run of every stage is "the last full run"; a --stage run keeps that record.
+        print(f"wrote {write_latest(results, None if args.stage else run)}")
         targets_print(stages)
     print(f"bench: {len(stages)} stage(s) took {elapsed / 60:.1f} min", file=sys.stderr)
     if not args.no_docs and not config.quick:

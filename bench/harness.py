@@ -386,8 +386,11 @@ def write_latest(results: Sequence[Mapping[str, Any]], run: Mapping[str, Any] | 
             "mismatches": data.get("mismatches", []),
         }
     out: dict[str, Any] = {"machine": machine(), "ran_now": [r["stage"] for r in results], "stages": stages}
-    if run is not None:  # the whole invocation: its command, stages and wall time
+    previous = RESULTS / "latest.json"
+    if run is not None:  # the whole invocation (every stage): its command, stages and wall time
         out["run"] = dict(run)
+    elif previous.exists() and "run" in (old := json.loads(previous.read_text())):
+        out["run"] = old["run"]  # a partial run (--stage) keeps the last whole run's record
     path = RESULTS / "latest.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     return path

@@ -57,7 +57,15 @@ from bench.harness import Case, Config, Curve, start_child
 
 TITLE = "Market data fan-out: WebSocket clients via channels-redis (core vs pub/sub layer)"
 BASELINE = "core"
-TABLE_METRICS = ("delivered_per_s", "offered_per_s", "p50_ms", "p99_ms", "ws_cpu_pct", "subscribe_s")
+TABLE_METRICS = (
+    "delivered_per_s",
+    "offered_per_s",
+    "p50_ms",
+    "p99_ms",
+    "ws_cpu_pct",
+    "subscribe_s",
+    "retries",
+)
 CURVES = (
     Curve(
         "Delivered messages/s vs clients (pub/sub layer, one ws process)",
@@ -208,7 +216,13 @@ class Generator:
     """
 
     def __init__(
-        self, url: str, key: str, secret: str, connections: int, symbols: list[str] | None = None
+        self,
+        url: str,
+        key: str,
+        secret: str,
+        connections: int,
+        symbols: list[str] | None = None,
+        handshake_timeout: float = 150.0,
     ) -> None:
         """``symbols``: subscribe every connection right after its auth (keeps core-layer consumers busy)."""
         import multiprocessing as mp
@@ -216,7 +230,9 @@ class Generator:
         ctx = mp.get_context("fork")
         self.conn, theirs = ctx.Pipe()
         self.proc = ctx.Process(
-            target=_generator_main, args=(url, key, secret, connections, symbols, theirs), daemon=True
+            target=_generator_main,
+            args=(url, key, secret, connections, symbols, theirs, handshake_timeout),
+            daemon=True,
         )
         self.proc.start()
         theirs.close()
@@ -237,13 +253,25 @@ class Generator:
 
 
 def _generator_main(
-    url: str, key: str, secret: str, connections: int, symbols: list[str] | None, conn: Connection
+    url: str,
+    key: str,
+    secret: str,
+    connections: int,
+    symbols: list[str] | None,
+    conn: Connection,
+    handshake_timeout: float,
 ) -> None:
-    asyncio.run(_generator(url, key, secret, connections, symbols, conn))
+    asyncio.run(_generator(url, key, secret, connections, symbols, conn, handshake_timeout))
 
 
 async def _generator(
-    url: str, key: str, secret: str, connections: int, symbols: list[str] | None, conn: Connection
+    url: str,
+    key: str,
+    secret: str,
+    connections: int,
+    symbols: list[str] | None,
+    conn: Connection,
+    handshake_timeout: float,
 ) -> None:
     import orjson
     from websockets.asyncio.client import ClientConnection, connect
@@ -271,7 +299,7 @@ async def _generator(
     async def open_one() -> ClientConnection | None:
         async with gate:  # a bounded number of handshakes + auths at a time, as clients would ramp up
             try:  # bounded: a connection the server never answers counts as not connected, never hangs the stage
-                return await asyncio.wait_for(handshake(), timeout=150)
+                return await asyncio.wait_for(handshake(), timeout=handshake_timeout)
             except (OSError, TimeoutError, WebSocketException):
                 closed.append(-1)  # never connected
                 return None
@@ -412,19 +440,16 @@ def measure(
     window (raw collapsed stacks to that file).
     """
     symbols = [f"FAN{i}" for i in range(SYMBOLS)]
+    retries = 0
     if fresh:
-        # A fresh layer too: the previous measurement's flood may have left channel queues and group members in
-        # the layer's Redis DB, which a new server's consumers would first wade through (or stall on).
-        import redis
-
-        redis.Redis.from_url(VARIANTS[variant][1]).flushdb()
-        proc, port = _server_start(variant)
-        keep = start_child(_publish, variant, symbols, 2.0, 600.0)
-        try:
-            url = f"ws://127.0.0.1:{port}/v2/test"
-            gen = Generator(url, _creds["key"], _creds["secret"], clients, symbols)
-        finally:
-            keep.stop()
+        proc, gen = _fresh_start(variant, clients, symbols)
+        # A fresh server that never answered its clients' handshakes (seen about once in 30 fresh starts here,
+        # cause not found yet) is restarted once; the restart is counted in ``retries``, never hidden.
+        if gen.opened["connections"] < clients:
+            gen.stop()
+            _server_stop(proc)
+            retries = 1
+            proc, gen = _fresh_start(variant, clients, symbols)
     else:
         proc, _port = _servers[variant]
         gen = _generators[variant]
@@ -467,7 +492,26 @@ def measure(
         "ticks_per_s": pub["sent"] / pub["seconds"],
         "closed_by_server": got["closed"],
         "eq_clients": sub["clients"],
+        "retries": float(retries),
     }
+
+
+def _fresh_start(variant: str, clients: int, symbols: list[str]) -> tuple[subprocess.Popen[bytes], Generator]:
+    """A ws server, a fresh layer and ``clients`` connections of one measurement alone."""
+    import redis
+
+    # A fresh layer too: the previous measurement's flood may have left channel queues and group members in the
+    # layer's Redis DB, which a new server's consumers would first wade through (or stall on).
+    redis.Redis.from_url(VARIANTS[variant][1]).flushdb()
+    proc, port = _server_start(variant)
+    keep = start_child(_publish, variant, symbols, 2.0, 600.0)
+    try:
+        url = f"ws://127.0.0.1:{port}/v2/test"
+        # 100 clients connect in seconds: a 30 s bound per handshake turns a dead server into a retry, not a hang.
+        gen = Generator(url, _creds["key"], _creds["secret"], clients, symbols, handshake_timeout=30.0)
+    finally:
+        keep.stop()
+    return proc, gen
 
 
 # ------------------------------------------------------------------------------------------------ stage
