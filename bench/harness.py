@@ -183,7 +183,10 @@ def machine() -> dict[str, Any]:
         (int(ln.split()[1]) for ln in _read("/proc/meminfo").splitlines() if ln.startswith("MemTotal:")), 0
     )
     rev = _git("rev-parse", "HEAD")
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", "engine", "bench"))
+    # Code only: the result files this harness writes under bench/results/ do not make a revision dirty.
+    dirty = bool(
+        _git("status", "--porcelain", "--untracked-files=no", "--", "engine", "bench", ":!bench/results")
+    )
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),

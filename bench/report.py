@@ -231,7 +231,8 @@ def write_docs() -> Path:
     if machine:
         parts += [
             f"- CPU: {machine['cpu']}, {machine['cores']} cores; memory {machine['memory_gib']} GiB; {machine['os']}",
-            f"- {machine['python']}; shared with other engineers' test runs (hence interleaving and min-max)",
+            f"- {machine['python']}; services, platform and load generators share the two cores (each stage "
+            "prints its load average at start and end; comparisons are interleaved and paired for the drift)",
             "",
         ]
     parts += _run_summary(results)
