@@ -30,6 +30,7 @@ the market-data consumer writes it.
 from __future__ import annotations
 
 import atexit
+import queue
 import threading
 import time
 import uuid
@@ -252,7 +253,6 @@ def _open(
     port: int, accounts: list[dict[str, str]], path: str, rate: int, duration: float
 ) -> dict[str, float]:
     import http.client
-    import queue
 
     import orjson
 
@@ -282,18 +282,8 @@ def _open(
                 elif done < end:
                     bad[0] += 1
 
-    threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(OPEN_CONNECTIONS)]
-    for t in threads:
-        t.start()
     n = int(rate * duration)
-    for j in range(n):
-        due = start + j / rate
-        delay = due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        todo.put((due, j))
-    for _ in threads:
-        todo.put(None)
+    threads = _paced(todo, worker, n, rate, start)
     for t in threads:
         t.join(max(0.0, end - time.monotonic()) + 60)
     with lock:
@@ -374,7 +364,6 @@ def _post(conn: Any, acct: dict[str, str], role: str, body: dict[str, Any]) -> i
 def _warm_pair(port: int, acct: dict[str, str], fills: Any) -> None:
     """One buy/sell pair through the whole path; returns once its sell's fill reached the client (<= 120 s)."""
     import http.client
-    import queue
 
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     buy, sell = _pair_bodies(f"warm-{uuid.uuid4().hex}")
@@ -395,7 +384,6 @@ def _fill_open(
     port: int, accounts: list[dict[str, str]], rate: int, duration: float, fills: Any
 ) -> dict[str, float]:
     import http.client
-    import queue
 
     todo: queue.Queue[tuple[float, int] | None] = queue.Queue()
     due_of: dict[str, float] = {}
@@ -423,18 +411,8 @@ def _fill_open(
                 with lock:
                     bad[0] += 1
 
-    threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(OPEN_CONNECTIONS)]
-    for t in threads:
-        t.start()
     n = len(tags) * 2
-    for j in range(n):
-        due = start + j / rate
-        delay = due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        todo.put((due, j))
-    for _ in threads:
-        todo.put(None)
+    _paced(todo, worker, n, rate, start)
     got: dict[str, float] = {}
     while time.monotonic() < end and len(got) < len(tags):
         try:
@@ -502,6 +480,25 @@ async def _listen(ws_port: int, sellers: list[tuple[str, str]], fills: Any, stop
         t.cancel()
     for ws in conns:
         await ws.close()
+
+
+def _paced(
+    todo: queue.Queue[tuple[float, int] | None], worker: Any, n: int, rate: float, start: float
+) -> list[threading.Thread]:
+    """Open loop: ``OPEN_CONNECTIONS`` sender threads running ``worker(w)``; item j is due at ``start + j / rate``
+    (queued on time whether or not the senders keep up, so queueing shows in the latency); then one stop each."""
+    threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(OPEN_CONNECTIONS)]
+    for t in threads:
+        t.start()
+    for j in range(n):
+        due = start + j / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        todo.put((due, j))
+    for _ in threads:
+        todo.put(None)
+    return threads
 
 
 def _bounded_percentiles(answered: list[float], unanswered: int, bound_ms: float) -> tuple[float, float]:
