@@ -41,7 +41,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from apps.accounts.models import BrokerageAccount
-from apps.core.errors import BusinessRuleViolation, InsufficientFunds, NotFound, ValidationError
+from apps.core.errors import BusinessRuleViolation, NotFound, ValidationError
 from apps.settlement.models import (
     CURRENCY,
     CashHold,
@@ -67,16 +67,17 @@ from apps.settlement.services import (
     _money,
     _pending_cash_receivable,
     _qty,
+    cash_spendable,
     fee_rules_in_force,
     fees_apply,
     fill_entry_details,
     fill_ledger_keys,
     fill_notional,
     good_faith_rule_apply,
+    insufficient_funds,
     ledger_rows_lock,
     lot_opened_fields,
     lots_relieve,
-    settled_cash_only,
     settlement_date_of,
     trade_date_of,
 )
@@ -107,16 +108,9 @@ class AccountReservations:
     def hold(self, *, order_id: str, amount: Decimal) -> None:
         """Decide a cash hold; raises ``InsufficientFunds`` exactly as ``hold_place`` would at this point."""
         _money(amount, "amount")
-        buying_power = self.settled + self.unsettled
-        if amount > buying_power:
-            raise InsufficientFunds(
-                rule="settled_cash_only_restriction" if self.restricted else "cash_account_buying_power",
-                details={
-                    "required": str(amount),
-                    "buying_power": str(buying_power),
-                    "settled_cash": str(self.settled),
-                    "unsettled_proceeds": str(self.unsettled),
-                },
+        if amount > self.settled + self.unsettled:
+            raise insufficient_funds(
+                amount=amount, settled=self.settled, unsettled=self.unsettled, restricted=self.restricted
             )
         from_settled = min(amount, self.settled)
         from_unsettled = amount - from_settled
@@ -230,11 +224,7 @@ def reservations_open(*, account: BrokerageAccount, sell_symbols: Iterable[str])
     for sym in symbols:
         keys += [_cust(account.pk, Kind.SEC_SETTLED, sym), _cust(account.pk, Kind.SEC_UNSETTLED, sym)]
     rows = ledger_rows_lock(keys)
-    settled = rows[keys[0]].balance
-    unsettled = max(rows[keys[1]].balance, ZERO)
-    restricted = unsettled > 0 and settled_cash_only(account.pk, trade_date_of(timezone.now()))
-    if restricted:
-        unsettled = ZERO
+    settled, unsettled, restricted = cash_spendable(account.pk, rows[keys[0]], rows[keys[1]])
     available: dict[str, Decimal] = {}
     if symbols:
         reserved: dict[str, Any] = dict(

@@ -412,30 +412,43 @@ def hold_place(*, account: BrokerageAccount, order_id: str, amount: Decimal) -> 
         raise refusal
 
 
+def cash_spendable(
+    account_id: Any, settled_row: LedgerAccount, unsettled_row: LedgerAccount
+) -> tuple[Decimal, Decimal, bool]:
+    """``(settled, usable unsettled proceeds, restricted)`` of locked cash rows: a cash account under a
+    settled-cash-only restriction may not spend unsettled proceeds."""
+    settled = settled_row.balance
+    unsettled = max(unsettled_row.balance, ZERO)
+    restricted = unsettled > 0 and settled_cash_only(account_id, trade_date_of(timezone.now()))
+    return settled, (ZERO if restricted else unsettled), restricted
+
+
+def insufficient_funds(
+    *, amount: Decimal, settled: Decimal, unsettled: Decimal, restricted: bool
+) -> InsufficientFunds:
+    """The one refusal of a hold beyond buying power (``hold_place`` and the batch path alike)."""
+    return InsufficientFunds(
+        rule="settled_cash_only_restriction" if restricted else "cash_account_buying_power",
+        details={
+            "required": str(amount),
+            "buying_power": str(settled + unsettled),
+            "settled_cash": str(settled),
+            "unsettled_proceeds": str(unsettled),
+        },
+    )
+
+
 def _hold_write(*, account: BrokerageAccount, order_id: str, amount: Decimal) -> BrokerageError | None:
     """The hold's writes, or the refusal (nothing written) for ``hold_place`` to raise."""
     keys = [_cust(account.pk, k) for k in (Kind.CASH_SETTLED, Kind.CASH_UNSETTLED, Kind.CASH_HELD)]
     rows = ledger_rows_lock(keys)
-    settled = rows[keys[0]].balance
-    unsettled = max(rows[keys[1]].balance, ZERO)
-    restricted = unsettled > 0 and settled_cash_only(account.pk, trade_date_of(timezone.now()))
-    if restricted:
-        unsettled = ZERO
-    buying_power = settled + unsettled
-    if amount > buying_power:
+    settled, unsettled, restricted = cash_spendable(account.pk, rows[keys[0]], rows[keys[1]])
+    if amount > settled + unsettled:
         # A replay of a hold already placed is not a refusal (its cash is held, so buying power is lower now).
         existing = CashHold.objects.filter(order_id=order_id).first()
         if existing is not None:
             return _hold_existing(existing, account, order_id, amount)
-        return InsufficientFunds(
-            rule="settled_cash_only_restriction" if restricted else "cash_account_buying_power",
-            details={
-                "required": str(amount),
-                "buying_power": str(buying_power),
-                "settled_cash": str(settled),
-                "unsettled_proceeds": str(unsettled),
-            },
-        )
+        return insufficient_funds(amount=amount, settled=settled, unsettled=unsettled, restricted=restricted)
     from_settled = min(amount, settled)
     from_unsettled = amount - from_settled
     with connection.cursor() as cursor:  # the row, or the existing one's order id conflicts: one statement
