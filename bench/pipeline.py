@@ -157,12 +157,12 @@ class Procs:
         self._names.append(name)
         return p
 
-    def gunicorn(self, port: int, workers: int = 2, **extra_env: str) -> None:
+    def gunicorn(self, port: int, workers: int = 2, app: str = "brokerage.wsgi", **extra_env: str) -> None:
         self.start(
             "gunicorn",
             [
                 str(ROOT / ".venv" / "bin" / "gunicorn"),
-                "brokerage.wsgi",
+                app,
                 "--bind",
                 f"127.0.0.1:{port}",
                 "--workers",

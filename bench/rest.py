@@ -96,23 +96,9 @@ def _server_start() -> None:
     """gunicorn for the whole stage; stopped at exit of the harness process (forked children never run atexit)."""
     port = pipeline.free_port()
     procs = pipeline.Procs(pipeline.new_prefix(), LOGS)
-    procs.start(
-        "gunicorn",
-        [
-            str(pipeline.ROOT / ".venv" / "bin" / "gunicorn"),
-            "bench.wsgi_bench",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--timeout",
-            "120",
-        ],
-        # Long-lived database connections, so the backends whose CPU is read stay the same for a measurement.
-        DATABASE_CONN_MAX_AGE="600",
-    )
     atexit.register(procs.stop)
-    _wait(port)
+    # Long-lived database connections, so the backends whose CPU is read stay the same for a measurement.
+    procs.gunicorn(port, app="bench.wsgi_bench", DATABASE_CONN_MAX_AGE="600")
     _server.update(port=port, pgid=procs.groups()["gunicorn"])
     # Warm both workers on every path (URLconf, serializers, database connections) before anything is measured.
     for path in ("/bench/bare", "/v2/orders", f"/v2/stocks/{pipeline.SYMBOL}/quotes/latest"):
