@@ -144,6 +144,7 @@ def prepare(config: Config) -> None:
     }
     _celery_purge(redis_db["CELERY_BROKER_URL"])
     procs = pipeline.Procs(prefix, LOGS, **redis_db)
+    atexit.register(pipeline.topics_drop, prefix)  # atexit runs last-in first: after _stop below
     atexit.register(_stop, procs)
     procs.gunicorn(port, workers=2)
     procs.pipeline(celery=CELERY)

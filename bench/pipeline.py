@@ -125,6 +125,17 @@ def seed(prefix: str, pairs: int) -> list[dict[str, str]]:
     return data
 
 
+def topics_drop(prefix: str) -> None:
+    """Delete every topic of a stage's prefix once its processes are gone: hundreds of leftover bench
+    partitions made the local broker's start-up exceed its 90 s readiness bound."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")})
+    names = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
+    for future in (admin.delete_topics(names, operation_timeout=30) if names else {}).values():
+        future.exception()  # wait; a topic already gone is fine
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

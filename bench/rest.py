@@ -109,6 +109,9 @@ def _server_start() -> None:
     # from its snapshot, book_seq going on), as a deploy restarts it.
     _server["fill_prefix"] = pipeline.new_prefix()
     pipeline.manage(_server["fill_prefix"], "kafka_topics")
+    atexit.register(
+        pipeline.topics_drop, _server["fill_prefix"]
+    )  # after every measurement's pipeline stopped
     _server["fill_symbol"] = _fill_symbol_seed(_seeded)
 
 
