@@ -4,13 +4,15 @@ The platform runs as in the Procfile, on the benchmark database (a clone of a mi
 ``pipeline.db_prepare``) and ONE Kafka topic prefix of its own: gunicorn (2 sync workers) serving
 ``POST /v2/orders/batch``, the outbox relay, ``manage.py run_engine`` (the Kafka command path: the batch endpoint's
 outbox rows are published to ``orders.commands``), ``run_consumer orders.projection`` (which books every fill
-through ``settlement.bulk.trade_date_book``), ``run_consumer settlement.fills`` (the Kafka -> Celery bridge) and the
-Celery worker behind it (``BENCH_INGEST_CELERY=0`` leaves the worker out). Not started: the session clock, kyc and
-market-data consumers, beat, ws. ``prepare`` starts the platform ONCE and proves it live with one crossing pair; an
-``atexit`` hook of the harness process stops exactly those process groups (their ids are also in
-``.run/bench-ingest/pids.json``, so a killed run's leftovers are ended by the next ``prepare``). One prefix for the
-whole stage matters: the engine's fill ids derive from Kafka offsets, so a new prefix on the same database would
-reuse them.
+through ``settlement.bulk.trade_date_book``, in the transaction that moves the order), ``run_consumer
+kyc.aml_trades`` (the Kafka -> Celery bridge feeding every executed trade to the AML rules) and the Celery worker
+behind it (``BENCH_INGEST_CELERY=0`` leaves the worker out). Not started: the session clock, the transfers and
+market-data consumers, beat, ws. (Until 2026-11-26 the ``settlement.fills`` bridge also ran here, booking every
+fill a second time, idempotently, in Celery; it is no longer a Procfile process: ``apps.settlement.consumers``.)
+``prepare`` starts the platform ONCE and proves it live with one crossing pair; an ``atexit`` hook of the harness
+process stops exactly those process groups (their ids are also in ``.run/bench-ingest/pids.json``, so a killed run's
+leftovers are ended by the next ``prepare``). One prefix for the whole stage matters: the engine's fill ids derive
+from Kafka offsets, so a new prefix on the same database would reuse them.
 
 Design against the budget (the stage <= 5 min at 5 rounds): the target is ">= 10,000 orders/s sustained for 60 s
 at a fixed offered rate". Each round runs one window of ``BENCH_INGEST_WINDOW`` s (12; 6 with ``--quick``) at the
@@ -105,7 +107,7 @@ CURVES = (
 RATE = int(os.environ.get("BENCH_INGEST_RATE", "100"))
 BATCH = int(os.environ.get("BENCH_INGEST_BATCH", "100"))
 PAIRS = int(os.environ.get("BENCH_INGEST_PAIRS", "32"))  # buyer/seller account pairs the batches rotate over
-# The settlement.fills bridge's Celery worker, as in the Procfile (0: measure the pipeline without it).
+# The Celery worker behind the kyc.aml_trades bridge, as in the Procfile (0: measure the pipeline without it).
 CELERY = os.environ.get("BENCH_INGEST_CELERY", "1") == "1"
 # rate_lo/rate_hi groups (the offered-rate curve): past the 5 min budget on the shared machine, so opt-in.
 RATE_CURVE = os.environ.get("BENCH_INGEST_CURVE", "0") == "1"
@@ -373,7 +375,7 @@ def _quiet() -> None:
 LAGS = (
     ("engine", "orders.commands"),
     ("orders.projection", "orders.events"),
-    ("settlement.fills", "orders.events"),
+    ("kyc.aml_trades", "orders.events"),
 )
 
 
@@ -404,7 +406,8 @@ def _lags() -> dict[str, float]:
     if CELERY:
         import redis
 
-        out["lag_celery_queue"] = float(redis.Redis.from_url(_state["celery_broker"]).llen("settlement"))
+        broker = redis.Redis.from_url(_state["celery_broker"])
+        out["lag_celery_queue"] = float(broker.llen("compliance") + broker.llen("settlement"))
     return out
 
 
@@ -632,7 +635,7 @@ def profile(config: Config) -> dict[str, Any]:
     result["lags_at_2_5s"] = lags
     # The process behind the largest backlog (it bounds throughput), then the busiest other one by CPU.
     owner = {"lag_outbox": "relay", "lag_engine": "engine", "lag_orders_projection": "projection",
-             "lag_settlement_fills": "fills", "lag_celery_queue": "celery"}  # fmt: skip
+             "lag_kyc_aml_trades": "aml", "lag_celery_queue": "celery"}  # fmt: skip
     lagging = owner[max(lags, key=lambda k: lags[k])]
     others = sorted((n for n in pipeline_names if n != lagging), key=lambda n: -shares.get(n, 0.0))
     busiest = [lagging, *others[:1]]

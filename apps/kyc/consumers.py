@@ -92,5 +92,13 @@ def trade_event_handle(envelope: events.EventEnvelope, meta: MessageMeta) -> Non
 
 
 KYC_AML_TRADES = consumer_register(
-    ConsumerSpec(name="kyc.aml_trades", topics=("orders.events",), handler=trade_event_handle, mode="celery")
+    ConsumerSpec(
+        name="kyc.aml_trades",
+        topics=("orders.events",),
+        handler=trade_event_handle,
+        mode="celery",
+        # Only executed trades reach the AML rules: every other order event (about five per order) would be a
+        # Celery task that does nothing.
+        event_types=frozenset({TRADE_EVENT_TYPE}),
+    )
 )

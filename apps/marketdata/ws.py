@@ -13,10 +13,14 @@ Invariants:
   drop, or conflation here); the client resyncs from REST (``/orderbook`` returns the same ``seq``).
 - ``orderbooks``: subscribing sends a snapshot (``"r": true``) with the book's ``seq``; deltas with a lower or
   equal ``seq`` are dropped, later ones follow in order (a level with ``"s": "0"`` is removed).
-- Conflation: outgoing messages wait in one dict per connection keyed by (channel, symbol[, side, price]); a
-  newer message replaces an unsent older one (moved to the end, so order by ``seq`` is kept). The buffer is
-  bounded by the number of keys, never by the message rate. One writer task sends everything pending as one
-  array frame.
+- Fan-out: connections do not join channel-layer groups themselves. The process's ``hub.FanoutHub`` is the one
+  member per group, serializes each update once and hands it to the subscribed connections (``deliver``), then
+  sends each of them one frame (``flush``).
+- Conflation: outgoing messages (already serialized) wait in one dict per connection keyed by (channel,
+  symbol[, side, price]); a newer message replaces an unsent older one (moved to the end, so order by ``seq``
+  is kept). The buffer is bounded by the number of keys, never by the message rate. Everything pending goes as
+  one array frame: from the hub's flush for data, from the connection's writer task for control messages and
+  after a backlog pause.
 - Slow clients: daphne's ``websocket.send`` never blocks, so a client that does not read makes Twisted buffer
   without bound. Before each frame the writer reads the transport's unsent bytes (ASGI extension
   ``x-brokerage.write-backlog``, provided by deploy/ws_server.py). Above ``MARKETDATA_WS_MAX_BACKLOG_BYTES`` it
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,9 +56,9 @@ from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 
 from apps.core.health import is_draining
-from apps.core.ws import DbFreeLayerEventsMixin
 from apps.marketdata import selectors, shapes
 from apps.marketdata.cache import RedisUnavailable
+from apps.marketdata.hub import hub_for
 from apps.marketdata.stream import CHANNELS, group_name
 
 logger = logging.getLogger(__name__)
@@ -62,6 +67,7 @@ SUB_NAMES = tuple(CHANNELS)  # trades, quotes, bars, orderbooks
 MAX_SYMBOLS_PER_CHANNEL = 1000
 CLOSE_CODE_BASE = 4000  # the close code after an error is 4000 + its Alpaca code: 4402, 4404, 4407
 BACKLOG_EXTENSION = "x-brokerage.write-backlog"  # set by deploy/ws_server.py
+PREPARED_EXTENSION = "x-brokerage.prepared-text"  # set by deploy/ws_server.py: frame once, send to many
 BACKLOG_POLL_S = 0.05  # while a client is over its backlog limit: how often to look again
 
 BACKPRESSURE_PAUSES = Counter(
@@ -90,10 +96,10 @@ def _error(code: int, msg: str) -> dict[str, Any]:
     return {"T": "error", "code": code, "msg": msg}
 
 
-class MarketDataStreamConsumer(DbFreeLayerEventsMixin, AsyncWebsocketConsumer):  # type: ignore[misc]
-    # md_update only filters and queues frames: no database, so no per-message connection-closing hop.
-    db_free_events = frozenset({"md.update"})
+Pending = tuple[dict[str, Any], str]  # (message, its JSON text)
 
+
+class MarketDataStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def connect(self) -> None:
         headers = {k.decode().lower(): v.decode() for k, v in self.scope.get("headers", [])}
         origin = headers.get("origin")
@@ -104,10 +110,17 @@ class MarketDataStreamConsumer(DbFreeLayerEventsMixin, AsyncWebsocketConsumer): 
         self.user: Any | None = None
         self.subs: dict[str, set[str]] = {name: set() for name in SUB_NAMES}
         self.floors: dict[str, int] = {}
-        self.pending: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.pending: dict[tuple[Any, ...], Pending] = {}
         self.ctl_n = 0
         self.wake = asyncio.Event()
         self.closed = False
+        self.held = False  # over the backlog limit: only the writer task sends, once the backlog drained
+        # Looked up once, not per frame (the fan-out's per-connection path runs thousands of times per tick).
+        extensions = self.scope.get("extensions") or {}
+        probe = extensions.get(BACKLOG_EXTENSION)
+        self.backlog_probe: Callable[[], int | None] | None = None if probe is None else probe["bytes"]
+        self.backlog_limit = int(getattr(settings, "MARKETDATA_WS_MAX_BACKLOG_BYTES", 1 << 20))
+        self.prepared_ext: dict[str, Any] | None = extensions.get(PREPARED_EXTENSION)
         await self.accept()
         self.writer = asyncio.create_task(self._writer())
         self.auth_timer = asyncio.create_task(self._auth_deadline())
@@ -120,28 +133,61 @@ class MarketDataStreamConsumer(DbFreeLayerEventsMixin, AsyncWebsocketConsumer): 
                 task.cancel()
         for name, symbols in getattr(self, "subs", {}).items():
             for symbol in symbols:
-                await self.channel_layer.group_discard(group_name(CHANNELS[name], symbol), self.channel_name)
+                await self._leave(group_name(CHANNELS[name], symbol))
+
+    # ---------------------------------------------------------------- group membership (the process's hub)
+    async def _join(self, group: str) -> None:
+        await hub_for(self.channel_layer).join(group, self)
+
+    async def _leave(self, group: str) -> None:
+        await hub_for(self.channel_layer).leave(group, self)
 
     # ---------------------------------------------------------------- outgoing
     def _ctl(self, message: dict[str, Any]) -> None:
         self.ctl_n += 1
-        self.pending[("ctl", self.ctl_n)] = message
+        self.pending[("ctl", self.ctl_n)] = (message, orjson.dumps(message).decode())
         self.wake.set()
 
-    def _data(self, key: tuple[Any, ...], message: dict[str, Any]) -> None:
+    def _data(self, key: tuple[Any, ...], message: dict[str, Any], text: str | None = None) -> None:
         if self.closed:
             return
         self.pending.pop(key, None)  # re-insert at the end: the newest state, in seq order
-        self.pending[key] = message
-        self.wake.set()
+        self.pending[key] = (message, orjson.dumps(message).decode() if text is None else text)
 
     def _backlog_bytes(self) -> int | None:
-        probe = (self.scope.get("extensions") or {}).get(BACKLOG_EXTENSION)
-        return None if probe is None else probe["bytes"]()
+        return None if self.backlog_probe is None else self.backlog_probe()
+
+    async def flush(self, prepared: dict[str, Any] | None = None) -> None:
+        """Send everything pending as one frame; over the backlog limit, hand over to the writer task instead.
+
+        ``prepared``: the hub's frames of this flush round by text, shared by every connection that sends the
+        same text (each tick's frame is framed once, not once per connection; ``PREPARED_EXTENSION``).
+        """
+        if self.closed or self.held or not self.pending:
+            return
+        probe = self.backlog_probe
+        if probe is not None and (backlog := probe()) is not None and backlog > self.backlog_limit:
+            self.held = True
+            self.wake.set()
+            return
+        pending = self.pending
+        if len(pending) == 1:
+            frame = "[" + next(iter(pending.values()))[1] + "]"
+        else:
+            frame = "[" + ",".join(text for _message, text in pending.values()) + "]"
+        pending.clear()
+        ext = self.prepared_ext
+        if ext is not None and prepared is not None:
+            message = prepared.get(frame)
+            if message is None:
+                message = prepared[frame] = ext["prepare"](frame)
+            if ext["send"](message):
+                return
+        await self.send(text_data=frame)
 
     async def _backlog_ok(self) -> bool:
         """Wait (conflating) while the client is over its backlog limit; False if it was closed as slow."""
-        limit = int(getattr(settings, "MARKETDATA_WS_MAX_BACKLOG_BYTES", 1 << 20))
+        limit = self.backlog_limit
         backlog = self._backlog_bytes()
         if backlog is None or backlog <= limit:
             return True
@@ -168,9 +214,8 @@ class MarketDataStreamConsumer(DbFreeLayerEventsMixin, AsyncWebsocketConsumer): 
                 continue
             if not await self._backlog_ok():
                 return
-            batch = list(self.pending.values())
-            self.pending.clear()
-            await self.send(text_data=orjson.dumps(batch).decode())
+            self.held = False
+            await self.flush()
             await asyncio.sleep(0)  # let updates accumulate (conflate) while the loop is busy
 
     async def _close_with(self, code: int, msg: str) -> None:
@@ -243,14 +288,14 @@ class MarketDataStreamConsumer(DbFreeLayerEventsMixin, AsyncWebsocketConsumer): 
                         self._ctl(_error(405, "symbol limit exceeded"))
                         break
                     current.add(symbol)
-                    await self.channel_layer.group_add(group_name(channel, symbol), self.channel_name)
+                    await self._join(group_name(channel, symbol))
                     if name == "orderbooks" and symbol != "*":
                         snapshots.append(symbol)
                 elif not subscribe and symbol in current:
                     current.discard(symbol)
                     if name == "orderbooks":
                         self.floors.pop(symbol, None)
-                    await self.channel_layer.group_discard(group_name(channel, symbol), self.channel_name)
+                    await self._leave(group_name(channel, symbol))
         self._ctl({"T": "subscription", **{name: sorted(self.subs[name]) for name in SUB_NAMES}})
         for symbol in snapshots:
             await self._book_snapshot(symbol)
@@ -264,7 +309,7 @@ class MarketDataStreamConsumer(DbFreeLayerEventsMixin, AsyncWebsocketConsumer): 
         floor = book["seq"]
         self.floors[symbol] = floor
         # Deltas that raced ahead of the snapshot: drop the ones it already contains, keep later ones after it.
-        later = {k: m for k, m in self.pending.items() if k[:2] == ("o", symbol) and m["seq"] > floor}
+        later = {k: m for k, m in self.pending.items() if k[:2] == ("o", symbol) and m[0]["seq"] > floor}
         for k in [k for k in self.pending if k[:2] == ("o", symbol)]:
             del self.pending[k]
         snapshot = {
@@ -278,24 +323,31 @@ class MarketDataStreamConsumer(DbFreeLayerEventsMixin, AsyncWebsocketConsumer): 
             "seq": floor,
         }
         self._data(("o", symbol, "snapshot"), snapshot)
-        for k, m in later.items():
-            self._data(k, m)
+        for k, (m, text) in later.items():
+            self._data(k, m, text)
+        self.wake.set()
 
-    # ---------------------------------------------------------------- channel layer
-    async def md_update(self, event: dict[str, Any]) -> None:
+    # ---------------------------------------------------------------- from the hub
+    def deliver(self, event: dict[str, Any], text: str) -> bool:
+        """Filter and queue one update (``text`` = its message serialized); True if it was queued."""
+        if self.closed:
+            return False
         channel, symbol, msg = event["ch"], event["S"], event["msg"]
-        name = next(n for n, c in CHANNELS.items() if c == channel)
-        subs = self.subs[name]
+        subs = self.subs[_SUB_NAME[channel]]
         if "*" in subs:
             if event.get("via") != "all":
-                return
+                return False
         elif event.get("via") != "symbol" or symbol not in subs:
-            return
+            return False
         if channel == "o":
             floor = self.floors.get(symbol)
             if floor is not None and msg["seq"] <= floor:
-                return
+                return False
             side = "b" if "b" in msg else "a"
-            self._data(("o", symbol, side, msg[side][0]["p"]), msg)
+            self._data(("o", symbol, side, msg[side][0]["p"]), msg, text)
         else:
-            self._data((channel, symbol), msg)
+            self._data((channel, symbol), msg, text)
+        return True
+
+
+_SUB_NAME = {c: n for n, c in CHANNELS.items()}

@@ -1,7 +1,14 @@
-"""Kafka wiring: engine fills on ``orders.events`` reach the ledger through the Kafka -> Celery bridge.
+"""``settlement.fills``: a replay tool that books engine fills from ``orders.events`` through the Kafka -> Celery bridge.
 
-``inbox_apply`` makes each event apply once; ``fill_settle_trade_date`` is itself idempotent by fill id, so a
-fill replayed under a new event id (engine recovery) still changes nothing.
+Fills are booked by the ``orders.projection`` consumer, in the same transaction as the order's new state
+(``apps.orders.projection``, ``settlement.bulk.trade_date_book``); that is the one booking path the Procfile
+runs. This consumer is not part of it: it booked every fill a second time, idempotently, at about a third of the
+pipeline's CPU per order (bench/ingest.py, docs/PERFORMANCE.md). It stays registered for recovery: after a
+projection outage an operator may run ``manage.py run_consumer settlement.fills`` (its group starts at the
+earliest retained offset) to book any fill the ledger lacks. ``inbox_apply`` makes each event
+apply once; ``fill_settle_trade_date`` is itself idempotent by fill id, so a fill the projection already booked,
+or one replayed under a new event id (engine recovery), changes nothing. Missing fills are found by the
+``fills_vs_engine`` reconciliation (``apps.settlement.reconciliation``).
 """
 
 from __future__ import annotations

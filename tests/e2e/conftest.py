@@ -1,7 +1,8 @@
 """The live stack: the platform's REAL processes as subprocesses against this session's test database.
 
 ``live_stack`` (module scope) starts daphne (HTTP + the ``/stream`` WebSocket), the outbox relay, the engine,
-the ``orders.projection`` consumer, the ``settlement.fills`` Kafka->Celery bridge and a Celery worker, each
+the ``orders.projection`` consumer (which books fills), the ``kyc.aml_trades`` Kafka->Celery bridge and a Celery
+worker (the Procfile's processes on the order path), each
 with this session's database, Redis DBs and Kafka topic prefix, and ``MARKET_CALENDAR=always_open`` so tests can
 trade at any hour. Logs go to ``.run/e2e-logs/<process>.log``; a failing test gets their tails in its report.
 Teardown: SIGTERM to each process group, SIGKILL after a grace period.
@@ -78,7 +79,7 @@ def _commands(port: int) -> dict[str, list[str]]:
         "relay": [py, "manage.py", "run_outbox_relay"],
         "engine": [py, "manage.py", "run_engine"],
         "projection": [py, "manage.py", "run_consumer", "orders.projection"],
-        "fills": [py, "manage.py", "run_consumer", "settlement.fills"],
+        "aml": [py, "manage.py", "run_consumer", "kyc.aml_trades"],
         "worker": [
             py,
             "-m",

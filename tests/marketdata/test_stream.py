@@ -247,3 +247,53 @@ def test_auth_protocol_and_origin_checks(md_redis: Any) -> None:
         await ok.disconnect()
 
     run(main)
+
+
+def test_one_hub_membership_per_process_serves_every_connection_and_leaves_with_the_last(
+    md_redis: Any,
+) -> None:
+    """The process's hub, not each connection, is the layer's group member: one update from the layer reaches
+    every subscribed connection once (each gets the same text), and the hub leaves the group with the last."""
+    from channels.layers import get_channel_layer
+
+    from apps.marketdata.hub import hub_for
+    from apps.marketdata.stream import group_name
+
+    cookie = session_cookie()
+    group = group_name("t", "HUBX")
+
+    async def main() -> None:
+        layer = get_channel_layer()
+        one = await open_authenticated(cookie, {"trades": ["HUBX"]})
+        two = await open_authenticated(cookie, {"trades": ["HUBX", "OTHER"]})
+        for ws in (one, two):
+            await frames(ws, lambda got: any(m["T"] == "subscription" for m in got))
+        hub = hub_for(layer)
+        assert len(hub.members[group]) == 2
+        seen: list[dict[str, Any]] = []
+        dispatch = hub.dispatch
+
+        def counting(event: dict[str, Any]) -> None:
+            seen.append(event)
+            dispatch(event)
+
+        hub.dispatch = counting  # type: ignore[method-assign]
+        msg = {"T": "t", "S": "HUBX", "p": "10.5", "s": "3", "seq": 1}
+        await layer.group_send(
+            group, {"type": "md.update", "ch": "t", "S": "HUBX", "via": "symbol", "msg": msg}
+        )
+        for ws in (one, two):
+            assert await frames(ws, bool) == [msg]
+        assert len(seen) == 1  # one layer message for both connections
+        await one.disconnect()
+        assert len(hub.members[group]) == 1
+        await layer.group_send(
+            group, {"type": "md.update", "ch": "t", "S": "HUBX", "via": "symbol", "msg": msg}
+        )
+        assert await frames(two, bool) == [msg]
+        await two.disconnect()
+        assert group not in hub.members
+        assert group_name("t", "OTHER") not in hub.members
+        hub.dispatch = dispatch  # type: ignore[method-assign]
+
+    run(main)
