@@ -10,11 +10,13 @@ inbox and runs the handler, so a redelivered event (Kafka rebalance, relay repub
 worker loss) changes nothing. Throughput options (both keep that guarantee):
 - ``event_types``: the only event types the handler has an effect for. Other messages are acknowledged without a
   transaction, an inbox row or a Celery task (the handler would have done nothing with them).
-- ``transaction_batch`` (inline only): up to that many consecutive messages of one consume batch are applied in
-  ONE durable transaction (``inbox_apply_many``): one bulk inbox insert (``ON CONFLICT DO NOTHING RETURNING``)
-  decides which events are new, the handler runs for each new one in message order, and inbox rows and effects
-  commit together. If anything in the chunk fails, the whole chunk rolls back and is applied again one message
-  at a time (``inbox_apply``, with the usual retries and dead-lettering), so a batch never half-applies.
+- ``transaction_batch``: up to that many consecutive messages of one consume batch are applied in ONE durable
+  transaction (``inbox_apply_many``; in ``celery`` mode the bridge enqueues ONE task per chunk,
+  ``apps.core.tasks.consumer_events_apply``, so the per-task cost of Celery is paid once per chunk): one bulk inbox
+  insert (``ON CONFLICT DO NOTHING RETURNING``) decides which events are new, the handler runs for each new one in
+  message order, and inbox rows and effects commit together. If anything in the chunk fails, the whole chunk rolls
+  back and is applied again one message at a time (``inbox_apply``, with the usual retries and dead-lettering), so a
+  batch never half-applies.
   ``chunk_handler`` (optional, with ``transaction_batch``): called ONCE per chunk, inside that transaction, with
   the chunk's new events in message order, instead of ``handler`` on each; it must have exactly the effect of
   ``handler`` called on each in turn (so set-based handlers can load and write a chunk's rows at once). The
@@ -281,8 +283,23 @@ class ConsumerRunner:
                 time.sleep(min(0.05 * 2**attempt, 2.0))
 
     def _apply_chunk(self, chunk: list[tuple[Message, events.EventEnvelope, MessageMeta]]) -> None:
-        """One transaction for the chunk; on any failure, the chunk again message by message (as before)."""
+        """One transaction (celery: one task) for the chunk; on any failure, the chunk again message by message."""
         try:
+            if self.spec.mode == "celery":
+                from apps.core.tasks import consumer_events_apply
+
+                first = chunk[0][1]
+                consumer_events_apply.apply_async(
+                    args=[
+                        self.spec.name,
+                        [
+                            [events.encode(envelope).decode(), meta.topic, meta.partition, meta.offset]
+                            for _msg, envelope, meta in chunk
+                        ],
+                    ],
+                    task_id=f"{self.spec.name}:{first.event_id}+{len(chunk) - 1}",
+                )
+                return
             inbox_apply_many(self.spec, [(envelope, meta) for _msg, envelope, meta in chunk])
             self._effect_committed()
             return
@@ -305,7 +322,7 @@ class ConsumerRunner:
         consumer: Consumer = kafka.consumer_create(group_id=self.spec.group, **self.spec.options)
         consumer.subscribe([kafka.topic_name(t) for t in self.spec.topics])
         processed = 0
-        chunked = self.spec.mode == "inline" and self.spec.transaction_batch > 1
+        chunked = self.spec.transaction_batch > 1
         idle_since = time.monotonic()
         try:
             while not self.stopping.is_set():

@@ -5,11 +5,15 @@ Also the beat-scheduled queue-depth publisher: measures the Redis broker backlog
 
 from __future__ import annotations
 
+import logging
+
 from celery import current_app, shared_task
 
 from apps.core import events
-from apps.core.consumers import MessageMeta, consumer_get, inbox_apply
+from apps.core.consumers import MessageMeta, consumer_get, inbox_apply, inbox_apply_many
 from apps.core.emf import emf_emit
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(  # type: ignore[untyped-decorator]
@@ -19,6 +23,42 @@ def consumer_event_apply(consumer_name: str, body: str, topic: str, partition: i
     spec = consumer_get(consumer_name)
     envelope = events.decode(body.encode())
     return inbox_apply(spec, envelope, MessageMeta(topic=topic, partition=partition, offset=offset, key=None))
+
+
+@shared_task(  # type: ignore[untyped-decorator]
+    name="apps.core.tasks.consumer_events_apply", acks_late=True, reject_on_worker_lost=True
+)
+def consumer_events_apply(consumer_name: str, items: list[list[object]]) -> int:
+    """A bridge chunk (``ConsumerSpec.transaction_batch``): ``[[body, topic, partition, offset], ...]``.
+
+    One transaction for the chunk (``inbox_apply_many``). If it fails, each event is applied on its own
+    (``inbox_apply``), as ``consumer_event_apply`` would: the others still apply, and the task fails at the end
+    with the first error, like the one-event task of the event that failed. Returns the events applied.
+    """
+    spec = consumer_get(consumer_name)
+    decoded = [
+        (
+            events.decode(str(body).encode()),
+            MessageMeta(topic=str(topic), partition=int(str(partition)), offset=int(str(offset)), key=None),
+        )
+        for body, topic, partition, offset in items
+    ]
+    try:
+        return inbox_apply_many(spec, decoded)
+    except Exception:
+        logger.warning("bridge chunk failed; applying it one event at a time", exc_info=True)
+    applied, failure = 0, None
+    for envelope, meta in decoded:
+        try:
+            applied += int(inbox_apply(spec, envelope, meta))
+        except Exception as exc:
+            logger.exception(
+                "bridge event failed", extra={"consumer": consumer_name, "event": str(envelope.event_id)}
+            )
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return applied
 
 
 # Queue-depth metric (issue 8): the worker service scales on Brokerage/CeleryQueueDepth with no dimensions

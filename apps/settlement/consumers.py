@@ -1,4 +1,4 @@
-"""``settlement.fills``: a replay tool that books engine fills from ``orders.events`` through the Kafka -> Celery bridge.
+"""``settlement.fills``: a replay tool booking engine fills from ``orders.events`` via the Kafka -> Celery bridge.
 
 Fills are booked by the ``orders.projection`` consumer, in the same transaction as the order's new state
 (``apps.orders.projection``, ``settlement.bulk.trade_date_book``); that is the one booking path the Procfile

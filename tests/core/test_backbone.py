@@ -255,15 +255,21 @@ def test_undecodable_message_goes_to_the_dead_letter_topic(fresh_topic: Any, spe
         consumer.close()
 
 
+@pytest.mark.parametrize(
+    ("transaction_batch", "tasks_per_run"),
+    [pytest.param(1, 3, id="one-task-per-event"), pytest.param(2, 2, id="one-task-per-chunk")],
+)
 def test_kafka_to_celery_bridge_applies_once_despite_duplicate_enqueues(
-    fresh_topic: Any, spec_factory: Any
+    fresh_topic: Any, spec_factory: Any, transaction_batch: int, tasks_per_run: int
 ) -> None:
     from celery.contrib.testing.worker import start_worker
 
     from brokerage.celery import app
 
     source, echo = fresh_topic(), fresh_topic()
-    spec = spec_factory(topics=(source,), handler=_echo_handler(echo), mode="celery")
+    spec = spec_factory(
+        topics=(source,), handler=_echo_handler(echo), mode="celery", transaction_batch=transaction_batch
+    )
     app.control.purge()  # leftovers of an earlier, interrupted run must not count
     sent = _record(source, 3)
     relay_drain()
@@ -274,11 +280,11 @@ def test_kafka_to_celery_bridge_applies_once_despite_duplicate_enqueues(
     # ... so the restarted bridge enqueues the same three again.
     assert ConsumerRunner(spec).run(max_messages=3, idle_timeout=20) == 3
 
-    # A real worker on the real Redis broker drains six tasks; the effect happens three times, not six.
+    # A real worker on the real Redis broker drains both runs' tasks; the effect happens three times, not six.
     import redis
 
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    assert broker.llen("default") == 6
+    assert broker.llen("default") == 2 * tasks_per_run
     with start_worker(app, perform_ping_check=False, queues=["default"], pool="solo", shutdown_timeout=30):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (broker.llen("default") or broker.hlen("unacked")):

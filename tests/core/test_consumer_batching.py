@@ -161,3 +161,25 @@ def test_runner_chunks_filters_and_falls_back_exactly_once(
     # Once more from the committed offsets: nothing new arrives, nothing changes.
     assert ConsumerRunner(spec).run(idle_timeout=3) == 0
     assert len(_echo_causes()) == 2
+
+
+def test_bridge_chunk_task_applies_once_and_a_failing_event_spares_the_rest(spec_factory: Any) -> None:
+    """``consumer_events_apply`` (a celery-mode chunk): one transaction; if that fails, event by event, so the
+    good events apply, the failing one raises (the task fails, as its one-event task would), none applies twice."""
+    from apps.core.tasks import consumer_events_apply
+
+    spec = spec_factory(topics=("src",), handler=_echo_handler("echo"), mode="celery", transaction_batch=10)
+    a, poison, c = _envelope("1"), _envelope("poison"), _envelope("3")
+
+    def items(*envs: events.EventEnvelope) -> list[list[object]]:
+        return [[events.encode(e).decode(), "src", 0, i] for i, e in enumerate(envs)]
+
+    assert consumer_events_apply(spec.name, items(a)) == 1
+    with pytest.raises(_Poison):
+        consumer_events_apply(spec.name, items(a, poison, c))
+    assert _echo_causes() == [a.event_id, c.event_id]
+    assert consumer_events_apply(spec.name, items(a, c)) == 0  # redelivered: nothing applies again
+    assert set(InboxRecord.objects.filter(consumer=spec.name).values_list("event_id", flat=True)) == {
+        a.event_id,
+        c.event_id,
+    }

@@ -74,6 +74,12 @@ def test_consumer_is_a_celery_bridge_on_orders_events_routed_to_compliance() -> 
     assert routed["queue"].name == "compliance"
     other = app.amqp.router.route({}, task, args=["settlement.fills", "{}", "t", 0, 0], kwargs={})
     assert other["queue"].name == "default"
+    # The bridge's chunk task (spec.transaction_batch) goes to the same queue.
+    assert spec.transaction_batch > 1
+    chunk = app.amqp.router.route(
+        {}, "apps.core.tasks.consumer_events_apply", args=["kyc.aml_trades", []], kwargs={}
+    )
+    assert chunk["queue"].name == "compliance"
 
 
 @pytest.mark.parametrize(
