@@ -14,6 +14,7 @@ not ours raises: the bridge task fails loudly rather than silently skipping a tr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -67,27 +68,39 @@ def _executed_at(envelope: events.EventEnvelope) -> datetime:
 
 def trade_event_handle(envelope: events.EventEnvelope, meta: MessageMeta) -> None:
     """Handler: feed one executed trade to the AML trade rules; every other order event is ignored."""
-    if envelope.event_type != TRADE_EVENT_TYPE:
-        return
+    trade_events_handle([(envelope, meta)])
+
+
+def trade_events_handle(items: Sequence[tuple[events.EventEnvelope, MessageMeta]]) -> None:
+    """Chunk handler: the same effect as ``trade_event_handle`` on each in turn, with the chunk's orders and
+    accounts read at once (``aml_trades_observe`` keeps the per-trade order of the rules)."""
     from apps.accounts.models import BrokerageAccount
-    from apps.kyc.services.aml import aml_trade_observe
+    from apps.kyc.services.aml import TradeSeen, aml_trades_observe
     from apps.orders.selectors import order_accounts
 
-    payload = envelope.payload
-    buy_order_id, sell_order_id = str(payload["buy_order_id"]), str(payload["sell_order_id"])
-    owners = order_accounts(order_ids=[buy_order_id, sell_order_id])
-    missing = sorted({buy_order_id, sell_order_id} - owners.keys())
-    if missing:
-        raise ValueError(f"trade {payload.get('trade_id')!r}: orders {missing} are unknown")
+    trades = [env for env, _meta in items if env.event_type == TRADE_EVENT_TYPE]
+    if not trades:
+        return
+    sides = [(str(env.payload["buy_order_id"]), str(env.payload["sell_order_id"])) for env in trades]
+    owners = order_accounts(order_ids=sorted({order for pair in sides for order in pair}))
+    for env, pair in zip(trades, sides, strict=True):
+        missing = sorted(set(pair) - owners.keys())
+        if missing:
+            raise ValueError(f"trade {env.payload.get('trade_id')!r}: orders {missing} are unknown")
     accounts = {str(pk): a for pk, a in BrokerageAccount.objects.in_bulk(set(owners.values())).items()}
-    aml_trade_observe(
-        trade_id=str(payload["trade_id"]),
-        symbol=str(payload["symbol"]),
-        qty=_decimal(payload, "qty"),
-        price=_decimal(payload, "price"),
-        executed_at=_executed_at(envelope),
-        buy_account=accounts[owners[buy_order_id]],
-        sell_account=accounts[owners[sell_order_id]],
+    aml_trades_observe(
+        [
+            TradeSeen(
+                trade_id=str(env.payload["trade_id"]),
+                symbol=str(env.payload["symbol"]),
+                qty=_decimal(env.payload, "qty"),
+                price=_decimal(env.payload, "price"),
+                executed_at=_executed_at(env),
+                buy_account=accounts[owners[buy]],
+                sell_account=accounts[owners[sell]],
+            )
+            for env, (buy, sell) in zip(trades, sides, strict=True)
+        ]
     )
 
 
@@ -103,5 +116,6 @@ KYC_AML_TRADES = consumer_register(
         # One Celery task per 100 trades of a consume batch, applied in one transaction (the per-task cost of
         # Celery was most of the worker's CPU per trade in bench/ingest.py).
         transaction_batch=100,
+        chunk_handler=trade_events_handle,
     )
 )

@@ -192,3 +192,38 @@ def test_rapid_in_and_out_sees_the_trades_in_between() -> None:
     assert aml_transfer_evaluate(transfer=withdrawal) == []
     assert AmlTradeObservation.objects.filter(account=account).count() == 3
     assert AmlAlert.objects.filter(rule="rapid_in_out").count() == 0
+
+
+def test_a_chunk_of_trades_has_the_effect_of_each_trade_in_turn() -> None:
+    """The bridge's chunk path (``transaction_batch``, ``trade_events_handle``): one transaction, the same
+    alerts as one trade at a time. A dormant account trades twice: only its first trade is dormant activity (the
+    second sees the first as its last activity); a linked pair is a wash trade; an unrelated pair raises nothing;
+    a redelivered chunk applies nothing again."""
+    from apps.core.consumers import inbox_apply_many
+
+    dormant, other, a, b, c, d = (_active() for _ in range(6))
+    BrokerageAccount.objects.filter(pk=dormant.pk).update(created_at=EXECUTED - timedelta(days=400))
+    dormant.refresh_from_db()
+    AccountDevice.objects.create(account=a, device_key="dev:7")
+    AccountDevice.objects.create(account=b, device_key="dev:7")
+    chunk = []
+    for i, (buyer, seller) in enumerate([(dormant, other), (a, b), (c, d), (dormant, other)]):
+        buy, sell = make_order(account=buyer, side="buy"), make_order(account=seller, side="sell")
+        envelope = _trade_envelope(
+            buy_order_id=str(buy.pk), sell_order_id=str(sell.pk), offset=20 + i, qty_e9=500 * 10**9,
+            price_e4=200_000, at=EXECUTED + timedelta(minutes=i),
+        )  # fmt: skip
+        chunk.append((envelope, MessageMeta(topic="orders.events", partition=0, offset=i, key=None)))
+    spec = consumer_get("kyc.aml_trades")
+    assert spec.chunk_handler is not None
+    assert inbox_apply_many(spec, chunk) == 4
+    assert sorted(
+        (al.rule, al.details.get("source") or al.details["trade_id"]) for al in AmlAlert.objects.all()
+    ) == [
+        ("dormant_activity", f"trade:p3:20:1:{dormant.pk}"),
+        ("wash_trade", "p3:21:1"),
+        ("wash_trade", "p3:21:1"),
+    ]
+    assert AmlTradeObservation.objects.count() == 8
+    assert inbox_apply_many(spec, chunk) == 0
+    assert (AmlAlert.objects.count(), AmlTradeObservation.objects.count()) == (3, 8)

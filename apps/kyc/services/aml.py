@@ -219,22 +219,74 @@ class TradeSide:
 
 def accounts_linked(a: BrokerageAccount, b: BrokerageAccount) -> list[str]:
     """Why two accounts are the same beneficial party: same owner, address or device (empty when unrelated)."""
-    if a.pk == b.pk:
-        return ["same_account"]
-    reasons = []
-    if a.owner_id == b.owner_id:
-        reasons.append("shared_owner")
-    apps = {k.account_id: k for k in KycApplication.objects.filter(account_id__in=[a.pk, b.pk])}
-    ka, kb = apps.get(a.pk), apps.get(b.pk)
-    if ka and kb:
-        if ka.tax_id_digest and ka.tax_id_digest == kb.tax_id_digest:
+    return _TradeContext.load([a, b]).linked(a, b)
+
+
+@dataclass(frozen=True, slots=True)
+class TradeSeen:
+    """One executed trade as AML monitoring takes it (both sides' accounts already resolved)."""
+
+    trade_id: str
+    symbol: str
+    qty: Decimal
+    price: Decimal
+    executed_at: datetime
+    buy_account: BrokerageAccount
+    sell_account: BrokerageAccount
+
+
+@dataclass(slots=True)
+class _TradeContext:
+    """What the trade rules read and a batch of trades never changes: KYC applications, devices, thresholds."""
+
+    kyc: dict[Any, KycApplication]
+    devices: dict[Any, set[str]]
+    thresholds: list[AmlThresholdSet]  # newest first, as ``aml_thresholds_at`` orders them
+
+    @classmethod
+    def load(cls, accounts: list[BrokerageAccount], until: datetime | None = None) -> _TradeContext:
+        ids = {a.pk for a in accounts}
+        devices: dict[Any, set[str]] = {}
+        for account_id, key in AccountDevice.objects.filter(account_id__in=ids).values_list(
+            "account_id", "device_key"
+        ):
+            devices.setdefault(account_id, set()).add(key)
+        thresholds = (
+            []
+            if until is None
+            else list(
+                AmlThresholdSet.objects.filter(effective_from__lte=until).order_by(
+                    "-effective_from", "-version"
+                )
+            )
+        )
+        return cls(
+            kyc={k.account_id: k for k in KycApplication.objects.filter(account_id__in=ids)},
+            devices=devices,
+            thresholds=thresholds,
+        )
+
+    def thresholds_at(self, at: datetime) -> AmlThresholdSet:
+        for t in self.thresholds:
+            if t.effective_from <= at:
+                return t
+        raise NotFound("no AML threshold set is in force", error="aml_thresholds_missing")
+
+    def linked(self, a: BrokerageAccount, b: BrokerageAccount) -> list[str]:
+        if a.pk == b.pk:
+            return ["same_account"]
+        reasons = []
+        if a.owner_id == b.owner_id:
             reasons.append("shared_owner")
-        if ka.address_key and ka.address_key == kb.address_key:
-            reasons.append("shared_address")
-    devices_a = set(AccountDevice.objects.filter(account=a).values_list("device_key", flat=True))
-    if devices_a and AccountDevice.objects.filter(account=b, device_key__in=devices_a).exists():
-        reasons.append("shared_device")
-    return sorted(set(reasons))
+        ka, kb = self.kyc.get(a.pk), self.kyc.get(b.pk)
+        if ka and kb:
+            if ka.tax_id_digest and ka.tax_id_digest == kb.tax_id_digest:
+                reasons.append("shared_owner")
+            if ka.address_key and ka.address_key == kb.address_key:
+                reasons.append("shared_address")
+        if self.devices.get(a.pk, set()) & self.devices.get(b.pk, set()):
+            reasons.append("shared_device")
+        return sorted(set(reasons))
 
 
 def aml_trade_observe(
@@ -248,37 +300,68 @@ def aml_trade_observe(
     sell_account: BrokerageAccount,
 ) -> list[AmlAlert]:
     """Record one executed trade's two sides and run the trade rules (idempotent by ``trade_id``)."""
+    trade = TradeSeen(trade_id, symbol, qty, price, executed_at, buy_account, sell_account)
+    return aml_trades_observe([trade])
+
+
+def aml_trades_observe(trades: list[TradeSeen]) -> list[AmlAlert]:
+    """``aml_trade_observe`` for each trade in turn, with the same effect, in one transaction.
+
+    What the rules read and trades never write (KYC applications, devices, threshold sets) is loaded once for the
+    batch; each trade's observation, dormancy check and alerts still run in order, so a later trade sees the
+    earlier ones exactly as it would one trade at a time.
+    """
+    if not trades:
+        return []
     with transaction.atomic():
-        created = AmlTradeObservation.objects.bulk_create(
-            [
-                AmlTradeObservation(account=buy_account, trade_id=trade_id, side="buy", symbol=symbol, qty=qty,
-                                    price=price, executed_at=executed_at),
-                AmlTradeObservation(account=sell_account, trade_id=trade_id, side="sell", symbol=symbol, qty=qty,
-                                    price=price, executed_at=executed_at),
-            ],
-            ignore_conflicts=True,
-        )  # fmt: skip
-        del created  # ignore_conflicts gives no reliable pks; idempotency comes from the alert fingerprints
-        t = aml_thresholds_at(executed_at)
+        ctx = _TradeContext.load(
+            [a for t in trades for a in (t.buy_account, t.sell_account)],
+            until=max(t.executed_at for t in trades),
+        )
         raised: list[AmlAlert] = []
-        links = accounts_linked(buy_account, sell_account)
-        if links:
-            for account in {buy_account.pk: buy_account, sell_account.pk: sell_account}.values():
-                alert = _alert_raise(
-                    account=account, rule=AmlAlert.Rule.WASH_TRADE, fingerprint=f"wash:{trade_id}:{account.pk}",
-                    thresholds=t,
-                    details={"trade_id": trade_id, "symbol": symbol, "qty": str(qty), "price": str(price),
-                             "buy_account_id": str(buy_account.pk), "sell_account_id": str(sell_account.pk),
-                             "links": links},
-                )  # fmt: skip
-                if alert:
-                    raised.append(alert)
-        for account in {buy_account.pk: buy_account, sell_account.pk: sell_account}.values():
-            raised += _dormant_check(
-                account=account, at=executed_at, amount=qty * price, source=f"trade:{trade_id}:{account.pk}",
-                thresholds=t,
-            )  # fmt: skip
+        for trade in trades:
+            raised += _trade_observe(trade, ctx)
         return raised
+
+
+def _trade_observe(trade: TradeSeen, ctx: _TradeContext) -> list[AmlAlert]:
+    t = ctx.thresholds_at(trade.executed_at)  # refused (NotFound) before anything of this trade is written
+    buy_account, sell_account, trade_id = trade.buy_account, trade.sell_account, trade.trade_id
+    # ignore_conflicts gives no reliable pks; idempotency comes from the alert fingerprints
+    AmlTradeObservation.objects.bulk_create(
+        [
+            AmlTradeObservation(
+                account=account,
+                trade_id=trade_id,
+                side=side,
+                symbol=trade.symbol,
+                qty=trade.qty,
+                price=trade.price,
+                executed_at=trade.executed_at,
+            )
+            for account, side in ((buy_account, "buy"), (sell_account, "sell"))
+        ],
+        ignore_conflicts=True,
+    )
+    raised: list[AmlAlert] = []
+    links = ctx.linked(buy_account, sell_account)
+    if links:
+        for account in {buy_account.pk: buy_account, sell_account.pk: sell_account}.values():
+            alert = _alert_raise(
+                account=account, rule=AmlAlert.Rule.WASH_TRADE, fingerprint=f"wash:{trade_id}:{account.pk}",
+                thresholds=t,
+                details={"trade_id": trade_id, "symbol": trade.symbol, "qty": str(trade.qty),
+                         "price": str(trade.price), "buy_account_id": str(buy_account.pk),
+                         "sell_account_id": str(sell_account.pk), "links": links},
+            )  # fmt: skip
+            if alert:
+                raised.append(alert)
+    for account in {buy_account.pk: buy_account, sell_account.pk: sell_account}.values():
+        raised += _dormant_check(
+            account=account, at=trade.executed_at, amount=trade.qty * trade.price,
+            source=f"trade:{trade_id}:{account.pk}", thresholds=t,
+        )  # fmt: skip
+    return raised
 
 
 # ------------------------------------------------------------------------------------------- case work
