@@ -333,11 +333,18 @@ def _runq_sample() -> dict[str, float]:
 
 
 class _PgWaits:
-    """Samples ``pg_stat_activity`` of the bench database every 0.25 s: what its busy backends wait on."""
+    """Samples ``pg_stat_activity`` of the bench database every ``interval`` s: what its busy backends wait on.
 
-    def __init__(self) -> None:
+    ``statements``: also which statements the backends running on CPU (not waiting) execute, by their first
+    words (a sampling profile of PostgreSQL by statement; no extension needed).
+    """
+
+    def __init__(self, interval: float = 0.25, statements: bool = False) -> None:
         self.samples = 0
         self.counts: Counter[str] = Counter()  # "active" / "Lock:transactionid" / "IO:WALSync" ... per sample
+        self.statements: Counter[str] = Counter()
+        self._interval = interval
+        self._with_statements = statements
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -346,13 +353,16 @@ class _PgWaits:
         import psycopg
 
         with psycopg.connect(pipeline.DB_URL, autocommit=True) as conn:
-            while not self._stop.wait(0.25):
+            while not self._stop.wait(self._interval):
                 rows = conn.execute(
-                    "SELECT coalesce(wait_event_type || ':' || wait_event, 'cpu') FROM pg_stat_activity "
+                    "SELECT coalesce(wait_event_type || ':' || wait_event, 'cpu'), "
+                    "left(regexp_replace(query, '\\s+', ' ', 'g'), 70) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()"
                 ).fetchall()
                 self.samples += 1
                 self.counts.update(r[0] for r in rows)
+                if self._with_statements:
+                    self.statements.update(r[1] for r in rows if r[0] == "cpu")
 
     def stop(self) -> dict[str, float]:
         """Mean number of backends per state over the samples (``cpu`` = running, not waiting)."""
@@ -360,6 +370,11 @@ class _PgWaits:
         self._thread.join(5)
         n = max(self.samples, 1)
         return {k: v / n for k, v in self.counts.most_common()}
+
+    def top_statements(self, k: int = 10) -> list[tuple[str, float]]:
+        """The statements backends were running on CPU, as % of all such samples (after ``stop``)."""
+        total = max(sum(self.statements.values()), 1)
+        return [(q, round(100 * c / total, 1)) for q, c in self.statements.most_common(k)]
 
 
 def _quiet() -> None:
@@ -640,7 +655,7 @@ def profile(config: Config) -> dict[str, Any]:
     others = sorted((n for n in pipeline_names if n != lagging), key=lambda n: -shares.get(n, 0.0))
     busiest = [lagging, *others[:1]]
     result["recorded_processes"] = busiest
-    waits = _PgWaits()
+    waits = _PgWaits(interval=0.02, statements=True)
     spy = str(PY_SPY) if PY_SPY.exists() else shutil.which("py-spy")
     if spy is None:
         result["py_spy"] = "py-spy not installed (pip install py-spy into .venv)"
@@ -676,6 +691,7 @@ def profile(config: Config) -> dict[str, Any]:
             if raw_path.exists():
                 result["py_spy"][name] = _frames(raw_path.read_text())
     result["pg_backends_by_wait"] = {k: round(v, 2) for k, v in waits.stop().items()}
+    result["pg_cpu_by_statement_pct"] = waits.top_statements()
     gen.join(120)
     out = holder.get("out")
     if out is not None:

@@ -136,7 +136,7 @@ def _stage_section(result: Mapping[str, Any]) -> str:
     prof = result.get("profile")
     if prof and "hot_spots" not in prof:  # a stage-specific profile (e.g. CPU per process, py-spy shares)
         lines += ["**Profile at saturation** (stage-specific; see the stage module's `profile`)", ""]
-        lines += ["```json", json.dumps(prof, indent=1)[:6000], "```", ""]
+        lines += ["```json", json.dumps(prof, indent=1)[:12000], "```", ""]
         prof = None
     if prof:
         lines += [f"**Profile** ({prof['profiler']}; {prof['workload']}, total {prof['total_s']} s)", ""]
