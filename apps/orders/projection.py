@@ -47,6 +47,7 @@ from django.db.models import Field, Q
 
 from apps.core import events
 from apps.core.consumers import MessageMeta
+from apps.core.copy import copy_insert
 from apps.core.errors import NotFound
 from apps.core.fields import format_decimal
 from apps.core.outbox import aggregate_sequences_allocate
@@ -187,7 +188,7 @@ class _Chunk:
             fields = sorted(set().union(*self.dirty.values()) | {"updated_at"})
             _orders_update([self.by_pk[pk] for pk in sorted(self.dirty)], fields)
         if self.fills:
-            Fill.objects.bulk_create(self.fills)
+            copy_insert(Fill, self.fills)
         if not self.updates:
             return []
         self._positions_fill()
@@ -213,7 +214,7 @@ class _Chunk:
                 )
             )
             pushes.append((account_id, u.data))
-        TradeUpdate.objects.bulk_create(rows)
+        copy_insert(TradeUpdate, rows)  # the rows' ids are not read: clients order by seq
         transaction.on_commit(lambda: _push_many(pushes))
         return rows
 

@@ -41,6 +41,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from apps.accounts.models import BrokerageAccount
+from apps.core.copy import copy_insert
 from apps.core.errors import BusinessRuleViolation, NotFound, ValidationError
 from apps.settlement.models import (
     CURRENCY,
@@ -186,7 +187,7 @@ class AccountReservations:
                             Posting(entry=entry, ledger_account=row, asset=row.asset, amount=amount)
                         )
                         totals[row.pk] += amount
-            Posting.objects.bulk_create(postings)
+            copy_insert(Posting, postings)
             _balances_move(self.rows.values(), totals)
         if self.reservations:
             ShareReservation.objects.bulk_create(
@@ -492,13 +493,14 @@ class _Book:
             if b.fee_entry is not None:
                 entries.append(b.fee_entry)
         if entries:
-            JournalEntry.objects.bulk_create(entries)
-            Posting.objects.bulk_create(
+            JournalEntry.objects.bulk_create(entries)  # INSERT: the postings need the entries' ids back
+            copy_insert(
+                Posting,
                 [
                     Posting(entry=b.entry, ledger_account=row, asset=row.asset, amount=amount)
                     for b in self.booked
                     for row, amount in b.legs
-                ]
+                ],
             )
         obligations = [o for b in self.booked for o in b.obligations]
         if obligations:
