@@ -9,6 +9,7 @@
 #   engine [--partitions P]  matching engine for a symbol-partition group; default $ENGINE_PARTITIONS
 #   consumer <name>          one registered Kafka consumer (manage.py run_consumer <name>)
 #   marketdata               market-data feed publisher
+#   clock                    market session clock (exactly one replica)
 #   market-maker             demo liquidity
 #   migrate                  as the DB owner: migrations, then the runtime role (db_roles); then Kafka topics
 #                            (a one-off task before a rollout; the only task given the owner's credentials)
@@ -82,6 +83,8 @@ case "$role" in
         exec python manage.py run_consumer "$name" "$@" ;;
     marketdata)
         exec python manage.py run_marketdata_feed "$@" ;;
+    clock)
+        exec python manage.py run_session_clock "$@" ;;
     market-maker)
         exec python manage.py run_market_maker "$@" ;;
     migrate)

@@ -27,6 +27,7 @@ class ProcessSpec:
     # Singletons (beat, engine groups) must never run two copies, not even during a deployment.
     singleton: bool = False
     stop_timeout_s: int = 60
+    consumer: str | None = None  # a Kafka consumer service: its registry name (= consumer group id)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class PlatformConfig:
             ProcessSpec("worker", ["worker"], cpu=1024, memory_mib=2048, min_tasks=2, max_tasks=20),
             ProcessSpec("beat", ["beat"], cpu=256, memory_mib=512, singleton=True),
             ProcessSpec("marketdata", ["marketdata"], singleton=True),
+            # Session transitions (open, close, day orders expiring): exactly one, like beat.
+            ProcessSpec("clock", ["clock"], cpu=256, memory_mib=512, singleton=True),
         ]
         for group in self.engine_partition_groups:
             lo, hi = (int(x) for x in group.split("-"))
@@ -98,5 +101,7 @@ class PlatformConfig:
                 )
             )
         for name in sorted(self.consumers):
-            specs.append(ProcessSpec(f"consumer-{name}", ["consumer", name], min_tasks=1, max_tasks=6))
+            # Registry names have dots and underscores, which ECS service names may not contain.
+            service = "consumer-" + name.replace(".", "-").replace("_", "-")
+            specs.append(ProcessSpec(service, ["consumer", name], min_tasks=1, max_tasks=6, consumer=name))
         return specs

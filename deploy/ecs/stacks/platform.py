@@ -381,8 +381,8 @@ class PlatformStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside 
                     adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
                     cooldown=cdk.Duration.seconds(120),
                 )
-            elif name.startswith("consumer-"):
-                consumer = name.removeprefix("consumer-")
+            elif spec.consumer is not None:
+                consumer = spec.consumer
                 scaling.scale_on_metric(
                     "KafkaLag",
                     metric=self.consumer_lag_metric(consumer, config.consumers[consumer]),
