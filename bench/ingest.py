@@ -16,8 +16,9 @@ from Kafka offsets, so a new prefix on the same database would reuse them.
 
 Design against the budget (the stage <= 5 min at 5 rounds): the target is ">= 10,000 orders/s sustained for 60 s
 at a fixed offered rate". Each round runs one window of ``BENCH_INGEST_WINDOW`` s (12; 6 with ``--quick``) at the
-fixed offered rate ``BENCH_INGEST_RATE`` (100 orders/s: about twice what the pipeline carries on the shared
-2-core machine, so every window saturates it), so five rounds offer 60 s of load in five 12 s windows, each followed
+fixed offered rate ``BENCH_INGEST_RATE`` (100 orders/s: chosen when it was about twice what the pipeline carried
+on the shared 2-core machine; since 2026-11-26 it is about what it carries, and the profile's burst measures the
+saturated rate), so five rounds offer 60 s of load in five 12 s windows, each followed
 by its drain and its invariant checks. It is not one uninterrupted 60 s: the harness has no cross-round
 measurement; ``BENCH_INGEST_WINDOW=60 ... --rounds 1`` runs one. The load generator is the measurement child (open
 loop: a batch every ``batch / rate`` s, sent by a pool of 6 connections so a slow answer never delays the
