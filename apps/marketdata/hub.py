@@ -74,6 +74,13 @@ class FanoutHub:
             if not members:
                 del self.members[group]
                 await self.layer.group_discard(group, self._channel)
+            if not self.members and self._reader is not None:
+                # Nothing subscribed in this process: stop receiving (the next join starts a new channel). A
+                # receive left pending would also block another event loop's receive on channels-redis's
+                # core layer (tests run one loop each).
+                reader, self._reader, self._channel = self._reader, None, None
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
 
     async def _read(self) -> None:
         assert self._channel is not None
