@@ -3,7 +3,8 @@
 The stock Channels pattern makes every WebSocket connection a member of the groups it subscribes to, so each
 update is copied, received, dispatched and serialized once per connection. Here each ws process (each event
 loop) has one ``FanoutHub`` with one layer channel of its own: the hub joins a group when its first local
-connection subscribes and leaves it when the last one goes. For each update it receives it serializes the
+connection subscribes and leaves it when the last one goes (with no subscriber at all it stops receiving, and
+the next join starts a new channel). For each update it receives it serializes the
 message once (``orjson``), hands it to every local subscriber of that group (``Subscriber.deliver``: filter and
 conflate, no I/O), and then flushes each subscriber that got something: one array frame per connection.
 
