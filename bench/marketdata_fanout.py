@@ -162,8 +162,8 @@ def _server_start(variant: str) -> tuple[subprocess.Popen[bytes], int]:
             time.sleep(0.2)
 
 
-def _server_stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop exactly the process group ``_server_start`` started."""
+def _group_stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop exactly the process group a ws server or a load generator was started in."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -180,7 +180,7 @@ def _servers_stop() -> None:
     _generators.clear()
     for servers in _servers.values():
         for proc, _port in servers:
-            _server_stop(proc)
+            _group_stop(proc)
     _servers.clear()
 
 
@@ -298,13 +298,7 @@ class Generator:
         return self.read(timeout)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        _group_stop(self.proc)
 
 
 def _publish(variant: str, symbols: list[str], rate: float, duration: float) -> dict[str, float]:
@@ -370,7 +364,7 @@ def measure(
         # cause not found yet) is restarted once; the restart is counted in ``retries``, never hidden.
         if gen.opened["connections"] < clients:
             gen.stop()
-            _server_stop(proc)
+            _group_stop(proc)
             retries = 1
             proc, gen = _fresh_start(variant, clients, symbols)
         procs = [proc]
@@ -417,7 +411,7 @@ def measure(
         if fresh:
             gen.stop()
             for p in procs:
-                _server_stop(p)
+                _group_stop(p)
     offered = pub["sent"] * sub["clients"]
     # Over the delivery span (first tick sent -> last tick received), not the publish span: a server that
     # falls behind keeps delivering after the publisher stopped.
@@ -466,38 +460,15 @@ def cases(config: Config) -> list[Case]:
     # read, so the fresh server gets keep-alive ticks while its clients connect).
     high = {"clients": CLIENTS_HIGH, "rate": RATE_HIGH, "seconds": d, "settle": 3.0, "fresh": True}
     out = [Case(f"clients={CLIENTS_HIGH}", "core", high), Case(f"clients={CLIENTS_HIGH}", "pubsub", high)]
-    out += [
-        Case(
-            f"fanout={n}",
-            "pubsub",
-            {
-                "clients": n,
-                "rate": RATE_LOW,
-                "seconds": d,
-                "settle": 3.0,
-                "fresh": False,
-                "scaling": True,
-                "rounds": min(3, config.rounds),  # the scaling curve: 3 rounds (the layer comparison: all)
-            },
-        )
-        for n in scaling
-    ]
+
+    def low(n: int, *, scaling: bool) -> dict[str, Any]:
+        # The scaling curve: 3 rounds (the layer comparison: all); the long-lived servers of ``prepare``.
+        p = {"clients": n, "rate": RATE_LOW, "seconds": d, "settle": 3.0, "fresh": False, "scaling": scaling}
+        return {**p, "rounds": min(3, config.rounds)}
+
+    out += [Case(f"fanout={n}", "pubsub", low(n, scaling=True)) for n in scaling]
     # The largest client count again, spread over two ws processes (sharding, as ECS runs several ws tasks).
-    out.append(
-        Case(
-            f"fanout={scaling[-1]}",
-            "pubsub_x2",
-            {
-                "clients": scaling[-1],
-                "rate": RATE_LOW,
-                "seconds": d,
-                "settle": 3.0,
-                "fresh": False,
-                "scaling": False,
-                "rounds": min(3, config.rounds),
-            },
-        )
-    )
+    out.append(Case(f"fanout={scaling[-1]}", "pubsub_x2", low(scaling[-1], scaling=False)))
     return out
 
 

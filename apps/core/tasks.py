@@ -28,7 +28,7 @@ def consumer_event_apply(consumer_name: str, body: str, topic: str, partition: i
 @shared_task(  # type: ignore[untyped-decorator]
     name="apps.core.tasks.consumer_events_apply", acks_late=True, reject_on_worker_lost=True
 )
-def consumer_events_apply(consumer_name: str, items: list[list[object]]) -> int:
+def consumer_events_apply(consumer_name: str, items: list[tuple[str, str, int, int]]) -> int:
     """A bridge chunk (``ConsumerSpec.transaction_batch``): ``[[body, topic, partition, offset], ...]``.
 
     One transaction for the chunk (``inbox_apply_many``). If it fails, each event is applied on its own
@@ -37,10 +37,7 @@ def consumer_events_apply(consumer_name: str, items: list[list[object]]) -> int:
     """
     spec = consumer_get(consumer_name)
     decoded = [
-        (
-            events.decode(str(body).encode()),
-            MessageMeta(topic=str(topic), partition=int(str(partition)), offset=int(str(offset)), key=None),
-        )
+        (events.decode(body.encode()), MessageMeta(topic=topic, partition=partition, offset=offset, key=None))
         for body, topic, partition, offset in items
     ]
     try:

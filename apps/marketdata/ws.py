@@ -64,6 +64,7 @@ from apps.marketdata.stream import CHANNELS, group_name
 logger = logging.getLogger(__name__)
 
 SUB_NAMES = tuple(CHANNELS)  # trades, quotes, bars, orderbooks
+_SUB_NAME = {c: n for n, c in CHANNELS.items()}  # channel code -> subscription name
 MAX_SYMBOLS_PER_CHANNEL = 1000
 CLOSE_CODE_BASE = 4000  # the close code after an error is 4000 + its Alpaca code: 4402, 4404, 4407
 BACKLOG_EXTENSION = "x-brokerage.write-backlog"  # set by deploy/ws_server.py
@@ -165,17 +166,13 @@ class MarketDataStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         """
         if self.closed or self.held or not self.pending:
             return
-        probe = self.backlog_probe
-        if probe is not None and (backlog := probe()) is not None and backlog > self.backlog_limit:
+        backlog = self._backlog_bytes()
+        if backlog is not None and backlog > self.backlog_limit:
             self.held = True
             self.wake.set()
             return
-        pending = self.pending
-        if len(pending) == 1:
-            frame = "[" + next(iter(pending.values()))[1] + "]"
-        else:
-            frame = "[" + ",".join(text for _message, text in pending.values()) + "]"
-        pending.clear()
+        frame = "[" + ",".join(text for _message, text in self.pending.values()) + "]"
+        self.pending.clear()
         ext = self.prepared_ext
         if ext is not None and prepared is not None:
             message = prepared.get(frame)
@@ -348,6 +345,3 @@ class MarketDataStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         else:
             self._data((channel, symbol), msg, text)
         return True
-
-
-_SUB_NAME = {c: n for n, c in CHANNELS.items()}

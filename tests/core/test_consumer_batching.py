@@ -171,8 +171,8 @@ def test_bridge_chunk_task_applies_once_and_a_failing_event_spares_the_rest(spec
     spec = spec_factory(topics=("src",), handler=_echo_handler("echo"), mode="celery", transaction_batch=10)
     a, poison, c = _envelope("1"), _envelope("poison"), _envelope("3")
 
-    def items(*envs: events.EventEnvelope) -> list[list[object]]:
-        return [[events.encode(e).decode(), "src", 0, i] for i, e in enumerate(envs)]
+    def items(*envs: events.EventEnvelope) -> list[tuple[str, str, int, int]]:
+        return [(events.encode(e).decode(), "src", 0, i) for i, e in enumerate(envs)]
 
     assert consumer_events_apply(spec.name, items(a)) == 1
     with pytest.raises(_Poison):

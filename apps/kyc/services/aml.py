@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from apps.accounts.models import BrokerageAccount
@@ -48,12 +48,19 @@ SYSTEM_ACTOR = "aml-monitor"
 CASH_TYPES = (Transfer.Type.ACH, Transfer.Type.WIRE)
 
 
+def _thresholds_until(at: datetime) -> QuerySet[AmlThresholdSet]:
+    """The threshold sets in force at ``at`` or before, the one in force at ``at`` first."""
+    return AmlThresholdSet.objects.filter(effective_from__lte=at).order_by("-effective_from", "-version")
+
+
+def _thresholds_missing() -> NotFound:
+    return NotFound("no AML threshold set is in force", error="aml_thresholds_missing")
+
+
 def aml_thresholds_at(at: datetime) -> AmlThresholdSet:
-    thresholds = (
-        AmlThresholdSet.objects.filter(effective_from__lte=at).order_by("-effective_from", "-version").first()
-    )
+    thresholds = _thresholds_until(at).first()
     if thresholds is None:
-        raise NotFound("no AML threshold set is in force", error="aml_thresholds_missing")
+        raise _thresholds_missing()
     return thresholds
 
 
@@ -211,12 +218,6 @@ def aml_transfer_evaluate(*, transfer: Transfer) -> list[AmlAlert]:
     return raised
 
 
-@dataclass(frozen=True, slots=True)
-class TradeSide:
-    account: BrokerageAccount
-    side: str  # buy | sell
-
-
 def accounts_linked(a: BrokerageAccount, b: BrokerageAccount) -> list[str]:
     """Why two accounts are the same beneficial party: same owner, address or device (empty when unrelated)."""
     return _TradeContext.load([a, b]).linked(a, b)
@@ -251,15 +252,7 @@ class _TradeContext:
             "account_id", "device_key"
         ):
             devices.setdefault(account_id, set()).add(key)
-        thresholds = (
-            []
-            if until is None
-            else list(
-                AmlThresholdSet.objects.filter(effective_from__lte=until).order_by(
-                    "-effective_from", "-version"
-                )
-            )
-        )
+        thresholds = [] if until is None else list(_thresholds_until(until))
         return cls(
             kyc={k.account_id: k for k in KycApplication.objects.filter(account_id__in=ids)},
             devices=devices,
@@ -270,7 +263,7 @@ class _TradeContext:
         for t in self.thresholds:
             if t.effective_from <= at:
                 return t
-        raise NotFound("no AML threshold set is in force", error="aml_thresholds_missing")
+        raise _thresholds_missing()
 
     def linked(self, a: BrokerageAccount, b: BrokerageAccount) -> list[str]:
         if a.pk == b.pk:
