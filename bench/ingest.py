@@ -570,8 +570,9 @@ def _run_writer(case: Case) -> dict[str, float]:
     batch = int(case.params["batch"])
     # Client-side binding, as Django's PostgreSQL backend uses (its cursors are psycopg ClientCursors).
     with psycopg.connect(pipeline.DB_URL, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS bench_writer (LIKE orders_fill INCLUDING ALL)")
-        conn.execute("TRUNCATE bench_writer")
+        # Recreated every time, so it always has the current orders_fill schema (indexes included).
+        conn.execute("DROP TABLE IF EXISTS bench_writer")
+        conn.execute("CREATE TABLE bench_writer (LIKE orders_fill INCLUDING ALL)")
         # Identifiers and placeholders are constants of this module; every value is bound.
         one = f"INSERT INTO bench_writer ({cols}) VALUES ({', '.join(['%s'] * 10)})"  # noqa: S608
         t0 = time.perf_counter()
@@ -593,7 +594,7 @@ def _run_writer(case: Case) -> dict[str, float]:
                             cp.write_row(row)
         elapsed = time.perf_counter() - t0
         count = conn.execute("SELECT count(*) FROM bench_writer").fetchone()
-        conn.execute("TRUNCATE bench_writer")
+        conn.execute("DROP TABLE bench_writer")
     if count is None or count[0] != n:
         raise RuntimeError(f"writer {case.variant} stored {count} rows, expected {n}")
     return {"rows_per_s": n / elapsed, "rows": float(n)}

@@ -84,7 +84,8 @@ class ApiKey(models.Model):
 
     key_id = models.CharField(max_length=32, unique=True)
     secret_hash = models.CharField(max_length=64)
-    owner = models.ForeignKey(User, on_delete=models.PROTECT, related_name="api_keys")
+    # No index of its own: ``accounts_apikey_owner_idx`` leads with it.
+    owner = models.ForeignKey(User, on_delete=models.PROTECT, related_name="api_keys", db_index=False)
     name = models.CharField(max_length=100)
     scopes = models.JSONField(default=list)
     created_at = models.DateTimeField(auto_now_add=True)

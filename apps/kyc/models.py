@@ -134,7 +134,10 @@ class KycAgreement(models.Model):
         MARGIN = "margin_agreement"
         CRYPTO = "crypto_agreement"
 
-    application = models.ForeignKey(KycApplication, on_delete=models.CASCADE, related_name="agreements")
+    # No index of its own: ``kyc_agreement_once`` leads with it.
+    application = models.ForeignKey(
+        KycApplication, on_delete=models.CASCADE, related_name="agreements", db_index=False
+    )
     agreement = models.CharField(max_length=30, choices=Kind.choices)
     signed_at = models.DateTimeField()
     ip_address = models.GenericIPAddressField()
@@ -258,7 +261,8 @@ class ComplianceHold(models.Model):
 class AccountDevice(models.Model):
     """A device or network address an account was used from (for shared-device AML linking)."""
 
-    account = models.ForeignKey(BrokerageAccount, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: ``kyc_device_once`` leads with it.
+    account = models.ForeignKey(BrokerageAccount, on_delete=models.CASCADE, related_name="+", db_index=False)
     device_key = models.CharField(max_length=100)
     first_seen = models.DateTimeField(auto_now_add=True)
 
@@ -298,7 +302,8 @@ class AmlThresholdSet(models.Model):
 class AmlTradeObservation(models.Model):
     """One side of an executed trade, as AML monitoring saw it (fed by ``aml_trade_observe``)."""
 
-    account = models.ForeignKey(BrokerageAccount, on_delete=models.PROTECT, related_name="+")
+    # No index of its own: ``kyc_aml_trade_acct_idx`` leads with it.
+    account = models.ForeignKey(BrokerageAccount, on_delete=models.PROTECT, related_name="+", db_index=False)
     trade_id = models.CharField(max_length=64)
     side = models.CharField(max_length=4)  # buy | sell
     symbol = models.CharField(max_length=20)
@@ -402,7 +407,10 @@ class Transfer(models.Model):
     TERMINAL = frozenset({"COMPLETE", "RETURNED", "REJECTED", "CANCELED"})
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    account = models.ForeignKey(BrokerageAccount, on_delete=models.PROTECT, related_name="transfers")
+    # No index of its own: ``kyc_transfer_acct_idx`` leads with it.
+    account = models.ForeignKey(
+        BrokerageAccount, on_delete=models.PROTECT, related_name="transfers", db_index=False
+    )
     direction = models.CharField(max_length=8, choices=Direction.choices)
     type = models.CharField(max_length=5, choices=Type.choices)
     status = models.CharField(max_length=16, choices=Status.choices)

@@ -134,7 +134,10 @@ class Order(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     client_order_id = models.CharField(max_length=128)
-    account = models.ForeignKey("accounts.BrokerageAccount", on_delete=models.PROTECT, related_name="orders")
+    # No index of its own: the composite indexes below and the client id constraint all lead with it.
+    account = models.ForeignKey(
+        "accounts.BrokerageAccount", on_delete=models.PROTECT, related_name="orders", db_index=False
+    )
     asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="orders")
     symbol = models.CharField(max_length=16)
     side = models.CharField(max_length=4, choices=Side.choices)
@@ -254,7 +257,7 @@ class Fill(models.Model):
         AUCTION = "auction"
 
     id = models.BigAutoField(primary_key=True)
-    fill_id = models.CharField(max_length=64, unique=True)
+    fill_id = models.CharField(max_length=64)  # unique: the constraint below (no LIKE index beside it)
     trade_id = models.CharField(max_length=64)
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
     account = models.ForeignKey("accounts.BrokerageAccount", on_delete=models.PROTECT, related_name="fills")
@@ -268,6 +271,7 @@ class Fill(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
+            models.UniqueConstraint(fields=["fill_id"], name="orders_fill_fill_id_uniq"),
             models.CheckConstraint(condition=Q(qty__gt=0), name="orders_fill_qty_positive"),
             models.CheckConstraint(condition=Q(price__gt=0), name="orders_fill_price_positive"),
         ]
@@ -283,7 +287,10 @@ class TradeUpdate(models.Model):
     """
 
     id = models.BigAutoField(primary_key=True)
-    account = models.ForeignKey("accounts.BrokerageAccount", on_delete=models.PROTECT, related_name="+")
+    # No index of its own: ``orders_tradeupdate_seq_uniq`` (account, seq) leads with it.
+    account = models.ForeignKey(
+        "accounts.BrokerageAccount", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     seq = models.BigIntegerField()
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="+")
     event = models.CharField(max_length=24)

@@ -80,8 +80,14 @@ class LedgerAccount(models.Model):
     CASH_KINDS = (Kind.CASH_SETTLED, Kind.CASH_UNSETTLED, Kind.CASH_HELD)
 
     id = models.BigAutoField(primary_key=True)
+    # No index of its own: ``settlement_ledgeraccount_uniq`` leads with it.
     account = models.ForeignKey(
-        BrokerageAccount, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_accounts"
+        BrokerageAccount,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="ledger_accounts",
+        db_index=False,
     )
     kind = models.CharField(max_length=24, choices=Kind.choices)
     asset = models.CharField(max_length=16, help_text="currency code or instrument symbol")
@@ -137,8 +143,13 @@ class JournalEntry(models.Model):
     source_type = models.CharField(max_length=32)
     source_id = models.CharField(max_length=128)
     entry_type = models.CharField(max_length=16, choices=EntryType.choices)
-    account = models.ForeignKey(
-        BrokerageAccount, on_delete=models.PROTECT, null=True, blank=True, related_name="journal_entries"
+    account = models.ForeignKey(  # indexed by ``settlement_je_account_id_idx`` (account, id)
+        BrokerageAccount,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="journal_entries",
+        db_index=False,
     )
     description = models.CharField(max_length=300, blank=True, default="")
     effective_date = models.DateField(help_text="trade date / business date in America/New_York")
@@ -163,7 +174,9 @@ class JournalEntry(models.Model):
 class Posting(models.Model):
     id = models.BigAutoField(primary_key=True)
     entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="postings")
-    ledger_account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="postings")
+    ledger_account = models.ForeignKey(  # indexed by ``settlement_posting_la_idx`` (ledger_account, id)
+        LedgerAccount, on_delete=models.PROTECT, related_name="postings", db_index=False
+    )
     asset = models.CharField(max_length=16)
     amount = _amount_field()
 
@@ -181,7 +194,7 @@ class CashHold(models.Model):
     """Cash reserved for one buy order. ``unsettled_remaining`` is the part drawn from unsettled proceeds."""
 
     id = models.BigAutoField(primary_key=True)
-    order_id = models.CharField(max_length=64, unique=True)
+    order_id = models.CharField(max_length=64)  # unique: the constraint below (no LIKE index beside it)
     account = models.ForeignKey(BrokerageAccount, on_delete=models.PROTECT, related_name="cash_holds")
     amount = _money_field()
     remaining = _money_field()
@@ -192,6 +205,7 @@ class CashHold(models.Model):
 
     class Meta:
         constraints = [
+            models.UniqueConstraint(fields=["order_id"], name="settlement_cashhold_order_uniq"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="settlement_cashhold_amount_pos"),
             models.CheckConstraint(
                 condition=Q(remaining__gte=0), name="settlement_cashhold_remaining_nonneg"
@@ -210,8 +224,10 @@ class ShareReservation(models.Model):
     """Shares reserved for one sell order (no naked shorts on cash accounts)."""
 
     id = models.BigAutoField(primary_key=True)
-    order_id = models.CharField(max_length=64, unique=True)
-    account = models.ForeignKey(BrokerageAccount, on_delete=models.PROTECT, related_name="share_reservations")
+    order_id = models.CharField(max_length=64)  # unique: the constraint below (no LIKE index beside it)
+    account = models.ForeignKey(  # indexed by ``settlement_sr_acct_sym_idx`` (account, symbol)
+        BrokerageAccount, on_delete=models.PROTECT, related_name="share_reservations", db_index=False
+    )
     symbol = models.CharField(max_length=16)
     qty = models.DecimalField(max_digits=QTY_MAX_DIGITS, decimal_places=QTY_DECIMAL_PLACES)
     remaining = models.DecimalField(max_digits=QTY_MAX_DIGITS, decimal_places=QTY_DECIMAL_PLACES)
@@ -220,6 +236,7 @@ class ShareReservation(models.Model):
 
     class Meta:
         constraints = [
+            models.UniqueConstraint(fields=["order_id"], name="settlement_sharereservation_order_uniq"),
             models.CheckConstraint(condition=Q(qty__gt=0), name="settlement_sharereservation_qty_pos"),
             models.CheckConstraint(
                 condition=Q(remaining__gte=0), name="settlement_sharereservation_remaining_nonneg"
@@ -236,7 +253,9 @@ class SettlementObligation(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     account = models.ForeignKey(BrokerageAccount, on_delete=models.PROTECT, related_name="obligations")
-    trade_entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="obligations")
+    trade_entry = models.ForeignKey(  # indexed by ``settlement_obligation_uniq`` (trade_entry, kind, asset)
+        JournalEntry, on_delete=models.PROTECT, related_name="obligations", db_index=False
+    )
     kind = models.CharField(max_length=8, choices=[("cash", "cash"), ("sec", "sec")])
     asset = models.CharField(max_length=16)
     amount = _amount_field(help_text="signed: + receivable, - deliverable")
@@ -334,7 +353,9 @@ class TaxLot(models.Model):
     """An open (or closed) lot of shares bought at one price; sells close lots by the account's method."""
 
     id = models.BigAutoField(primary_key=True)
-    account = models.ForeignKey(BrokerageAccount, on_delete=models.PROTECT, related_name="tax_lots")
+    account = models.ForeignKey(  # indexed by ``settlement_lot_idx`` (account, symbol, acquired_date, id)
+        BrokerageAccount, on_delete=models.PROTECT, related_name="tax_lots", db_index=False
+    )
     symbol = models.CharField(max_length=16)
     source_entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="lots")
     acquired_date = models.DateField()
@@ -391,7 +412,10 @@ class LotSelection(models.Model):
     """
 
     id = models.BigAutoField(primary_key=True)
-    reservation = models.ForeignKey(ShareReservation, on_delete=models.PROTECT, related_name="lot_selections")
+    # No index of its own: ``settlement_lotselection_uniq`` leads with it.
+    reservation = models.ForeignKey(
+        ShareReservation, on_delete=models.PROTECT, related_name="lot_selections", db_index=False
+    )
     lot = models.ForeignKey(TaxLot, on_delete=models.PROTECT, related_name="selections")
     seq = models.PositiveIntegerField()
     qty = models.DecimalField(max_digits=QTY_MAX_DIGITS, decimal_places=QTY_DECIMAL_PLACES)
@@ -537,11 +561,13 @@ class GoodFaithViolation(models.Model):
     """A sale, before they settled, of shares bought with unsettled sale proceeds (one row per closed lot)."""
 
     id = models.BigAutoField(primary_key=True)
+    # No index of its own: ``settlement_gfv_acct_idx`` leads with it.
     account = models.ForeignKey(
-        BrokerageAccount, on_delete=models.PROTECT, related_name="good_faith_violations"
+        BrokerageAccount, on_delete=models.PROTECT, related_name="good_faith_violations", db_index=False
     )
     symbol = models.CharField(max_length=16)
-    buy_entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="+")
+    # No index of its own: ``settlement_gfv_uniq`` leads with it.
+    buy_entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="+", db_index=False)
     sell_entry = models.ForeignKey(JournalEntry, on_delete=models.PROTECT, related_name="+")
     trade_date = models.DateField(help_text="trade date of the sale")
     funds_settle_date = models.DateField(help_text="when the proceeds that paid for the buy settle")
@@ -562,7 +588,10 @@ class CashAccountRestriction(models.Model):
     """Settled-cash-only trading for ``start_date``..``end_date`` (inclusive), imposed by the GFV rule."""
 
     id = models.BigAutoField(primary_key=True)
-    account = models.ForeignKey(BrokerageAccount, on_delete=models.PROTECT, related_name="cash_restrictions")
+    # No index of its own: ``settlement_restr_acct_idx`` leads with it.
+    account = models.ForeignKey(
+        BrokerageAccount, on_delete=models.PROTECT, related_name="cash_restrictions", db_index=False
+    )
     start_date = models.DateField()
     end_date = models.DateField()
     reason = models.CharField(max_length=200)
