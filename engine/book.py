@@ -21,7 +21,6 @@ from bisect import bisect_left, insort
 from collections import deque
 from heapq import heapify, heappop, heappush
 
-from engine.commands import NewOrder
 from engine.events import (
     BookLevelChanged,
     Event,
@@ -351,7 +350,9 @@ class OrderBook:
             )
         )
 
-    def submit_plain(self, c: NewOrder, qty: int) -> None:
+    def submit_plain(
+        self, oid: str, account_id: str, side: str, otype: str, tif: str, qty: int, p: int
+    ) -> None:
         """``accept`` + ``route`` + ``end`` for a validated simple limit/market order by quantity (hot path).
 
         A limit that does not cross cannot trade: a day/gtc one rests straight away and an ioc one is canceled
@@ -361,9 +362,7 @@ class OrderBook:
         self.arrival = arrival = self.arrival + 1
         out, sym, seq = self.out, self.symbol, self.seq
         bs = self.book_seq + 1
-        oid, side, tif, otype = c.order_id, c.side, c.tif, c.type
-        p = c.limit_price_e4 or 0
-        out.append(OrderAccepted(sym, bs, seq, oid, c.account_id, side, otype, tif, qty, 0, p, 0, ""))
+        out.append(OrderAccepted(sym, bs, seq, oid, account_id, side, otype, tif, qty, 0, p, 0, ""))
         is_buy = side == "buy"
         if p and tif != "fok":
             if is_buy:
@@ -379,7 +378,7 @@ class OrderBook:
                     return
                 o = Order(
                     oid,
-                    c.account_id,
+                    account_id,
                     sym,
                     is_buy,
                     otype,
@@ -413,7 +412,7 @@ class OrderBook:
                 return
         o = Order(
             oid,
-            c.account_id,
+            account_id,
             sym,
             is_buy,
             otype,

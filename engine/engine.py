@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 
 import msgspec
+from msgspec.structs import astuple
 
 from engine.book import (
     AUCTION,
@@ -54,6 +55,13 @@ SNAPSHOT_VERSION_SPLITS = 2  # ``EngineStateSplits``: plus the applied split ids
 SNAPSHOT_VERSION_EPOCHS = 3  # ``EngineStateEpochs``: plus each symbol's split epoch
 _SNAPSHOT_VERSIONS = (SNAPSHOT_VERSION, SNAPSHOT_VERSION_SPLITS, SNAPSHOT_VERSION_EPOCHS)
 _CONTINUOUS_TIFS = frozenset({"day", "gtc", "ioc", "fok"})
+# ``Engine._new_order`` unpacks a NewOrder positionally: its fields must stay exactly these, in this order.
+_NEW_ORDER_FIELDS = (
+    "order_id", "account_id", "symbol", "side", "type", "tif", "qty_e9", "notional_e4", "limit_price_e4",
+    "stop_price_e4", "trail_price_e4", "trail_percent_bps", "extended_hours", "order_class", "take_profit",
+    "stop_loss", "split_epoch",
+)  # fmt: skip
+assert NewOrder.__struct_fields__ == _NEW_ORDER_FIELDS
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -166,8 +174,9 @@ class Engine:
 
     def _new_order(self, seq: int, c: NewOrder) -> list[Event]:
         out: list[Event] = []
-        symbol = c.symbol
-        order_id = c.order_id
+        # Every field in one C call: mypyc reads a msgspec Struct's attributes one generic lookup at a time.
+        (order_id, account_id, symbol, side, otype, tif, qty, notional, limit, stop, trail_price, trail_bps,
+         extended, order_class, _tp, _sl, epoch) = astuple(c)  # fmt: skip
         if not symbol or not order_id:
             return self._reject(out, None, seq, order_id, "invalid_order")
         book = self.books.get(symbol)
@@ -180,28 +189,25 @@ class Engine:
             return self._reject(out, book, seq, order_id, "duplicate_order_id")
         if book.halted:
             return self._reject(out, book, seq, order_id, "halted")
-        epoch = c.split_epoch
         if epoch is not None and epoch != self.split_epochs.get(symbol, 0):
             return self._reject(out, book, seq, order_id, self._epoch_reason(symbol, epoch))
-        qty = c.qty_e9
-        otype = c.type
         if (
-            c.order_class == "simple"
+            order_class == "simple"
             and qty is not None
             and qty > 0
-            and c.tif in _CONTINUOUS_TIFS
-            and c.notional_e4 is None
-            and c.stop_price_e4 is None
-            and c.trail_price_e4 is None
-            and c.trail_percent_bps is None
-            and not c.extended_hours
+            and tif in _CONTINUOUS_TIFS
+            and notional is None
+            and stop is None
+            and trail_price is None
+            and trail_bps is None
+            and not extended
             and (
-                (otype == "limit" and c.limit_price_e4 is not None and c.limit_price_e4 > 0)
-                or (otype == "market" and c.limit_price_e4 is None)
+                (otype == "limit" and limit is not None and limit > 0)
+                or (otype == "market" and limit is None)
             )
         ):
             # Fast path: a plain limit/market order by quantity that validate_order would accept.
-            book.submit_plain(c, qty)
+            book.submit_plain(order_id, account_id, side, otype, tif, qty, limit or 0)
             return out
         reason = validate_order(
             otype=c.type,
