@@ -20,6 +20,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections import deque
 from heapq import heapify, heappop, heappush
+from typing import Final
 
 from engine.events import (
     BookLevelChanged,
@@ -38,16 +39,16 @@ from engine.events import (
 from engine.state import OrderState
 
 # Order.state
-HELD = 0  # bracket/OTO child waiting for its parent
-PENDING = 1  # stop / stop_limit / trailing_stop waiting for its trigger
-RESTING = 2  # in a price level
-AUCTION = 3  # opg / cls order waiting for the uncross
-ACTIVE = 4  # being matched as the incoming (taker) order
-DONE = 5  # terminal; removed from every structure
+HELD: Final = 0  # bracket/OTO child waiting for its parent
+PENDING: Final = 1  # stop / stop_limit / trailing_stop waiting for its trigger
+RESTING: Final = 2  # in a price level
+AUCTION: Final = 3  # opg / cls order waiting for the uncross
+ACTIVE: Final = 4  # being matched as the incoming (taker) order
+DONE: Final = 5  # terminal; removed from every structure
 
-STOP_TYPES = frozenset({"stop", "stop_limit", "trailing_stop"})
-BPS = 10_000
-SHARE = 1_000_000_000  # qty_e9 of one whole share
+STOP_TYPES: Final = frozenset({"stop", "stop_limit", "trailing_stop"})
+BPS: Final = 10_000
+SHARE: Final = 1_000_000_000  # qty_e9 of one whole share
 
 
 class Order:
@@ -180,6 +181,25 @@ class Order:
         )
 
 
+# mypyc looks a plain imported name up in the module's dict at every use; a ``Final`` alias is a C static
+# (the hot paths build events and walk the ladder through these).
+_BookLevelChanged: Final = BookLevelChanged
+_OrderAccepted: Final = OrderAccepted
+_OrderCanceled: Final = OrderCanceled
+_OrderFilled: Final = OrderFilled
+_TradeExecuted: Final = TradeExecuted
+_OrderReplaced: Final = OrderReplaced
+_OrderExpired: Final = OrderExpired
+_OrderTriggered: Final = OrderTriggered
+_OrderActivated: Final = OrderActivated
+_insort: Final = insort
+_bisect_left: Final = bisect_left
+_heappush: Final = heappush
+_heappop: Final = heappop
+_heapify: Final = heapify
+_deque: Final = deque
+
+
 def _arrival(o: Order) -> int:
     return o.arrival
 
@@ -192,7 +212,7 @@ class Level:
     def __init__(self) -> None:
         self.qty = 0
         self.count = 0
-        self.fifo: deque[Order] = deque()
+        self.fifo: deque[Order] = _deque()
 
 
 def trailing_stop_price(is_buy: bool, water: int, trail_price: int, trail_bps: int) -> int:
@@ -280,9 +300,9 @@ class OrderBook:
                 bs += 1
                 lvl = levels.get(p)
                 if lvl is None:
-                    out.append(BookLevelChanged(sym, bs, seq, "buy", p, 0, 0))
+                    out.append(_BookLevelChanged(sym, bs, seq, "buy", p, 0, 0))
                 else:
-                    out.append(BookLevelChanged(sym, bs, seq, "buy", p, lvl.qty, lvl.count))
+                    out.append(_BookLevelChanged(sym, bs, seq, "buy", p, lvl.qty, lvl.count))
             dirty.clear()
         dirty = self.dirty_ask
         if dirty:
@@ -291,9 +311,9 @@ class OrderBook:
                 bs += 1
                 lvl = levels.get(p)
                 if lvl is None:
-                    out.append(BookLevelChanged(sym, bs, seq, "sell", p, 0, 0))
+                    out.append(_BookLevelChanged(sym, bs, seq, "sell", p, 0, 0))
                 else:
-                    out.append(BookLevelChanged(sym, bs, seq, "sell", p, lvl.qty, lvl.count))
+                    out.append(_BookLevelChanged(sym, bs, seq, "sell", p, lvl.qty, lvl.count))
             dirty.clear()
         self.book_seq = bs
 
@@ -333,7 +353,7 @@ class OrderBook:
         self.orders[o.order_id] = o
         self.book_seq += 1
         self.out.append(
-            OrderAccepted(
+            _OrderAccepted(
                 self.symbol,
                 self.book_seq,
                 self.seq,
@@ -362,7 +382,7 @@ class OrderBook:
         self.arrival = arrival = self.arrival + 1
         out, sym, seq = self.out, self.symbol, self.seq
         bs = self.book_seq + 1
-        out.append(OrderAccepted(sym, bs, seq, oid, account_id, side, otype, tif, qty, 0, p, 0, ""))
+        out.append(_OrderAccepted(sym, bs, seq, oid, account_id, side, otype, tif, qty, 0, p, 0, ""))
         is_buy = side == "buy"
         if p and tif != "fok":
             if is_buy:
@@ -374,7 +394,7 @@ class OrderBook:
             if not crosses:
                 self.book_seq = bs + 1
                 if tif == "ioc":
-                    out.append(OrderCanceled(sym, bs + 1, seq, oid, "ioc_remainder", 0, qty))
+                    out.append(_OrderCanceled(sym, bs + 1, seq, oid, "ioc_remainder", 0, qty))
                     return
                 o = Order(
                     oid,
@@ -402,13 +422,13 @@ class OrderBook:
                 if lvl is None:
                     lvl = levels[p] = Level()
                     if is_buy:
-                        insort(self.bid_keys, p)
+                        _insort(self.bid_keys, p)
                     else:
-                        insort(self.ask_keys, -p)
+                        _insort(self.ask_keys, -p)
                 lvl.fifo.append(o)
                 lvl.qty += qty
                 lvl.count += 1
-                out.append(BookLevelChanged(sym, bs + 1, seq, side, p, lvl.qty, lvl.count))
+                out.append(_BookLevelChanged(sym, bs + 1, seq, side, p, lvl.qty, lvl.count))
                 return
         o = Order(
             oid,
@@ -466,21 +486,21 @@ class OrderBook:
         bs = self.book_seq
         self.book_seq = bs + 2
         return [
-            OrderCanceled(sym, bs + 1, seq, o.order_id, "user", o.cum, leaves),
-            BookLevelChanged(sym, bs + 2, seq, side, p, qty, count),
+            _OrderCanceled(sym, bs + 1, seq, o.order_id, "user", o.cum, leaves),
+            _BookLevelChanged(sym, bs + 2, seq, side, p, qty, count),
         ]
 
     def cancel(self, o: Order, reason: str) -> None:
         self._remove(o)
         bs = self.book_seq = self.book_seq + 1
-        self.out.append(OrderCanceled(self.symbol, bs, self.seq, o.order_id, reason, o.cum, o.leaves))
+        self.out.append(_OrderCanceled(self.symbol, bs, self.seq, o.order_id, reason, o.cum, o.leaves))
         if o.oco or o.children:
             self._on_terminal(o, activate=True)
 
     def expire(self, o: Order) -> None:
         self._remove(o)
         self.book_seq += 1
-        self.out.append(OrderExpired(self.symbol, self.book_seq, self.seq, o.order_id, o.cum, o.leaves))
+        self.out.append(_OrderExpired(self.symbol, self.book_seq, self.seq, o.order_id, o.cum, o.leaves))
         self._on_terminal(o, activate=False)
 
     def replace(self, old: Order, new: Order) -> None:
@@ -488,7 +508,7 @@ class OrderBook:
         self._remove(old)
         self.book_seq += 1
         self.out.append(
-            OrderReplaced(
+            _OrderReplaced(
                 self.symbol,
                 self.book_seq,
                 self.seq,
@@ -554,10 +574,10 @@ class OrderBook:
         self._remove(old)
         out, sym, seq = self.out, self.symbol, self.seq
         bs = self.book_seq
-        out.append(OrderReplaced(sym, bs + 1, seq, old.order_id, new_id, old.cum))
+        out.append(_OrderReplaced(sym, bs + 1, seq, old.order_id, new_id, old.cum))
         self.orders[new_id] = new
         out.append(
-            OrderAccepted(
+            _OrderAccepted(
                 sym,
                 bs + 2,
                 seq,
@@ -650,8 +670,8 @@ class OrderBook:
                     self.buy_stops.append((o.stop, o.arrival, o.order_id))
                 else:
                     self.sell_stops.append((-o.stop, o.arrival, o.order_id))
-        heapify(self.buy_stops)
-        heapify(self.sell_stops)
+        _heapify(self.buy_stops)
+        _heapify(self.sell_stops)
 
     # ------------------------------------------------------------------ internals
     def _remove(self, o: Order) -> None:
@@ -686,7 +706,7 @@ class OrderBook:
             keys, k = self.ask_keys, -p
         i = len(keys) - 1
         if keys[i] != k:  # usually the best level; otherwise bisect
-            i = bisect_left(keys, k)
+            i = _bisect_left(keys, k)
         del keys[i]
 
     def _on_terminal(self, o: Order, activate: bool) -> None:
@@ -719,9 +739,9 @@ class OrderBook:
         if lvl is None:
             lvl = levels[p] = Level()
             if o.is_buy:
-                insort(self.bid_keys, p)
+                _insort(self.bid_keys, p)
             else:
-                insort(self.ask_keys, -p)
+                _insort(self.ask_keys, -p)
         lvl.fifo.append(o)
         lvl.qty += o.leaves
         lvl.count += 1
@@ -738,9 +758,9 @@ class OrderBook:
             self.trailing[o.order_id] = o
             return
         if o.is_buy:
-            heappush(self.buy_stops, (o.stop, o.arrival, o.order_id))
+            _heappush(self.buy_stops, (o.stop, o.arrival, o.order_id))
         else:
-            heappush(self.sell_stops, (-o.stop, o.arrival, o.order_id))
+            _heappush(self.sell_stops, (-o.stop, o.arrival, o.order_id))
         if self.last_price:
             # Re-evaluate against the current last price: a stop that is already through triggers now.
             self.prices.append(self.last_price)
@@ -848,11 +868,11 @@ class OrderBook:
                 bs = self.book_seq
                 mid = m.order_id
                 if is_buy:
-                    out.append(TradeExecuted(sym, bs + 1, seq, tid, p, q, oid, mid, "buy"))
+                    out.append(_TradeExecuted(sym, bs + 1, seq, tid, p, q, oid, mid, "buy"))
                 else:
-                    out.append(TradeExecuted(sym, bs + 1, seq, tid, p, q, mid, oid, "sell"))
+                    out.append(_TradeExecuted(sym, bs + 1, seq, tid, p, q, mid, oid, "sell"))
                 out.append(
-                    OrderFilled(
+                    _OrderFilled(
                         sym,
                         bs + 2,
                         seq,
@@ -869,7 +889,7 @@ class OrderBook:
                     )
                 )
                 out.append(
-                    OrderFilled(
+                    _OrderFilled(
                         sym,
                         bs + 3,
                         seq,
@@ -925,7 +945,7 @@ class OrderBook:
                         continue
                     self.book_seq += 1
                     self.out.append(
-                        OrderActivated(
+                        _OrderActivated(
                             self.symbol,
                             self.book_seq,
                             self.seq,
@@ -943,7 +963,7 @@ class OrderBook:
                         continue  # canceled by an earlier trigger's fills (OCO)
                     self.book_seq += 1
                     self.out.append(
-                        OrderTriggered(
+                        _OrderTriggered(
                             self.symbol,
                             self.book_seq,
                             self.seq,
@@ -966,14 +986,14 @@ class OrderBook:
         lo = min(prices)
         bs = self.buy_stops
         while bs and bs[0][0] <= hi:
-            _, arrival, oid = heappop(bs)
+            _, arrival, oid = _heappop(bs)
             o = orders.get(oid)
             if o is not None and o.state == PENDING and o.arrival == arrival:
                 o.state = ACTIVE
                 res.append(o)
         ss = self.sell_stops
         while ss and -ss[0][0] >= lo:
-            _, arrival, oid = heappop(ss)
+            _, arrival, oid = _heappop(ss)
             o = orders.get(oid)
             if o is not None and o.state == PENDING and o.arrival == arrival:
                 o.state = ACTIVE
@@ -1058,13 +1078,13 @@ class OrderBook:
         tid = f"{self.seq}:{n}"
         sym, seq, out = self.symbol, self.seq, self.out
         self.book_seq += 1
-        out.append(TradeExecuted(sym, self.book_seq, seq, tid, p, q, b.order_id, s.order_id, "auction"))
+        out.append(_TradeExecuted(sym, self.book_seq, seq, tid, p, q, b.order_id, s.order_id, "auction"))
         for o, side in ((b, "buy"), (s, "sell")):
             o.leaves -= q
             o.cum += q
             self.book_seq += 1
             out.append(
-                OrderFilled(
+                _OrderFilled(
                     sym,
                     self.book_seq,
                     seq,
@@ -1110,5 +1130,5 @@ class OrderBook:
                 self.buy_stops.append((o.stop, o.arrival, o.order_id))
             else:
                 self.sell_stops.append((-o.stop, o.arrival, o.order_id))
-        heapify(self.buy_stops)
-        heapify(self.sell_stops)
+        _heapify(self.buy_stops)
+        _heapify(self.sell_stops)

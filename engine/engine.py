@@ -21,6 +21,7 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
+from typing import Final
 
 import msgspec
 from msgspec.structs import astuple
@@ -50,13 +51,13 @@ from engine.commands import (
 from engine.events import Event, OrderRejected, SessionChanged
 from engine.state import BookState, EngineState, EngineStateEpochs, EngineStateSplits
 
-SNAPSHOT_VERSION = 1  # without applied splits: the layout of before splits existed
-SNAPSHOT_VERSION_SPLITS = 2  # ``EngineStateSplits``: plus the applied split ids
-SNAPSHOT_VERSION_EPOCHS = 3  # ``EngineStateEpochs``: plus each symbol's split epoch
-_SNAPSHOT_VERSIONS = (SNAPSHOT_VERSION, SNAPSHOT_VERSION_SPLITS, SNAPSHOT_VERSION_EPOCHS)
-_CONTINUOUS_TIFS = frozenset({"day", "gtc", "ioc", "fok"})
+SNAPSHOT_VERSION: Final = 1  # without applied splits: the layout of before splits existed
+SNAPSHOT_VERSION_SPLITS: Final = 2  # ``EngineStateSplits``: plus the applied split ids
+SNAPSHOT_VERSION_EPOCHS: Final = 3  # ``EngineStateEpochs``: plus each symbol's split epoch
+_SNAPSHOT_VERSIONS: Final = (SNAPSHOT_VERSION, SNAPSHOT_VERSION_SPLITS, SNAPSHOT_VERSION_EPOCHS)
+_CONTINUOUS_TIFS: Final = frozenset({"day", "gtc", "ioc", "fok"})
 # ``Engine._new_order`` unpacks a NewOrder positionally: its fields must stay exactly these, in this order.
-_NEW_ORDER_FIELDS = (
+_NEW_ORDER_FIELDS: Final = (
     "order_id", "account_id", "symbol", "side", "type", "tif", "qty_e9", "notional_e4", "limit_price_e4",
     "stop_price_e4", "trail_price_e4", "trail_percent_bps", "extended_hours", "order_class", "take_profit",
     "stop_loss", "split_epoch",
@@ -66,6 +67,14 @@ assert NewOrder.__struct_fields__ == _NEW_ORDER_FIELDS
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(EngineStateEpochs)
+
+# mypyc looks a plain imported name up in the module's dict at every use; a ``Final`` alias is a C static
+# (``apply`` dispatches on these and the hot paths call them).
+_NewOrder: Final = NewOrder
+_CancelOrder: Final = CancelOrder
+_ReplaceOrder: Final = ReplaceOrder
+_OrderRejected: Final = OrderRejected
+_astuple: Final = astuple
 
 
 def validate_order(
@@ -130,11 +139,11 @@ class Engine:
         self.last_seq = seq
         t = type(command)
         # Order commands first, by exact type (commands are final Structs); the rest are rare.
-        if t is NewOrder:
+        if t is _NewOrder:
             return self._new_order(seq, command)  # type: ignore[arg-type]
-        if t is CancelOrder:
+        if t is _CancelOrder:
             return self._cancel(seq, command)  # type: ignore[arg-type]
-        if t is ReplaceOrder:
+        if t is _ReplaceOrder:
             return self._replace(seq, command)  # type: ignore[arg-type]
         if t is SessionOpen:
             return self._session(seq, opening=True)
@@ -167,16 +176,16 @@ class Engine:
         out: list[Event], book: OrderBook | None, seq: int, order_id: str, reason: str
     ) -> list[Event]:
         if book is None:
-            out.append(OrderRejected("", 0, seq, order_id, reason))
+            out.append(_OrderRejected("", 0, seq, order_id, reason))
         else:
-            out.append(OrderRejected(book.symbol, book.next_book_seq(), seq, order_id, reason))
+            out.append(_OrderRejected(book.symbol, book.next_book_seq(), seq, order_id, reason))
         return out
 
     def _new_order(self, seq: int, c: NewOrder) -> list[Event]:
         out: list[Event] = []
         # Every field in one C call: mypyc reads a msgspec Struct's attributes one generic lookup at a time.
         (order_id, account_id, symbol, side, otype, tif, qty, notional, limit, stop, trail_price, trail_bps,
-         extended, order_class, _tp, _sl, epoch) = astuple(c)  # fmt: skip
+         extended, order_class, _tp, _sl, epoch) = _astuple(c)  # fmt: skip
         if not symbol or not order_id:
             return self._reject(out, None, seq, order_id, "invalid_order")
         book = self.books.get(symbol)
