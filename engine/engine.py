@@ -56,7 +56,12 @@ SNAPSHOT_VERSION_SPLITS: Final = 2  # ``EngineStateSplits``: plus the applied sp
 SNAPSHOT_VERSION_EPOCHS: Final = 3  # ``EngineStateEpochs``: plus each symbol's split epoch
 _SNAPSHOT_VERSIONS: Final = (SNAPSHOT_VERSION, SNAPSHOT_VERSION_SPLITS, SNAPSHOT_VERSION_EPOCHS)
 _CONTINUOUS_TIFS: Final = frozenset({"day", "gtc", "ioc", "fok"})
-# ``Engine._new_order`` unpacks a NewOrder positionally: its fields must stay exactly these, in this order.
+# ``Engine._new_order`` and ``_replace`` unpack their command positionally: the fields must stay exactly these.
+_REPLACE_ORDER_FIELDS: Final = (
+    "order_id", "new_order_id", "qty_e9", "limit_price_e4", "stop_price_e4", "trail_price_e4", "trail_percent_bps",
+    "tif", "split_epoch",
+)  # fmt: skip
+assert ReplaceOrder.__struct_fields__ == _REPLACE_ORDER_FIELDS
 _NEW_ORDER_FIELDS: Final = (
     "order_id", "account_id", "symbol", "side", "type", "tif", "qty_e9", "notional_e4", "limit_price_e4",
     "stop_price_e4", "trail_price_e4", "trail_percent_bps", "extended_hours", "order_class", "take_profit",
@@ -384,31 +389,32 @@ class Engine:
 
     def _replace(self, seq: int, c: ReplaceOrder) -> list[Event]:
         out: list[Event] = []
-        old = self.orders.get(c.order_id)
+        # Every field in one C call (as ``_new_order``).
+        (old_id, new_id, c_qty, c_limit, c_stop, c_trail_price, c_trail_bps, c_tif, epoch) = _astuple(c)
+        old = self.orders.get(old_id)
         if old is None:
-            return self._reject(out, None, seq, c.new_order_id, "unknown_order")
+            return self._reject(out, None, seq, new_id, "unknown_order")
         book = self.books[old.symbol]
         book.begin(out, seq)
-        if c.new_order_id in self.orders:
-            return self._reject(out, book, seq, c.new_order_id, "duplicate_order_id")
+        if new_id in self.orders:
+            return self._reject(out, book, seq, new_id, "duplicate_order_id")
         if book.halted:
-            return self._reject(out, book, seq, c.new_order_id, "halted")
-        epoch = c.split_epoch
+            return self._reject(out, book, seq, new_id, "halted")
         if epoch is not None and epoch != self.split_epochs.get(old.symbol, 0):
-            return self._reject(out, book, seq, c.new_order_id, self._epoch_reason(old.symbol, epoch))
+            return self._reject(out, book, seq, new_id, self._epoch_reason(old.symbol, epoch))
         if old.state not in (RESTING, PENDING, AUCTION) or old.notional:
-            return self._reject(out, book, seq, c.new_order_id, "not_replaceable")
-        trail_given = c.trail_price_e4 is not None or c.trail_percent_bps is not None
-        qty = c.qty_e9 if c.qty_e9 is not None else old.leaves
-        limit = c.limit_price_e4 if c.limit_price_e4 is not None else (old.limit or None)
-        stop = c.stop_price_e4 if c.stop_price_e4 is not None else (old.stop or None)
+            return self._reject(out, book, seq, new_id, "not_replaceable")
+        trail_given = c_trail_price is not None or c_trail_bps is not None
+        qty = c_qty if c_qty is not None else old.leaves
+        limit = c_limit if c_limit is not None else (old.limit or None)
+        stop = c_stop if c_stop is not None else (old.stop or None)
         if old.otype == "trailing_stop":
             stop = None
-            trail_price = c.trail_price_e4 if trail_given else (old.trail_price or None)
-            trail_bps = c.trail_percent_bps if trail_given else (old.trail_bps or None)
+            trail_price = c_trail_price if trail_given else (old.trail_price or None)
+            trail_bps = c_trail_bps if trail_given else (old.trail_bps or None)
         else:
-            trail_price, trail_bps = c.trail_price_e4, c.trail_percent_bps
-        tif = c.tif or old.tif
+            trail_price, trail_bps = c_trail_price, c_trail_bps
+        tif = c_tif or old.tif
         reason: str | None
         if (
             old.otype == "limit"
@@ -424,7 +430,7 @@ class Engine:
         ):
             # A plain continuous limit (what validate_order would say), so ``old`` is RESTING.
             if (tif == "gtc" or tif == "day") and not old.oco and not old.children:
-                book.replace_plain(old, c.new_order_id, qty, limit, tif)
+                book.replace_plain(old, new_id, qty, limit, tif)
                 return out
             reason = None
         else:
@@ -442,9 +448,9 @@ class Engine:
             if reason is None and (tif in ("opg", "cls")) != (old.tif in ("opg", "cls")):
                 reason = "invalid_order"
         if reason is not None:
-            return self._reject(out, book, seq, c.new_order_id, reason)
+            return self._reject(out, book, seq, new_id, reason)
         new = Order(
-            c.new_order_id,
+            new_id,
             old.account_id,
             old.symbol,
             old.is_buy,
