@@ -49,7 +49,8 @@ Groups ``writer*``: fill-shaped rows into a table ``LIKE orders_fill INCLUDING A
 unique ``fill_id``), through client-side binding as Django's backend sends them: ``row_commit`` (the baseline: one
 INSERT and one commit per row), ``insert_batch`` (one multi-row ``INSERT ... VALUES ... RETURNING id`` per batch,
 one transaction per batch: the statement ``bulk_create`` sends, which is how the platform's bulk paths persist
-today) and ``copy`` (one ``COPY`` per batch, one transaction per batch; the platform does not use COPY yet), at
+today) and ``copy`` (one ``COPY`` per batch, one transaction per batch, the column types declared as
+``apps.core.copy.copy_insert`` declares them: how the platform writes fills, trade updates and postings), at
 1,000 rows per batch (``writer``, the target's ratio) and at 10 and 100 (the curve). Optional offered-rate curve
 (``BENCH_INGEST_CURVE=1``: groups ``rate_lo``/``rate_hi`` at RATE/2 and 2 x RATE, 4 s windows): it does not fit
 the 5 min budget on the shared machine.
@@ -587,9 +588,18 @@ def _run_writer(case: Case) -> dict[str, float]:
                 with conn.transaction():
                     conn.execute(sql + " RETURNING id", [v for row in chunk for v in row])
         else:
+            # As ``apps.core.copy.copy_insert`` writes: the columns' type OIDs from the catalog, declared per COPY.
+            oid_of = dict(
+                conn.execute(
+                    "SELECT attname, atttypid::int FROM pg_attribute WHERE attrelid = 'bench_writer'::regclass "
+                    "AND attnum > 0 AND NOT attisdropped"
+                ).fetchall()
+            )
+            types = [oid_of[c] for c in cols.split(", ")]
             with conn.cursor() as cur:
                 for start in range(0, n, batch):
                     with conn.transaction(), cur.copy(f"COPY bench_writer ({cols}) FROM STDIN") as cp:
+                        cp.set_types(types)
                         for row in rows[start : start + batch]:
                             cp.write_row(row)
         elapsed = time.perf_counter() - t0

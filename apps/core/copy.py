@@ -5,6 +5,10 @@ client-side and parsed again by the server, and asks for the keys back (``RETURN
 instead: in ``bench/ingest.py``'s writer group, COPY of 1,000 fill-shaped rows ran about 5x a multi-row INSERT.
 COPY checks constraints and fires triggers as INSERT does, so every database invariant still holds.
 
+The columns' types are declared to psycopg once per statement (``Copy.set_types``, with the type OIDs read from
+the catalog once per table and process), so each value is dumped without a per-value adapter lookup: about 20 %
+less client CPU per row than undeclared text COPY in the writer comparison.
+
 Use it only where nothing reads the new rows' auto primary keys afterwards: they come from the column default
 and are NOT set on the objects (client-side defaults such as UUIDs are, since the model set them). No
 ``ON CONFLICT``: a duplicate fails the whole statement, as ``bulk_create`` without ``ignore_conflicts`` does.
@@ -19,6 +23,23 @@ from django.db import connection
 from django.db.models import AutoField, BigAutoField, Model, SmallAutoField
 
 _AUTO = (AutoField, BigAutoField, SmallAutoField)
+_column_oids: dict[tuple[str, str], dict[str, int]] = {}  # (database alias, table) -> column -> type OID
+
+
+def column_type_oids(table: str, columns: Sequence[str]) -> list[int]:
+    """Type OID of each of ``columns`` of ``table`` (read from the catalog once per process, again when a column
+    is not known yet, e.g. after a migration added it)."""
+    key = (connection.alias, table)
+    oids = _column_oids.get(key)
+    if oids is None or any(c not in oids for c in columns):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT attname, atttypid::int FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                [table],
+            )
+            oids = _column_oids[key] = dict(cursor.fetchall())
+    return [oids[c] for c in columns]
 
 
 def copy_insert(model: type[Model], objs: Sequence[Model]) -> int:
@@ -28,10 +49,12 @@ def copy_insert(model: type[Model], objs: Sequence[Model]) -> int:
     opts = model._meta
     fields = [f for f in opts.concrete_fields if not (f.primary_key and isinstance(f, _AUTO))]
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields if f.column is not None)
-    sql = f"COPY {quote(opts.db_table)} ({columns}) FROM STDIN"
+    names = [f.column for f in fields if f.column is not None]
+    sql = f"COPY {quote(opts.db_table)} ({', '.join(quote(c) for c in names)}) FROM STDIN"
+    types = column_type_oids(opts.db_table, names)
     start = time.monotonic()
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        copy.set_types(types)
         for obj in objs:
             copy.write_row([f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields])
     if connection.queries_logged:  # as Django's debug cursor records an execute (COPY bypasses it)
