@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python -m bench.profile_engine [--rounds 3] [--quick] [--groups thick,thin] [--profile]
+    .venv/bin/python -m bench.profile_engine [--rounds 3] [--quick] [--groups thick,thin] [--profile | --kinds]
 
 Each measurement runs in a forked child (as the harness does), variants interleaved per round; prints the
 median (min-max) of ops/s, p50/p99/p99.9 and the engine/reference ratio. ``--profile`` prints the cProfile
@@ -131,6 +131,49 @@ def floor_main(groups: list[str], config: Config, rounds: int) -> None:
         print(f"cpu ns/op {g:6} " + "  ".join(f"{k}={v:,.0f}" for k, v in best.items()))
 
 
+def _kinds_child(conn: Any, group: str, variant: str, config: Config) -> None:
+    """Mean ns per op of each kind (limit, ioc, market, cancel, replace), timed one op at a time."""
+    from bench.books import KIND_NAMES
+
+    setup, ops = engine_core.workload(group, config)
+    a = engine_core._fresh(variant, setup)
+    native = a.native(ops)
+    step = a.step
+    clock = time.perf_counter_ns
+    total = [0] * len(KIND_NAMES)
+    count = [0] * len(KIND_NAMES)
+    gc.collect()
+    gc.freeze()
+    for op, x in zip(ops, native, strict=True):
+        t = clock()
+        step(x)
+        total[op[0]] += clock() - t
+        count[op[0]] += 1
+    gc.unfreeze()
+    conn.send({KIND_NAMES[k]: total[k] / count[k] for k in range(len(KIND_NAMES)) if count[k]})
+    conn.close()
+
+
+def kinds_main(groups: list[str], variants: list[str], config: Config, rounds: int) -> None:
+    """Median over ``rounds`` (variants interleaved) of the mean ns per op of each kind: where a book is slower."""
+    ctx = mp.get_context("fork")
+    got: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for _ in range(rounds):
+        for g in groups:
+            for v in variants:
+                recv, send = ctx.Pipe(duplex=False)
+                p = ctx.Process(target=_kinds_child, args=(send, g, v, config))
+                p.start()
+                send.close()
+                got.setdefault((g, v), []).append(recv.recv())
+                p.join()
+    for g in groups:
+        for v in variants:
+            rows = got[(g, v)]
+            cells = "  ".join(f"{k}={statistics.median(r[k] for r in rows):,.0f}" for k in rows[0])
+            print(f"ns/op {g:6} {v:10} {cells}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -142,6 +185,7 @@ def main() -> None:
     ap.add_argument(
         "--floor", action="store_true", help="engine vs its event construction alone vs reference"
     )
+    ap.add_argument("--kinds", action="store_true", help="mean ns per op of each op kind, per variant")
     args = ap.parse_args()
     config = Config(rounds=args.rounds, quick=args.quick)
     groups = args.groups.split(",")
@@ -158,6 +202,9 @@ def main() -> None:
         for k, v in prof["by_kind"].items():
             print(k, v)
         print("gc disabled:", prof["gc_disabled"])
+        return
+    if args.kinds:
+        kinds_main(groups, variants, config, args.rounds)
         return
     if args.floor:
         floor_main(groups, config, args.rounds)
