@@ -326,7 +326,7 @@ class ConsumerRunner:
         idle_since = time.monotonic()
         try:
             while not self.stopping.is_set():
-                batch = consumer.consume(num_messages=self.spec.batch_size, timeout=0.5)
+                batch = kafka.consume_ready(consumer, self.spec.batch_size, 0.5)
                 if not batch:
                     if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
                         break

@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from django.conf import settings
 
@@ -118,6 +126,22 @@ def consumer_create(*, group_id: str, **overrides: Any) -> Consumer:
     }
     config.update(overrides)
     return Consumer(config)
+
+
+def consume_ready(consumer: Consumer, max_messages: int, timeout: float) -> list[Message]:
+    """Up to ``max_messages`` fetched messages, returning as soon as one is there (or after ``timeout`` s).
+
+    ``Consumer.consume(n, timeout)`` alone waits for all n messages or the whole timeout (librdkafka's batch
+    consume): at a moderate rate every message would wait up to ``timeout`` in the local queue before anyone
+    handles it. Here whatever is already fetched is taken at once; only an empty queue waits, for one message.
+    """
+    msgs = consumer.consume(max_messages, 0)
+    if msgs or timeout <= 0:
+        return msgs
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first, *consumer.consume(max_messages - 1, 0)]
 
 
 def topics_ensure(specs: list[TopicSpec] | None = None, *, timeout: float = 30.0) -> dict[str, str]:

@@ -769,19 +769,9 @@ class EngineRunner:
         return self.stats
 
     def _poll(self, timeout: float) -> list[Message]:
-        """Up to POLL_MAX fetched messages, returning as soon as one is there (or after ``timeout`` s).
-
-        ``consume(n, timeout)`` alone waits for all n or the timeout: at a moderate rate every command would
-        wait up to ``poll_timeout`` in the local queue.
-        """
+        """Up to POLL_MAX fetched messages, returning as soon as one is there (``kafka.consume_ready``)."""
         assert self._consumer is not None
-        msgs = self._consumer.consume(POLL_MAX, 0)
-        if msgs or timeout <= 0:
-            return msgs
-        first = self._consumer.poll(timeout)
-        if first is None:
-            return []
-        return [first, *self._consumer.consume(POLL_MAX - 1, 0)]
+        return kafka.consume_ready(self._consumer, POLL_MAX, timeout)
 
     def _end_offsets(self, timeout: float = 10) -> dict[int, int]:
         assert self._consumer is not None
