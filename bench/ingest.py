@@ -589,12 +589,9 @@ def _run_writer(case: Case) -> dict[str, float]:
                     conn.execute(sql + " RETURNING id", [v for row in chunk for v in row])
         else:
             # As ``apps.core.copy.copy_insert`` writes: the columns' type OIDs from the catalog, declared per COPY.
-            oid_of = dict(
-                conn.execute(
-                    "SELECT attname, atttypid::int FROM pg_attribute WHERE attrelid = 'bench_writer'::regclass "
-                    "AND attnum > 0 AND NOT attisdropped"
-                ).fetchall()
-            )
+            from apps.core.copy import COLUMN_TYPES_SQL
+
+            oid_of = dict(conn.execute(COLUMN_TYPES_SQL, ["bench_writer"]).fetchall())
             types = [oid_of[c] for c in cols.split(", ")]
             with conn.cursor() as cur:
                 for start in range(0, n, batch):

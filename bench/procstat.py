@@ -25,6 +25,12 @@ def _stat(pid: str) -> tuple[int, float] | None:
     return int(fields[2]), (int(fields[11]) + int(fields[12])) / TICK
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds so far of one process (0.0 if it is gone)."""
+    st = _stat(str(pid))
+    return st[1] if st is not None else 0.0
+
+
 def _cmdline(pid: str) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")

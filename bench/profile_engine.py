@@ -16,6 +16,7 @@ import gc
 import multiprocessing as mp
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bench import engine_core
@@ -24,23 +25,29 @@ from bench.harness import Case, Config
 METRICS = ("ops_per_s", "p50_us", "p99_us", "p999_us")
 
 
-def _child(conn: Any, round_: int, case: Case, config: Config) -> None:
-    conn.send(engine_core.run(round_, case, config))
+def _send_result(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    conn.send(fn(*args))
     conn.close()
 
 
-def measure(round_: int, case: Case, config: Config) -> dict[str, float]:
+def _forked(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a forked child (a fresh heap per measurement, as the harness runs them); its result."""
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_child, args=(send, round_, case, config))
+    p = ctx.Process(target=_send_result, args=(send, fn, args))
     p.start()
     send.close()
-    res: dict[str, float] = recv.recv()
+    res = recv.recv()
     p.join()
     return res
 
 
-def _cpu_child(conn: Any, group: str, variant: str, config: Config) -> None:
+def measure(round_: int, case: Case, config: Config) -> dict[str, float]:
+    res: dict[str, float] = _forked(engine_core.run, round_, case, config)
+    return res
+
+
+def _cpu_child(group: str, variant: str, config: Config) -> float:
     setup, ops = engine_core.workload(group, config)
     a = engine_core._fresh(variant, setup)
     native = a.native(ops)
@@ -50,24 +57,16 @@ def _cpu_child(conn: Any, group: str, variant: str, config: Config) -> None:
     t0 = time.process_time_ns()
     for x in native:
         step(x)
-    conn.send(len(ops) / ((time.process_time_ns() - t0) / 1e9))
-    conn.close()
+    return len(ops) / ((time.process_time_ns() - t0) / 1e9)
 
 
 def cpu_main(groups: list[str], variants: list[str], config: Config, rounds: int) -> None:
     """Best-of-``rounds`` CPU-time ops/s per (group, variant): less sensitive to other tenants than wall time."""
-    ctx = mp.get_context("fork")
     best: dict[tuple[str, str], float] = {}
     for _ in range(rounds):
         for g in groups:
             for v in variants:
-                recv, send = ctx.Pipe(duplex=False)
-                p = ctx.Process(target=_cpu_child, args=(send, g, v, config))
-                p.start()
-                send.close()
-                r = recv.recv()
-                p.join()
-                best[(g, v)] = max(best.get((g, v), 0.0), r)
+                best[(g, v)] = max(best.get((g, v), 0.0), _forked(_cpu_child, g, v, config))
     for g in groups:
         line = "  ".join(f"{v}={best[(g, v)]:,.0f}" for v in variants)
         extra = ""
@@ -76,7 +75,7 @@ def cpu_main(groups: list[str], variants: list[str], config: Config, rounds: int
         print(f"cpu ops/s {g:6} {line}{extra}")
 
 
-def _floor_child(conn: Any, group: str, config: Config) -> None:
+def _floor_child(group: str, config: Config) -> dict[str, float]:
     """CPU ns/op of (a) the engine, (b) rebuilding exactly the engine's output events (one list per op) and
     nothing else, (c) the reference book: (b) is a floor no pure-Python engine with this event contract beats."""
     setup, ops = engine_core.workload(group, config)
@@ -112,26 +111,19 @@ def _floor_child(conn: Any, group: str, config: Config) -> None:
         rstep(x)
     res["reference"] = (time.process_time_ns() - t0) / len(ops)
     gc.unfreeze()
-    conn.send(res)
-    conn.close()
+    return res
 
 
 def floor_main(groups: list[str], config: Config, rounds: int) -> None:
-    ctx = mp.get_context("fork")
     for g in groups:
         best: dict[str, float] = {}
         for _ in range(rounds):
-            recv, send = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=_floor_child, args=(send, g, config))
-            p.start()
-            send.close()
-            for k, v in recv.recv().items():
+            for k, v in _forked(_floor_child, g, config).items():
                 best[k] = min(best.get(k, float("inf")), v)
-            p.join()
         print(f"cpu ns/op {g:6} " + "  ".join(f"{k}={v:,.0f}" for k, v in best.items()))
 
 
-def _kinds_child(conn: Any, group: str, variant: str, config: Config) -> None:
+def _kinds_child(group: str, variant: str, config: Config) -> dict[str, float]:
     """Mean ns per op of each kind (limit, ioc, market, cancel, replace), timed one op at a time."""
     from bench.books import KIND_NAMES
 
@@ -150,23 +142,16 @@ def _kinds_child(conn: Any, group: str, variant: str, config: Config) -> None:
         total[op[0]] += clock() - t
         count[op[0]] += 1
     gc.unfreeze()
-    conn.send({KIND_NAMES[k]: total[k] / count[k] for k in range(len(KIND_NAMES)) if count[k]})
-    conn.close()
+    return {KIND_NAMES[k]: total[k] / count[k] for k in range(len(KIND_NAMES)) if count[k]}
 
 
 def kinds_main(groups: list[str], variants: list[str], config: Config, rounds: int) -> None:
     """Median over ``rounds`` (variants interleaved) of the mean ns per op of each kind: where a book is slower."""
-    ctx = mp.get_context("fork")
     got: dict[tuple[str, str], list[dict[str, float]]] = {}
     for _ in range(rounds):
         for g in groups:
             for v in variants:
-                recv, send = ctx.Pipe(duplex=False)
-                p = ctx.Process(target=_kinds_child, args=(send, g, v, config))
-                p.start()
-                send.close()
-                got.setdefault((g, v), []).append(recv.recv())
-                p.join()
+                got.setdefault((g, v), []).append(_forked(_kinds_child, g, v, config))
     for g in groups:
         for v in variants:
             rows = got[(g, v)]

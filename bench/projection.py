@@ -185,13 +185,11 @@ def _backend_cpu() -> float:
     """CPU seconds so far of this connection's PostgreSQL backend (same machine: read from ``/proc``)."""
     from django.db import connection
 
-    from bench.procstat import _stat
+    from bench.procstat import cpu_seconds
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
-    stat = _stat(str(pid))
-    return stat[1] if stat is not None else 0.0
+        return cpu_seconds(cursor.fetchone()[0])
 
 
 def _apply(events: list[Any], chunk: int, counter: QueryCounter) -> tuple[float, float, float]:

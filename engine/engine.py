@@ -224,47 +224,47 @@ class Engine:
             book.submit_plain(order_id, account_id, side, otype, tif, qty, limit or 0)
             return out
         reason = validate_order(
-            otype=c.type,
-            tif=c.tif,
-            qty=c.qty_e9,
-            notional=c.notional_e4,
-            limit=c.limit_price_e4,
-            stop=c.stop_price_e4,
-            trail_price=c.trail_price_e4,
-            trail_bps=c.trail_percent_bps,
-            extended_hours=c.extended_hours,
+            otype=otype,
+            tif=tif,
+            qty=qty,
+            notional=notional,
+            limit=limit,
+            stop=stop,
+            trail_price=trail_price,
+            trail_bps=trail_bps,
+            extended_hours=extended,
         )
-        if reason is None and c.tif == "opg" and self.phase == "open":
+        if reason is None and tif == "opg" and self.phase == "open":
             reason = "auction_closed"
-        if reason is None and c.order_class != "simple":
+        if reason is None and order_class != "simple":
             reason = self._validate_class(c)
         if reason is not None:
-            return self._reject(out, book, seq, c.order_id, reason)
+            return self._reject(out, book, seq, order_id, reason)
 
-        is_buy = c.side == "buy"
+        is_buy = side == "buy"
         o = Order(
-            c.order_id,
-            c.account_id,
-            c.symbol,
+            order_id,
+            account_id,
+            symbol,
             is_buy,
-            c.type,
-            c.tif,
-            c.qty_e9 or 0,
-            c.notional_e4 or 0,
-            (c.notional_e4 or 0) * 1_000_000_000,
-            c.limit_price_e4 or 0,
-            c.stop_price_e4 or 0,
-            c.trail_price_e4 or 0,
-            c.trail_percent_bps or 0,
+            otype,
+            tif,
+            qty or 0,
+            notional or 0,
+            (notional or 0) * 1_000_000_000,
+            limit or 0,
+            stop or 0,
+            trail_price or 0,
+            trail_bps or 0,
             0,
-            c.qty_e9 or 0,
+            qty or 0,
             0,
             book.next_arrival(),
             HELD,
-            extended_hours=c.extended_hours,
+            extended_hours=extended,
         )
         book.accept(o)
-        if c.order_class == "simple":
+        if order_class == "simple":
             book.route(o)
         else:
             self._new_complex(book, o, c)

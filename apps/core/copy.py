@@ -24,6 +24,8 @@ from django.db.models import AutoField, BigAutoField, Model, SmallAutoField
 
 _AUTO = (AutoField, BigAutoField, SmallAutoField)
 _column_oids: dict[tuple[str, str], dict[str, int]] = {}  # (database alias, table) -> column -> type OID
+# (column name, type OID) of every live column of the table named by the one parameter.
+COLUMN_TYPES_SQL = "SELECT attname, atttypid::int FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
 
 
 def column_type_oids(table: str, columns: Sequence[str]) -> list[int]:
@@ -33,11 +35,7 @@ def column_type_oids(table: str, columns: Sequence[str]) -> list[int]:
     oids = _column_oids.get(key)
     if oids is None or any(c not in oids for c in columns):
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT attname, atttypid::int FROM pg_attribute "
-                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-                [table],
-            )
+            cursor.execute(COLUMN_TYPES_SQL, [table])
             oids = _column_oids[key] = dict(cursor.fetchall())
     return [oids[c] for c in columns]
 
