@@ -25,7 +25,10 @@ from django.db.models import AutoField, BigAutoField, Model, SmallAutoField
 _AUTO = (AutoField, BigAutoField, SmallAutoField)
 _column_oids: dict[tuple[str, str], dict[str, int]] = {}  # (database alias, table) -> column -> type OID
 # (column name, type OID) of every live column of the table named by the one parameter.
-COLUMN_TYPES_SQL = "SELECT attname, atttypid::int FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
+COLUMN_TYPES_SQL = (
+    "SELECT attname, atttypid::int FROM pg_attribute "
+    "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
+)
 
 
 def column_type_oids(table: str, columns: Sequence[str]) -> list[int]:
