@@ -20,7 +20,9 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections import deque
 from heapq import heapify, heappop, heappush
-from typing import Final
+from typing import Any, Final
+
+from mypy_extensions import mypyc_attr
 
 from engine.events import (
     BookLevelChanged,
@@ -51,6 +53,7 @@ BPS: Final = 10_000
 SHARE: Final = 1_000_000_000  # qty_e9 of one whole share
 
 
+@mypyc_attr(acyclic=True, free_list_len=1)
 class Order:
     """Mutable engine-side order (a native class when compiled); ``OrderState`` is its snapshot form."""
 
@@ -204,6 +207,7 @@ def _arrival(o: Order) -> int:
     return o.arrival
 
 
+@mypyc_attr(acyclic=True)
 class Level:
     """One price level: live aggregate ``qty``/``count`` and a FIFO that may hold dead orders."""
 
@@ -380,9 +384,11 @@ class OrderBook:
         (``_match`` stops at once and marks no level). Everything else goes through ``_take`` and ``end``.
         """
         self.arrival = arrival = self.arrival + 1
-        out, sym, seq = self.out, self.symbol, self.seq
+        out, sym = self.out, self.symbol
+        seq: Any = self.seq  # boxed once for both events (see ``_match``)
+        p_b: Any = p
         bs = self.book_seq + 1
-        out.append(_OrderAccepted(sym, bs, seq, oid, account_id, side, otype, tif, qty, 0, p, 0, ""))
+        out.append(_OrderAccepted(sym, bs, seq, oid, account_id, side, otype, tif, qty, 0, p_b, 0, ""))
         is_buy = side == "buy"
         if p and tif != "fok":
             if is_buy:
@@ -428,7 +434,7 @@ class OrderBook:
                 lvl.fifo.append(o)
                 lvl.qty += qty
                 lvl.count += 1
-                out.append(_BookLevelChanged(sym, bs + 1, seq, side, p, lvl.qty, lvl.count))
+                out.append(_BookLevelChanged(sym, bs + 1, seq, side, p_b, lvl.qty, lvl.count))
                 return
         o = Order(
             oid,
@@ -832,8 +838,13 @@ class OrderBook:
             self.orders,
             self.prices,
         )
+        # Values every event of a fill repeats, as Python ints once (compiled, an ``int`` local is unboxed and
+        # would be boxed again for each event field it fills).
+        seq_b: Any = seq
+        tid_prefix = f"{seq}:"
         while keys:
             p = keys[-1] * sign
+            p_b: Any = p
             if limit and (p > limit if is_buy else p < limit):
                 return False
             want = o.notional_left // p if notional else o.leaves
@@ -857,7 +868,7 @@ class OrderBook:
                     o.notional_left -= p * q
                 n = self.match_n
                 self.match_n = n + 1
-                tid = f"{seq}:{n}"
+                tid = tid_prefix + str(n)
                 ml -= q
                 m.leaves = ml
                 m.cum = mc = m.cum + q
@@ -867,22 +878,23 @@ class OrderBook:
                 o.cum = tc = o.cum + q
                 bs = self.book_seq
                 mid = m.order_id
+                q_b: Any = q
                 if is_buy:
-                    out.append(_TradeExecuted(sym, bs + 1, seq, tid, p, q, oid, mid, "buy"))
+                    out.append(_TradeExecuted(sym, bs + 1, seq_b, tid, p_b, q_b, oid, mid, "buy"))
                 else:
-                    out.append(_TradeExecuted(sym, bs + 1, seq, tid, p, q, mid, oid, "sell"))
+                    out.append(_TradeExecuted(sym, bs + 1, seq_b, tid, p_b, q_b, mid, oid, "sell"))
                 out.append(
                     _OrderFilled(
                         sym,
                         bs + 2,
-                        seq,
+                        seq_b,
                         mid,
                         m.account_id,
                         m_side,
                         tid + m_suf,
                         tid,
-                        p,
-                        q,
+                        p_b,
+                        q_b,
                         ml,
                         mc,
                         "maker",
@@ -892,14 +904,14 @@ class OrderBook:
                     _OrderFilled(
                         sym,
                         bs + 3,
-                        seq,
+                        seq_b,
                         oid,
                         acct,
                         t_side,
                         tid + t_suf,
                         tid,
-                        p,
-                        q,
+                        p_b,
+                        q_b,
                         o.leaves,
                         tc,
                         "taker",
