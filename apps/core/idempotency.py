@@ -160,24 +160,29 @@ def idempotent_execute(
         return claimed
     record = claimed
 
+    def store(response: Response) -> Response:
+        record.state = IdempotencyRecord.State.COMPLETED
+        record.response_status = response.status_code
+        record.response_body = dumps(response.data) if response.data is not None else None
+        record.completed_at = timezone.now()
+        record.save(update_fields=["state", "response_status", "response_body", "completed_at"])
+        return response
+
     # A deadlock or serialization failure reruns the whole transaction; the client never sees it.
     @transaction_retry
     def complete() -> Response:
-        with transaction.atomic(durable=True):
-            try:
-                with transaction.atomic():
-                    response = operation()
-            except BrokerageError as exc:
-                # A refusal is an outcome: store it so a retry gets the same answer.
-                response = Response(exc.as_body(), status=exc.status)
-            if response.status_code >= 500:
-                raise _NotStorable(response)
-            record.state = IdempotencyRecord.State.COMPLETED
-            record.response_status = response.status_code
-            record.response_body = dumps(response.data) if response.data is not None else None
-            record.completed_at = timezone.now()
-            record.save(update_fields=["state", "response_status", "response_body", "completed_at"])
-            return response
+        # No savepoint around the operation (two round trips per request): a refusal rolls back the whole
+        # transaction, which holds only the operation's writes, and is stored in a transaction of its own.
+        try:
+            with transaction.atomic(durable=True):
+                response = operation()
+                if response.status_code >= 500:
+                    raise _NotStorable(response)
+                return store(response)
+        except BrokerageError as exc:
+            # A refusal is an outcome: store it so a retry gets the same answer.
+            with transaction.atomic(durable=True):
+                return store(Response(exc.as_body(), status=exc.status))
 
     try:
         return complete()

@@ -127,6 +127,16 @@ def ledger_rows_lock(keys: Iterable[LedgerKey]) -> dict[LedgerKey, LedgerAccount
     wanted = sorted(set(keys), key=lambda k: (str(k[0]), k[1], k[2]))
     if not wanted:
         return {}
+    known = [_ledger_id_cache.get(_key_norm(k)) for k in wanted]
+    if None not in known:
+        # Every row was seen before: lock them by primary key at once (one statement, no id read). Each locked
+        # row's key is checked, so a stale id (rows renumbered, e.g. a test database flushed) is never trusted.
+        rows = _rows_lock(known)
+        if all(
+            pk in rows and _row_key(rows[pk]) == _key_norm(k) for k, pk in zip(wanted, known, strict=True)
+        ):
+            return {k: rows[pk] for k, pk in zip(wanted, known, strict=True)}
+        _ledger_id_cache.clear()
     # Only missing rows are inserted: an INSERT ... ON CONFLICT against an existing row whose balance another
     # open transaction has updated WAITS for that transaction, in key order rather than primary-key order, which
     # deadlocked (40P01) against the ordered row locks below. A plain read never waits; rows that exist are then
@@ -142,14 +152,32 @@ def ledger_rows_lock(keys: Iterable[LedgerKey]) -> dict[LedgerKey, LedgerAccount
                     [account_id, kind, asset],
                 )
         ids = _ledger_ids(wanted)
-    rows = {
-        r.pk: r for r in LedgerAccount.objects.select_for_update().filter(pk__in=ids.values()).order_by("pk")
-    }
+    rows = _rows_lock(ids.values())
+    if len(_ledger_id_cache) + len(ids) > LEDGER_ID_CACHE_MAX:
+        _ledger_id_cache.clear()
+    _ledger_id_cache.update(ids)
     return {k: rows[ids[_key_norm(k)]] for k in wanted}
+
+
+# Primary key of each ledger row this process has locked, by normalised key: a row's key never changes, so a
+# hit saves the id read (``_ledger_ids``). Bounded: cleared when full.
+_ledger_id_cache: dict[tuple[str | None, str, str], int] = {}
+LEDGER_ID_CACHE_MAX = 100_000
+
+
+def _rows_lock(pks: Iterable[int]) -> dict[int, LedgerAccount]:
+    """``SELECT ... FOR UPDATE`` of the rows, locked in primary-key order (deadlock-free ordering)."""
+    return {
+        r.pk: r for r in LedgerAccount.objects.select_for_update().filter(pk__in=list(pks)).order_by("pk")
+    }
 
 
 def _key_norm(key: LedgerKey) -> tuple[str | None, str, str]:
     return (None if key[0] is None else str(key[0]), key[1], key[2])
+
+
+def _row_key(row: LedgerAccount) -> tuple[str | None, str, str]:
+    return (None if row.account_id is None else str(row.account_id), row.kind, row.asset)
 
 
 # The rows of many keys in one read: customer keys joined to an unnest of arrays (the unique index serves each

@@ -43,6 +43,8 @@ class _TransferView(APIView):
                 payload={"amount": str(data["amount"])},
             )
             type(self).gate()
+            if str(data.get("amount")) == "late":  # refused after its write: the write must not survive
+                raise InsufficientFunds(rule="test.late_refusal", details={})
             return Response({"id": str(env.aggregate_id), "amount": str(data["amount"])}, status=201)
 
         return idempotent_execute(request, operation, owner=owner_of(request))
@@ -86,6 +88,17 @@ def test_a_refusal_is_stored_as_the_outcome(user: User) -> None:
     assert again.data == first.data
     assert first.data["error"] == "insufficient_buying_power"
     assert StoredEvent.objects.count() == 0
+
+
+def test_a_refusal_after_writes_keeps_none_of_them_and_is_stored(user: User) -> None:
+    first = _post(user, {"amount": "late"}, "k-late")
+    again = _post(user, {"amount": "late"}, "k-late")
+    assert first.status_code == again.status_code == 403
+    assert again.data == first.data
+    assert again["Idempotent-Replayed"] == "true"
+    assert StoredEvent.objects.count() == 0
+    record = IdempotencyRecord.objects.get(key="k-late")
+    assert (record.state, record.response_status) == (IdempotencyRecord.State.COMPLETED, 403)
 
 
 def test_keys_are_scoped_per_owner(user: User) -> None:

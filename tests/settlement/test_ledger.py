@@ -311,3 +311,28 @@ def test_ledger_balance_breaks_finds_an_edited_cached_balance() -> None:
     breaks = selectors.ledger_balance_breaks()
     assert [(b.kind, b.cached, b.derived) for b in breaks] == [("cash_settled", D(11), D(10))]
     LedgerAccount.objects.filter(account=account, kind="cash_settled").update(balance=D("10"))
+
+
+def test_ledger_rows_lock_never_trusts_a_cached_id_of_another_row() -> None:
+    """The per-process id cache is checked against each locked row's key: a stale id (the rows renumbered)
+    costs the id read again, it never hands back another account's row."""
+    first, second = _funded("10"), _funded("20")
+    key_first = services._cust(first.pk, services.Kind.CASH_SETTLED)
+    key_second = services._cust(second.pk, services.Kind.CASH_SETTLED)
+    with transaction.atomic():
+        rows = services.ledger_rows_lock([key_first, key_second])
+    assert (rows[key_first].balance, rows[key_second].balance) == (D("10"), D("20"))
+    cache = services._ledger_id_cache
+    norm_first, norm_second = services._key_norm(key_first), services._key_norm(key_second)
+    assert (cache[norm_first], cache[norm_second]) == (rows[key_first].pk, rows[key_second].pk)
+
+    cache[norm_first], cache[norm_second] = rows[key_second].pk, rows[key_first].pk  # swapped: both stale
+    with transaction.atomic():
+        again = services.ledger_rows_lock([key_first, key_second])
+    assert (again[key_first].account_id, again[key_first].balance) == (first.pk, D("10"))
+    assert (again[key_second].account_id, again[key_second].balance) == (second.pk, D("20"))
+    assert cache[norm_first] == rows[key_first].pk  # read again and cached right
+
+    cache[norm_first] = -1  # a row that does not exist (any more)
+    with transaction.atomic():
+        assert services.ledger_rows_lock([key_first])[key_first].pk == rows[key_first].pk
