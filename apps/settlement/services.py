@@ -127,8 +127,9 @@ def ledger_rows_lock(keys: Iterable[LedgerKey]) -> dict[LedgerKey, LedgerAccount
     wanted = sorted(set(keys), key=lambda k: (str(k[0]), k[1], k[2]))
     if not wanted:
         return {}
-    known = [_ledger_id_cache.get(_key_norm(k)) for k in wanted]
-    if None not in known:
+    cached = [_ledger_id_cache.get(_key_norm(k)) for k in wanted]
+    known = [pk for pk in cached if pk is not None]
+    if len(known) == len(wanted):
         # Every row was seen before: lock them by primary key at once (one statement, no id read). Each locked
         # row's key is checked, so a stale id (rows renumbered, e.g. a test database flushed) is never trusted.
         rows = _rows_lock(known)
