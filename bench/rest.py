@@ -67,6 +67,7 @@ GRACE_S = 3.0
 RATES = (50, 200)
 FILL_RATE = 200
 FILL_GRACE_S = 8.0
+FILL_ROUNDS = 2
 LOGS = pipeline.ROOT / ".run" / "bench-rest"
 _seeded: list[dict[str, str]] = []
 _server: dict[str, Any] = {}
@@ -103,7 +104,7 @@ def _server_start() -> None:
     # Warm both workers on every path (URLconf, serializers, database connections) before anything is measured.
     for path in ("/bench/bare", "/v2/orders", f"/v2/stocks/{pipeline.SYMBOL}/quotes/latest"):
         _closed(port, _seeded, path, 1.5)
-    # One topic prefix and one fresh symbol for every submit->fill measurement of the stage: the engine's event
+    # One topic prefix for every submit->fill measurement of the stage, and fresh symbols: the engine's event
     # ids are uuid5(symbol, book_seq), so an engine starting empty on a symbol this database has seen would repeat
     # ids the projection's inbox skips. Each measurement restarts the pipeline on the prefix (the engine resumes
     # from its snapshot, book_seq going on), as a deploy restarts it.
@@ -112,7 +113,9 @@ def _server_start() -> None:
     atexit.register(
         pipeline.topics_drop, _server["fill_prefix"]
     )  # after every measurement's pipeline stopped
-    _server["fill_symbol"] = _fill_symbol_seed(_seeded)
+    # One symbol per submit->fill round: a round that ran over capacity leaves resting orders on its book, and
+    # a warm-up buy would then match one of those sells instead of its own pair's (its fill never came).
+    _server["fill_symbols"] = [_fill_symbol_seed(_seeded) for _ in range(FILL_ROUNDS)]
 
 
 def _fill_symbol_seed(accounts: list[dict[str, str]]) -> str:
@@ -176,7 +179,7 @@ def cases(config: Config) -> list[Case]:
         for rate in RATES
     ]
     # Submit -> fill starts a pipeline and a ws server per measurement: 2 rounds.
-    fill = {"rate": FILL_RATE, "duration_s": d, "rounds": min(2, config.rounds)}
+    fill = {"rate": FILL_RATE, "duration_s": d, "rounds": min(FILL_ROUNDS, config.rounds)}
     out.append(Case(f"fill@{FILL_RATE}", "orders", fill))
     out.append(
         Case(
@@ -289,7 +292,9 @@ def _open(
     }
 
 
-def _fill(port: int, accounts: list[dict[str, str]], rate: int, duration: float) -> dict[str, float]:
+def _fill(
+    port: int, accounts: list[dict[str, str]], rate: int, duration: float, symbol: str
+) -> dict[str, float]:
     """Submit -> ``fill`` on trade_updates, open loop (see the module docstring)."""
     import multiprocessing as mp
 
@@ -315,8 +320,8 @@ def _fill(port: int, accounts: list[dict[str, str]], rate: int, duration: float)
         listener.start()
         if fills.get(timeout=120) is not None:
             raise RuntimeError("the trade_updates listener did not start")
-        _warm_pair(port, accounts[0], fills)
-        return _fill_open(port, accounts, rate, duration, fills)
+        _warm_pair(port, accounts[0], fills, symbol)
+        return _fill_open(port, accounts, rate, duration, fills, symbol)
     finally:
         stop.set()
         if listener is not None:
@@ -324,9 +329,9 @@ def _fill(port: int, accounts: list[dict[str, str]], rate: int, duration: float)
         procs.stop()
 
 
-def _pair_bodies(tag: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _pair_bodies(tag: str, symbol: str) -> tuple[dict[str, Any], dict[str, Any]]:
     buy = {
-        "symbol": _server["fill_symbol"],
+        "symbol": symbol,
         "qty": "1",
         "side": "buy",
         "type": "limit",
@@ -350,12 +355,12 @@ def _post(conn: Any, acct: dict[str, str], role: str, body: dict[str, Any]) -> i
     return int(resp.status)
 
 
-def _warm_pair(port: int, acct: dict[str, str], fills: Any) -> None:
+def _warm_pair(port: int, acct: dict[str, str], fills: Any, symbol: str) -> None:
     """One buy/sell pair through the whole path; returns once its sell's fill reached the client (<= 120 s)."""
     import http.client
 
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    buy, sell = _pair_bodies(f"warm-{uuid.uuid4().hex}")
+    buy, sell = _pair_bodies(f"warm-{uuid.uuid4().hex}", symbol)
     _post(conn, acct, "buyer", buy)
     _post(conn, acct, "seller", sell)
     deadline = time.monotonic() + 120
@@ -370,7 +375,7 @@ def _warm_pair(port: int, acct: dict[str, str], fills: Any) -> None:
 
 
 def _fill_open(
-    port: int, accounts: list[dict[str, str]], rate: int, duration: float, fills: Any
+    port: int, accounts: list[dict[str, str]], rate: int, duration: float, fills: Any, symbol: str
 ) -> dict[str, float]:
     import http.client
 
@@ -389,7 +394,7 @@ def _fill_open(
             if time.monotonic() >= end:
                 continue
             acct = accounts[(j // 2) % len(accounts)]
-            buy, sell = _pair_bodies(tags[j // 2])
+            buy, sell = _pair_bodies(tags[j // 2], symbol)
             if j % 2 == 0:
                 status = _post(conn, acct, "buyer", buy)
             else:
@@ -513,7 +518,7 @@ def run(r: int, case: Case, config: Config) -> dict[str, float]:
     if case.group.startswith("latency"):
         return _open(port, _seeded, p["path"], p["rate"], p["duration_s"])
     if case.group.startswith("fill"):
-        return _fill(port, _seeded, p["rate"], p["duration_s"])
+        return _fill(port, _seeded, p["rate"], p["duration_s"], _server["fill_symbols"][r % FILL_ROUNDS])
     backends = _pg_backends()
     before = procstat.sample({"server": pgid}, {"pg": backends})
     out = _closed(port, _seeded, p["path"], p["duration_s"])
