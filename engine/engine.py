@@ -189,6 +189,18 @@ class Engine:
     def _new_order(self, seq: int, c: NewOrder) -> list[Event]:
         out: list[Event] = []
         # Every field in one C call: mypyc reads a msgspec Struct's attributes one generic lookup at a time.
+        # The fields the fast path tests are declared (one type check each when compiled), so its comparisons
+        # are native rather than generic; the rest are only tested against None.
+        order_id: str
+        account_id: str
+        symbol: str
+        side: str
+        otype: str
+        tif: str
+        qty: int | None
+        limit: int | None
+        extended: bool
+        order_class: str
         (order_id, account_id, symbol, side, otype, tif, qty, notional, limit, stop, trail_price, trail_bps,
          extended, order_class, _tp, _sl, epoch) = _astuple(c)  # fmt: skip
         if not symbol or not order_id:
@@ -389,7 +401,12 @@ class Engine:
 
     def _replace(self, seq: int, c: ReplaceOrder) -> list[Event]:
         out: list[Event] = []
-        # Every field in one C call (as ``_new_order``).
+        # Every field in one C call (as ``_new_order``, which says why some are declared).
+        old_id: str
+        new_id: str
+        c_qty: int | None
+        c_limit: int | None
+        c_tif: str | None
         (old_id, new_id, c_qty, c_limit, c_stop, c_trail_price, c_trail_bps, c_tif, epoch) = _astuple(c)
         old = self.orders.get(old_id)
         if old is None:
