@@ -70,7 +70,9 @@ function receive(raw) {
 async function subscription(clients, action, symbols) {
   const live = clients.filter((ws) => ws.readyState === WebSocket.OPEN);
   state.acks = 0; state.want = live.length;
-  const acked = new Promise((resolve) => { state.onAcked = resolve; setTimeout(resolve, 120000); });
+  // Acknowledgements take about 2 s for 2,000 clients here; a client that never acks costs at most 30 s (it is
+  // reported through the returned count, the harness's eq_clients check), not two minutes of the stage budget.
+  const acked = new Promise((resolve) => { state.onAcked = resolve; setTimeout(resolve, 30000); });
   const msg = JSON.stringify({ action, trades: symbols });
   for (const ws of live) ws.send(msg);
   if (state.acks < state.want) await acked;
