@@ -31,6 +31,9 @@ const nowNs = () => (origin + performance.now()) * 1e6; // wall clock, as a floa
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 
 const state = { sinceNs: Infinity, lastNs: 0, acks: 0, want: 0, onAcked: null };
+// Connections that timed out, by the step they were stuck at (0: no first message after the handshake,
+// 1: no answer to "auth", 2: no subscription acknowledgement): reported with the "connections" line.
+const stuck = {};
 let latencies = [];
 const closed = [];
 
@@ -38,7 +41,9 @@ function open(url) {
   return new Promise((resolve) => {
     const ws = new WebSocket(url, { perMessageDeflate: false });
     let step = 0;
-    const timer = setTimeout(() => { closed.push(-1); ws.terminate(); resolve(null); }, handshakeMs);
+    const timer = setTimeout(() => {
+      stuck[step] = (stuck[step] || 0) + 1; closed.push(-1); ws.terminate(); resolve(null);
+    }, handshakeMs);
     const fail = () => { clearTimeout(timer); if (step < 9) { step = 9; closed.push(-1); resolve(null); } };
     ws.on("error", fail);
     ws.on("close", (code) => { if (step === 9 && ws.ready) closed.push(code); else fail(); });
@@ -93,7 +98,7 @@ async function main() {
     }
   }
   await Promise.all(Array.from({ length: Math.min(50, connections) }, lane));
-  out({ connections: opened.length, connect_s: (performance.now() - t0) / 1000 });
+  out({ connections: opened.length, connect_s: (performance.now() - t0) / 1000, stuck });
   const rl = readline.createInterface({ input: process.stdin });
   for await (const line of rl) {
     const cmd = JSON.parse(line);

@@ -49,6 +49,7 @@ import atexit
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -365,6 +366,14 @@ def measure(
         if gen.opened["connections"] < clients:
             gen.stop()
             _group_stop(proc)
+            # Kept for the diagnosis: the restart below truncates the server's log. ``stuck``: timed-out
+            # connections by the step they waited at (fanout_client.mjs).
+            print(f"  {variant}: {clients - gen.opened['connections']} connections unanswered, stuck "
+                  f"{gen.opened.get('stuck')}; restarting the server once", file=sys.stderr)  # fmt: skip
+            log = LOGS / f"ws-{variant}.log"
+            shutil.copyfile(
+                log, log.with_name(f"ws-{variant}.unanswered-{time.strftime('%Y%m%dT%H%M%S')}.log")
+            )
             retries = 1
             proc, gen = _fresh_start(variant, clients, symbols)
         procs = [proc]
