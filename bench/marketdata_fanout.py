@@ -61,6 +61,7 @@ from typing import Any
 
 from bench import pipeline
 from bench.harness import Case, Config, Curve, start_child
+from bench.procstat import cpu_seconds
 
 TITLE = "Market data fan-out: WebSocket clients (stock Channels on the core layer vs the platform's hub)"
 BASELINE = "core"
@@ -185,19 +186,13 @@ def _servers_stop() -> None:
     _servers.clear()
 
 
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _wait_idle(pid: int, limit_pct: float = 15.0, timeout: float = 20.0) -> None:
     """Wait until the server used < ``limit_pct`` of a core over 200 ms (previous clients' teardown done)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        before = _cpu_seconds(pid)
+        before = cpu_seconds(pid)
         time.sleep(0.2)
-        if (_cpu_seconds(pid) - before) / 0.2 * 100 < limit_pct:
+        if (cpu_seconds(pid) - before) / 0.2 * 100 < limit_pct:
             return
 
 
@@ -400,9 +395,9 @@ def measure(
                 spy,
             ]
             recorder = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cpu0 = sum(_cpu_seconds(p.pid) for p in procs)
+        cpu0 = sum(cpu_seconds(p.pid) for p in procs)
         pub = start_child(_publish, variant, symbols, rate, duration).result(duration + 120)
-        cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu0
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
         expected = pub["sent"] * sub["clients"]
         got = gen.call(
             "collect",

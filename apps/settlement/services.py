@@ -127,14 +127,15 @@ def ledger_rows_lock(keys: Iterable[LedgerKey]) -> dict[LedgerKey, LedgerAccount
     wanted = sorted(set(keys), key=lambda k: (str(k[0]), k[1], k[2]))
     if not wanted:
         return {}
-    cached = [_ledger_id_cache.get(_key_norm(k)) for k in wanted]
-    known = [pk for pk in cached if pk is not None]
+    norms = [_key_norm(k) for k in wanted]
+    known = [pk for n in norms if (pk := _ledger_id_cache.get(n)) is not None]
     if len(known) == len(wanted):
         # Every row was seen before: lock them by primary key at once (one statement, no id read). Each locked
         # row's key is checked, so a stale id (rows renumbered, e.g. a test database flushed) is never trusted.
         rows = _rows_lock(known)
         if all(
-            pk in rows and _row_key(rows[pk]) == _key_norm(k) for k, pk in zip(wanted, known, strict=True)
+            pk in rows and _key_norm((rows[pk].account_id, rows[pk].kind, rows[pk].asset)) == n
+            for n, pk in zip(norms, known, strict=True)
         ):
             return {k: rows[pk] for k, pk in zip(wanted, known, strict=True)}
         _ledger_id_cache.clear()
@@ -157,7 +158,7 @@ def ledger_rows_lock(keys: Iterable[LedgerKey]) -> dict[LedgerKey, LedgerAccount
     if len(_ledger_id_cache) + len(ids) > LEDGER_ID_CACHE_MAX:
         _ledger_id_cache.clear()
     _ledger_id_cache.update(ids)
-    return {k: rows[ids[_key_norm(k)]] for k in wanted}
+    return {k: rows[ids[n]] for k, n in zip(wanted, norms, strict=True)}
 
 
 # Primary key of each ledger row this process has locked, by normalised key: a row's key never changes, so a
@@ -175,10 +176,6 @@ def _rows_lock(pks: Iterable[int]) -> dict[int, LedgerAccount]:
 
 def _key_norm(key: LedgerKey) -> tuple[str | None, str, str]:
     return (None if key[0] is None else str(key[0]), key[1], key[2])
-
-
-def _row_key(row: LedgerAccount) -> tuple[str | None, str, str]:
-    return (None if row.account_id is None else str(row.account_id), row.kind, row.asset)
 
 
 # The rows of many keys in one read: customer keys joined to an unnest of arrays (the unique index serves each
