@@ -236,7 +236,11 @@ def replica_database(url: str, *, primary: dict[str, Any]) -> dict[str, Any]:
     for key in ("ATOMIC_REQUESTS", "CONN_MAX_AGE", "CONN_HEALTH_CHECKS"):
         if key in primary:
             config[key] = primary[key]
-    config.setdefault("OPTIONS", {}).setdefault("connect_timeout", 2)
+    options = config.setdefault("OPTIONS", {})
+    options.setdefault("connect_timeout", 2)
+    for key in ("server_side_binding", "prepare_threshold"):
+        if key in primary.get("OPTIONS", {}):
+            options.setdefault(key, primary["OPTIONS"][key])
     # pytest-django cannot create a test database on a standby: the ordinary suite mirrors the primary.
     config["TEST"] = {"MIRROR": "default"}
     return config

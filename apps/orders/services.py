@@ -45,6 +45,7 @@ from apps.core.errors import NotCancelable, NotFound, ValidationError
 from apps.core.markettime import Phase
 from apps.core.markettime_config import market_calendar, market_clock
 from apps.core.outbox import event_record
+from apps.core.sql import select_list
 from apps.orders import risk
 from apps.orders.models import Asset, Order
 from apps.orders.types import OrderRequest, ReplaceRequest
@@ -167,7 +168,7 @@ def assets_key_share(*, symbols: Iterable[str]) -> dict[str, Asset]:
         return {}
     meta = Asset._meta
     sql = (
-        f"SELECT * FROM {meta.db_table} WHERE symbol = ANY(%s) "  # noqa: S608 (identifiers from model meta)
+        f"SELECT {select_list(Asset)} FROM {meta.db_table} WHERE symbol = ANY(%s) "  # noqa: S608 (model meta)
         f"ORDER BY {meta.pk.column} FOR KEY SHARE"
     )
     return {a.symbol: a for a in Asset.objects.raw(sql, [wanted])}
@@ -177,7 +178,8 @@ def _asset_key_share_of_order(*, account: BrokerageAccount, order_id: uuid.UUID)
     """The asset of an order of ``account``, read ``FOR KEY SHARE`` (before the order is locked)."""
     asset_table, order_table = Asset._meta.db_table, Order._meta.db_table
     sql = (
-        f"SELECT a.* FROM {asset_table} a JOIN {order_table} o ON o.asset_id = a.{Asset._meta.pk.column} "  # noqa: S608
+        f"SELECT {select_list(Asset, 'a')} FROM {asset_table} a "  # noqa: S608 (identifiers from model meta)
+        f"JOIN {order_table} o ON o.asset_id = a.{Asset._meta.pk.column} "
         "WHERE o.id = %s AND o.account_id = %s FOR KEY SHARE OF a"
     )
     found = list(Asset.objects.raw(sql, [order_id, account.pk]))

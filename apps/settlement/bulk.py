@@ -43,6 +43,7 @@ from django.utils import timezone
 from apps.accounts.models import BrokerageAccount
 from apps.core.copy import copy_insert
 from apps.core.errors import BusinessRuleViolation, NotFound, ValidationError
+from apps.core.sql import select_list
 from apps.settlement.models import (
     CURRENCY,
     CashHold,
@@ -641,7 +642,7 @@ def _open_lots_lock_many(pairs: Sequence[tuple[str, str]]) -> list[TaxLot]:
     many pairs), with their buy entries loaded for the good-faith check."""
     found = list(
         TaxLot.objects.raw(
-            "SELECT t.* FROM settlement_taxlot t "
+            f"SELECT {select_list(TaxLot, 't')} FROM settlement_taxlot t "  # noqa: S608 (model meta)
             "JOIN unnest(%s::uuid[], %s::text[]) AS k(a, s) ON t.account_id = k.a AND t.symbol = k.s "
             "WHERE t.remaining > 0 ORDER BY t.id FOR UPDATE OF t",
             [[a for a, _ in pairs], [s for _, s in pairs]],
