@@ -569,8 +569,9 @@ def _run_writer(case: Case) -> dict[str, float]:
         for i in range(n)
     ]  # fmt: skip
     batch = int(case.params["batch"])
-    # Client-side binding, as Django's PostgreSQL backend uses (its cursors are psycopg ClientCursors).
-    with psycopg.connect(pipeline.DB_URL, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
+    # Server-side binding with prepared statements, as the platform's Django connections use
+    # (``brokerage.settings.base.prepared_statement_options``).
+    with psycopg.connect(pipeline.DB_URL, autocommit=True, prepare_threshold=5) as conn:
         # Recreated every time, so it always has the current orders_fill schema (indexes included).
         conn.execute("DROP TABLE IF EXISTS bench_writer")
         conn.execute("CREATE TABLE bench_writer (LIKE orders_fill INCLUDING ALL)")
