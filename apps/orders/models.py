@@ -200,6 +200,9 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["account", "-submitted_at"], name="orders_order_acct_submitted"),
             models.Index(fields=["account", "status"], name="orders_order_acct_status"),
+            # The self-trade check of every submit reads the account's open orders on one symbol and side: led by
+            # those three it reads only them, not every open order of the account (a bot with thousands resting).
+            models.Index(fields=["account", "symbol", "side", "status"], name="orders_order_acct_sym_side"),
         ]
         constraints = [
             models.UniqueConstraint(

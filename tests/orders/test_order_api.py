@@ -420,6 +420,38 @@ def test_self_trade_and_wash_trade_prevention(client: APIClient, account: Broker
     assert counts() == before
 
 
+def test_the_self_trade_check_reads_only_the_symbol_and_side_it_needs(
+    client: APIClient, account: BrokerageAccount
+) -> None:
+    """With hundreds of open buys resting, a sell's self-trade read goes through the (account, symbol, side,
+    status) index rather than visiting every open order of the account."""
+    from django.db import connection
+
+    from apps.orders.services import _OPPOSITE_OPEN_SQL
+
+    assert post(client, LIMIT_BUY).status_code == 200
+    columns = [f.column for f in Order._meta.concrete_fields]
+    values = [
+        "gen_random_uuid()" if c == "id" else "'clone-' || g" if c == "client_order_id" else c
+        for c in columns
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO orders_order ({', '.join(columns)}) "  # noqa: S608 - names from the model
+            f"SELECT {', '.join(values)} FROM orders_order, generate_series(1, 400) g WHERE account_id = %s",
+            [account.pk],
+        )
+        cursor.execute("ANALYZE orders_order")
+        cursor.execute(
+            "EXPLAIN (FORMAT JSON) " + _OPPOSITE_OPEN_SQL,
+            [account.pk, "AAPL", "sell", list(Order.OPEN), Order.OrderClass.OCO],
+        )
+        plan = str(cursor.fetchone()[0])
+    assert Order.objects.filter(account=account, status__in=Order.OPEN).count() == 401
+    assert "orders_order_acct_sym_side" in plan
+    assert "orders_order_acct_status" not in plan
+
+
 def test_order_rate_limit(client: APIClient, settings: Any) -> None:
     settings.ORDERS_RISK = {**settings.ORDERS_RISK, "rate_limit_count": 2, "version": "test.1"}
     assert post(client, {**LIMIT_BUY, "qty": "1"}).status_code == 200
