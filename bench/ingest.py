@@ -592,7 +592,7 @@ def _run_writer(case: Case) -> dict[str, float]:
             # As ``apps.core.copy.copy_insert`` writes: the columns' type OIDs from the catalog, declared per COPY.
             from apps.core.copy import COLUMN_TYPES_SQL
 
-            oid_of = dict(conn.execute(COLUMN_TYPES_SQL, ["bench_writer"]).fetchall())
+            oid_of: dict[str, int] = dict(conn.execute(COLUMN_TYPES_SQL, ["bench_writer"]).fetchall())
             types = [oid_of[c] for c in cols.split(", ")]
             with conn.cursor() as cur:
                 for start in range(0, n, batch):

@@ -430,7 +430,7 @@ def test_the_self_trade_check_reads_only_the_symbol_and_side_it_needs(
     from apps.orders.services import _OPPOSITE_OPEN_SQL
 
     assert post(client, LIMIT_BUY).status_code == 200
-    columns = [f.column for f in Order._meta.concrete_fields]
+    columns = [str(f.column) for f in Order._meta.concrete_fields]
     values = [
         "gen_random_uuid()" if c == "id" else "'clone-' || g" if c == "client_order_id" else c
         for c in columns
