@@ -17,10 +17,35 @@ and are NOT set on the objects (client-side defaults such as UUIDs are, since th
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
+from django.conf import settings
 from django.db import connection
-from django.db.models import AutoField, BigAutoField, Model, SmallAutoField
+from django.db.models import (
+    AutoField,
+    BigAutoField,
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    DateTimeField,
+    DecimalField,
+    Field,
+    ForeignKey,
+    IntegerField,
+    Model,
+    OneToOneField,
+    PositiveBigIntegerField,
+    PositiveIntegerField,
+    PositiveSmallIntegerField,
+    SmallAutoField,
+    SmallIntegerField,
+    TextField,
+    UUIDField,
+)
 
 _AUTO = (AutoField, BigAutoField, SmallAutoField)
 _column_oids: dict[tuple[str, str], dict[str, int]] = {}  # (database alias, table) -> column -> type OID
@@ -53,13 +78,92 @@ def copy_insert(model: type[Model], objs: Sequence[Model]) -> int:
     names = [f.column for f in fields if f.column is not None]
     sql = f"COPY {quote(opts.db_table)} ({', '.join(quote(c) for c in names)}) FROM STDIN"
     types = column_type_oids(opts.db_table, names)
+    plan = _row_plan(model, fields)
     start = time.monotonic()
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         copy.set_types(types)
         for obj in objs:
-            copy.write_row([f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields])
+            copy.write_row(_row(plan, obj))
     if connection.queries_logged:  # as Django's debug cursor records an execute (COPY bypasses it)
         connection.queries_log.append(
             {"sql": f"{sql} -- {len(objs)} rows", "time": f"{time.monotonic() - start:.3f}"}
         )
     return len(objs)
+
+
+# ----------------------------------------------------------------------------------------------- row values
+# ``Field.get_db_prep_save(field.pre_save(obj, True))`` per value was the largest Python cost of the projection's
+# COPY rows (bench/projection.py). For the exact field classes below it returns a value of the type listed
+# unchanged, so such a value is written as it is; any other value (a str in a DecimalField, a naive datetime,
+# a non-finite Decimal, ...) and every other field class (subclasses included: an encrypted CharField is one)
+# still goes through Django. ``tests/core/test_copy.py`` checks both paths write what ``bulk_create`` writes.
+def _is_str(value: Any) -> bool:
+    return type(value) is str
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int
+
+
+def _is_bool(value: Any) -> bool:
+    return type(value) is bool
+
+
+def _is_uuid(value: Any) -> bool:
+    return type(value) is uuid.UUID
+
+
+def _is_finite_decimal(value: Any) -> bool:
+    return type(value) is Decimal and value.is_finite()
+
+
+def _is_aware_datetime(value: Any) -> bool:  # a naive one gets Django's warning and its conversion
+    return type(value) is datetime and (value.tzinfo is not None or not settings.USE_TZ)
+
+
+_READY: dict[type[Field[Any, Any]], Callable[[Any], bool]] = {
+    CharField: _is_str,
+    TextField: _is_str,
+    UUIDField: _is_uuid,
+    DecimalField: _is_finite_decimal,
+    BooleanField: _is_bool,
+    IntegerField: _is_int,
+    BigIntegerField: _is_int,
+    SmallIntegerField: _is_int,
+    PositiveIntegerField: _is_int,
+    PositiveBigIntegerField: _is_int,
+    PositiveSmallIntegerField: _is_int,
+    AutoField: _is_int,
+    BigAutoField: _is_int,
+    SmallAutoField: _is_int,
+}
+_plans: dict[type[Model], list[tuple[Field[Any, Any], str, Callable[[Any], bool] | None]]] = {}
+
+
+def _ready_check(field: Field[Any, Any]) -> Callable[[Any], bool] | None:
+    """The check under which ``field``'s value needs no Django preparation; None: always prepare."""
+    if isinstance(field, ForeignKey):  # a key is prepared as its target field prepares it
+        return _ready_check(field.target_field) if type(field) in (ForeignKey, OneToOneField) else None
+    if type(field) is DateTimeField:
+        return None if (field.auto_now or field.auto_now_add) else _is_aware_datetime  # pre_save sets these
+    return _READY.get(type(field))
+
+
+def _row(plan: list[tuple[Field[Any, Any], str, Callable[[Any], bool] | None]], obj: Model) -> list[Any]:
+    """The values of ``obj`` for its COPY row: what ``get_db_prep_save(pre_save(obj, True))`` returns."""
+    row = []
+    for field, attname, ready in plan:
+        value = getattr(obj, attname)
+        if ready is None or not ready(value):
+            value = field.get_db_prep_save(field.pre_save(obj, True), connection)
+        row.append(value)
+    return row
+
+
+def _row_plan(
+    model: type[Model], fields: Sequence[Field[Any, Any]]
+) -> list[tuple[Field[Any, Any], str, Callable[[Any], bool] | None]]:
+    plan = _plans.get(model)
+    if plan is None:
+        plan = _plans[model] = [(f, f.attname, _ready_check(f)) for f in fields]
+    return plan
