@@ -96,7 +96,7 @@ def copy_insert(model: type[Model], objs: Sequence[Model]) -> int:
 # COPY rows (bench/projection.py). For the exact field classes below it returns a value of the type listed
 # unchanged, so such a value is written as it is; any other value (a str in a DecimalField, a naive datetime,
 # a non-finite Decimal, ...) and every other field class (subclasses included: an encrypted CharField is one)
-# still goes through Django. ``tests/core/test_copy.py`` checks both paths write what ``bulk_create`` writes.
+# still goes through Django. ``tests/core/test_copy.py`` checks every row value equals Django's preparation.
 def _is_str(value: Any) -> bool:
     return type(value) is str
 
