@@ -45,7 +45,7 @@ from apps.core.errors import NotCancelable, NotFound, ValidationError
 from apps.core.markettime import Phase
 from apps.core.markettime_config import market_calendar, market_clock
 from apps.core.outbox import event_record
-from apps.core.sql import select_list
+from apps.core.sql import models_from_sql, select_list
 from apps.orders import risk
 from apps.orders.models import Asset, Order
 from apps.orders.types import OrderRequest, ReplaceRequest
@@ -171,7 +171,7 @@ def assets_key_share(*, symbols: Iterable[str]) -> dict[str, Asset]:
         f"SELECT {select_list(Asset)} FROM {meta.db_table} WHERE symbol = ANY(%s) "  # noqa: S608 (model meta)
         f"ORDER BY {meta.pk.column} FOR KEY SHARE"
     )
-    return {a.symbol: a for a in Asset.objects.raw(sql, [wanted])}
+    return {a.symbol: a for a in models_from_sql(Asset, sql, [wanted])}
 
 
 def _asset_key_share_of_order(*, account: BrokerageAccount, order_id: uuid.UUID) -> Asset:
@@ -182,7 +182,7 @@ def _asset_key_share_of_order(*, account: BrokerageAccount, order_id: uuid.UUID)
         f"JOIN {order_table} o ON o.asset_id = a.{Asset._meta.pk.column} "
         "WHERE o.id = %s AND o.account_id = %s FOR KEY SHARE OF a"
     )
-    found = list(Asset.objects.raw(sql, [order_id, account.pk]))
+    found = models_from_sql(Asset, sql, [order_id, account.pk])
     if not found:
         raise NotFound("order not found", field="order_id")
     return found[0]

@@ -52,6 +52,7 @@ from apps.core.errors import (
 from apps.core.markettime import NEW_YORK, XNYSCalendar
 from apps.core.money import CENT, MONEY_QUANTUM, QTY_DECIMAL_PLACES
 from apps.core.outbox import event_record
+from apps.core.sql import models_from_sql, select_list
 from apps.settlement import lots
 from apps.settlement.models import (
     CURRENCY,
@@ -169,9 +170,13 @@ LEDGER_ID_CACHE_MAX = 100_000
 
 def _rows_lock(pks: Iterable[int]) -> dict[int, LedgerAccount]:
     """``SELECT ... FOR UPDATE`` of the rows, locked in primary-key order (deadlock-free ordering)."""
-    return {
-        r.pk: r for r in LedgerAccount.objects.select_for_update().filter(pk__in=list(pks)).order_by("pk")
-    }
+    return {r.pk: r for r in models_from_sql(LedgerAccount, _ROWS_LOCK_SQL, [list(pks)])}
+
+
+_ROWS_LOCK_SQL = (
+    f"SELECT {select_list(LedgerAccount)} FROM settlement_ledgeraccount "  # noqa: S608 (model meta)
+    "WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+)
 
 
 def _key_norm(key: LedgerKey) -> tuple[str | None, str, str]:
