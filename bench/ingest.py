@@ -570,7 +570,7 @@ def _run_writer(case: Case) -> dict[str, float]:
     ]  # fmt: skip
     batch = int(case.params["batch"])
     # Server-side binding with prepared statements, as the platform's Django connections use
-    # (``brokerage.settings.base.prepared_statement_options``).
+    # (``brokerage.settings.base.database_options``).
     with psycopg.connect(pipeline.DB_URL, autocommit=True, prepare_threshold=5) as conn:
         # Recreated every time, so it always has the current orders_fill schema (indexes included).
         conn.execute("DROP TABLE IF EXISTS bench_writer")

@@ -118,7 +118,11 @@ def _is_finite_decimal(value: Any) -> bool:
 
 
 def _is_aware_datetime(value: Any) -> bool:  # a naive one gets Django's warning and its conversion
-    return type(value) is datetime and (value.tzinfo is not None or not settings.USE_TZ)
+    return type(value) is datetime and value.tzinfo is not None
+
+
+def _is_datetime(value: Any) -> bool:  # USE_TZ off: Django passes naive datetimes through
+    return type(value) is datetime
 
 
 _READY: dict[type[Field[Any, Any]], Callable[[Any], bool]] = {
@@ -145,7 +149,9 @@ def _ready_check(field: Field[Any, Any]) -> Callable[[Any], bool] | None:
     if isinstance(field, ForeignKey):  # a key is prepared as its target field prepares it
         return _ready_check(field.target_field) if type(field) in (ForeignKey, OneToOneField) else None
     if type(field) is DateTimeField:
-        return None if (field.auto_now or field.auto_now_add) else _is_aware_datetime  # pre_save sets these
+        if field.auto_now or field.auto_now_add:
+            return None  # pre_save sets these
+        return _is_aware_datetime if settings.USE_TZ else _is_datetime
     return _READY.get(type(field))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -15,7 +16,7 @@ def select_list(model: type[Model], alias: str = "") -> str:
     """Every concrete column of ``model``, named (``alias.`` before each when given), for a raw ``SELECT``.
 
     Named rather than ``*``: statements are prepared on their connection (server-side binding, see
-    ``brokerage.settings.base.prepared_statement_options``), and a prepared ``*`` fails with "cached plan must
+    ``brokerage.settings.base.database_options``), and a prepared ``*`` fails with "cached plan must
     not change result type" on every pooled connection once a migration adds a column.
     """
     prefix = f"{alias}." if alias else ""
@@ -30,11 +31,17 @@ def models_from_sql(model: type[M], sql: str, params: Sequence[Any]) -> list[M]:
     against 0.88-0.96 through ``select_for_update().filter()`` and 0.57-0.64 through ``raw()``. Only for models
     whose fields need no conversion from the database value (no ``from_db_value``, e.g. no JSON field).
     """
-    fields = model._meta.concrete_fields
-    if any(f.get_db_converters(connection) for f in fields):
-        raise TypeError(f"{model.__name__} has fields converted from the database value: use the ORM")
-    names = [f.attname for f in fields]
+    names = _attnames(model)
     alias = connection.alias
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [model.from_db(alias, names, row) for row in cursor.fetchall()]
+
+
+@functools.cache
+def _attnames(model: type[Model]) -> list[str]:
+    """``model``'s concrete attribute names in column order, checked once per process and model."""
+    fields = model._meta.concrete_fields
+    if any(f.get_db_converters(connection) for f in fields):
+        raise TypeError(f"{model.__name__} has fields converted from the database value: use the ORM")
+    return [f.attname for f in fields]

@@ -166,23 +166,24 @@ def assets_key_share(*, symbols: Iterable[str]) -> dict[str, Asset]:
     wanted = sorted({s.upper() for s in symbols})
     if not wanted:
         return {}
-    meta = Asset._meta
-    sql = (
-        f"SELECT {select_list(Asset)} FROM {meta.db_table} WHERE symbol = ANY(%s) "  # noqa: S608 (model meta)
-        f"ORDER BY {meta.pk.column} FOR KEY SHARE"
-    )
-    return {a.symbol: a for a in models_from_sql(Asset, sql, [wanted])}
+    return {a.symbol: a for a in models_from_sql(Asset, _ASSETS_KEY_SHARE_SQL, [wanted])}
+
+
+# Built once (identifiers from model meta), as every order runs one of them.
+_ASSETS_KEY_SHARE_SQL = (
+    f"SELECT {select_list(Asset)} FROM {Asset._meta.db_table} WHERE symbol = ANY(%s) "  # noqa: S608
+    f"ORDER BY {Asset._meta.pk.column} FOR KEY SHARE"
+)
+_ASSET_KEY_SHARE_OF_ORDER_SQL = (
+    f"SELECT {select_list(Asset, 'a')} FROM {Asset._meta.db_table} a "  # noqa: S608
+    f"JOIN {Order._meta.db_table} o ON o.asset_id = a.{Asset._meta.pk.column} "
+    "WHERE o.id = %s AND o.account_id = %s FOR KEY SHARE OF a"
+)
 
 
 def _asset_key_share_of_order(*, account: BrokerageAccount, order_id: uuid.UUID) -> Asset:
     """The asset of an order of ``account``, read ``FOR KEY SHARE`` (before the order is locked)."""
-    asset_table, order_table = Asset._meta.db_table, Order._meta.db_table
-    sql = (
-        f"SELECT {select_list(Asset, 'a')} FROM {asset_table} a "  # noqa: S608 (identifiers from model meta)
-        f"JOIN {order_table} o ON o.asset_id = a.{Asset._meta.pk.column} "
-        "WHERE o.id = %s AND o.account_id = %s FOR KEY SHARE OF a"
-    )
-    found = models_from_sql(Asset, sql, [order_id, account.pk])
+    found = models_from_sql(Asset, _ASSET_KEY_SHARE_OF_ORDER_SQL, [order_id, account.pk])
     if not found:
         raise NotFound("order not found", field="order_id")
     return found[0]

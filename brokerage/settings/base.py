@@ -94,21 +94,21 @@ DATABASES = {
 DATABASES["default"]["ATOMIC_REQUESTS"] = False  # transactions are explicit, at the service boundary
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-DATABASES["default"].setdefault("OPTIONS", {})
-DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
 
 
-def prepared_statement_options(options: dict[str, Any]) -> None:
-    """Server-side binding, so psycopg prepares a statement on its connection once it has run
-    ``DATABASE_PREPARE_THRESHOLD`` times there: later runs skip PostgreSQL's parse and plan, and no literal is
-    quoted into the SQL client-side. On ``POST /v2/orders`` (12 statements) about a third less PostgreSQL CPU per
-    order (docs/PERFORMANCE.md). 0 turns preparing off, for a transaction-pooling proxy that cannot carry
-    prepared statements between the app and the database."""
+def database_options(database: dict[str, Any]) -> None:
+    """Connection options of the primary (here and in ``production.py``): a connect timeout, and server-side
+    binding, so psycopg prepares a statement on its connection once it has run ``DATABASE_PREPARE_THRESHOLD``
+    times there: later runs skip PostgreSQL's parse and plan, and no literal is quoted into the SQL client-side.
+    On ``POST /v2/orders`` (12 statements) about a third less PostgreSQL CPU per order (docs/PERFORMANCE.md).
+    0 turns preparing off, for a transaction-pooling proxy that cannot carry prepared statements."""
+    options = database.setdefault("OPTIONS", {})
+    options.setdefault("connect_timeout", 5)
     options.setdefault("server_side_binding", True)
     options.setdefault("prepare_threshold", env.int("DATABASE_PREPARE_THRESHOLD", default=5) or None)
 
 
-prepared_statement_options(DATABASES["default"]["OPTIONS"])
+database_options(DATABASES["default"])
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth -------------------------------------------------------------------------------------------

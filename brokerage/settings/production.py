@@ -1,7 +1,7 @@
 """Production: secrets come only from the environment, with no defaults; HTTPS everywhere."""
 
 from brokerage.settings.base import *  # noqa: F403
-from brokerage.settings.base import env, prepared_statement_options
+from brokerage.settings.base import database_options, env
 
 DEBUG = False
 SECRET_KEY = env.str("DJANGO_SECRET_KEY")
@@ -10,9 +10,7 @@ DATABASES = {"default": env.db_url("DATABASE_URL")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-DATABASES["default"].setdefault("OPTIONS", {})
-DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
-prepared_statement_options(DATABASES["default"]["OPTIONS"])
+database_options(DATABASES["default"])
 # Two database roles (docs/security.md, "Audit trail"). DATABASE_URL is the runtime role (`<db>_app`, made by
 # `manage.py db_roles`): DML only, INSERT/SELECT on the audit trail, owns nothing. MIGRATION_DATABASE_URL is
 # the owner; a process started with DJANGO_DATABASE_ROLE=owner (`migrate`, then `db_roles`) connects as it.
