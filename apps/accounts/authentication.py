@@ -18,7 +18,7 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from apps.accounts import apikeys, bruteforce
+from apps.accounts import apikeys, bruteforce, selectors
 from apps.accounts.audit import client_ip
 from apps.accounts.models import ApiKey
 
@@ -55,14 +55,8 @@ class ApiKeyAuthentication(BaseAuthentication):
     def _valid_key(key_id: str, secret: str) -> ApiKey | None:
         api_key = None
         if 0 < len(key_id) <= 32:
-            # The owner's brokerage account comes in the same query: nearly every API-key request needs it.
-            # key_id is unique, so get() (no ORDER BY to build, as first() would add).
-            try:
-                api_key = ApiKey.objects.select_related("owner", "owner__brokerage_account").get(
-                    key_id=key_id
-                )
-            except ApiKey.DoesNotExist:
-                api_key = None
+            # The owner and their brokerage account come in the same query: nearly every API-key request needs it.
+            api_key = selectors.api_key_with_owner(key_id)
         # Hash even when the key is unknown so a miss costs what a hit costs.
         stored = api_key.secret_hash if api_key is not None else apikeys.secret_hash("unknown", "unknown")
         matches = apikeys.secret_matches(key_id, secret, stored)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from apps.accounts.models import ApiKey, BrokerageAccount, User
 from apps.core.errors import BusinessRuleViolation, NotFound
+from apps.core.sql import model_from_row, select_list
 
 ZERO = Decimal("0")
 
@@ -54,6 +56,42 @@ def account_trading_check(account: BrokerageAccount) -> None:
             rule="trading_halted_reason is empty",
             details={"reason": account.trading_halted_reason},
         )
+
+
+def api_key_with_owner(key_id: str) -> ApiKey | None:
+    """The API key ``key_id`` with its owner and the owner's brokerage account loaded (None: no such key).
+
+    Every API-key request runs this, so it is one prepared statement whose rows become the three instances
+    (``apps.core.sql.model_from_row``) with the ORM's relation caches set as ``select_related`` sets them:
+    ``key.owner`` and ``owner.brokerage_account`` (cached as missing when the owner has none) cost no query.
+    Building the same join through ``select_related(...).get()`` took about a third of a bare API request's CPU.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_API_KEY_SQL, [key_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    key = model_from_row(ApiKey, row)
+    owner = model_from_row(User, row, _OWNER_AT)
+    if key is None or owner is None:  # both are inner-joined on their primary keys
+        raise ValueError("API key row without its key or owner")
+    account = model_from_row(BrokerageAccount, row, _ACCOUNT_AT)
+    _KEY_OWNER.set_cached_value(key, owner)
+    _ACCOUNT_OWNER.remote_field.set_cached_value(owner, account)
+    if account is not None:
+        _ACCOUNT_OWNER.set_cached_value(account, owner)
+    return key
+
+
+_KEY_OWNER: Final = ApiKey._meta.get_field("owner")
+_ACCOUNT_OWNER: Final = BrokerageAccount._meta.get_field("owner")
+_OWNER_AT: Final = len(ApiKey._meta.concrete_fields)
+_ACCOUNT_AT: Final = _OWNER_AT + len(User._meta.concrete_fields)
+_API_KEY_SQL: Final = (
+    f"SELECT {select_list(ApiKey, 'k')}, {select_list(User, 'u')}, {select_list(BrokerageAccount, 'b')} "  # noqa: S608 (model meta)
+    f"FROM {ApiKey._meta.db_table} k JOIN {User._meta.db_table} u ON u.id = k.owner_id "
+    f"LEFT JOIN {BrokerageAccount._meta.db_table} b ON b.owner_id = u.id WHERE k.key_id = %s"
+)
 
 
 def api_keys_of(user: Any) -> QuerySet[ApiKey]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 from django.db import connection
 from django.db.models import Model
@@ -28,20 +28,57 @@ def models_from_sql(model: type[M], sql: str, params: Sequence[Any]) -> list[M]:
 
     ``Model.from_db`` on the cursor's rows, without the ORM's statement building (``QuerySet``) or its raw-query
     column mapping (``RawQuerySet``): for the three-row ledger lock of every order, 0.39-0.48 ms of CPU per call
-    against 0.88-0.96 through ``select_for_update().filter()`` and 0.57-0.64 through ``raw()``. Only for models
-    whose fields need no conversion from the database value (no ``from_db_value``, e.g. no JSON field).
+    against 0.88-0.96 through ``select_for_update().filter()`` and 0.57-0.64 through ``raw()``.
     """
-    names = _attnames(model)
-    alias = connection.alias
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [model.from_db(alias, names, row) for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+    found = []
+    for row in rows:
+        obj = model_from_row(model, row)
+        if obj is None:
+            raise ValueError(f"{model.__name__}: a row without its primary key")
+        found.append(obj)
+    return found
+
+
+def model_from_row(model: type[M], row: Sequence[Any], start: int = 0) -> M | None:
+    """The ``model`` instance in ``row[start:]``'s next ``select_list(model)`` columns; None if its key is NULL.
+
+    Values are converted as the ORM converts them (a field's ``from_db_value``, e.g. a JSON field's text), so
+    one row of a join can hold several models; a NULL primary key is what a ``LEFT JOIN`` that found nothing
+    returns.
+    """
+    plan = _plan(model)
+    values = list(row[start : start + len(plan.attnames)])
+    if values[plan.pk_index] is None:
+        return None
+    for i, converters, col in plan.converters:
+        value = values[i]
+        for convert in converters:
+            value = convert(value, col, connection)
+        values[i] = value
+    return model.from_db(connection.alias, plan.attnames, values)
+
+
+class _Plan(NamedTuple):
+    attnames: list[str]
+    pk_index: int
+    converters: list[
+        tuple[int, list[Callable[..., Any]], Any]
+    ]  # (column index, converters, column expression)
 
 
 @functools.cache
-def _attnames(model: type[Model]) -> list[str]:
-    """``model``'s concrete attribute names in column order, checked once per process and model."""
-    fields = model._meta.concrete_fields
-    if any(f.get_db_converters(connection) for f in fields):
-        raise TypeError(f"{model.__name__} has fields converted from the database value: use the ORM")
-    return [f.attname for f in fields]
+def _plan(model: type[Model]) -> _Plan:
+    """``model``'s attribute names in column order and the ORM's converters of each column (once per process)."""
+    opts = model._meta
+    fields = opts.concrete_fields
+    converters = []
+    for i, f in enumerate(fields):
+        col = f.get_col(opts.db_table)
+        found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        if found:
+            converters.append((i, found, col))
+    pk_index = next(i for i, f in enumerate(fields) if f.primary_key)
+    return _Plan([f.attname for f in fields], pk_index, converters)

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from apps.accounts import apikeys
 from apps.accounts.models import ApiKey
-from tests.accounts.factories import api_key, customer, key_headers
+from tests.accounts.factories import api_key, customer, key_headers, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -120,3 +120,35 @@ def test_create_rejects_unknown_scope(api: APIClient) -> None:
     response = api.post("/v1/api-keys", {"name": "x", "scopes": ["admin"]}, format="json")
     assert response.status_code == 422
     assert ApiKey.objects.count() == 0
+
+
+def test_the_authentication_read_equals_the_orms_select_related() -> None:
+    from apps.accounts.models import BrokerageAccount, User
+    from apps.accounts.selectors import api_key_with_owner
+
+    user = customer()
+    key, _secret = api_key(user, scopes=("read", "trade"))
+    got = api_key_with_owner(key.key_id)
+    assert got is not None
+    orm = ApiKey.objects.select_related("owner", "owner__brokerage_account").get(key_id=key.key_id)
+    for obj, ref in (
+        (got, orm),
+        (got.owner, orm.owner),
+        (got.owner.brokerage_account, orm.owner.brokerage_account),
+    ):
+        assert [(f.attname, getattr(obj, f.attname)) for f in type(ref)._meta.concrete_fields] == [
+            (f.attname, getattr(ref, f.attname)) for f in type(ref)._meta.concrete_fields
+        ]
+    assert got.scopes == ["read", "trade"]
+    assert User.brokerage_account.is_cached(got.owner)
+    assert got.owner.brokerage_account.owner is got.owner
+    assert api_key_with_owner("AKNOSUCHKEY") is None
+
+    # An owner without a brokerage account: cached as missing, as select_related caches it (no query later).
+    staff = make_user()
+    staff_key, _ = api_key(staff, scopes=("read",))
+    got = api_key_with_owner(staff_key.key_id)
+    assert got is not None
+    assert User.brokerage_account.is_cached(got.owner)
+    with pytest.raises(BrokerageAccount.DoesNotExist):
+        _ = got.owner.brokerage_account
