@@ -145,14 +145,30 @@ _plans: dict[type[Model], list[tuple[Field[Any, Any], str, Callable[[Any], bool]
 
 
 def _ready_check(field: Field[Any, Any]) -> Callable[[Any], bool] | None:
-    """The check under which ``field``'s value needs no Django preparation; None: always prepare."""
+    """The check under which ``field``'s value needs no Django preparation; None: always prepare.
+
+    For every class of ``_READY`` Django prepares a None as None, so a nullable field's None is ready too.
+    """
+    check = _value_check(field)
+    if check is None or not field.null:
+        return check
+    return lambda value: value is None or check(value)
+
+
+def _value_check(field: Field[Any, Any]) -> Callable[[Any], bool] | None:
     if isinstance(field, ForeignKey):  # a key is prepared as its target field prepares it
-        return _ready_check(field.target_field) if type(field) in (ForeignKey, OneToOneField) else None
+        return _value_check(field.target_field) if type(field) in (ForeignKey, OneToOneField) else None
     if type(field) is DateTimeField:
         if field.auto_now or field.auto_now_add:
             return None  # pre_save sets these
         return _is_aware_datetime if settings.USE_TZ else _is_datetime
     return _READY.get(type(field))
+
+
+def row_values(model: type[Model], obj: Model) -> list[Any]:
+    """The values of ``obj`` as an INSERT writes them: every concrete field's but an auto primary key's."""
+    fields = [f for f in model._meta.concrete_fields if not (f.primary_key and isinstance(f, _AUTO))]
+    return _row(_row_plan(model, fields), obj)
 
 
 def _row(plan: list[tuple[Field[Any, Any], str, Callable[[Any], bool] | None]], obj: Model) -> list[Any]:

@@ -69,6 +69,10 @@ _CLAIM_SQL = """
     ON CONFLICT (owner, key) DO NOTHING
     RETURNING id
 """
+_STORE_SQL = """
+    UPDATE core_idempotencyrecord SET state = %s, response_status = %s, response_body = %s, completed_at = %s
+    WHERE id = %s
+"""
 _CLAIM_FIELDS = (
     "id",
     "owner",
@@ -165,7 +169,11 @@ def idempotent_execute(
         record.response_status = response.status_code
         record.response_body = dumps(response.data) if response.data is not None else None
         record.completed_at = timezone.now()
-        record.save(update_fields=["state", "response_status", "response_body", "completed_at"])
+        with connection.cursor() as cursor:  # record.save(update_fields=...) without building the statement
+            cursor.execute(
+                _STORE_SQL,
+                [record.state, record.response_status, record.response_body, record.completed_at, record.pk],
+            )
         return response
 
     # A deadlock or serialization failure reruns the whole transaction; the client never sees it.

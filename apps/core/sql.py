@@ -8,6 +8,9 @@ from typing import Any, NamedTuple, TypeVar
 
 from django.db import connection
 from django.db.models import Model
+from django.db.models.fields import AutoFieldMixin
+
+from apps.core.copy import row_values
 
 M = TypeVar("M", bound=Model)
 
@@ -59,6 +62,36 @@ def model_from_row(model: type[M], row: Sequence[Any], start: int = 0) -> M | No
             value = convert(value, col, connection)
         values[i] = value
     return model.from_db(connection.alias, plan.attnames, values)
+
+
+def insert_one(obj: Model) -> None:
+    """INSERT the new instance ``obj`` as ``obj.save(force_insert=True)`` would, with one prepared statement.
+
+    For a hot path's single row: the statement text is built once per model (``save`` compiles it every time)
+    and the values are prepared as ``copy_insert`` prepares them (``apps.core.copy.row_values``: pre_save,
+    then Django's preparation wherever a value is not already what it would return). No model signals are
+    sent, so only for models nothing listens to. The primary key must be set by the model (a UUID default):
+    an auto key would need ``RETURNING``. A constraint violation raises Django's ``IntegrityError``.
+    """
+    model = type(obj)
+    sql = _insert_sql(model)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, row_values(model, obj))
+    obj._state.adding = False
+    obj._state.db = connection.alias
+
+
+@functools.cache
+def _insert_sql(model: type[Model]) -> str:
+    opts = model._meta
+    if opts.parents or isinstance(opts.pk, AutoFieldMixin):
+        raise TypeError(f"{model.__name__}: insert_one needs a model without parents whose key it sets")
+    quote = connection.ops.quote_name
+    columns = [quote(f.column) for f in opts.concrete_fields if f.column is not None]
+    return (
+        f"INSERT INTO {quote(opts.db_table)} ({', '.join(columns)}) "  # noqa: S608 (model meta)
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
+    )
 
 
 class _Plan(NamedTuple):

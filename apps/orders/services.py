@@ -45,7 +45,7 @@ from apps.core.errors import NotCancelable, NotFound, ValidationError
 from apps.core.markettime import Phase
 from apps.core.markettime_config import market_calendar, market_clock
 from apps.core.outbox import event_record
-from apps.core.sql import models_from_sql, select_list
+from apps.core.sql import insert_one, models_from_sql, select_list
 from apps.orders import risk
 from apps.orders.models import Asset, Order
 from apps.orders.types import OrderRequest, ReplaceRequest
@@ -742,7 +742,7 @@ def order_submit(*, account: BrokerageAccount, data: OrderRequest, dry_run: bool
             _reserve(order, data, worst, ref, cfg)
             try:
                 with transaction.atomic(savepoint=False):
-                    order.save(force_insert=True)
+                    insert_one(order)
             except IntegrityError as exc:
                 raise ValidationError(
                     "client_order_id must be unique",
@@ -750,7 +750,7 @@ def order_submit(*, account: BrokerageAccount, data: OrderRequest, dry_run: bool
                     error="duplicate_client_order_id",
                 ) from exc
             for leg in legs:
-                leg.save(force_insert=True)
+                insert_one(leg)
             command_record(order=order, event_type="orders.OrderSubmitted", command=command, new_order=True)
             risk.rate_limit_check(account_id=str(account.id), now=now, consume=not dry_run, config=cfg)
             if dry_run:

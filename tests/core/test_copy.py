@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 from psycopg.types.numeric import Int2, Int4, Int8
 
 from apps.core.copy import _AUTO, _row, _row_plan, copy_insert
-from apps.orders.models import Fill, TradeUpdate
+from apps.orders.models import Fill, Order, TradeUpdate
 from apps.settlement.models import CashHold, Posting
 
 pytestmark = pytest.mark.django_db
@@ -64,8 +64,35 @@ def _fill(**overrides: Any) -> Fill:
             data={"price": "1.5"},
             created_at=NOW,
         ),
+        Order(  # None in nullable fields (decimal, datetime and key fields)
+            id=uuid.uuid4(),
+            client_order_id="c-1",
+            account_id=uuid.uuid4(),
+            asset_id=uuid.uuid4(),
+            symbol="AAPL",
+            side="buy",
+            type="market",
+            time_in_force="day",
+            qty=Decimal("1"),
+            notional=None,
+            limit_price=None,
+            replaces_id=None,
+            status="pending_new",
+            created_at=NOW,
+            updated_at=NOW,
+            submitted_at=NOW,
+            filled_at=None,
+        ),
     ],
-    ids=["fill", "fill-unprepared-values", "fill-str-key", "posting", "posting-bool-key", "trade-update"],
+    ids=[
+        "fill",
+        "fill-unprepared-values",
+        "fill-str-key",
+        "posting",
+        "posting-bool-key",
+        "trade-update",
+        "nulls",
+    ],
 )
 def test_each_row_value_is_what_django_prepares(obj: Model) -> None:
     fast, django = _plain(_fast_row(obj)), _plain(_django_row(obj))

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
+from django.utils import timezone
 
-from apps.core.sql import model_from_row, models_from_sql, select_list
-from apps.orders.models import Asset
+from apps.core.sql import insert_one, model_from_row, models_from_sql, select_list
+from apps.orders.models import Asset, Order
+from apps.orders.services import order_new
+from apps.orders.types import OrderRequest
 from apps.settlement.models import JournalEntry, LedgerAccount
 from tests.orders.factories import asset_create, funded_account
 
@@ -76,3 +80,42 @@ def test_a_row_of_a_join_holds_each_model_and_an_outer_join_miss_is_none() -> No
     assert row is not None
     assert _fields(model_from_row(JournalEntry, row), JournalEntry) == _fields(entry, JournalEntry)  # type: ignore[arg-type]
     assert model_from_row(Asset, row, width) is None
+
+
+_NOW = timezone.now()
+
+
+def _order(account: Any, asset: Asset, client_order_id: str) -> Order:
+    data = OrderRequest(symbol=asset.symbol, qty=Decimal("3"), side="buy", type="limit", time_in_force="day",
+                        limit_price=Decimal("12.34"))  # fmt: skip
+    return order_new(account=account, asset=asset, data=data, client_order_id=client_order_id, now=_NOW)
+
+
+def test_insert_one_writes_the_row_the_orm_writes() -> None:
+    account = funded_account(Decimal("1000"))
+    asset = asset_create(symbol="INS1", reference_price=Decimal("12.3400"))
+    by_orm, by_hand = _order(account, asset, "orm-1"), _order(account, asset, "hand-1")
+    by_orm.save(force_insert=True)
+    insert_one(by_hand)
+    assert not by_hand._state.adding
+    assert by_hand._state.db == "default"
+    stored_orm, stored_hand = Order.objects.get(pk=by_orm.pk), Order.objects.get(pk=by_hand.pk)
+    differ = {"id", "client_order_id"}
+    assert [v for v in _fields(stored_hand, Order) if v[0] not in differ] == [
+        v for v in _fields(stored_orm, Order) if v[0] not in differ
+    ]
+    # Nullable fields left None went in as NULL (and the row reads back as the instance that was inserted).
+    assert stored_hand.notional is None
+    assert stored_hand.stop_price is None
+    assert [v[:2] for v in _fields(stored_hand, Order)] == [v[:2] for v in _fields(by_hand, Order)]
+
+
+def test_insert_one_raises_djangos_integrity_error_and_refuses_an_auto_key() -> None:
+    account = funded_account(Decimal("1000"))
+    asset = asset_create(symbol="INS2", reference_price=Decimal("12.3400"))
+    insert_one(_order(account, asset, "dup-1"))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert_one(_order(account, asset, "dup-1"))  # client_order_id is unique per account
+    assert Order.objects.filter(client_order_id="dup-1").count() == 1
+    with pytest.raises(TypeError, match="JournalEntry"):
+        insert_one(JournalEntry(description="x"))
