@@ -34,6 +34,7 @@ from apps.core.markettime import alpaca_calendar, alpaca_clock
 from apps.core.markettime_config import market_calendar, market_clock
 from apps.core.money import PRICE_DECIMAL_PLACES, QTY_DECIMAL_PLACES
 from apps.core.schema import NO_CONTENT, decimal_string, error_responses
+from apps.core.serializers import ReusedFieldsSerializer
 from apps.orders import selectors, services
 from apps.orders.models import Order
 from apps.orders.presenters import asset_json, order_json
@@ -288,7 +289,7 @@ class OrderCreateApi(APIView):
     permission_classes = [_scope("trade")]
 
     @extend_schema_serializer(component_name="OrderCreate")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(ReusedFieldsSerializer):
         symbol = serializers.RegexField(r"^[A-Za-z][A-Za-z0-9.]{0,15}$")
         qty = _qty(required=False, allow_null=True)
         notional = StrictDecimalField(
