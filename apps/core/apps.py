@@ -9,6 +9,9 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
+        from apps.core import pgarrays
+
+        pgarrays.register()  # before any database connection is made
         # Every app declares its Kafka consumers in a ``consumers`` module; import them into the one registry.
         from django.utils.module_loading import autodiscover_modules
 
