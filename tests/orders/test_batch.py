@@ -162,6 +162,24 @@ def test_self_trade_against_an_earlier_item_of_the_same_batch_is_refused(client:
     assert counts() == (1, 1, 1, 1)
 
 
+def test_self_trade_against_an_order_stored_by_an_earlier_batch_is_refused(client: APIClient) -> None:
+    assert [i["status"] for i in post(client, [buy("1", price="100"), buy("1", price="97")]).json()] == [
+        201,
+        201,
+    ]
+
+    # Only the sides an item can cross are read back: the sell crosses the stored buy at 100, more buys do not.
+    response = post(client, [{**buy("1", price="99"), "side": "sell"}])
+    assert [i["status"] for i in response.json()] == [403]
+    assert response.json()[0]["body"]["rule"] == "self_trade_prevention"
+    assert [i["status"] for i in post(client, [buy("1", price="98")]).json()] == [201]
+    # A sell above every stored buy passes the crossing rules (and is refused next: the account holds no shares).
+    response = post(client, [{**buy("1", price="101"), "side": "sell"}, buy("1", price="96")])
+    assert [i["status"] for i in response.json()] == [403, 201]
+    assert response.json()[0]["body"]["error"] == "insufficient_qty"
+    assert Order.objects.filter(side="buy").count() == 4
+
+
 @pytest.mark.parametrize(
     ("second", "expected_status"),
     [
