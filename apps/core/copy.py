@@ -11,7 +11,8 @@ less client CPU per row than undeclared text COPY in the writer comparison.
 
 Use it only where nothing reads the new rows' auto primary keys afterwards: they come from the column default
 and are NOT set on the objects (client-side defaults such as UUIDs are, since the model set them). No
-``ON CONFLICT``: a duplicate fails the whole statement, as ``bulk_create`` without ``ignore_conflicts`` does.
+``ON CONFLICT``: a duplicate fails the whole statement with Django's ``IntegrityError``, as ``bulk_create``
+without ``ignore_conflicts`` does.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def copy_insert(model: type[Model], objs: Sequence[Model]) -> int:
     types = column_type_oids(opts.db_table, names)
     plan = _row_plan(model, fields)
     start = time.monotonic()
-    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+    # Django's error wrapping, as its cursor gives an execute: a constraint violation is Django's IntegrityError.
+    with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         copy.set_types(types)
         for obj in objs:
             copy.write_row(_row(plan, obj))

@@ -35,6 +35,7 @@ import msgspec
 from django.db import IntegrityError, connection, transaction
 
 from apps.accounts.models import BrokerageAccount
+from apps.core.copy import copy_insert
 from apps.core.errors import BrokerageError, ValidationError
 from apps.core.markettime_config import market_clock
 from apps.core.outbox import EventSpec, events_record_bulk
@@ -321,7 +322,7 @@ def _write(res: AccountReservations, accepted: Sequence[tuple[Order, list[Order]
     rows = [o for o, _, _ in accepted] + [leg for _, legs, _ in accepted for leg in legs]
     try:
         with transaction.atomic():
-            Order.objects.bulk_create(rows)
+            copy_insert(Order, rows)  # keys are the orders' own UUIDs
     except IntegrityError as exc:
         # A concurrent request took one of the client_order_ids after we read them: retrying the batch
         # (same Idempotency-Key or same client_order_ids) gets the per-item answers.

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
 from psycopg.types.json import Jsonb
 from psycopg.types.numeric import Int2, Int4, Int8
@@ -131,3 +131,10 @@ def test_a_non_finite_decimal_is_refused_and_nothing_is_written(bad: Decimal) ->
     with pytest.raises(ValidationError), transaction.atomic():
         copy_insert(Posting, [Posting(entry_id=1, ledger_account_id=1, asset="USD", amount=bad)])
     assert Posting.objects.count() == before
+
+
+def test_a_duplicate_key_is_djangos_integrity_error() -> None:
+    # Unique fill_id; the foreign keys are deferred to commit, the unique check is not.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        copy_insert(Fill, [_fill(fill_id="dup-1"), _fill(fill_id="dup-1")])
+    assert not Fill.objects.filter(fill_id="dup-1").exists()

@@ -3,6 +3,7 @@ per-item idempotency by client_order_id, whole-request idempotency, running buyi
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -14,11 +15,13 @@ from django.db import transaction
 from rest_framework.test import APIClient
 
 from apps.accounts.models import BrokerageAccount
+from apps.core.errors import ValidationError
 from apps.core.markettime import FixedClock
 from apps.core.markettime_config import market_clock_override
 from apps.core.models import StoredEvent
 from apps.core.outbox import EventSpec, event_record, events_record_bulk
 from apps.orders.models import Order
+from apps.settlement.bulk import reservations_open
 from apps.settlement.models import CashHold, JournalEntry, ShareReservation
 from apps.settlement.selectors import cash_balances, ledger_balance_breaks, unbalanced_entries
 from tests.orders.factories import asset_create, funded_account
@@ -271,3 +274,21 @@ def test_events_record_bulk_continues_each_aggregate_sequence_in_order() -> None
         ("2", 1, "x.B"),
         ("1", 3, "x.B"),
     ]
+
+
+def test_a_client_order_id_taken_between_read_and_write_is_a_422(
+    client: APIClient, account: BrokerageAccount
+) -> None:
+    # As if a concurrent request stored "race" after this batch read the stored client_order_ids: the
+    # COPY of the batch's orders hits the unique constraint, and the whole batch is refused, nothing written.
+    from apps.orders import batch as batch_module
+
+    first = post(client, [buy("1", client_order_id="race")]).json()[0]["body"]
+    stored = Order.objects.get(id=first["id"])
+    twin = Order(**{f.attname: getattr(stored, f.attname) for f in Order._meta.concrete_fields})
+    twin.id = uuid.uuid4()
+    before = counts()
+    with pytest.raises(ValidationError) as caught, transaction.atomic():
+        batch_module._write(reservations_open(account=account, sell_symbols=set()), [(twin, [], None)])  # type: ignore[list-item]
+    assert caught.value.error == "duplicate_client_order_id"
+    assert counts() == before
