@@ -34,6 +34,7 @@ Payloads are the engine-runner contract (docs/interfaces.md): the engine event a
 from __future__ import annotations
 
 import importlib
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
@@ -54,6 +55,8 @@ from apps.core.outbox import aggregate_sequences_allocate
 from apps.orders.models import Fill, Order, TradeUpdate
 from apps.orders.presenters import order_json
 from apps.orders.risk import WIDE
+
+logger = logging.getLogger(__name__)
 
 AVG_PRICE_QUANTUM = Decimal("0.0000000001")
 
@@ -336,8 +339,12 @@ def _push_many(pushes: Sequence[tuple[str, dict[str, Any]]]) -> None:
 
     try:
         async_to_sync(send_all)()
-    except Exception:  # the push is best effort; clients resync over REST by seq
-        return
+    except Exception:  # the push is best effort; clients resync over REST by seq, but say that it failed
+        logger.warning(
+            "trade_updates push failed; clients resync over REST by seq",
+            exc_info=True,
+            extra={"pushes": len(pushes)},
+        )
 
 
 def _release(order: Order) -> None:

@@ -245,3 +245,26 @@ def test_position_qty_is_the_position_after_each_fill(account: BrokerageAccount,
         if u.event in ("fill", "partial_fill")
     ]
     assert got == [("partial_fill", "6", "6"), ("fill", "4", "10"), ("fill", "5", "15")]
+
+
+def test_a_failed_trade_updates_push_is_logged_not_raised(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A real layer that cannot reach its Redis (nothing listens on port 1): the push fails after the commit.
+    from channels.layers import channel_layers
+
+    from apps.orders.projection import _push_many
+
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]},
+        }
+    }
+    channel_layers.backends.clear()
+    try:
+        with caplog.at_level("WARNING", logger="apps.orders.projection"):
+            _push_many([("acct-1", {"event": "fill", "seq": 1})])
+    finally:
+        channel_layers.backends.clear()
+    assert any("trade_updates push failed" in r.getMessage() for r in caplog.records)
