@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import atexit
 import queue
+import shutil
 import threading
 import time
 import uuid
@@ -361,17 +362,28 @@ def _warm_pair(port: int, acct: dict[str, str], fills: Any, symbol: str) -> None
 
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     buy, sell = _pair_bodies(f"warm-{uuid.uuid4().hex}", symbol)
-    _post(conn, acct, "buyer", buy)
-    _post(conn, acct, "seller", sell)
+    statuses = (_post(conn, acct, "buyer", buy), _post(conn, acct, "seller", sell))
     deadline = time.monotonic() + 120
+    seen = 0
     while time.monotonic() < deadline:
         try:
             item = fills.get(timeout=max(0.1, deadline - time.monotonic()))
         except queue.Empty:
             break
+        seen += 1
         if item is not None and item[0] == sell["client_order_id"]:
             return
-    raise RuntimeError("the warm-up pair's fill never reached trade_updates within 120 s")
+    # Keep this measurement's process logs (the next measurement overwrites them) and say what is known.
+    kept = LOGS / f"fill.failed-{time.strftime('%Y%m%dT%H%M%S')}"
+    shutil.copytree(LOGS / "fill", kept, dirs_exist_ok=True)
+    stored = pipeline.query(
+        "SELECT client_order_id, status, filled_qty FROM orders_order WHERE client_order_id = ANY(%s)",
+        [[buy["client_order_id"], sell["client_order_id"]]],
+    )
+    raise RuntimeError(
+        f"the warm-up pair's fill never reached trade_updates within 120 s (POST statuses {statuses}, "
+        f"{seen} other fills seen, orders stored {stored}; logs kept in {kept})"
+    )
 
 
 def _fill_open(
