@@ -169,8 +169,12 @@ def _value_check(field: Field[Any, Any]) -> Callable[[Any], bool] | None:
 
 def row_values(model: type[Model], obj: Model) -> list[Any]:
     """The values of ``obj`` as an INSERT writes them: every concrete field's but an auto primary key's."""
-    fields = [f for f in model._meta.concrete_fields if not (f.primary_key and isinstance(f, _AUTO))]
-    return _row(_row_plan(model, fields), obj)
+    plan = _plans.get(model)  # built once per model; the field list is only needed the first time
+    if plan is None:
+        plan = _row_plan(
+            model, [f for f in model._meta.concrete_fields if not (f.primary_key and isinstance(f, _AUTO))]
+        )
+    return _row(plan, obj)
 
 
 def _row(plan: list[tuple[Field[Any, Any], str, Callable[[Any], bool] | None]], obj: Model) -> list[Any]:
