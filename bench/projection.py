@@ -107,7 +107,7 @@ def _events(n_events: int, buyers: list[Any], sellers: list[Any], seed: int) -> 
     from apps.core.models import StoredEvent
     from apps.orders.batch import orders_submit_batch
     from apps.orders.consumers import ORDERS_PROJECTION
-    from apps.orders.engine_runner import command_decode, event_envelope
+    from apps.orders.engine_runner import Origin, command_decode, event_envelope
     from apps.orders.types import OrderRequest
     from engine import commands as ec
     from engine.engine import Engine
@@ -123,15 +123,16 @@ def _events(n_events: int, buyers: list[Any], sellers: list[Any], seed: int) -> 
         .first()
     )
     seen = seen or 0
-    # The engine's fill ids derive from its input sequence: start where no earlier run of this database did.
-    seq = time.time_ns() // 1000
+    # The engine's ids derive from its input position: each run is its own incarnation of the command topic.
+    origin = Origin(f"bench-{uuid.uuid4().hex}", 0)
+    seq = 0
     resting: dict[str, Any] = {}
 
     def run(command_env: Any, command: Any) -> None:
         nonlocal seq
         seq += 1
         for i, ev in enumerate(engine.apply(seq, command)):
-            env = event_envelope(ev, i, partition=0, command=command_env)
+            env = event_envelope(ev, i, origin=origin, command=command_env)
             if env.event_type in wanted:
                 out.append(env)
             oid = env.payload.get("order_id")

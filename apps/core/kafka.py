@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 import tomllib
 import uuid
@@ -26,6 +27,7 @@ from confluent_kafka import (
     KafkaException,
     Message,
     Producer,
+    TopicCollection,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -182,6 +184,25 @@ def topics_delete(physical_names: list[str], *, timeout: float = 30.0) -> None:
             future.result()
         except KafkaException:
             continue
+
+
+def topic_id(logical: str, *, timeout: float = 30.0) -> str:
+    """The topic's id as Kafka prints it (URL-safe base64 of its 128-bit UUID, 22 characters).
+
+    Kafka gives every topic a new id when it is created, so the id names one incarnation of a topic name: a
+    topic deleted and created again under the same name has another id.
+    """
+    admin = admin_client()  # kept referenced until the result: a collected client cancels its requests
+    physical = topic_name(logical)
+    uid = (
+        admin.describe_topics(TopicCollection([physical]), request_timeout=timeout)[physical]
+        .result()
+        .topic_id
+    )
+    raw = (uid.get_most_significant_bits() % (1 << 64)).to_bytes(8, "big") + (
+        uid.get_least_significant_bits() % (1 << 64)
+    ).to_bytes(8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 # ------------------------------------------------------------------------------------------ read to end

@@ -10,6 +10,9 @@ Invariants:
 - The engine ``seq`` of a command is its Kafka offset, so every id the engine derives (trade and fill ids) and
   every output ``event_id`` (uuid5 of symbol, book_seq and index) depends only on the input position: replaying
   a command re-creates byte-identical envelopes.
+- Every one of those ids is also qualified by the command topic's incarnation (its Kafka topic id, see
+  ``Origin``): offsets and book sequences start again at 0 when the topics are created again over a database
+  that holds the previous incarnation's fills, and an id that repeated would be skipped as already projected.
 - Recovery: restore the partition's latest snapshot (``engine.snapshots``, key ``p{partition}``, written to
   snapshot partition = command partition), seek to ``snapshot.seq + 1`` and replay. Commands below the
   committed offset are applied to rebuild state but their output is suppressed (it was committed already), and
@@ -131,12 +134,35 @@ class UndecodableCommand(ValueError):
 
 
 class SnapshotRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Value of an ``engine.snapshots`` record: the engine after applying input offset ``seq``."""
+    """Value of an ``engine.snapshots`` record: the engine after applying input offset ``seq``.
+
+    ``incarnation`` is the command topic's id when it was written: ``seq`` is an offset of that topic only.
+    """
 
     partition: int
     seq: int
     state_hash: str
     engine: bytes
+    incarnation: str = ""  # absent from snapshots written before it was recorded
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a partition's commands come from: the command topic's incarnation and the partition.
+
+    ``incarnation`` is the command topic's Kafka topic id (``kafka.topic_id``), new each time the topic is
+    created. The engine's trade and fill ids (``"{offset}:{n}[:b|s]"``) are unique within one partition of one
+    incarnation only, so they are qualified as ``"{incarnation}:p{partition}:{offset}:{n}[:b|s]"``, and every
+    output ``event_id`` names the incarnation too.
+    """
+
+    incarnation: str
+    partition: int
+
+    @property
+    def tag(self) -> str:
+        """``"{incarnation}:p{partition}"``: the prefix of qualified ids and the book-less rejects' aggregate."""
+        return f"{self.incarnation}:p{self.partition}"
 
 
 # Exit status of a stalled process (EX_SOFTWARE): distinct from a crash's traceback exit 1.
@@ -174,16 +200,15 @@ def scaled_text(value: int, places: int) -> str:
     return f"{sign}{whole}.{frac_text}" if frac_text else f"{sign}{whole}"
 
 
-def event_payload(event: Event, *, partition: int, command: events.EventEnvelope) -> dict[str, Any]:
+def event_payload(event: Event, *, origin: Origin, command: events.EventEnvelope) -> dict[str, Any]:
     """The engine event as builtins, each ``*_e4``/``*_e9`` int also as an exact decimal string.
 
-    The engine's ``fill_id``/``trade_id`` (``"{offset}:{n}[:b|s]"``) are unique within a partition only, so
-    they are qualified with it here: ``"p{partition}:{offset}:{n}[:b|s]"`` is unique platform-wide.
+    The engine's ``fill_id``/``trade_id`` are qualified with the origin here (``Origin``).
     """
     data: dict[str, Any] = msgspec.to_builtins(event)
     for key in ("fill_id", "trade_id"):
         if key in data:
-            data[key] = f"p{partition}:{data[key]}"
+            data[key] = f"{origin.tag}:{data[key]}"
     for key, value in list(data.items()):
         if key.endswith("_e4") or key.endswith("_e9"):
             places = 4 if key.endswith("_e4") else 9
@@ -195,16 +220,18 @@ def event_payload(event: Event, *, partition: int, command: events.EventEnvelope
 
 
 def event_envelope(
-    event: Event, index: int, *, partition: int, command: events.EventEnvelope
+    event: Event, index: int, *, origin: Origin, command: events.EventEnvelope
 ) -> events.EventEnvelope:
     """The output envelope of the ``index``-th event a command produced (deterministic, see module doc)."""
     if event.book_seq > 0:
         aggregate_type, aggregate_id, sequence = "book", event.symbol, event.book_seq
-        event_id = uuid.uuid5(ENGINE_NAMESPACE, f"{event.symbol}:{event.book_seq}:{index}")
+        event_id = uuid.uuid5(
+            ENGINE_NAMESPACE, f"{origin.incarnation}:{event.symbol}:{event.book_seq}:{index}"
+        )
     else:
         # A reject that belongs to no book (unknown order id): numbered by input position instead.
-        aggregate_type, aggregate_id, sequence = "engine_partition", f"p{partition}", event.seq + 1
-        event_id = uuid.uuid5(ENGINE_NAMESPACE, f"p{partition}:{event.seq}:{index}")
+        aggregate_type, aggregate_id, sequence = "engine_partition", origin.tag, event.seq + 1
+        event_id = uuid.uuid5(ENGINE_NAMESPACE, f"{origin.tag}:{event.seq}:{index}")
     return events.EventEnvelope(
         event_id=event_id,
         event_type=f"engine.{type(event).__name__}",
@@ -215,7 +242,7 @@ def event_envelope(
         occurred_at=command.occurred_at,
         correlation_id=command.correlation_id,
         causation_id=command.event_id,
-        payload=event_payload(event, partition=partition, command=command),
+        payload=event_payload(event, origin=origin, command=command),
     )
 
 
@@ -231,14 +258,14 @@ class Output:
 def command_outputs(
     produced: list[Event],
     *,
-    partition: int,
+    origin: Origin,
     command: events.EventEnvelope | CommandEnvelope,
     key: str,
     topics: EngineTopics,
 ) -> list[Output]:
     """Every record one applied command produces: orders.events, plus trades and L2 for market data."""
     out: list[Output] = []
-    for record_key, value, market in command_records(produced, partition=partition, command=command, key=key):
+    for record_key, value, market in command_records(produced, origin=origin, command=command, key=key):
         out.append(Output(topics.events, record_key, value))
         if market == MARKET_TRADES:
             out.append(Output(topics.trades, record_key, value))
@@ -367,13 +394,13 @@ class _EventPlan:
     """What ``event_payload`` does to one event type, worked out once from its fields.
 
     The payload is the event's own JSON (``to_builtins`` keeps field order, and every event field is a
-    scalar) with the id fields partition-qualified in place and the decimal twins (then ``filled_at``)
+    scalar) with the id fields origin-qualified in place and the decimal twins (then ``filled_at``)
     appended, so it is spliced as bytes. ``splice`` is False when a twin's name is itself a field (the dict
     path then overwrites it in place, exactly as ``event_payload`` does).
     """
 
     event_type: str
-    ids: tuple[str, ...]  # partition-qualified id fields
+    ids: tuple[str, ...]  # origin-qualified id fields
     twins: tuple[tuple[str, str, int, bool, dict[int, str]], ...]  # key, twin, places, 0 is absent, memo
     splice_twins: tuple[tuple[str, bytes, bool, dict[int, bytes]], ...]  # key, b',"twin":', 0 absent, memo
     filled_at: bool
@@ -429,7 +456,7 @@ def _payload_dict(event: Event, plan: _EventPlan, prefix: str, filled_at: str) -
 
 
 def command_records(
-    produced: list[Event], *, partition: int, command: events.EventEnvelope | CommandEnvelope, key: str
+    produced: list[Event], *, origin: Origin, command: events.EventEnvelope | CommandEnvelope, key: str
 ) -> list[tuple[str, bytes, int]]:
     """(record key, encoded envelope, MARKET_*) per event: bytes equal to ``events.encode(event_envelope(...))``."""
     out: list[tuple[str, bytes, int]] = []
@@ -437,7 +464,9 @@ def command_records(
         return out
     occurred_at, correlation_id, causation_id = command.occurred_at, command.correlation_id, command.event_id
     filled_at = b',"filled_at":' + _output_encoder.encode(occurred_at)
-    prefix = b"p%d:" % partition
+    tag = origin.tag
+    incarnation = origin.incarnation
+    prefix = f"{tag}:".encode()
     encode = _output_encoder.encode
     for index, event in enumerate(produced):
         plan = _plans.get(type(event)) or _event_plan(type(event))
@@ -468,13 +497,13 @@ def command_records(
         symbol, book_seq = event.symbol, event.book_seq
         if book_seq > 0:
             envelope = _OutputEnvelope(
-                _SCHEMA, _uuid5_text(f"{symbol}:{book_seq}:{index}"), plan.event_type, 1, "book", symbol,
+                _SCHEMA, _uuid5_text(f"{incarnation}:{symbol}:{book_seq}:{index}"), plan.event_type, 1, "book", symbol,
                 book_seq, occurred_at, correlation_id, causation_id, payload,
             )  # fmt: skip
         else:
             envelope = _OutputEnvelope(
-                _SCHEMA, _uuid5_text(f"p{partition}:{event.seq}:{index}"), plan.event_type, 1, "engine_partition",
-                f"p{partition}", event.seq + 1, occurred_at, correlation_id, causation_id, payload,
+                _SCHEMA, _uuid5_text(f"{tag}:{event.seq}:{index}"), plan.event_type, 1, "engine_partition",
+                tag, event.seq + 1, occurred_at, correlation_id, causation_id, payload,
             )  # fmt: skip
         out.append((symbol or key, encode(envelope), plan.market))
     return out
@@ -483,9 +512,10 @@ def command_records(
 # ----------------------------------------------------------------------------------- snapshots
 
 
-def snapshot_encode(*, partition: int, engine: Engine) -> bytes:
+def snapshot_encode(*, origin: Origin, engine: Engine) -> bytes:
     data = engine.snapshot()
-    return _snapshot_encoder.encode(SnapshotRecord(partition, engine.last_seq, engine.state_hash(), data))
+    record = SnapshotRecord(origin.partition, engine.last_seq, engine.state_hash(), data, origin.incarnation)
+    return _snapshot_encoder.encode(record)
 
 
 def snapshot_decode(raw: bytes) -> SnapshotRecord:
@@ -518,6 +548,7 @@ Record = tuple[str, str, bytes]
 @dataclass(slots=True)
 class PartitionState:
     partition: int
+    origin: Origin
     engine: Engine
     producer: Producer
     resume_at: int  # committed input position at recovery: output below it was committed already
@@ -596,6 +627,7 @@ class EngineRunner:
         self.states: dict[int, PartitionState] = {}
         self.stats = RunStats()
         self._consumer: Consumer | None = None
+        self.incarnation = ""  # the command topic's id, read by start()
         self._group_metadata: Any = None
         self._pool = ThreadPoolExecutor(max_workers=len(self.partitions), thread_name_prefix="engine-txn")
         self._stats_lock = threading.Lock()
@@ -621,6 +653,7 @@ class EngineRunner:
         """Create the consumer, recover every owned partition and start fetching."""
         self._consumer = kafka.consumer_create(group_id=self.group)
         self._group_metadata = self._consumer.consumer_group_metadata()
+        self.incarnation = kafka.topic_id(self.topics.commands)
         assignment: list[TopicPartition] = []
         for p in self.partitions:
             # linger 5 ms: records produced during matching leave in larger requests; a commit flushes them.
@@ -646,7 +679,20 @@ class EngineRunner:
             0
         ].offset
         resume_at = max(committed, 0)
+        origin = Origin(self.incarnation, p)
         snap = snapshot_load(topic=self.topics.snapshots, partition=p)
+        if snap is not None and snap.incarnation != origin.incarnation:
+            # Its seq is an offset of another incarnation of the command topic (the topics were created again
+            # and the snapshot topic kept): restoring it would skip this incarnation's first commands.
+            logger.error(
+                "engine snapshot of another command topic ignored",
+                extra={
+                    "partition": p,
+                    "snapshot_incarnation": snap.incarnation,
+                    "incarnation": origin.incarnation,
+                },
+            )
+            snap = None
         if snap is not None and snap.seq >= resume_at:
             raise RuntimeError(f"snapshot seq {snap.seq} is not below committed offset {resume_at}")
         engine = Engine.restore(snap.engine) if snap is not None else Engine()
@@ -661,6 +707,7 @@ class EngineRunner:
         self.stats.recoveries[p] = None if snap is None else snap.seq
         return PartitionState(
             partition=p,
+            origin=origin,
             engine=engine,
             producer=producer,
             resume_at=resume_at,
@@ -867,7 +914,7 @@ class EngineRunner:
         events_topic, market = self._physical[self.topics.events], self._market
         out: list[Record] = []
         for record_key, value, kind in command_records(
-            produced, partition=state.partition, command=envelope, key=key
+            produced, origin=state.origin, command=envelope, key=key
         ):
             out.append((events_topic, record_key, value))
             if kind:
@@ -944,7 +991,7 @@ class EngineRunner:
         state.producer.produce(
             self._physical[self.topics.snapshots],
             key=snapshot_key(state.partition).encode(),
-            value=snapshot_encode(partition=state.partition, engine=state.engine),
+            value=snapshot_encode(origin=state.origin, engine=state.engine),
             partition=state.partition,
         )
 

@@ -11,7 +11,8 @@ Invariants checked (all reads ``read_committed`` through ``apps.core.kafka.topic
   missing, none extra, none duplicated, none different, and per record key the order of the events caused by
   one command partition is the twin's (a key's records share an events partition, so that order is defined).
 - State: for every command partition with input, its latest ``engine.snapshots`` record exists and its state
-  hash equals the twin's after the twin applied every command up to the snapshot's ``seq``.
+  hash equals the twin's after the twin applied every command up to the snapshot's ``seq``, and it was written
+  for this incarnation of the command topic.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import msgspec
 from apps.core import kafka
 from apps.orders.engine_runner import (
     EngineTopics,
+    Origin,
     SnapshotRecord,
     UndecodableCommand,
     command_decode_fast,
@@ -93,10 +95,16 @@ class TwinComparison:
         return "; ".join(parts)
 
 
-def _snapshot_compare(result: TwinComparison, partition: int, engine: Engine, snap: SnapshotRecord) -> None:
+def _snapshot_compare(
+    result: TwinComparison, partition: int, engine: Engine, snap: SnapshotRecord, incarnation: str
+) -> None:
     """The twin, having applied every command up to ``snap.seq``, against the live engine's snapshot."""
     result.snapshots[partition] = snap.seq
-    if engine.last_seq != snap.seq or engine.state_hash() != snap.state_hash:
+    if (
+        engine.last_seq != snap.seq
+        or engine.state_hash() != snap.state_hash
+        or snap.incarnation != incarnation
+    ):
         result.snapshot_mismatch.append(f"p{partition}@{snap.seq}")
 
 
@@ -109,6 +117,7 @@ def engine_twin_compare(*, topics: EngineTopics | None = None, timeout: float = 
         key = (record.key or b"").decode("utf-8", "replace")
         by_partition[record.partition].append((record.offset, key, record.value))
 
+    incarnation = kafka.topic_id(topics.commands)
     twin_bytes: dict[str, bytes] = {}
     twin_source: dict[str, int] = {}  # event id -> command partition
     twin_order: dict[tuple[str, int], list[str]] = defaultdict(list)
@@ -122,7 +131,7 @@ def engine_twin_compare(*, topics: EngineTopics | None = None, timeout: float = 
         compared = snap is None
         for offset, key, value in commands:
             if snap is not None and not compared and offset > snap.seq:
-                _snapshot_compare(result, partition, engine, snap)
+                _snapshot_compare(result, partition, engine, snap, incarnation)
                 compared = True
             result.commands += 1
             try:
@@ -132,14 +141,14 @@ def engine_twin_compare(*, topics: EngineTopics | None = None, timeout: float = 
                 continue
             produced = engine.apply(offset, command)
             for record_key, value_out, _market in command_records(
-                produced, partition=partition, command=envelope, key=key
+                produced, origin=Origin(incarnation, partition), command=envelope, key=key
             ):
                 event_id = _event_id_decoder.decode(value_out).event_id
                 twin_bytes[event_id] = value_out
                 twin_source[event_id] = partition
                 twin_order[(record_key, partition)].append(event_id)
         if snap is not None and not compared:
-            _snapshot_compare(result, partition, engine, snap)
+            _snapshot_compare(result, partition, engine, snap, incarnation)
     result.twin_events = len(twin_bytes)
 
     seen: Counter[str] = Counter()

@@ -22,7 +22,9 @@ statement allocating every account's run of ``seq`` (accounts in id order), one 
 the fills and releases booked in event order by ONE ``settlement.bulk.trade_date_book`` call, and ONE
 after-commit push of all trade updates (one event loop, not one per event). The effect is exactly that of
 applying the events one by one:
-- fills already stored, or twice in the chunk, are skipped (the set of known ``fill_id`` s grows as we go);
+- fills already stored, or twice in the chunk, are skipped (the set of known ``fill_id`` s grows as we go); a
+  known ``fill_id`` whose order, quantity or price differ is refused (``FillIdConflict``: the event is retried,
+  then dead-lettered with an error), never skipped: two different executions never share an id;
 - ``position_qty`` is the position read after the chunk's settlement (under its locks, as the per-event path
   read it after each fill's), less the chunk's later fills of that account and symbol;
 - settlement books the fills and releases in event order, as the per-op services would (its own tests compare).
@@ -94,6 +96,13 @@ class _Update:
     position: tuple[tuple[str, str], Decimal] | None = None  # (account, symbol), the chunk's fills up to here
 
 
+_FillKey = tuple[uuid.UUID, Decimal, Decimal]  # a fill's order id, quantity and price
+
+
+class FillIdConflict(ValueError):
+    """An ``OrderFilled`` whose ``fill_id`` is stored for another execution (refused, never skipped)."""
+
+
 class _Chunk:
     """The rows of one chunk (locked once) and the writes its events decided, flushed together (module doc)."""
 
@@ -102,7 +111,7 @@ class _Chunk:
         self.by_pk: dict[uuid.UUID, Order] = {}
         self.dirty: dict[uuid.UUID, set[str]] = {}
         self.fills: list[Fill] = []
-        self.fill_ids: set[str] = set()  # stored, or added by this chunk
+        self.fill_ids: dict[str, _FillKey] = {}  # stored, or added by this chunk
         self.source_ids: set[str] = set()  # TradeUpdate source ids stored, or added by this chunk
         self.updates: list[_Update] = []
         self.position_delta: dict[tuple[str, str], Decimal] = {}  # the chunk's fills so far, signed
@@ -134,7 +143,12 @@ class _Chunk:
             str(env.payload["fill_id"]) for env in envelopes if env.event_type == "engine.OrderFilled"
         ]
         if fill_ids:
-            self.fill_ids = set(Fill.objects.filter(fill_id__in=fill_ids).values_list("fill_id", flat=True))
+            self.fill_ids = {
+                fill_id: (order_id, qty, price)
+                for fill_id, order_id, qty, price in Fill.objects.filter(fill_id__in=fill_ids).values_list(
+                    "fill_id", "order_id", "qty", "price"
+                )
+            }
         self.source_ids = set(
             TradeUpdate.objects.filter(source_id__in=[str(env.event_id) for env in envelopes]).values_list(
                 "source_id", flat=True
@@ -148,10 +162,25 @@ class _Chunk:
         return order
 
     def fill_add(self, fill: Fill) -> bool:
-        """Queue the fill row; False when its ``fill_id`` was already projected."""
-        if fill.fill_id in self.fill_ids:
+        """Queue the fill row; False when this fill was already projected. Raises ``FillIdConflict``."""
+        key = (fill.order_id, fill.qty, fill.price)
+        known = self.fill_ids.get(fill.fill_id)
+        if known is not None:
+            if known != key:
+                logger.error(
+                    "fill id conflict",
+                    extra={
+                        "fill_id": fill.fill_id,
+                        "stored": [str(v) for v in known],
+                        "event": [str(v) for v in key],
+                    },
+                )
+                raise FillIdConflict(
+                    f"fill {fill.fill_id} is stored for order {known[0]} ({known[1]} @ {known[2]}), "
+                    f"the event names order {key[0]} ({key[1]} @ {key[2]})"
+                )
             return False
-        self.fill_ids.add(fill.fill_id)
+        self.fill_ids[fill.fill_id] = key
         self.fills.append(fill)
         return True
 

@@ -63,7 +63,7 @@ def test_twin_equals_recovered_engine_and_forgeries_are_caught(fresh_topic: Any)
     produce(topics.events, [(partition, key, value)])
     snap = snapshot_load(topic=topics.snapshots, partition=1)
     assert snap is not None
-    bad = SnapshotRecord(snap.partition, snap.seq, "0" * len(snap.state_hash), snap.engine)
+    bad = SnapshotRecord(snap.partition, snap.seq, "0" * len(snap.state_hash), snap.engine, snap.incarnation)
     produce(topics.snapshots, [(1, snapshot_key(1), msgspec.msgpack.encode(bad))])
     both = engine_twin_compare(topics=topics, timeout=60)
     assert (both.events_ok, both.state_ok) == (False, False)

@@ -19,7 +19,7 @@ from apps.core.models import InboxRecord
 from apps.kyc.celery_routes import compliance_bridge_route
 from apps.kyc.models import AccountDevice, AmlAlert, AmlTradeObservation, KycApplication, Transfer
 from apps.kyc.services.aml import aml_transfer_evaluate
-from apps.orders.engine_runner import command_envelope, event_envelope
+from apps.orders.engine_runner import Origin, command_envelope, event_envelope
 from apps.orders.selectors import order_accounts
 from engine.commands import CancelOrder
 from engine.events import OrderCanceled, TradeExecuted
@@ -28,6 +28,8 @@ from tests.kyc.factories import make_account, make_order, make_transfer
 pytestmark = pytest.mark.django_db
 EXECUTED = datetime(2024, 6, 3, 15, 0, 1, tzinfo=UTC)
 _book_seq = iter(range(1, 10_000))
+
+ORIGIN = Origin("test-incarnation", 3)
 
 
 def _active() -> BrokerageAccount:
@@ -45,7 +47,7 @@ def _trade_envelope(
         symbol="XYZ", book_seq=next(_book_seq), seq=offset, trade_id=f"{offset}:1", price_e4=price_e4,
         qty_e9=qty_e9, buy_order_id=buy_order_id, sell_order_id=sell_order_id, aggressor="buy",
     )  # fmt: skip
-    return event_envelope(event, 0, partition=3, command=command)
+    return event_envelope(event, 0, origin=ORIGIN, command=command)
 
 
 def _apply(envelope: events.EventEnvelope) -> bool:
@@ -105,7 +107,7 @@ def test_wash_trade_from_trade_executed_envelope(link: str) -> None:
     alerts = list(AmlAlert.objects.order_by("account__account_number"))
     assert [(al.rule, al.account_id) for al in alerts] == [("wash_trade", a.pk), ("wash_trade", b.pk)]
     assert alerts[0].details == {
-        "trade_id": "p3:7:1", "symbol": "XYZ", "qty": "100", "price": "12.5",
+        "trade_id": f"{ORIGIN.tag}:7:1", "symbol": "XYZ", "qty": "100", "price": "12.5",
         "buy_account_id": str(a.pk), "sell_account_id": str(b.pk), "links": [link],
     }  # fmt: skip
     observed = AmlTradeObservation.objects.order_by("side").values_list("account_id", "side", "executed_at")
@@ -153,7 +155,7 @@ def test_other_engine_events_are_ignored() -> None:
         symbol="XYZ", book_seq=next(_book_seq), seq=1, order_id=str(order.pk), reason="user", cum_qty_e9=0,
         canceled_qty_e9=10**9,
     )  # fmt: skip
-    assert _apply(event_envelope(canceled, 0, partition=0, command=command)) is True
+    assert _apply(event_envelope(canceled, 0, origin=Origin("test-incarnation", 0), command=command)) is True
     assert (AmlTradeObservation.objects.count(), AmlAlert.objects.count()) == (0, 0)
 
 
@@ -174,7 +176,7 @@ def test_dormant_account_trading_raises_dormant_activity() -> None:
     _trade(dormant, other, qty_e9=500 * 10**9, price_e4=200_000)  # 500 x 20 = 10,000 >= 5,000
     alerts = list(AmlAlert.objects.all())
     assert [(al.rule, al.account_id) for al in alerts] == [("dormant_activity", dormant.pk)]
-    assert alerts[0].details["source"] == f"trade:p3:7:1:{dormant.pk}"
+    assert alerts[0].details["source"] == f"trade:{ORIGIN.tag}:7:1:{dormant.pk}"
 
 
 def test_rapid_in_and_out_sees_the_trades_in_between() -> None:
@@ -220,9 +222,9 @@ def test_a_chunk_of_trades_has_the_effect_of_each_trade_in_turn() -> None:
     assert sorted(
         (al.rule, al.details.get("source") or al.details["trade_id"]) for al in AmlAlert.objects.all()
     ) == [
-        ("dormant_activity", f"trade:p3:20:1:{dormant.pk}"),
-        ("wash_trade", "p3:21:1"),
-        ("wash_trade", "p3:21:1"),
+        ("dormant_activity", f"trade:{ORIGIN.tag}:20:1:{dormant.pk}"),
+        ("wash_trade", f"{ORIGIN.tag}:21:1"),
+        ("wash_trade", f"{ORIGIN.tag}:21:1"),
     ]
     assert AmlTradeObservation.objects.count() == 8
     assert inbox_apply_many(spec, chunk) == 0

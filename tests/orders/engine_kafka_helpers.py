@@ -11,7 +11,7 @@ from typing import Any, Literal
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
 from apps.core import events, kafka
-from apps.orders.engine_runner import EngineTopics, command_decode, command_envelope, command_outputs
+from apps.orders.engine_runner import EngineTopics, Origin, command_decode, command_envelope, command_outputs
 from engine import CancelOrder, Engine, NewOrder
 from engine.commands import Command
 
@@ -130,16 +130,18 @@ class Twin:
     trades_by_key: dict[str, list[bytes]]
 
 
-def twin(delivered: list[Delivered], topics: EngineTopics) -> Twin:
+def twin(delivered: list[Delivered], topics: EngineTopics, *, incarnation: str | None = None) -> Twin:
+    """The twin of ``delivered``; ``incarnation`` defaults to the command topic's current id."""
     engines: dict[int, Engine] = {}
     events_by_key: dict[str, list[bytes]] = {}
     trades_by_key: dict[str, list[bytes]] = {}
+    incarnation = incarnation or kafka.topic_id(topics.commands)
     for d in delivered:
         engine = engines.setdefault(d.partition, Engine())
         envelope, command = command_decode(d.value)
         produced = engine.apply(d.offset, command)
         for out in command_outputs(
-            produced, partition=d.partition, command=envelope, key=d.key, topics=topics
+            produced, origin=Origin(incarnation, d.partition), command=envelope, key=d.key, topics=topics
         ):
             if out.topic == topics.events:
                 events_by_key.setdefault(out.key, []).append(out.value)

@@ -113,6 +113,8 @@ def test_commands_in_events_out_with_exact_fills(fresh_topic: Any) -> None:
     stats = EngineRunner(partitions=[0], topics=topics, group=_group()).run(until_caught_up=True)
 
     assert (stats.processed, stats.dead_lettered, stats.suppressed) == (3, 1, 0)
+    inc = kafka.topic_id(topics.commands)  # the command topic's incarnation qualifies every derived id
+    assert len(inc) == 22
     out = [events.decode(v) for _p, _k, v in read_all(topics.events)]
     assert [e.event_type for e in out] == [
         "engine.OrderAccepted",
@@ -142,7 +144,7 @@ def test_commands_in_events_out_with_exact_fills(fresh_topic: Any) -> None:
             f.payload["cum_qty"],
         )
         for f in buy_fills
-    ] == [("p0:2:0:b", "100.5", "10", "2", "10"), ("p0:2:1:b", "100.75", "2", "0", "12")]
+    ] == [(f"{inc}:p0:2:0:b", "100.5", "10", "2", "10"), (f"{inc}:p0:2:1:b", "100.75", "2", "0", "12")]
     first = buy_fills[0]
     assert (first.payload["price_e4"], first.payload["qty_e9"]) == (100_5000, 10 * SHARE)
     assert (first.payload["account_id"], first.payload["liquidity"]) == ("acct-b", "taker")
@@ -150,18 +152,18 @@ def test_commands_in_events_out_with_exact_fills(fresh_topic: Any) -> None:
     assert first.occurred_at == BASE_TIME.replace(microsecond=2000)
     assert (first.causation_id, first.correlation_id) == (buy_cmd.event_id, buy_cmd.correlation_id)
     index = first.sequence - 5  # its position within the third command's events (book_seq 5 onwards)
-    assert first.event_id == uuid.uuid5(ENGINE_NAMESPACE, f"AAPL:{first.sequence}:{index}")
+    assert first.event_id == uuid.uuid5(ENGINE_NAMESPACE, f"{inc}:AAPL:{first.sequence}:{index}")
     maker = [e for e in out if e.event_type == "engine.OrderFilled" and e.payload["order_id"] == "s1"]
     assert [(m.payload["fill_id"], m.payload["leaves_qty"], m.payload["liquidity"]) for m in maker] == [
-        ("p0:2:0:s", "0", "maker")
+        (f"{inc}:p0:2:0:s", "0", "maker")
     ]
     accepted = out[0].payload
     assert (accepted["limit_price"], accepted["stop_price"], accepted["notional"]) == ("100.5", None, None)
 
     trades = [events.decode(v) for _p, _k, v in read_all(topics.trades)]
     assert [(t.payload["trade_id"], t.payload["price"], t.payload["qty"]) for t in trades] == [
-        ("p0:2:0", "100.5", "10"),
-        ("p0:2:1", "100.75", "2"),
+        (f"{inc}:p0:2:0", "100.5", "10"),
+        (f"{inc}:p0:2:1", "100.75", "2"),
     ]
     book = [events.decode(v).payload for _p, _k, v in read_all(topics.book)]
     assert [(b["side"], b["price"], b["qty"], b["order_count"]) for b in book] == [
@@ -172,6 +174,53 @@ def test_commands_in_events_out_with_exact_fills(fresh_topic: Any) -> None:
     ]
     dead = read_all(topics.dead_letters)
     assert [(k, v) for _p, k, v in dead] == [("AAPL", b'{"not": "a command"}')]
+
+
+def _recreate(topic: str) -> None:
+    """Delete the topic and create it again under the same name (a new incarnation: a new topic id)."""
+    physical, before = kafka.topic_name(topic), kafka.topic_id(topic)
+    kafka.topics_delete([physical])
+    deadline = time.monotonic() + 60
+    while physical in kafka.admin_client().list_topics(timeout=10).topics:
+        assert time.monotonic() < deadline, "the topic was never deleted"
+        time.sleep(0.2)
+    kafka.topics_ensure([kafka.TopicSpec(name=topic, partitions=1, config={})])
+    assert kafka.topic_id(topic) != before
+
+
+def test_recreated_command_topic_is_a_new_incarnation_whose_ids_never_repeat(fresh_topic: Any) -> None:
+    """Topics created again over stored fills: offsets restart at 0, the ids must not (nor the old snapshot apply)."""
+    topics = make_topics(fresh_topic, partitions=1)
+    pair = [_limit("s1", "acct-a", "sell", 1, 100_0000), _limit("b1", "acct-b", "buy", 1, 100_0000)]
+    records = [(0, "AAPL", envelope_bytes(c, i)) for i, c in enumerate(pair)]
+    group = _group()
+
+    def fill_and_event_ids() -> tuple[set[str], set[uuid.UUID]]:
+        out = [events.decode(v) for _p, _k, v in read_all(topics.events)]
+        return {e.payload["fill_id"] for e in out if e.event_type == "engine.OrderFilled"}, {
+            e.event_id for e in out
+        }
+
+    produce(topics.commands, records)
+    first = EngineRunner(partitions=[0], topics=topics, group=group).run(until_caught_up=True)
+    old_fills, old_events = fill_and_event_ids()
+    old = snapshot_load(topic=topics.snapshots, partition=0)
+    assert old is not None
+    assert (old.seq, old.incarnation) == (1, kafka.topic_id(topics.commands))
+    assert (first.processed, len(old_fills)) == (2, 2)
+
+    _recreate(topics.commands)  # the events and snapshot topics are kept, as a database would be
+    produce(topics.commands, records)  # the same commands at the same offsets 0 and 1
+    second = EngineRunner(partitions=[0], topics=topics, group=group).run(until_caught_up=True)
+
+    assert second.recoveries == {0: None}  # the old incarnation's snapshot is ignored, not restored
+    assert (second.processed, second.suppressed) == (2, 0)
+    all_fills, all_events = fill_and_event_ids()
+    new_fills, new_events = all_fills - old_fills, all_events - old_events
+    assert (len(new_fills), len(new_events)) == (2, len(old_events))
+    incarnation = kafka.topic_id(topics.commands)
+    assert all(f.startswith(f"{incarnation}:p0:") for f in new_fills)
+    assert {f.split(":", 1)[1] for f in new_fills} == {f.split(":", 1)[1] for f in old_fills}
 
 
 @pytest.mark.parametrize(

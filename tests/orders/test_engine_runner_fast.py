@@ -25,6 +25,7 @@ from apps.orders.engine_runner import (
     ENGINE_NAMESPACE,
     EngineRunner,
     EngineTopics,
+    Origin,
     UndecodableCommand,
     _uuid5_text,
     command_decode,
@@ -79,6 +80,7 @@ def _raw_commands(commands: list[Command]) -> list[bytes]:
 )
 def test_fast_path_is_byte_identical_to_the_specification(commands: list[Command], partition: int) -> None:
     engine_spec, engine_fast = Engine(), Engine()
+    origin = Origin("qaSw_rRMQhyASwWtkjpjmg", partition)
     kinds: set[str] = set()
     records = 0
     for offset, raw in enumerate(_raw_commands(commands)):
@@ -93,14 +95,14 @@ def test_fast_path_is_byte_identical_to_the_specification(commands: list[Command
         produced = engine_spec.apply(offset, spec_cmd)
         assert engine_fast.apply(offset, fast_cmd) == produced
         expected = [
-            events.encode(event_envelope(ev, i, partition=partition, command=spec_env))
+            events.encode(event_envelope(ev, i, origin=origin, command=spec_env))
             for i, ev in enumerate(produced)
         ]
-        fast = command_records(produced, partition=partition, command=fast_env, key="fallback-key")
+        fast = command_records(produced, origin=origin, command=fast_env, key="fallback-key")
         assert [value for _k, value, _m in fast] == expected
         assert [k for k, _v, _m in fast] == [ev.symbol or "fallback-key" for ev in produced]
         outputs = command_outputs(
-            produced, partition=partition, command=spec_env, key="fallback-key", topics=TOPICS
+            produced, origin=origin, command=spec_env, key="fallback-key", topics=TOPICS
         )
         assert [o.value for o in outputs if o.topic == TOPICS.events] == expected
         assert [o.topic for o in outputs if o.topic != TOPICS.events] == [

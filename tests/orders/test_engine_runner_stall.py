@@ -49,6 +49,7 @@ def test_engine_exits_when_input_progress_cannot_be_shown(fresh_topic: Any) -> N
         # Caught up and idle for several stall periods (progress checks run every 0.5 s): still running.
         time.sleep(5)
         assert proc.poll() is None
+        incarnation = kafka.topic_id(topics.commands)
         kafka.topics_delete([kafka.topic_name(topics.commands)])
         returncode = proc.wait(120)
     finally:
@@ -58,7 +59,7 @@ def test_engine_exits_when_input_progress_cannot_be_shown(fresh_topic: Any) -> N
     assert returncode == STALL_EXIT_CODE, stderr.decode()[-3000:]
     assert b"engine stalled: no input progress, exiting for a restart" in stderr
 
-    reference = twin(delivered, topics)  # everything before the outage: exactly once
+    reference = twin(delivered, topics, incarnation=incarnation)  # everything before the outage: exactly once
     output = read_all(topics.events)
     assert by_key(output) == reference.events_by_key
     fill_ids = fills(output)

@@ -6,10 +6,12 @@ the events are wrapped by its ``event_envelope``: this pins the payload contract
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import msgspec
 import pytest
 from django.db import transaction
 
@@ -21,9 +23,9 @@ from apps.core.markettime_config import market_clock_override
 from apps.core.models import StoredEvent
 from apps.orders import services
 from apps.orders.consumers import ORDERS_PROJECTION
-from apps.orders.engine_runner import command_decode, event_envelope
+from apps.orders.engine_runner import Origin, command_decode, event_envelope
 from apps.orders.models import Fill, Order, TradeUpdate
-from apps.orders.projection import engine_event_apply
+from apps.orders.projection import FillIdConflict, engine_event_apply
 from apps.orders.types import OrderRequest
 from apps.settlement import selectors as settlement_selectors
 from apps.settlement.models import CashHold
@@ -46,7 +48,7 @@ class Harness:
     def _apply(self, command_env: events.EventEnvelope, command: ec.Command) -> list[events.EventEnvelope]:
         self.seq += 1
         out = [
-            event_envelope(ev, i, partition=0, command=command_env)
+            event_envelope(ev, i, origin=Origin("test-incarnation", 0), command=command_env)
             for i, ev in enumerate(self.engine.apply(self.seq, command))
         ]
         for env in out:
@@ -167,6 +169,20 @@ def test_partial_then_full_fill_projects_fills_once(account: BrokerageAccount) -
         assert inbox_apply(ORDERS_PROJECTION, env, MessageMeta("orders.events", 0, 0, None)) is False
         with transaction.atomic():
             engine_event_apply(env)
+    order.refresh_from_db()
+    assert (Fill.objects.count(), TradeUpdate.objects.count(), order.filled_qty) == before
+
+    # Another execution under a stored fill id (ids repeated: e.g. topics recreated without a new incarnation)
+    # is refused, never skipped as a replay: the consumer retries it, then dead-letters it with this error.
+    taken = next(
+        e
+        for e in fill_events
+        if e.event_type == "engine.OrderFilled" and e.payload["order_id"] == str(order.id)
+    )
+    for change in ({"qty": "5", "qty_e9": 5 * 10**9}, {"price": "100.01", "price_e4": 1_000_100}):
+        other = msgspec.structs.replace(taken, event_id=uuid.uuid4(), payload={**taken.payload, **change})
+        with pytest.raises(FillIdConflict, match=str(taken.payload["fill_id"])):
+            inbox_apply(ORDERS_PROJECTION, other, MessageMeta("orders.events", 0, 0, None))
     order.refresh_from_db()
     assert (Fill.objects.count(), TradeUpdate.objects.count(), order.filled_qty) == before
 

@@ -23,7 +23,7 @@ from apps.core import events
 from apps.core.consumers import MessageMeta, inbox_apply_many
 from apps.core.models import StoredEvent
 from apps.orders.consumers import ORDERS_PROJECTION
-from apps.orders.engine_runner import command_decode, event_envelope
+from apps.orders.engine_runner import Origin, command_decode, event_envelope
 from apps.orders.models import Fill, Order, TradeUpdate
 from apps.orders.projection import engine_event_apply, engine_events_apply
 from apps.orders.types import StopLossSpec, TakeProfitSpec
@@ -49,7 +49,7 @@ class Recorder:
     def _apply(self, command_env: events.EventEnvelope, command: ec.Command) -> None:
         self.seq += 1
         for i, ev in enumerate(self.engine.apply(self.seq, command)):
-            env = event_envelope(ev, i, partition=0, command=command_env)
+            env = event_envelope(ev, i, origin=Origin("test-incarnation", 0), command=command_env)
             if env.event_type in (ORDERS_PROJECTION.event_types or ()):
                 self.events.append(env)
 
