@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -75,22 +75,60 @@ def copy_insert(model: type[Model], objs: Sequence[Model]) -> int:
         return 0
     opts = model._meta
     fields = [f for f in opts.concrete_fields if not (f.primary_key and isinstance(f, _AUTO))]
-    quote = connection.ops.quote_name
-    names = [f.column for f in fields if f.column is not None]
-    sql = f"COPY {quote(opts.db_table)} ({', '.join(quote(c) for c in names)}) FROM STDIN"
-    types = column_type_oids(opts.db_table, names)
     plan = _row_plan(model, fields)
-    start = time.monotonic()
+    return _copy(
+        opts.db_table, [f.column for f in fields if f.column is not None], (_row(plan, o) for o in objs)
+    )
+
+
+def _copy(table: str, columns: list[str], rows: Iterable[Sequence[Any]]) -> int:
+    """COPY ``rows`` into ``columns`` of ``table`` with the columns' types declared; returns the row count."""
+    quote = connection.ops.quote_name
+    sql = f"COPY {quote(table)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    types = column_type_oids(table, columns)
+    start, count = time.monotonic(), 0
     # Django's error wrapping, as its cursor gives an execute: a constraint violation is Django's IntegrityError.
     with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         copy.set_types(types)
-        for obj in objs:
-            copy.write_row(_row(plan, obj))
+        for row in rows:
+            copy.write_row(row)
+            count += 1
     if connection.queries_logged:  # as Django's debug cursor records an execute (COPY bypasses it)
         connection.queries_log.append(
-            {"sql": f"{sql} -- {len(objs)} rows", "time": f"{time.monotonic() - start:.3f}"}
+            {"sql": f"{sql} -- {count} rows", "time": f"{time.monotonic() - start:.3f}"}
         )
-    return len(objs)
+    return count
+
+
+def copy_insert_values(model: type[Model], attnames: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+    """Insert ``rows`` of ``model`` (one value per name of ``attnames``, e.g. ``entry_id``) with one COPY.
+
+    For a hot path with many small rows whose model instances would cost more than the row (a posting is four
+    values): no instance is built. A value is written as it is when it is what Django's preparation returns
+    unchanged (the ``_READY`` types), else prepared by its field (``get_db_prep_save``), so the rows equal
+    ``copy_insert``'s. Only fields of the ``_READY`` classes are accepted (their ``pre_save`` is the value
+    itself); columns not named take their database default (an auto primary key).
+    """
+    opts = model._meta
+    plan: list[tuple[Field[Any, Any], Callable[[Any], bool]]] = []
+    for name in attnames:
+        field = opts.get_field(name)
+        check = _ready_check(field) if isinstance(field, Field) and field.attname == name else None
+        if check is None:
+            raise TypeError(f"{opts.label}.{name}: not a column copy_insert_values can write")
+        plan.append((field, check))  # type: ignore[arg-type]
+
+    def prepared(row: Sequence[Any]) -> Sequence[Any]:
+        if all(check(value) for (_f, check), value in zip(plan, row, strict=True)):
+            return row
+        return [
+            v if check(v) else f.get_db_prep_save(v, connection)
+            for (f, check), v in zip(plan, row, strict=True)
+        ]
+
+    if not rows:
+        return 0
+    return _copy(opts.db_table, [f.column for f, _c in plan if f.column is not None], map(prepared, rows))
 
 
 # ----------------------------------------------------------------------------------------------- row values

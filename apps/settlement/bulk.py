@@ -41,7 +41,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from apps.accounts.models import BrokerageAccount
-from apps.core.copy import copy_insert
+from apps.core.copy import copy_insert_values
 from apps.core.errors import BusinessRuleViolation, NotFound, ValidationError
 from apps.core.sql import select_list
 from apps.settlement.models import (
@@ -170,7 +170,7 @@ class AccountReservations:
             settled_row = self.rows[_cust(account.pk, Kind.CASH_SETTLED)]
             unsettled_row = self.rows[_cust(account.pk, Kind.CASH_UNSETTLED)]
             held_row = self.rows[_cust(account.pk, Kind.CASH_HELD)]
-            postings: list[Posting] = []
+            postings: list[tuple[int, int, str, Decimal]] = []
             totals: dict[int, Decimal] = {settled_row.pk: ZERO, unsettled_row.pk: ZERO, held_row.pk: ZERO}
             for entry, h in zip(entries, self.holds, strict=True):
                 # Postings in ledger-row pk order per entry, zero legs left out (as _entry_post does).
@@ -184,11 +184,9 @@ class AccountReservations:
                 )
                 for row, amount in legs:
                     if amount != 0:
-                        postings.append(
-                            Posting(entry=entry, ledger_account=row, asset=row.asset, amount=amount)
-                        )
+                        postings.append((entry.pk, row.pk, row.asset, amount))
                         totals[row.pk] += amount
-            copy_insert(Posting, postings)
+            copy_insert_values(Posting, ("entry_id", "ledger_account_id", "asset", "amount"), postings)
             _balances_move(self.rows.values(), totals)
         if self.reservations:
             ShareReservation.objects.bulk_create(
@@ -495,13 +493,10 @@ class _Book:
                 entries.append(b.fee_entry)
         if entries:
             JournalEntry.objects.bulk_create(entries)  # INSERT: the postings need the entries' ids back
-            copy_insert(
+            copy_insert_values(  # no Posting instances: four values a row
                 Posting,
-                [
-                    Posting(entry=b.entry, ledger_account=row, asset=row.asset, amount=amount)
-                    for b in self.booked
-                    for row, amount in b.legs
-                ],
+                ("entry_id", "ledger_account_id", "asset", "amount"),
+                [(b.entry.pk, row.pk, row.asset, amount) for b in self.booked for row, amount in b.legs],
             )
         obligations = [o for b in self.booked for o in b.obligations]
         if obligations:

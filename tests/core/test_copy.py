@@ -16,7 +16,7 @@ from django.db.models import Model
 from psycopg.types.json import Jsonb
 from psycopg.types.numeric import Int2, Int4, Int8
 
-from apps.core.copy import _AUTO, _row, _row_plan, copy_insert
+from apps.core.copy import _AUTO, _row, _row_plan, copy_insert, copy_insert_values
 from apps.orders.models import Fill, Order, TradeUpdate
 from apps.settlement.models import CashHold, Posting
 
@@ -138,3 +138,55 @@ def test_a_duplicate_key_is_djangos_integrity_error() -> None:
     with pytest.raises(IntegrityError), transaction.atomic():
         copy_insert(Fill, [_fill(fill_id="dup-1"), _fill(fill_id="dup-1")])
     assert not Fill.objects.filter(fill_id="dup-1").exists()
+
+
+_POSTING_COLUMNS = ("entry_id", "ledger_account_id", "asset", "amount")
+
+
+def _postings_after(first_id: int) -> list[tuple[Any, ...]]:
+    return list(Posting.objects.filter(id__gt=first_id).order_by("id").values_list(*_POSTING_COLUMNS))
+
+
+def test_values_rows_are_written_as_copy_insert_writes_the_instances() -> None:
+    values: list[tuple[Any, ...]] = [
+        (7, 9, "USD", Decimal("-10.0000")),
+        (7, 11, "AAPL", Decimal("0.000000001")),
+        (8, 9, "USD", "1.50"),  # a str and an int in a DecimalField, a bool in a key: prepared by Django
+        (True, 12, "USD", 3),
+    ]
+    first = Posting.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    with transaction.atomic():  # the keys and the balance trigger are deferred to a commit that never comes
+        assert (
+            copy_insert(Posting, [Posting(**dict(zip(_POSTING_COLUMNS, v, strict=True))) for v in values])
+            == 4
+        )
+        by_instances = _postings_after(first)
+        middle = Posting.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        assert copy_insert_values(Posting, _POSTING_COLUMNS, values) == 4
+        by_values = _postings_after(middle)
+        transaction.set_rollback(True)
+    assert by_values == by_instances
+    assert by_values[2:] == [(8, 9, "USD", Decimal("1.50")), (1, 12, "USD", Decimal("3"))]
+
+
+@pytest.mark.parametrize(
+    ("model", "names"),
+    [
+        pytest.param(Posting, ("entry", "amount"), id="a-relation-name-not-its-column"),
+        pytest.param(CashHold, ("order_id", "created_at"), id="an-auto-now-field"),
+    ],
+)
+def test_values_refuse_a_field_whose_value_is_not_the_column(
+    model: type[Model], names: tuple[str, ...]
+) -> None:
+    with pytest.raises(TypeError, match=names[0] if model is Posting else "created_at"):
+        copy_insert_values(model, names, [])
+
+
+def test_values_refuse_a_non_finite_decimal_and_write_nothing() -> None:
+    before = Posting.objects.count()
+    with pytest.raises(ValidationError), transaction.atomic():
+        copy_insert_values(
+            Posting, _POSTING_COLUMNS, [(1, 1, "USD", Decimal("1")), (1, 1, "USD", Decimal("NaN"))]
+        )
+    assert Posting.objects.count() == before
