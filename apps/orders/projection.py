@@ -354,20 +354,13 @@ def group_name(account_id: str) -> str:
 
 
 def _push_many(pushes: Sequence[tuple[str, dict[str, Any]]]) -> None:
-    """Send a committed chunk's trade updates in order, through ONE event loop (best effort, at most once)."""
-    from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
-
-    layer = get_channel_layer()
-    if layer is None or not pushes:
-        return
-
-    async def send_all() -> None:
-        for account_id, data in pushes:
-            await layer.group_send(group_name(account_id), {"type": "trade.update", "data": data})
+    """Send a committed chunk's trade updates in order, in one Redis round trip (best effort, at most once)."""
+    from apps.core.pubsub import group_send_many
 
     try:
-        async_to_sync(send_all)()
+        group_send_many(
+            [(group_name(account_id), {"type": "trade.update", "data": data}) for account_id, data in pushes]
+        )
     except Exception:  # the push is best effort; clients resync over REST by seq, but say that it failed
         logger.warning(
             "trade_updates push failed; clients resync over REST by seq",
