@@ -32,7 +32,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import msgspec
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 
 from apps.accounts.models import BrokerageAccount
 from apps.core.copy import copy_insert
@@ -41,6 +41,7 @@ from apps.core.markettime_config import market_clock
 from apps.core.outbox import EventSpec, events_record_bulk
 from apps.orders import risk, services
 from apps.orders.models import Asset, Order
+from apps.orders.selectors import RestingOrder, open_orders_crossable
 from apps.orders.types import OrderRequest, StopLossSpec, TakeProfitSpec
 from apps.settlement.bulk import AccountReservations, reservations_open
 from engine import commands as ec
@@ -58,13 +59,6 @@ class BatchOutcome:
     order: Order | None = None
     legs: list[Order] = field(default_factory=list)
     error: BrokerageError | None = None
-
-
-@dataclass(slots=True)
-class _Resting:
-    id: uuid.UUID
-    type: str
-    limit_price: Decimal | None
 
 
 def _terms(order: Order, legs: Sequence[Order]) -> OrderRequest:
@@ -112,7 +106,7 @@ def _duplicate() -> ValidationError:
 
 
 def _crossing_check(
-    resting: dict[tuple[str, str], list[_Resting]], data: OrderRequest, cfg: risk.RiskConfig
+    resting: dict[tuple[str, str], list[RestingOrder]], data: OrderRequest, cfg: risk.RiskConfig
 ) -> None:
     """``services._crossing_prevention`` against an in-memory list (stored open orders + accepted items)."""
     if data.order_class == "oco":
@@ -197,18 +191,15 @@ def orders_submit_batch(*, account: BrokerageAccount, items: Sequence[OrderReque
         services._account_trading_check(account)
     except BrokerageError as exc:
         account_error = exc
-    resting: dict[tuple[str, str], list[_Resting]] = {}
+    resting: dict[tuple[str, str], list[RestingOrder]] = {}
     # Stored open orders only on the sides the items can cross (a batch of buys reads no resting buys), as
     # plain rows: an account with thousands of resting orders made this read most of a batch's CPU when it
     # built an ORM instance per order.
     opposite_sides = sorted({"sell" if d.side == "buy" else "buy" for d in items})
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _RESTING_SQL,
-            [account.pk, sorted(symbols), opposite_sides, list(Order.OPEN), Order.OrderClass.OCO],
-        )
-        for oid, otype, limit_price, symbol, side in cursor.fetchall():
-            resting.setdefault((symbol, side), []).append(_Resting(oid, otype, limit_price))
+    for stored_order in open_orders_crossable(
+        account_id=account.pk, symbols=sorted(symbols), sides=opposite_sides
+    ):
+        resting.setdefault((stored_order.symbol, stored_order.side), []).append(stored_order)
     rate_key, rate_used = _rate_window(str(account.id), cfg)
 
     accepted: list[tuple[Order, list[Order], ec.NewOrder]] = []
@@ -250,20 +241,12 @@ def orders_submit_batch(*, account: BrokerageAccount, items: Sequence[OrderReque
     return [o for o in outcomes if o is not None]
 
 
-_RESTING_SQL = """
-    SELECT id, type, limit_price, symbol, side FROM orders_order
-    WHERE account_id = %s AND symbol = ANY(%s) AND side = ANY(%s) AND status = ANY(%s)
-      AND parent_id IS NULL AND order_class <> %s
-    ORDER BY id
-"""
-
-
 def _judge(
     account: BrokerageAccount,
     data: OrderRequest,
     assets: dict[str, Asset],
     account_error: BrokerageError | None,
-    resting: dict[tuple[str, str], list[_Resting]],
+    resting: dict[tuple[str, str], list[RestingOrder]],
     res: AccountReservations,
     cfg: risk.RiskConfig,
     now: datetime,
@@ -312,7 +295,7 @@ def _judge(
     accepted.append((order, legs, command))
     if data.order_class != "oco":
         resting.setdefault((order.symbol, order.side), []).append(
-            _Resting(order.id, order.type, order.limit_price)
+            RestingOrder(order.id, order.type, order.limit_price, order.symbol, order.side)
         )
     return BatchOutcome(STATUS_CREATED, order, legs)
 

@@ -34,10 +34,10 @@ from collections.abc import Iterable
 from dataclasses import replace as dc_replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import msgspec
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from apps.accounts.models import BrokerageAccount
@@ -48,6 +48,7 @@ from apps.core.outbox import event_record
 from apps.core.sql import insert_one, models_from_sql, select_list
 from apps.orders import risk
 from apps.orders.models import Asset, Order
+from apps.orders.selectors import open_orders_crossable
 from apps.orders.types import OrderRequest, ReplaceRequest
 from engine import commands as ec
 from engine import units
@@ -439,28 +440,8 @@ def _crossing_prevention(account: BrokerageAccount, data: OrderRequest, cfg: ris
     if data.order_class == "oco":
         return  # an exit of an existing position; its legs never rest against a fresh entry here
     opposite = "sell" if data.side == "buy" else "buy"
-    # Plain SQL on the submit hot path: building this queryset cost more CPU than PostgreSQL spends running it.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _OPPOSITE_OPEN_SQL,
-            [account.pk, data.symbol.upper(), opposite, list(Order.OPEN), Order.OrderClass.OCO],
-        )
-        resting = [_Resting(*row) for row in cursor.fetchall()]
+    resting = open_orders_crossable(account_id=account.pk, symbols=[data.symbol.upper()], sides=[opposite])
     crossing_rules_check(resting, data, cfg)
-
-
-_OPPOSITE_OPEN_SQL = """
-    SELECT id, type, limit_price FROM orders_order
-    WHERE account_id = %s AND symbol = %s AND side = %s AND status = ANY(%s)
-      AND parent_id IS NULL AND order_class <> %s
-    ORDER BY id
-"""
-
-
-class _Resting(NamedTuple):
-    id: uuid.UUID
-    type: str
-    limit_price: Decimal | None
 
 
 class RestingTerms(Protocol):
