@@ -155,21 +155,27 @@ class RestingOrder(NamedTuple):
 # The crossing rules' read, on the submit hot path: plain SQL, because building the queryset cost more CPU than
 # PostgreSQL spends running it. Led by (account, symbol, side, status): it reads only those orders, not every
 # open order of the account (a bot with thousands resting; the index test in tests/orders/test_order_api.py).
-OPEN_CROSSABLE_SQL = """
+# One symbol and side (a single submit) are compared as scalars: with one-element arrays the planner's estimate
+# is vaguer and it was seen to pick the (account, status) index instead.
+_OPEN_CROSSABLE = """
     SELECT id, type, limit_price, symbol, side FROM orders_order
-    WHERE account_id = %s AND symbol = ANY(%s) AND side = ANY(%s) AND status = ANY(%s)
+    WHERE account_id = %s AND symbol {op} AND side {op} AND status = ANY(%s)
       AND parent_id IS NULL AND order_class <> %s
     ORDER BY id
 """
+OPEN_CROSSABLE_ONE_SQL = _OPEN_CROSSABLE.format(op="= %s")
+OPEN_CROSSABLE_MANY_SQL = _OPEN_CROSSABLE.format(op="= ANY(%s)")
 
 
 def open_orders_crossable(
     *, account_id: uuid.UUID, symbols: Sequence[str], sides: Sequence[str]
 ) -> list[RestingOrder]:
     """The account's open orders on ``symbols`` and ``sides`` that a new order may cross (no legs, no oco)."""
+    values: list[Any]
+    if len(symbols) == 1 and len(sides) == 1:
+        sql, values = OPEN_CROSSABLE_ONE_SQL, [symbols[0], sides[0]]
+    else:
+        sql, values = OPEN_CROSSABLE_MANY_SQL, [list(symbols), list(sides)]
     with connection.cursor() as cursor:
-        cursor.execute(
-            OPEN_CROSSABLE_SQL,
-            [account_id, list(symbols), list(sides), list(Order.OPEN), Order.OrderClass.OCO],
-        )
+        cursor.execute(sql, [account_id, *values, list(Order.OPEN), Order.OrderClass.OCO])
         return [RestingOrder(*row) for row in cursor.fetchall()]

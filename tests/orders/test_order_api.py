@@ -427,7 +427,7 @@ def test_the_self_trade_check_reads_only_the_symbol_and_side_it_needs(
     status) index rather than visiting every open order of the account."""
     from django.db import connection
 
-    from apps.orders.selectors import OPEN_CROSSABLE_SQL
+    from apps.orders.selectors import OPEN_CROSSABLE_ONE_SQL
 
     assert post(client, LIMIT_BUY).status_code == 200
     columns = [str(f.column) for f in Order._meta.concrete_fields]
@@ -443,8 +443,8 @@ def test_the_self_trade_check_reads_only_the_symbol_and_side_it_needs(
         )
         cursor.execute("ANALYZE orders_order")
         cursor.execute(
-            "EXPLAIN (FORMAT JSON) " + OPEN_CROSSABLE_SQL,
-            [account.pk, ["AAPL"], ["sell"], list(Order.OPEN), Order.OrderClass.OCO],
+            "EXPLAIN (FORMAT JSON) " + OPEN_CROSSABLE_ONE_SQL,
+            [account.pk, "AAPL", "sell", list(Order.OPEN), Order.OrderClass.OCO],
         )
         plan = str(cursor.fetchone()[0])
     assert Order.objects.filter(account=account, status__in=Order.OPEN).count() == 401
