@@ -31,6 +31,16 @@ def cpu_seconds(pid: int) -> float:
     return st[1] if st is not None else 0.0
 
 
+def cpu_ns(pid: int) -> int:
+    """Nanoseconds one process has run on a CPU so far (``/proc/<pid>/schedstat``: not tick-sampled, so a single
+    statement's share is measurable); 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _cmdline(pid: str) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")

@@ -182,6 +182,65 @@ class QueryCounter:
         return execute(sql, params, many, context)
 
 
+class BackendCpuByStatement:
+    """The database backend's CPU per statement kind: around each execute (``connection.execute_wrapper``), each
+    COPY (``apps.core.copy._copy``) and each commit, read from ``/proc/<pid>/schedstat`` (the backend is idle in
+    between, so the difference is that statement's work, deferred triggers and key checks included for a commit)."""
+
+    def __init__(self) -> None:
+        from django.db import connection
+
+        from bench.procstat import cpu_ns
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            self.pid = int(cursor.fetchone()[0])
+        self.cpu_ns = cpu_ns
+        self.ns: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
+
+    def timed(self, kind: str, run: Callable[[], Any]) -> Any:
+        before = self.cpu_ns(self.pid)
+        try:
+            return run()
+        finally:
+            self.ns[kind] += self.cpu_ns(self.pid) - before
+            self.calls[kind] += 1
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        return self.timed(" ".join(sql.split())[:72], lambda: execute(sql, params, many, context))
+
+    def installed(self) -> Any:
+        """A context manager: the wrapper on the connection, COPY and commit timed, all undone at exit."""
+        import contextlib
+
+        from django.db import connection
+
+        from apps.core import copy
+
+        @contextlib.contextmanager
+        def cm() -> Any:
+            original_copy, original_commit = copy._copy, connection._commit  # type: ignore[attr-defined]
+
+            def timed_copy(table: str, columns: list[str], rows: Any) -> int:
+                return int(self.timed(f"COPY {table}", lambda: original_copy(table, columns, rows)))
+
+            setattr(copy, "_copy", timed_copy)  # noqa: B010 - undone below
+            setattr(connection, "_commit", lambda: self.timed("COMMIT", original_commit))  # noqa: B010
+            try:
+                with connection.execute_wrapper(self):
+                    yield self
+            finally:
+                setattr(copy, "_copy", original_copy)  # noqa: B010
+                delattr(connection, "_commit")  # the instance attribute set above: the class's method again
+
+        return cm()
+
+    def table(self, events: int) -> list[tuple[str, float, float]]:
+        """(statement, µs of backend CPU per event, calls per event), most expensive first."""
+        return [(kind, ns / 1000 / events, self.calls[kind] / events) for kind, ns in self.ns.most_common()]
+
+
 def _backend_cpu() -> float:
     """CPU seconds so far of this connection's PostgreSQL backend (same machine: read from ``/proc``)."""
     from django.db import connection
@@ -193,8 +252,12 @@ def _backend_cpu() -> float:
         return cpu_seconds(cursor.fetchone()[0])
 
 
-def _apply(events: list[Any], chunk: int, counter: QueryCounter) -> tuple[float, float, float]:
+def _apply(
+    events: list[Any], chunk: int, counter: QueryCounter, by_statement: BackendCpuByStatement | None = None
+) -> tuple[float, float, float]:
     """(wall seconds, this process's CPU seconds, its database backend's CPU seconds)."""
+    import contextlib
+
     from django.db import connection
 
     from apps.core.consumers import MessageMeta, inbox_apply_many
@@ -203,7 +266,8 @@ def _apply(events: list[Any], chunk: int, counter: QueryCounter) -> tuple[float,
     items = [(env, MessageMeta("orders.events", 0, i, env.aggregate_id)) for i, env in enumerate(events)]
     db_cpu = _backend_cpu()
     start, cpu = time.perf_counter(), time.process_time()
-    with connection.execute_wrapper(counter):
+    timing = by_statement.installed() if by_statement is not None else contextlib.nullcontext()
+    with connection.execute_wrapper(counter), timing:
         for i in range(0, len(items), chunk):
             inbox_apply_many(ORDERS_PROJECTION, items[i : i + chunk])
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -270,6 +334,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--profile-dump", default="", help="also write the raw profile to this file")
     parser.add_argument("--fresh", action="store_true", help="drop and migrate the bench database first")
     parser.add_argument("--json", action="store_true", help="print the result as JSON only")
+    parser.add_argument(
+        "--db-statements",
+        action="store_true",
+        help="break the database backend's CPU down by statement, COPY and COMMIT (µs per event)",
+    )
     args = parser.parse_args(argv)
 
     _db_ready(args.fresh)
@@ -286,7 +355,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     profiler = cProfile.Profile() if args.profile else None
     if profiler is not None:
         profiler.enable()
-    elapsed, cpu, db_cpu = _apply(events, args.chunk, counter)
+    by_statement = BackendCpuByStatement() if args.db_statements else None
+    elapsed, cpu, db_cpu = _apply(events, args.chunk, counter, by_statement)
     if profiler is not None:
         profiler.disable()
     before = _snapshot()
@@ -311,6 +381,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         for key, value in result.items():
             print(f"{key:>24}: {value}")
+    if by_statement is not None:
+        rows = by_statement.table(len(events))
+        result["db_statements_us_per_event"] = [[k, round(us, 1), round(n, 2)] for k, us, n in rows]
+        if not args.json:
+            print("\nbackend CPU by statement (µs per event, calls per event):")
+            for kind, us, n in rows[:20]:
+                print(f"  {us:7.1f} {n:5.2f}  {kind}")
     if profiler is not None:
         buf = io.StringIO()
         pstats.Stats(profiler, stream=buf).sort_stats(args.profile_sort).print_stats(30)

@@ -1,8 +1,9 @@
 """The double-entry ledger: the book of record for customer cash and shares.
 
 Invariants (enforced in PostgreSQL, see the migrations, not only in Python):
-- Every ``JournalEntry`` sums to zero per asset (currency or instrument symbol): a DEFERRABLE INITIALLY DEFERRED
-  constraint trigger checks each entry at commit.
+- Every ``JournalEntry`` sums to zero per asset (currency or instrument symbol): a statement-level trigger checks
+  every entry an INSERT into ``settlement_posting`` touched, at the end of that statement (migration 0007), so an
+  entry's postings are written in one statement.
 - ``JournalEntry`` and ``Posting`` rows are immutable: triggers refuse UPDATE and DELETE (corrections are new,
   reversing entries).
 - ``(source_type, source_id)`` is unique: posting the same fill / transfer / release twice is impossible.

@@ -250,8 +250,9 @@ def _entry_post(
 ) -> JournalEntry:
     """Insert one balanced entry, its postings, and move the cached balances (rows must already be locked).
 
-    One statement does all three (a round trip each, and one per posting, before). The deferred balanced-entry
-    trigger checks the entry at commit; a second entry for the same source fails on its unique constraint.
+    One statement does all three (a round trip each, and one per posting, before). The balanced-entry trigger
+    checks the entry at the end of that statement; a second entry for the same source fails on its unique
+    constraint.
     """
     totals: dict[int, Decimal] = defaultdict(Decimal)
     rows: dict[int, LedgerAccount] = {}

@@ -148,25 +148,25 @@ def _postings_after(first_id: int) -> list[tuple[Any, ...]]:
 
 
 def test_values_rows_are_written_as_copy_insert_writes_the_instances() -> None:
-    values: list[tuple[Any, ...]] = [
+    values: list[tuple[Any, ...]] = [  # each entry balances per asset (the database checks it per statement)
         (7, 9, "USD", Decimal("-10.0000")),
-        (7, 11, "AAPL", Decimal("0.000000001")),
+        (7, 11, "USD", Decimal("10")),
         (8, 9, "USD", "1.50"),  # a str and an int in a DecimalField, a bool in a key: prepared by Django
+        (8, 12, "USD", Decimal("-1.5")),
         (True, 12, "USD", 3),
+        (1, 9, "USD", Decimal("-3")),
     ]
     first = Posting.objects.order_by("-id").values_list("id", flat=True).first() or 0
-    with transaction.atomic():  # the keys and the balance trigger are deferred to a commit that never comes
-        assert (
-            copy_insert(Posting, [Posting(**dict(zip(_POSTING_COLUMNS, v, strict=True))) for v in values])
-            == 4
-        )
+    with transaction.atomic():  # the keys are checked at a commit that never comes (rolled back)
+        instances = [Posting(**dict(zip(_POSTING_COLUMNS, v, strict=True))) for v in values]
+        assert copy_insert(Posting, instances) == 6
         by_instances = _postings_after(first)
         middle = Posting.objects.order_by("-id").values_list("id", flat=True).first() or 0
-        assert copy_insert_values(Posting, _POSTING_COLUMNS, values) == 4
+        assert copy_insert_values(Posting, _POSTING_COLUMNS, values) == 6
         by_values = _postings_after(middle)
         transaction.set_rollback(True)
     assert by_values == by_instances
-    assert by_values[2:] == [(8, 9, "USD", Decimal("1.50")), (1, 12, "USD", Decimal("3"))]
+    assert by_values[2::2] == [(8, 9, "USD", Decimal("1.50")), (1, 12, "USD", Decimal("3"))]
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from apps.accounts.models import BrokerageAccount
+from apps.core.copy import copy_insert_values
 from apps.core.errors import BusinessRuleViolation, Conflict, InsufficientFunds, ValidationError
 from apps.settlement import selectors, services
 from apps.settlement.models import (
@@ -266,17 +267,47 @@ def test_unbalanced_entry_is_refused_by_the_database() -> None:
         occurred_at=WED_1125,
     )
 
-    def post_one_sided() -> None:
-        with transaction.atomic():
-            Posting.objects.create(entry=entry, ledger_account=la, asset="USD", amount=D("1"))
-            with connection.cursor() as cursor:
-                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # what COMMIT would do
-
-    with pytest.raises(IntegrityError, match="does not balance"):
-        post_one_sided()
-    with connection.cursor() as cursor:
-        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+    # Checked at the end of the inserting statement (an entry's postings are one statement).
+    with (
+        pytest.raises(IntegrityError, match=f"journal entry {entry.pk} does not balance: USD sums to 1"),
+        transaction.atomic(),
+    ):
+        Posting.objects.create(entry=entry, ledger_account=la, asset="USD", amount=D("1"))
     assert not Posting.objects.filter(entry=entry).exists()
+
+
+def test_one_statement_of_many_entries_is_refused_for_one_unbalanced_entry() -> None:
+    account = _funded("10")
+    settled = LedgerAccount.objects.get(account=account, kind="cash_settled")
+    clearing, _ = LedgerAccount.objects.get_or_create(account=None, kind="clearing", asset="USD")
+    entries = [
+        JournalEntry.objects.create(
+            source_type="test",
+            source_id=f"many-{i}",
+            entry_type="JNLC",
+            effective_date=date(2026, 1, 2),
+            occurred_at=WED_1125,
+        )
+        for i in range(3)
+    ]
+    legs = ("entry_id", "ledger_account_id", "asset", "amount")
+    balanced = [
+        (e.pk, la.pk, "USD", amount)
+        for e in entries
+        for la, amount in ((settled, D("-1")), (clearing, D("1")))
+    ]
+    before = Posting.objects.count()
+    with (
+        pytest.raises(IntegrityError, match=f"journal entry {entries[1].pk} does not balance"),
+        transaction.atomic(),
+    ):
+        copy_insert_values(Posting, legs, [*balanced, (entries[1].pk, clearing.pk, "USD", D("0.01"))])
+    assert Posting.objects.count() == before
+    with (
+        transaction.atomic()
+    ):  # the same statement without the stray posting passes (rolled back: no balances)
+        assert copy_insert_values(Posting, legs, balanced) == 6
+        transaction.set_rollback(True)
 
 
 @pytest.mark.parametrize(
