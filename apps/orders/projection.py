@@ -469,6 +469,9 @@ def _on_filled(envelope: events.EventEnvelope, p: dict[str, Any], order: Order) 
             price=price,
             filled_at=ts,
             liquidity=p.get("liquidity") or "",
+            # The order's progress for the FILL activity (fill or partial_fill), as the engine reports it.
+            cum_qty=Decimal(p["cum_qty"]) if p.get("cum_qty") is not None else None,
+            leaves_qty=Decimal(p["leaves_qty"]) if p.get("leaves_qty") is not None else None,
         )
     )
     if done:

@@ -46,10 +46,12 @@ def envelope_for(event: Event, timestamp: datetime | None = None) -> events.Even
 
 @pytest.fixture
 def md_redis(redis_client: Any) -> Iterator[Any]:
-    """The test Redis DB, empty at the start of each test (the breaker state is per process: reset it)."""
+    """The test Redis DB, empty at the start and at the end of each test (a cached price left behind would be
+    the "latest price" of a later test elsewhere); the breaker state is per process: reset it."""
     redis_client.flushdb()
     cache._breaker.cache_clear()
     yield redis_client
+    redis_client.flushdb()
     cache._breaker.cache_clear()
 
 

@@ -28,7 +28,8 @@ from apps.orders.models import Fill, Order, TradeUpdate
 from apps.orders.projection import FillIdConflict, engine_event_apply
 from apps.orders.types import OrderRequest
 from apps.settlement import selectors as settlement_selectors
-from apps.settlement.models import CashHold
+from apps.settlement.activities import activity_render
+from apps.settlement.models import CashHold, JournalEntry
 from engine import commands as ec
 from engine.engine import Engine
 from tests.orders.factories import asset_create, funded_account
@@ -161,6 +162,14 @@ def test_partial_then_full_fill_projects_fills_once(account: BrokerageAccount) -
     position = settlement_selectors.position(account, "AAPL")
     assert position is not None
     assert position.qty == Decimal("10")
+    # The FILL activities say which fill completed the order (Alpaca's type, leaves_qty, cum_qty, order_status).
+    fills_booked = JournalEntry.objects.filter(
+        entry_type=JournalEntry.EntryType.FILL, account=account
+    ).order_by("id")
+    assert [
+        (a["type"], a["qty"], a["leaves_qty"], a["cum_qty"], a["order_status"])
+        for a in map(activity_render, fills_booked)
+    ] == [("partial_fill", "4", "6", "4", "partially_filled"), ("fill", "6", "0", "10", "filled")]
     assert CashHold.objects.get(order_id=str(order.id)).remaining == Decimal("0")
 
     # Redelivery changes nothing: the inbox refuses it, and even a direct re-apply finds the fill id taken.
