@@ -16,11 +16,6 @@ from django.urls.resolvers import RoutePattern
 
 # Path parameters that name an object owned by one customer; the matrix fills them with user A's ids.
 OWNED_PARAMS: tuple[str, ...] = ("key_id", "order_id", "transfer_id", "symbol", "fill_id")
-# Owned parameters the fixture cannot yet give user A a real object for (the cell is skipped, with this reason;
-# tests/accounts/test_object_access.py still proves a foreign-looking id is a 404 there).
-NO_FIXTURE_YET: dict[str, str] = {
-    "fill_id": "a real fill needs the engine; tests/security has no fill fixture yet",
-}
 
 # Path parameters that are not object ids, with the reason the matrix does not try A's value for them.
 NON_OBJECT_PARAMS: dict[str, str] = {

@@ -17,16 +17,18 @@ import pytest
 from django.contrib import admin
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.accounts.models import ApiKey, User
 from apps.kyc.models import KycApplication, Transfer
 from apps.orders.models import Order
+from apps.settlement.models import JournalEntry
 from apps.settlement.selectors import cash_balances
-from apps.settlement.services import shares_deposit_post
+from apps.settlement.services import fill_settle_trade_date, shares_deposit_post
+from apps.settlement.types import FillData
 from security.dbstate import db_fingerprint, fingerprint_diff
 from security.matrix import (
-    NO_FIXTURE_YET,
     NON_OBJECT_PARAMS,
     OWNED_PARAMS,
     QUERY_OBJECT_ROUTES,
@@ -42,9 +44,12 @@ A_ONLY_SYMBOL = "MSFT"
 
 
 def _cells() -> list[Any]:
+    """Every verb of every route with an owned object parameter (a filter-only route has no A object to try:
+    ``test_b_typed_activities_never_show_a_fill`` covers the one there is)."""
     return [
         pytest.param(route, method, id=f"{method.upper()} {route.route}")
         for route in object_routes()
+        if any(name not in NON_OBJECT_PARAMS for _, name in route.params)
         for method in route.methods
     ]
 
@@ -70,11 +75,29 @@ def _a_ids(world: World) -> dict[str, str]:
             cost_basis=Decimal("300"),
             transfer_id=f"sec-{uuid.uuid4()}",
         )
+        # A real fill of A's (its confirmation is an owned document): a sale of one of those shares.
+        fill_settle_trade_date(
+            fill=FillData(
+                fill_id=f"sec-fill-{uuid.uuid4().hex[:12]}",
+                order_id=world.a.order_id,
+                account_id=str(world.a.account.pk),
+                symbol=A_ONLY_SYMBOL,
+                side="sell",
+                qty=Decimal("1"),
+                price=Decimal("101.25"),
+                filled_at=timezone.now(),
+                liquidity="taker",
+            )
+        )
+    fill_id = JournalEntry.objects.get(
+        account=world.a.account, entry_type=JournalEntry.EntryType.FILL
+    ).source_id
     return {
         "key_id": world.a.key.key_id,
         "order_id": world.a.order_id,
         "transfer_id": world.a.transfer_id,
         "symbol": A_ONLY_SYMBOL,
+        "fill_id": fill_id,
     }
 
 
@@ -96,8 +119,7 @@ def _call(client: APIClient, method: str, url: str, body: dict[str, Any] | None)
 def test_b_with_a_ids_is_404_and_changes_nothing(world: World, route: Route, method: str) -> None:
     ids = _a_ids(world)
     url = _url(route, ids)
-    if url is None:
-        pytest.skip(f"non-object parameter or no fixture: {NON_OBJECT_PARAMS} {NO_FIXTURE_YET}")
+    assert url is not None, f"no id of A's for {route.route}: give the fixture one"
     if "get" in route.methods:
         assert world.a.client.get(url).status_code == 200, "A must reach A's own object"
     before = db_fingerprint()
@@ -107,6 +129,16 @@ def test_b_with_a_ids_is_404_and_changes_nothing(world: World, route: Route, met
     assert response.status_code == 404, (method, url, response.content)
     assert isinstance(response.json()["code"], int)
     assert fingerprint_diff(before, db_fingerprint()) == []
+
+
+def test_b_typed_activities_never_show_a_fill(world: World) -> None:
+    ids = _a_ids(world)
+    a_feed = world.a.client.get("/v2/account/activities/FILL")
+    assert a_feed.status_code == 200
+    assert [a["order_id"] for a in a_feed.json()] == [world.a.order_id]  # A sees A's fill
+    b_feed = world.b.client.get("/v2/account/activities/FILL")
+    assert (b_feed.status_code, b_feed.json()) == (200, [])
+    assert ids["fill_id"] not in b_feed.content.decode()
 
 
 @pytest.mark.parametrize(("path", "param"), list(QUERY_OBJECT_ROUTES.items()))
