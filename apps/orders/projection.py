@@ -166,15 +166,7 @@ class _Chunk:
         key = (fill.order_id, fill.qty, fill.price)
         known = self.fill_ids.get(fill.fill_id)
         if known is not None:
-            if known != key:
-                logger.error(
-                    "fill id conflict",
-                    extra={
-                        "fill_id": fill.fill_id,
-                        "stored": [str(v) for v in known],
-                        "event": [str(v) for v in key],
-                    },
-                )
+            if known != key:  # the consumer logs each retry and the dead letter with this message
                 raise FillIdConflict(
                     f"fill {fill.fill_id} is stored for order {known[0]} ({known[1]} @ {known[2]}), "
                     f"the event names order {key[0]} ({key[1]} @ {key[2]})"
