@@ -199,9 +199,10 @@ def topic_id(logical: str, *, timeout: float = 30.0) -> str:
         .result()
         .topic_id
     )
-    raw = (uid.get_most_significant_bits() % (1 << 64)).to_bytes(8, "big") + (
-        uid.get_least_significant_bits() % (1 << 64)
-    ).to_bytes(8, "big")
+    raw = b"".join(
+        half.to_bytes(8, "big", signed=True)  # the client gives the two halves as signed 64-bit ints
+        for half in (uid.get_most_significant_bits(), uid.get_least_significant_bits())
+    )
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
