@@ -7,6 +7,7 @@ Publishing is the relay's job (``apps.core.relay``); nothing here talks to Kafka
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,15 +43,19 @@ def aggregate_next_sequence(*, aggregate_type: str, aggregate_id: str) -> int:
     return int(row[0])
 
 
-_FIRST_EVENT_SQL = """
-    WITH seq AS (
+@functools.cache
+def _first_event_sql(aggregate_insert: str | None = None) -> str:
+    """The sequence row and the first event in one statement, after the aggregate's own INSERT when given."""
+    lead = "" if aggregate_insert is None else f"aggregate AS ({aggregate_insert}), "
+    return f"""
+    WITH {lead}seq AS (
         INSERT INTO core_aggregatesequence (aggregate_type, aggregate_id, last_sequence) VALUES (%s, %s, 1)
     )
     INSERT INTO core_storedevent
         (event_id, event_type, event_version, aggregate_type, aggregate_id, sequence, occurred_at,
          correlation_id, causation_id, topic, key, body, published_at, publish_attempts)
     VALUES (%s, %s, %s, %s, %s, 1, %s, %s, %s, %s, %s, %s, NULL, 0)
-"""
+"""  # noqa: S608 (``aggregate_insert`` is built from model meta: apps.core.sql.insert_statement)
 
 
 def event_record(
@@ -67,12 +72,16 @@ def event_record(
     occurred_at: datetime | None = None,
     event_id: uuid.UUID | None = None,
     first_of_aggregate: bool = False,
+    aggregate_insert: tuple[str, Sequence[Any]] | None = None,
 ) -> events.EventEnvelope:
     """Append an event to the store/outbox within the caller's transaction and return its envelope.
 
     ``first_of_aggregate=True`` (the aggregate was created in this transaction, e.g. a new order): its sequence
     is 1, and the sequence row and the event are written in ONE statement. Should the aggregate exist after all,
     the sequence row's primary key refuses the insert (IntegrityError), so a wrong claim cannot fork a sequence.
+    ``aggregate_insert`` (with ``first_of_aggregate``): the aggregate's own ``INSERT`` (statement, values;
+    ``apps.core.sql.insert_statement``), run in that same statement, so a new aggregate and its first event
+    cost one round trip; a constraint of either raises the statement's ``IntegrityError``.
     """
     if not transaction.get_connection().in_atomic_block:
         raise NotInTransaction("event_record must run inside the business transaction")
@@ -92,11 +101,14 @@ def event_record(
         occurred_at=occurred_at,
         event_id=event_id,
     )
+    if aggregate_insert is not None and not first_of_aggregate:
+        raise ValueError("aggregate_insert is for the first event of a new aggregate")
     if first_of_aggregate:
         with connection.cursor() as cursor:
             cursor.execute(
-                _FIRST_EVENT_SQL,
+                _first_event_sql(None if aggregate_insert is None else aggregate_insert[0]),
                 [
+                    *(aggregate_insert[1] if aggregate_insert is not None else ()),
                     aggregate_type,
                     aggregate_id,
                     envelope.event_id,

@@ -73,10 +73,27 @@ def insert_one(obj: Model) -> None:
     sent, so only for models nothing listens to. The primary key must be set by the model (a UUID default):
     an auto key would need ``RETURNING``. A constraint violation raises Django's ``IntegrityError``.
     """
-    model = type(obj)
-    sql = _insert_sql(model)
     with connection.cursor() as cursor:
-        cursor.execute(sql, row_values(model, obj))
+        cursor.execute(*insert_statement(obj))
+    inserted(obj)
+
+
+def insert_statement(obj: Model) -> tuple[str, list[Any]]:
+    """``insert_one``'s statement and values, for a caller that runs them within a larger statement (as a CTE);
+    ``inserted(obj)`` once that statement succeeded."""
+    model = type(obj)
+    return _insert_sql(model), row_values(model, obj)
+
+
+def constraint_name(exc: BaseException) -> str | None:
+    """The name of the constraint a database error (Django's, wrapping psycopg's) reports as violated."""
+    diag = getattr(exc.__cause__, "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    return name if isinstance(name, str) else None
+
+
+def inserted(obj: Model) -> None:
+    """Mark ``obj`` saved, as ``save()`` does after its INSERT."""
     obj._state.adding = False
     obj._state.db = connection.alias
 

@@ -66,6 +66,10 @@ class Asset(models.Model):
         return self.symbol
 
 
+# The constraint whose violation means "client_order_id taken" (the submit answers it as a 422).
+CLIENT_ORDER_ID_UNIQUE = "orders_order_client_id_uniq"
+
+
 class Order(models.Model):
     """A customer order, shaped like Alpaca's ``Order``.
 
@@ -205,9 +209,7 @@ class Order(models.Model):
             models.Index(fields=["account", "symbol", "side", "status"], name="orders_order_acct_sym_side"),
         ]
         constraints = [
-            models.UniqueConstraint(
-                fields=["account", "client_order_id"], name="orders_order_client_id_uniq"
-            ),
+            models.UniqueConstraint(fields=["account", "client_order_id"], name=CLIENT_ORDER_ID_UNIQUE),
             models.CheckConstraint(
                 condition=Q(qty__isnull=True) | Q(qty__gt=0), name="orders_order_qty_positive"
             ),

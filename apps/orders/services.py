@@ -45,9 +45,16 @@ from apps.core.errors import NotCancelable, NotFound, ValidationError
 from apps.core.markettime import Phase
 from apps.core.markettime_config import market_calendar, market_clock
 from apps.core.outbox import event_record
-from apps.core.sql import insert_one, models_from_sql, select_list
+from apps.core.sql import (
+    constraint_name,
+    insert_one,
+    insert_statement,
+    inserted,
+    models_from_sql,
+    select_list,
+)
 from apps.orders import risk
-from apps.orders.models import Asset, Order
+from apps.orders.models import CLIENT_ORDER_ID_UNIQUE, Asset, Order
 from apps.orders.selectors import open_orders_crossable
 from apps.orders.types import OrderRequest, ReplaceRequest
 from engine import commands as ec
@@ -532,12 +539,17 @@ def _engine_command(order: Order, data: OrderRequest) -> ec.NewOrder:
     )
 
 
-def command_record(*, order: Order, event_type: str, command: ec.Command, new_order: bool = False) -> None:
+def command_record(
+    *, order: Order, event_type: str, command: ec.Command, new_order: bool = False, insert_order: bool = False
+) -> None:
     """The one place that writes an engine command to the outbox (payload shape = the engine contract).
 
     ``new_order``: the order row was inserted in this transaction, so this is its aggregate's first event.
+    ``insert_order`` (with ``new_order``): the order row is inserted by the same statement as its first event
+    (``event_record``'s ``aggregate_insert``; a constraint of either raises that statement's IntegrityError).
     """
     event_record(
+        aggregate_insert=insert_statement(order) if insert_order else None,
         topic=COMMANDS_TOPIC,
         key=order.symbol,
         event_type=event_type,
@@ -546,6 +558,8 @@ def command_record(*, order: Order, event_type: str, command: ec.Command, new_or
         payload={"command": msgspec.to_builtins(command), "account_id": str(order.account_id)},
         first_of_aggregate=new_order,
     )
+    if insert_order:
+        inserted(order)
 
 
 def _settlement() -> Any:
@@ -721,18 +735,25 @@ def order_submit(*, account: BrokerageAccount, data: OrderRequest, dry_run: bool
         # savepoint per block would be two round trips for nothing.
         with transaction.atomic(savepoint=dry_run):
             _reserve(order, data, worst, ref, cfg)
-            try:
-                with transaction.atomic(savepoint=False):
-                    insert_one(order)
-            except IntegrityError as exc:
-                raise ValidationError(
-                    "client_order_id must be unique",
-                    field="client_order_id",
-                    error="duplicate_client_order_id",
-                ) from exc
-            for leg in legs:
+            for leg in legs:  # their key to the order is checked at commit (deferred), like every foreign key
                 insert_one(leg)
-            command_record(order=order, event_type="orders.OrderSubmitted", command=command, new_order=True)
+            try:
+                with transaction.atomic(savepoint=False):  # the order row and its command: one statement
+                    command_record(
+                        order=order,
+                        event_type="orders.OrderSubmitted",
+                        command=command,
+                        new_order=True,
+                        insert_order=True,
+                    )
+            except IntegrityError as exc:
+                if constraint_name(exc) == CLIENT_ORDER_ID_UNIQUE:
+                    raise ValidationError(
+                        "client_order_id must be unique",
+                        field="client_order_id",
+                        error="duplicate_client_order_id",
+                    ) from exc
+                raise
             risk.rate_limit_check(account_id=str(account.id), now=now, consume=not dry_run, config=cfg)
             if dry_run:
                 raise _DryRun(order)

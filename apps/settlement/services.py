@@ -25,6 +25,7 @@ Margin accounts use the same cash rules for now (no margin lending).
 from __future__ import annotations
 
 import calendar
+import functools
 import json
 import uuid
 from collections import defaultdict
@@ -236,6 +237,10 @@ class _Leg:
     amount: Decimal
 
 
+class _LeadWroteNothing(Exception):
+    """``_entry_post``'s ``lead`` statement returned no row, so nothing at all was written."""
+
+
 def _entry_post(
     *,
     source_type: str,
@@ -247,12 +252,18 @@ def _entry_post(
     legs: Sequence[_Leg],
     description: str = "",
     details: dict[str, Any] | None = None,
+    lead: tuple[str, list[Any]] | None = None,
 ) -> JournalEntry:
     """Insert one balanced entry, its postings, and move the cached balances (rows must already be locked).
 
     One statement does all three (a round trip each, and one per posting, before). The balanced-entry trigger
     checks the entry at the end of that statement; a second entry for the same source fails on its unique
     constraint.
+
+    ``lead``: ``(cte, params)``, a data-modifying CTE named ``lead`` that runs first in the same statement; the
+    entry is written only for the rows it returns (one at most); when it returns none, nothing is written and
+    ``_LeadWroteNothing`` is raised (the hold's row and its entry in one round trip, ``_hold_write``). Needs
+    legs that move.
     """
     totals: dict[int, Decimal] = defaultdict(Decimal)
     rows: dict[int, LedgerAccount] = {}
@@ -273,14 +284,17 @@ def _entry_post(
         created_at=timezone.now(),
     )
     if not moves:  # nothing moves: the entry alone (kept for the activity record)
+        if lead is not None:
+            raise ValueError("an entry gated by a lead statement needs legs that move")
         entry.save(force_insert=True)
         return entry
     ids = [pk for pk, _ in moves]
     amounts = [amount for _, amount in moves]
     with connection.cursor() as cursor:
         cursor.execute(
-            _ENTRY_POST_SQL,
+            _entry_post_sql(None if lead is None else lead[0]),
             [
+                *(() if lead is None else lead[1]),
                 entry.activity_id,
                 source_type,
                 source_id,
@@ -299,6 +313,8 @@ def _entry_post(
             ],
         )
         result = cursor.fetchall()
+    if not result and lead is not None:
+        raise _LeadWroteNothing  # the lead statement wrote nothing, so neither did the entry
     assert len(result) == len(moves), "a posting's ledger row is missing"
     for entry_id, pk, balance in result:
         entry.pk = int(entry_id)
@@ -308,22 +324,40 @@ def _entry_post(
     return entry
 
 
-_ENTRY_POST_SQL = """
-    WITH entry AS (
-        INSERT INTO settlement_journalentry (activity_id, source_type, source_id, entry_type, account_id,
-            description, effective_date, occurred_at, created_at, details)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
-        RETURNING id
-    ), posted AS (
-        INSERT INTO settlement_posting (entry_id, ledger_account_id, asset, amount)
-        SELECT entry.id, u.id, u.asset, u.amount
-        FROM entry, unnest(%s::bigint[], %s::text[], %s::numeric[]) AS u(id, asset, amount)
+_ENTRY_COLUMNS = (
+    "activity_id, source_type, source_id, entry_type, account_id, description, effective_date, occurred_at, "
+    "created_at, details"
+)
+
+
+@functools.cache
+def _entry_post_sql(lead: str | None = None) -> str:
+    """The entry, its postings and the balance moves in one statement (``_entry_post``).
+
+    With ``lead`` (a data-modifying CTE run first): the entry is inserted once per row ``lead`` returns (none or
+    one), the postings follow the entry, and the balances move only when the entry was written.
+    """
+    if lead is None:
+        head = (
+            f"WITH entry AS (INSERT INTO settlement_journalentry ({_ENTRY_COLUMNS}) "  # noqa: S608 (constants)
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+        )
+    else:
+        head = (
+            f"WITH lead AS ({lead}), entry AS (INSERT INTO settlement_journalentry ({_ENTRY_COLUMNS}) "  # noqa: S608
+            "SELECT %s::uuid, %s::text, %s::text, %s::text, %s::uuid, %s::text, %s::date, %s::timestamptz, "
+            "%s::timestamptz, %s::jsonb FROM lead"
+        )
+    return (
+        f"{head} RETURNING id), "  # noqa: S608 (``lead`` is a constant of this module: _HOLD_INSERT_SQL)
+        "posted AS (INSERT INTO settlement_posting (entry_id, ledger_account_id, asset, amount) "
+        "SELECT entry.id, u.id, u.asset, u.amount "
+        "FROM entry, unnest(%s::bigint[], %s::text[], %s::numeric[]) AS u(id, asset, amount)) "
+        "UPDATE settlement_ledgeraccount l SET balance = l.balance + u.amount, updated_at = now() "
+        "FROM unnest(%s::bigint[], %s::numeric[]) AS u(id, amount), entry "
+        "WHERE l.id = u.id "
+        "RETURNING entry.id, l.id, l.balance"
     )
-    UPDATE settlement_ledgeraccount l SET balance = l.balance + u.amount, updated_at = now()
-    FROM unnest(%s::bigint[], %s::numeric[]) AS u(id, amount)
-    WHERE l.id = u.id
-    RETURNING (SELECT id FROM entry), l.id, l.balance
-"""
 
 
 def _cust(account_id: Any, kind: str, asset: str = CURRENCY) -> LedgerKey:
@@ -483,26 +517,26 @@ def _hold_write(*, account: BrokerageAccount, order_id: str, amount: Decimal) ->
         return insufficient_funds(amount=amount, settled=settled, unsettled=unsettled, restricted=restricted)
     from_settled = min(amount, settled)
     from_unsettled = amount - from_settled
-    with connection.cursor() as cursor:  # the row, or the existing one's order id conflicts: one statement
-        cursor.execute(_HOLD_INSERT_SQL, [order_id, account.pk, amount, amount, from_unsettled])
-        inserted = cursor.fetchone() is not None
-    if not inserted:
-        return _hold_existing(CashHold.objects.get(order_id=order_id), account, order_id, amount)
     now = timezone.now()
-    _entry_post(
-        source_type="hold",
-        source_id=order_id,
-        entry_type=EntryType.HOLD,
-        account=account,
-        effective_date=trade_date_of(now),
-        occurred_at=now,
-        details={"order_id": order_id, "amount": str(amount)},
-        legs=[
-            _Leg(rows[keys[0]], -from_settled),
-            _Leg(rows[keys[1]], -from_unsettled),
-            _Leg(rows[keys[2]], amount),
-        ],
-    )
+    # The hold row and its entry in one statement: when the order id already has a hold, neither is written.
+    try:
+        _entry_post(
+            lead=(_HOLD_INSERT_SQL, [order_id, account.pk, amount, amount, from_unsettled]),
+            source_type="hold",
+            source_id=order_id,
+            entry_type=EntryType.HOLD,
+            account=account,
+            effective_date=trade_date_of(now),
+            occurred_at=now,
+            details={"order_id": order_id, "amount": str(amount)},
+            legs=[
+                _Leg(rows[keys[0]], -from_settled),
+                _Leg(rows[keys[1]], -from_unsettled),
+                _Leg(rows[keys[2]], amount),
+            ],
+        )
+    except _LeadWroteNothing:
+        return _hold_existing(CashHold.objects.get(order_id=order_id), account, order_id, amount)
     return None
 
 

@@ -8,10 +8,21 @@ from typing import Any
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from apps.core.sql import insert_one, model_from_row, models_from_sql, select_list
-from apps.orders.models import Asset, Order
+from apps.core.models import AggregateSequence, StoredEvent
+from apps.core.outbox import event_record
+from apps.core.sql import (
+    constraint_name,
+    insert_one,
+    insert_statement,
+    inserted,
+    model_from_row,
+    models_from_sql,
+    select_list,
+)
+from apps.orders.models import CLIENT_ORDER_ID_UNIQUE, Asset, Order
 from apps.orders.services import order_new
 from apps.orders.types import OrderRequest
 from apps.settlement.models import JournalEntry, LedgerAccount
@@ -119,3 +130,49 @@ def test_insert_one_raises_djangos_integrity_error_and_refuses_an_auto_key() -> 
     assert Order.objects.filter(client_order_id="dup-1").count() == 1
     with pytest.raises(TypeError, match="JournalEntry"):
         insert_one(JournalEntry(description="x"))
+
+
+def _first_event(order: Order) -> None:
+    event_record(
+        topic="orders.commands",
+        key=order.symbol,
+        event_type="orders.OrderSubmitted",
+        aggregate_type="order",
+        aggregate_id=str(order.id),
+        payload={},
+        first_of_aggregate=True,
+        aggregate_insert=insert_statement(order),
+    )
+    inserted(order)
+
+
+def test_a_new_aggregate_and_its_first_event_are_one_statement_and_fail_together() -> None:
+    account = funded_account(Decimal("1000"))
+    asset = asset_create(symbol="INS3", reference_price=Decimal("12.3400"))
+    order, by_orm = _order(account, asset, "agg-1"), _order(account, asset, "orm-3")
+    by_orm.save(force_insert=True)
+    with CaptureQueriesContext(connection) as captured, transaction.atomic():
+        _first_event(order)
+    # The order row, the sequence row and the event: one round trip (the test's savepoint aside).
+    assert len([q for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]) == 1
+    assert not order._state.adding
+    differ = {"id", "client_order_id"}
+    stored = Order.objects.get(pk=order.pk)
+    assert [v for v in _fields(stored, Order) if v[0] not in differ] == [
+        v for v in _fields(Order.objects.get(pk=by_orm.pk), Order) if v[0] not in differ
+    ]
+    assert StoredEvent.objects.get(aggregate_id=str(order.id)).sequence == 1
+    # The order's constraint refuses the statement: neither its sequence row nor its event is written, and the
+    # error names the constraint (what the submit answers as a 422 duplicate_client_order_id).
+    twin = _order(account, asset, "agg-1")
+    with pytest.raises(IntegrityError) as caught, transaction.atomic():
+        _first_event(twin)
+    assert constraint_name(caught.value) == CLIENT_ORDER_ID_UNIQUE
+    assert not StoredEvent.objects.filter(aggregate_id=str(twin.id)).exists()
+    assert not AggregateSequence.objects.filter(aggregate_id=str(twin.id)).exists()
+    assert not Order.objects.filter(pk=twin.pk).exists()
+    with pytest.raises(ValueError, match="first event"), transaction.atomic():
+        event_record(
+            topic="t", key="k", event_type="t.X", aggregate_type="order", aggregate_id="x", payload={},
+            aggregate_insert=insert_statement(twin),
+        )  # fmt: skip

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from apps.accounts.models import BrokerageAccount
 from apps.core.copy import copy_insert_values
@@ -100,7 +101,12 @@ def test_hold_place_refuses_beyond_buying_power_with_details() -> None:
 
 def test_hold_place_is_idempotent_and_conflicts_on_a_different_amount() -> None:
     account = _funded("100")
-    services.hold_place(account=account, order_id="O1", amount=D("30"))
+    with CaptureQueriesContext(connection) as captured:
+        services.hold_place(account=account, order_id="O1", amount=D("30"))
+    # The hold row, its entry, the postings and the balances: one statement after the ledger rows' lock.
+    (written,) = [q["sql"] for q in captured.captured_queries if "settlement_cashhold" in q["sql"]]
+    assert "settlement_journalentry" in written
+    assert "settlement_posting" in written
     services.hold_place(account=account, order_id="O1", amount=D("30"))
     with pytest.raises(Conflict):
         services.hold_place(account=account, order_id="O1", amount=D("31"))
