@@ -50,6 +50,7 @@ from django.utils import timezone
 
 from apps.core import events, kafka
 from apps.core.models import InboxRecord
+from apps.core.sql import hot_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def inbox_apply_many(spec: ConsumerSpec, items: Sequence[tuple[events.EventEnvel
     if not items:
         return 0
     with transaction.atomic(durable=True):
-        with connection.cursor() as cursor:
+        with hot_cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {InboxRecord._meta.db_table} "  # noqa: S608 - table name from the model, not input
                 '(consumer, event_id, topic, partition, "offset", applied_at) '

@@ -29,6 +29,7 @@ from rest_framework.response import Response
 from apps.core.errors import BrokerageError, IdempotencyKeyInUse, IdempotencyKeyReused, ValidationError
 from apps.core.models import IdempotencyRecord
 from apps.core.renderers import dumps
+from apps.core.sql import hot_cursor
 from apps.core.transactions import transaction_retry
 
 HEADER = "Idempotency-Key"
@@ -99,7 +100,7 @@ def _claim(owner: str, key: str, request: Request, fingerprint: str) -> Idempote
     ]
     values += [now + CLAIM_TTL, now]
     for _attempt in range(3):
-        with connection.cursor() as cursor:
+        with hot_cursor() as cursor:
             cursor.execute(_CLAIM_SQL, values)
             row = cursor.fetchone()
         if row is not None:
@@ -169,7 +170,7 @@ def idempotent_execute(
         record.response_status = response.status_code
         record.response_body = dumps(response.data) if response.data is not None else None
         record.completed_at = timezone.now()
-        with connection.cursor() as cursor:  # record.save(update_fields=...) without building the statement
+        with hot_cursor() as cursor:  # record.save(update_fields=...) without building the statement
             cursor.execute(
                 _STORE_SQL,
                 [record.state, record.response_status, record.response_body, record.completed_at, record.pk],

@@ -30,7 +30,14 @@ from confluent_kafka import (
     TopicCollection,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 from django.conf import settings
 
 
@@ -147,16 +154,25 @@ def consume_ready(consumer: Consumer, max_messages: int, timeout: float) -> list
 
 
 def topics_ensure(specs: list[TopicSpec] | None = None, *, timeout: float = 30.0) -> dict[str, str]:
-    """Create every declared topic that does not exist yet. Returns {physical name: "created"|"exists"}."""
+    """Create every declared topic that does not exist yet, and set the declared configs of those that do (a
+    config added to the declaration later, e.g. the snapshots' ``max.message.bytes``, reaches existing
+    clusters). Returns {physical name: "created"|"exists"}."""
     specs = declared_topics() if specs is None else specs
     admin = admin_client()
     existing = set(admin.list_topics(timeout=timeout).topics)
     result: dict[str, str] = {}
     to_create: list[NewTopic] = []
+    to_alter: list[ConfigResource] = []
     for spec in specs:
         physical = topic_name(spec.name)
         if physical in existing:
             result[physical] = "exists"
+            if spec.config:
+                entries = [
+                    ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                    for k, v in spec.config.items()
+                ]
+                to_alter.append(ConfigResource(ResourceType.TOPIC, physical, incremental_configs=entries))
             continue
         to_create.append(
             NewTopic(physical, num_partitions=spec.partitions, replication_factor=-1, config=spec.config)
@@ -172,6 +188,9 @@ def topics_ensure(specs: list[TopicSpec] | None = None, *, timeout: float = 30.0
                     result[name] = "exists"
                 else:
                     raise
+    if to_alter:
+        for future in admin.incremental_alter_configs(to_alter, request_timeout=timeout).values():
+            future.result()
     return result
 
 

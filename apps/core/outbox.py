@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from apps.core import events
 from apps.core.copy import copy_insert
 from apps.core.models import StoredEvent
+from apps.core.sql import hot_cursor
 
 
 class NotInTransaction(RuntimeError):
@@ -27,7 +28,7 @@ class NotInTransaction(RuntimeError):
 
 def aggregate_next_sequence(*, aggregate_type: str, aggregate_id: str) -> int:
     """Allocate the next per-aggregate sequence number; the row stays locked until the caller commits."""
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(
             """
             INSERT INTO core_aggregatesequence (aggregate_type, aggregate_id, last_sequence)
@@ -104,7 +105,7 @@ def event_record(
     if aggregate_insert is not None and not first_of_aggregate:
         raise ValueError("aggregate_insert is for the first event of a new aggregate")
     if first_of_aggregate:
-        with connection.cursor() as cursor:
+        with hot_cursor() as cursor:
             cursor.execute(
                 _first_event_sql(None if aggregate_insert is None else aggregate_insert[0]),
                 [
@@ -156,7 +157,7 @@ def aggregate_sequences_allocate(*, aggregates: Sequence[tuple[str, str, int]]) 
     if not aggregates:
         return {}
     ordered = sorted(aggregates)
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(
             """
             INSERT INTO core_aggregatesequence (aggregate_type, aggregate_id, last_sequence)

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from apps.core import kafka
 from apps.core.models import StoredEvent
+from apps.core.sql import hot_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class PublishFailed(RuntimeError):
 def relay_publish_batch(producer: Producer, *, batch_size: int, flush_timeout: float = 30.0) -> int:
     """Publish one batch of unpublished events. Returns how many rows were published (0: idle or standby)."""
     with transaction.atomic(durable=True):
-        with connection.cursor() as cursor:
+        with hot_cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [RELAY_ADVISORY_LOCK_KEY])
             row = cursor.fetchone()
         if not row or not row[0]:

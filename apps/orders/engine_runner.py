@@ -20,9 +20,11 @@ Invariants:
 - Undecodable commands go to the dead-letter topic inside the same transaction and are skipped (never applied).
 - Nothing here reads a clock: ``occurred_at``/``filled_at`` of an output is the command's ``occurred_at``.
 - Liveness (``stall_timeout``): a process that makes no input progress for that long while input is waiting (or
-  the broker cannot say), or whose main loop is blocked in a call, logs ``engine stalled`` and exits with
+  the broker cannot say), or whose main loop is blocked in a call, or whose window commit has been in flight
+  past its broker calls' bounds (``COMMIT_STALL_S``), logs ``engine stalled`` and exits with
   ``STALL_EXIT_CODE`` so its supervisor restarts it; recovery above makes the restart exactly-once. (A broker
-  killed with -9 and restarted could leave the process alive but never progressing, orders left pending.)
+  killed with -9 and restarted could leave the process alive but never progressing, orders left pending: once
+  with its input unreadable, once with every commit blocked while input was still applied.)
 """
 
 from __future__ import annotations
@@ -170,6 +172,35 @@ class Origin:
 
 # Exit status of a stalled process (EX_SOFTWARE): distinct from a crash's traceback exit 1.
 STALL_EXIT_CODE = 70
+# Bound (s) of each transactional broker call of a window's commit (``send_offsets_to_transaction``, then
+# ``commit_transaction``): a commit still in flight after both bounds and a margin did not honour them (seen:
+# every commit worker blocked in ``send_offsets_to_transaction`` for minutes after the broker was killed and
+# restarted, while the main loop went on applying input into held records), so the process is stalled.
+TXN_TIMEOUT_S = 30.0
+# The largest snapshot record (bytes, before compression): the ``max.message.bytes`` of ``engine.snapshots``
+# (config/kafka/topics.toml). A snapshot takes about 165 bytes per live order, so Kafka's 1 MB default stopped
+# at about 6,000 resting orders per partition, and the refused produce crashed the engine at every restart. A
+# larger snapshot is not written (an error is logged): recovery then replays from the previous one, slower but
+# without stopping the partition.
+SNAPSHOT_MAX_BYTES = 64 * 1024 * 1024
+COMMIT_STALL_S = 2 * TXN_TIMEOUT_S + 5
+
+
+def stall_reason(
+    *, now: float, progress_at: float, commits_started: Iterable[float], stall_timeout: float
+) -> str | None:
+    """Why the process counts as stalled (the watchdog exits for a restart), or None.
+
+    No input progress for ``stall_timeout`` s while input waits, or a window's commit in flight for longer than
+    ``COMMIT_STALL_S`` (its broker calls' own bounds passed): input still moving does not hide a stuck commit.
+    """
+    if now - progress_at > stall_timeout:
+        return f"no input progress for {now - progress_at:.1f} s"
+    oldest = min(commits_started, default=now)
+    if now - oldest > COMMIT_STALL_S:
+        return f"a commit in flight for {now - oldest:.1f} s"
+    return None
+
 
 _snapshot_encoder = msgspec.msgpack.Encoder()
 _snapshot_decoder = msgspec.msgpack.Decoder(SnapshotRecord)
@@ -566,6 +597,7 @@ class PartitionState:
     txn_open: bool = False  # begin_transaction called and the window's records produced into it
     held: list[Record] = field(default_factory=list)  # window records waiting for the commit in flight
     committing: Future[int | None] | None = None  # the previous window's commit (result: snapshot seq)
+    commit_started: float | None = None  # start of the commit in flight (async or exit): the watchdog's bound
 
 
 @dataclass(slots=True)
@@ -608,6 +640,7 @@ class EngineRunner:
         poll_timeout: float = 0.2,
         snapshot_on_exit: bool = True,
         stall_timeout: float | None = None,
+        snapshot_max_bytes: int = SNAPSHOT_MAX_BYTES,
     ) -> None:
         self.partitions = sorted(set(partitions))
         if not self.partitions:
@@ -622,9 +655,11 @@ class EngineRunner:
         self.poll_timeout = poll_timeout
         self.snapshot_on_exit = snapshot_on_exit
         self.stall_timeout = stall_timeout
+        self.snapshot_max_bytes = snapshot_max_bytes
         self._progress_at = time.monotonic()  # last time the input moved or was known to be fully consumed
         self._progress_positions: dict[int, int] = {}
         self.stopping = threading.Event()
+        self._finished = threading.Event()  # shutdown done: the watchdog's end (it also bounds the shutdown)
         self.states: dict[int, PartitionState] = {}
         self.stats = RunStats()
         self._consumer: Consumer | None = None
@@ -658,7 +693,14 @@ class EngineRunner:
         assignment: list[TopicPartition] = []
         for p in self.partitions:
             # linger 5 ms: records produced during matching leave in larger requests; a commit flushes them.
-            producer = kafka.producer_create(**{"transactional.id": self.transactional_id(p), "linger.ms": 5})
+            producer = kafka.producer_create(
+                **{
+                    "transactional.id": self.transactional_id(p),
+                    "linger.ms": 5,
+                    # Room for the largest snapshot (the local size check counts it uncompressed).
+                    "message.max.bytes": SNAPSHOT_MAX_BYTES + 1024 * 1024,
+                }
+            )
             producer.init_transactions(30)
             state = self._recover(p, producer)
             self.states[p] = state
@@ -739,12 +781,21 @@ class EngineRunner:
     def _watchdog(self) -> None:
         """Exit the process when the main loop has shown no progress for ``stall_timeout`` s (any cause)."""
         assert self.stall_timeout is not None
-        while not self.stopping.wait(min(1.0, self.stall_timeout / 4)):
-            stalled = time.monotonic() - self._progress_at
-            if stalled > self.stall_timeout:
+        while not self._finished.wait(min(1.0, self.stall_timeout / 4)):
+            now = time.monotonic()
+            reason = stall_reason(
+                now=now,
+                # Once stopping, input is no longer read; the shutdown's commits stay bounded.
+                progress_at=now if self.stopping.is_set() else self._progress_at,
+                commits_started=[
+                    started for s in list(self.states.values()) if (started := s.commit_started) is not None
+                ],
+                stall_timeout=self.stall_timeout,
+            )
+            if reason is not None:
                 logger.critical(
-                    "engine stalled: no input progress, exiting for a restart",
-                    extra={"partitions": self.partitions, "stalled_s": round(stalled, 1)},
+                    "engine stalled, exiting for a restart",
+                    extra={"partitions": self.partitions, "reason": reason},
                 )
                 for handler in logging.getLogger().handlers:
                     handler.flush()
@@ -769,6 +820,7 @@ class EngineRunner:
 
     def _run(self, *, idle_timeout: float | None, until_caught_up: bool) -> RunStats:
         started = time.monotonic()
+        self._finished.clear()
         if self.stall_timeout is not None:
             self._progress_at = started
             threading.Thread(target=self._watchdog, name="engine-watchdog", daemon=True).start()
@@ -838,7 +890,15 @@ class EngineRunner:
         producer (aborted by the next owner's ``init_transactions``), so a restart replays them.
         """
         if self._consumer is None:
+            self._finished.set()
             return
+        try:
+            self._shutdown(drain=drain)
+        finally:
+            self._finished.set()
+
+    def _shutdown(self, *, drain: bool) -> None:
+        assert self._consumer is not None
         for state in list(self.states.values()):
             try:
                 if drain:
@@ -935,12 +995,13 @@ class EngineRunner:
         snapshot_seq: int | None = None
         if state.since_snapshot >= self.snapshot_every:
             # The engine stands exactly at the window's end here: later input is applied only after this.
-            self._produce_snapshot(state)
-            snapshot_seq = state.engine.last_seq
+            if self._produce_snapshot(state):
+                snapshot_seq = state.engine.last_seq
             state.since_snapshot = 0
         position = max(state.position, state.resume_at)
         commands, outputs = state.window, state.window_outputs
         state.window, state.window_outputs = 0, 0
+        state.commit_started = time.monotonic()
         state.committing = self._pool.submit(
             self._commit_window, state, position, snapshot_seq, commands, outputs
         )
@@ -951,9 +1012,11 @@ class EngineRunner:
         """(Worker thread) send the window's end offset and commit; the window's records are produced."""
         producer = state.producer
         producer.send_offsets_to_transaction(
-            [TopicPartition(self._commands_physical, state.partition, position)], self._group_metadata, 30
+            [TopicPartition(self._commands_physical, state.partition, position)],
+            self._group_metadata,
+            TXN_TIMEOUT_S,
         )
-        producer.commit_transaction(30)
+        producer.commit_transaction(TXN_TIMEOUT_S)
         state.txn_open = False
         with self._stats_lock:  # commits of several partitions finish concurrently
             self.stats.transactions += 1
@@ -972,6 +1035,7 @@ class EngineRunner:
                 futures_wait([future])
                 self.stats.commit_wait_seconds += time.monotonic() - waited
             state.committing = None
+            state.commit_started = None
             try:
                 snapshot_seq = future.result()
             except KafkaException as exc:
@@ -988,29 +1052,44 @@ class EngineRunner:
                     self._produce(state.producer, record)
                 state.held.clear()
 
-    def _produce_snapshot(self, state: PartitionState) -> None:
+    def _produce_snapshot(self, state: PartitionState) -> bool:
+        """Produce the partition's snapshot into the open transaction; False when it is too large to write."""
+        value = snapshot_encode(origin=state.origin, engine=state.engine)
+        if len(value) > self.snapshot_max_bytes:
+            logger.error(
+                "engine snapshot too large to write; recovery replays from the previous one",
+                extra={"partition": state.partition, "bytes": len(value), "limit": self.snapshot_max_bytes},
+            )
+            return False
         state.producer.produce(
             self._physical[self.topics.snapshots],
             key=snapshot_key(state.partition).encode(),
-            value=snapshot_encode(origin=state.origin, engine=state.engine),
+            value=value,
             partition=state.partition,
         )
+        return True
 
     def _transaction(self, state: PartitionState, records: list[Record], *, snapshot: bool) -> None:
         """One synchronous transaction (the exit snapshot): records, optional snapshot, offsets."""
         assert state.committing is None
         assert not state.txn_open
-        producer = state.producer
-        producer.begin_transaction()
-        for record in records:
-            self._produce(producer, record)
-        if snapshot:
-            self._produce_snapshot(state)
-        position = max(state.position, state.resume_at)
-        producer.send_offsets_to_transaction(
-            [TopicPartition(self._commands_physical, state.partition, position)], self._group_metadata, 30
-        )
-        producer.commit_transaction(30)
+        state.commit_started = time.monotonic()
+        try:
+            producer = state.producer
+            producer.begin_transaction()
+            for record in records:
+                self._produce(producer, record)
+            if snapshot:
+                snapshot = self._produce_snapshot(state)
+            position = max(state.position, state.resume_at)
+            producer.send_offsets_to_transaction(
+                [TopicPartition(self._commands_physical, state.partition, position)],
+                self._group_metadata,
+                TXN_TIMEOUT_S,
+            )
+            producer.commit_transaction(TXN_TIMEOUT_S)
+        finally:
+            state.commit_started = None
         if snapshot:
             state.since_snapshot = 0
             state.snapshot_seq = state.engine.last_seq

@@ -54,6 +54,7 @@ from apps.core.copy import copy_insert
 from apps.core.errors import NotFound
 from apps.core.fields import format_decimal
 from apps.core.outbox import aggregate_sequences_allocate
+from apps.core.sql import hot_cursor
 from apps.orders.models import Fill, Order, TradeUpdate
 from apps.orders.presenters import order_json
 from apps.orders.risk import WIDE
@@ -263,7 +264,7 @@ def _orders_update(orders: Sequence[Order], fields: Sequence[str]) -> None:
         params += [f.get_db_prep_save(getattr(order, f.attname), connection) for f in model_fields]
     names = ", ".join(f'"{c}"' for c in ["id", *columns])
     assignments = ", ".join(f'"{c}" = v."{c}"' for c in columns)
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(
             f'UPDATE "{Order._meta.db_table}" AS o SET {assignments} '  # noqa: S608 - names from the model
             f"FROM (VALUES {', '.join([row] * len(orders))}) AS v({names}) WHERE o.id = v.id",

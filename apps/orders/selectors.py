@@ -8,11 +8,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet
 
 from apps.accounts.models import BrokerageAccount
 from apps.core.errors import NotFound
+from apps.core.sql import hot_cursor
 from apps.orders.models import Asset, Order
 
 MAX_LIST_LIMIT = 500
@@ -176,6 +176,6 @@ def open_orders_crossable(
         sql, values = OPEN_CROSSABLE_ONE_SQL, [symbols[0], sides[0]]
     else:
         sql, values = OPEN_CROSSABLE_MANY_SQL, [list(symbols), list(sides)]
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(sql, [account_id, *values, list(Order.OPEN), Order.OrderClass.OCO])
         return [RestingOrder(*row) for row in cursor.fetchall()]

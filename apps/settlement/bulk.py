@@ -43,7 +43,7 @@ from django.utils import timezone
 from apps.accounts.models import BrokerageAccount
 from apps.core.copy import copy_insert_values
 from apps.core.errors import BusinessRuleViolation, NotFound, ValidationError
-from apps.core.sql import select_list
+from apps.core.sql import hot_cursor, select_list
 from apps.settlement.models import (
     CURRENCY,
     CashHold,
@@ -658,7 +658,7 @@ def _rows_update(table: str, columns: dict[str, str], rows: Sequence[tuple[Any, 
     types = ["bigint", *columns.values()]
     sets = ", ".join(f"{c} = u.{c}" for c in columns)
     arrays = ", ".join(f"%s::{t}[]" for t in types)
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} AS t SET {sets} FROM unnest({arrays}) AS u({', '.join(names)}) "  # noqa: S608
             "WHERE t.id = u.id",
@@ -750,7 +750,7 @@ def _balances_move_once(rows: Iterable[LedgerAccount], totals: dict[int, Decimal
     if not moves:
         return
     by_pk = {r.pk: r for r in rows}
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(
             "UPDATE settlement_ledgeraccount AS l SET balance = l.balance + u.d, updated_at = now() "
             "FROM unnest(%s::bigint[], %s::numeric[]) AS u(id, d) WHERE l.id = u.id "

@@ -53,7 +53,7 @@ from apps.core.errors import (
 from apps.core.markettime import NEW_YORK, XNYSCalendar
 from apps.core.money import CENT, MONEY_QUANTUM, QTY_DECIMAL_PLACES
 from apps.core.outbox import event_record
-from apps.core.sql import models_from_sql, select_list
+from apps.core.sql import hot_cursor, models_from_sql, select_list
 from apps.settlement import lots
 from apps.settlement.models import (
     CURRENCY,
@@ -201,7 +201,7 @@ def _ledger_ids(keys: Sequence[LedgerKey]) -> dict[tuple[str | None, str, str], 
     """Primary keys of the existing ledger rows of ``keys`` (no lock), by normalised key."""
     cust = [_key_norm(k) for k in keys if k[0] is not None]
     house = [k for k in keys if k[0] is None]
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(
             _LEDGER_IDS_SQL,
             [
@@ -290,7 +290,7 @@ def _entry_post(
         return entry
     ids = [pk for pk, _ in moves]
     amounts = [amount for _, amount in moves]
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(
             _entry_post_sql(None if lead is None else lead[0]),
             [

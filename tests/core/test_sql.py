@@ -176,3 +176,42 @@ def test_a_new_aggregate_and_its_first_event_are_one_statement_and_fail_together
             topic="t", key="k", event_type="t.X", aggregate_type="order", aggregate_id="x", payload={},
             aggregate_insert=insert_statement(twin),
         )  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)  # closes the connection: not inside the test's transaction
+def test_hot_cursor_is_reused_yet_keeps_djangos_checks_and_logging() -> None:
+    from apps.core.sql import hot_cursor
+
+    with hot_cursor() as first:
+        first.execute("SELECT 1")
+        assert first.fetchone() == (1,)
+    with hot_cursor() as second:
+        second.execute("SELECT 2")
+        assert second.fetchone() == (2,)
+    assert second is first  # one cursor for the thread's connection
+    # Execute wrappers see its statements; errors are Django's.
+    seen: list[str] = []
+
+    def spy(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    account = funded_account(Decimal("1000"))
+    asset = asset_create(symbol="INS4", reference_price=Decimal("12.3400"))
+    insert_one(_order(account, asset, "hot-1"))
+    with connection.execute_wrapper(spy), pytest.raises(IntegrityError), transaction.atomic():
+        insert_one(_order(account, asset, "hot-1"))
+    (insert,) = [sql for sql in seen if "SAVEPOINT" not in sql]
+    assert insert.startswith('INSERT INTO "orders_order"')
+    # While queries are logged, every statement gets a fresh cursor, so the log misses none.
+    with CaptureQueriesContext(connection) as captured, hot_cursor() as logged:
+        logged.execute("SELECT 3")
+        logged.fetchall()
+    assert logged is not first
+    assert [q["sql"] for q in captured.captured_queries] == ["SELECT 3"]
+    # After a reconnect the cursor is made again on the new connection.
+    connection.close()
+    with hot_cursor() as again:
+        again.execute("SELECT 4")
+        assert again.fetchone() == (4,)
+    assert again is not first

@@ -364,3 +364,55 @@ def test_two_processes_split_partitions_and_sigterm_leaves_snapshots(fresh_topic
         assert snap.state_hash == reference.engines[p].state_hash()
     assert committed(topics.commands, group, list(range(4))) == ends
     assert kafka.topic_name(topics.commands).startswith(settings.KAFKA["TOPIC_PREFIX"])
+
+
+def test_a_snapshot_beyond_kafkas_default_message_size_is_written_and_restored(fresh_topic: Any) -> None:
+    # About 165 bytes per live order: beyond about 6,000 resting orders a snapshot was over Kafka's 1 MB
+    # default, which the producer refused and the engine then crashed on at every restart. The producer's limit
+    # and the declared topic config carry it (the broker checks the compressed batch: 20,000 random ids make
+    # it over 1 MB); declaring the config on the existing topic exercises the update of ``topics_ensure``.
+    topics = make_topics(fresh_topic, partitions=1)
+    declared = kafka.declared_topic("engine.snapshots").config
+    assert kafka.topics_ensure([kafka.TopicSpec(name=topics.snapshots, partitions=1, config=declared)]) == {
+        kafka.topic_name(topics.snapshots): "exists"
+    }
+    group = _group()
+    n = 20_000
+    cmds = [  # random ids as the platform's (UUIDs), so that even compressed the snapshot is over 1 MB
+        ("AAPL", _limit(str(uuid.uuid4()), str(uuid.uuid4()), "buy", 1, 1_000_000 - (i % 500) * 100))
+        for i in range(n)
+    ]
+    produce(topics.commands, _records(cmds, 1))  # type: ignore[arg-type]
+    runner = EngineRunner(partitions=[0], topics=topics, group=group, snapshot_every=n * 2)
+    runner.run(until_caught_up=True)  # the exit snapshot
+    snap = snapshot_load(topic=topics.snapshots, partition=0)
+    assert snap is not None
+    assert len(snap.engine) > 3_000_000
+    assert (snap.seq, snap.state_hash) == (n - 1, runner.states[0].engine.state_hash())
+    stats = EngineRunner(partitions=[0], topics=topics, group=group).run(until_caught_up=True)
+    assert stats.recoveries == {0: n - 1}
+
+
+def test_a_snapshot_too_large_to_write_is_skipped_and_the_engine_goes_on(
+    fresh_topic: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    topics = make_topics(fresh_topic, partitions=1)
+    group = _group()
+    cmds = workload(seed=11, n=30, symbols=["AAPL"])
+    delivered = produce(topics.commands, _records(cmds, 1))
+    runner = EngineRunner(
+        partitions=[0], topics=topics, group=group, snapshot_every=5, snapshot_max_bytes=200
+    )
+    stats = runner.run(until_caught_up=True)
+    assert stats.snapshots == 0
+    assert committed(topics.commands, group, [0]) == {0: 30}
+    assert snapshot_load(topic=topics.snapshots, partition=0) is None
+    assert "engine snapshot too large to write" in caplog.text
+    reference = twin(delivered, topics)
+    assert by_key(read_all(topics.events)) == reference.events_by_key
+    # A restart finds no snapshot: it rebuilds from the first command, publishing nothing twice.
+    again = EngineRunner(partitions=[0], topics=topics, group=group, snapshot_on_exit=False)
+    stats = again.run(until_caught_up=True)
+    assert (stats.recoveries, stats.suppressed) == ({0: None}, 30)
+    assert again.states[0].engine.state_hash() == reference.engines[0].state_hash()
+    assert by_key(read_all(topics.events)) == reference.events_by_key

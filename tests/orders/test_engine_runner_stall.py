@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from apps.core import kafka
-from apps.orders.engine_runner import STALL_EXIT_CODE
+from apps.orders.engine_runner import COMMIT_STALL_S, STALL_EXIT_CODE, stall_reason
 from tests.orders.engine_kafka_helpers import (
     by_key,
     committed,
@@ -57,7 +57,8 @@ def test_engine_exits_when_input_progress_cannot_be_shown(fresh_topic: Any) -> N
             proc.kill()
     stderr = proc.stderr.read() if proc.stderr is not None else b""
     assert returncode == STALL_EXIT_CODE, stderr.decode()[-3000:]
-    assert b"engine stalled: no input progress, exiting for a restart" in stderr
+    assert b"engine stalled, exiting for a restart" in stderr
+    assert b"no input progress for" in stderr
 
     reference = twin(delivered, topics, incarnation=incarnation)  # everything before the outage: exactly once
     output = read_all(topics.events)
@@ -68,3 +69,21 @@ def test_engine_exits_when_input_progress_cannot_be_shown(fresh_topic: Any) -> N
         {0: 40},
         {0: -1001},
     )  # -1001: topic gone with its offsets
+
+
+def test_stall_reason_counts_a_stuck_commit_even_while_input_moves() -> None:
+    # Seen against a broker killed and restarted: every commit worker blocked in send_offsets_to_transaction for
+    # minutes while the main loop kept applying input, so input progress alone never showed the stall.
+    now = 1000.0
+    assert stall_reason(now=now, progress_at=now, commits_started=[], stall_timeout=60) is None
+    assert (
+        stall_reason(now=now, progress_at=now, commits_started=[now - COMMIT_STALL_S + 1], stall_timeout=60)
+        is None
+    )
+    reason = stall_reason(
+        now=now, progress_at=now - 1, commits_started=[now - 5, now - COMMIT_STALL_S - 1], stall_timeout=60
+    )
+    assert reason == f"a commit in flight for {COMMIT_STALL_S + 1:.1f} s"
+    assert stall_reason(now=now, progress_at=now - 61, commits_started=[], stall_timeout=60) == (
+        "no input progress for 61.0 s"
+    )
