@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
@@ -184,6 +185,55 @@ TXN_TIMEOUT_S = 30.0
 # without stopping the partition.
 SNAPSHOT_MAX_BYTES = 64 * 1024 * 1024
 COMMIT_STALL_S = 2 * TXN_TIMEOUT_S + 5
+
+
+# Offsets of a partition within which a command's event id repeating an earlier one marks a republished copy.
+DUPLICATE_WINDOW = 100_000
+
+
+class _EventIdOnly(msgspec.Struct):
+    event_id: uuid.UUID
+
+
+_event_id_only = msgspec.json.Decoder(_EventIdOnly)
+
+
+class CommandWindow:
+    """The event ids of a partition's recent commands: a command that repeats one is a republished copy.
+
+    The outbox relay publishes at least once (a relay that dies after producing and before stamping its rows
+    publishes them again), so a command can reach its partition twice under its one event id. The engine drops a
+    finished order, so the copy of a filled order's ``NewOrder`` was executed a second time (a chaos run: a
+    market sell of 2 filled twice, the counterparties' fills booked). A command whose event id is that of a
+    command in the previous ``size`` offsets of its partition is such a copy and is not applied. The rule reads
+    the partition's content only (every record with a readable event id, copies and undecodable commands
+    included), so the runner rebuilds the window at recovery by reading the ``size`` offsets before its start,
+    and the twin computes the same. A copy arriving more than ``size`` offsets later is not recognised.
+    """
+
+    __slots__ = ("_fifo", "_last", "size")
+
+    def __init__(self, size: int = DUPLICATE_WINDOW) -> None:
+        self.size = size
+        self._last: dict[int, int] = {}  # event id (as int) -> latest offset
+        self._fifo: deque[tuple[int, int]] = deque()
+
+    def repeats(self, offset: int, raw: bytes | None) -> bool:
+        """Record the record at ``offset`` (offsets in increasing order); True when it repeats a recent one."""
+        try:
+            event_id = _event_id_only.decode(raw or b"").event_id.int
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False
+        low = offset - self.size
+        fifo, last = self._fifo, self._last
+        while fifo and fifo[0][0] < low:
+            old_offset, old_id = fifo.popleft()
+            if last.get(old_id) == old_offset:
+                del last[old_id]
+        previous = last.get(event_id)
+        last[event_id] = offset
+        fifo.append((offset, event_id))
+        return previous is not None
 
 
 def stall_reason(
@@ -598,6 +648,7 @@ class PartitionState:
     held: list[Record] = field(default_factory=list)  # window records waiting for the commit in flight
     committing: Future[int | None] | None = None  # the previous window's commit (result: snapshot seq)
     commit_started: float | None = None  # start of the commit in flight (async or exit): the watchdog's bound
+    commands: CommandWindow = field(default_factory=CommandWindow)  # recent event ids: republished copies
 
 
 @dataclass(slots=True)
@@ -606,6 +657,7 @@ class RunStats:
     outputs: int = 0
     suppressed: int = 0
     dead_lettered: int = 0
+    duplicates: int = 0  # republished commands not applied again (``CommandWindow``)
     snapshots: int = 0
     transactions: int = 0
     startup_seconds: float = 0.0  # fencing, snapshot load and restore of every owned partition
@@ -641,6 +693,7 @@ class EngineRunner:
         snapshot_on_exit: bool = True,
         stall_timeout: float | None = None,
         snapshot_max_bytes: int = SNAPSHOT_MAX_BYTES,
+        duplicate_window: int = DUPLICATE_WINDOW,
     ) -> None:
         self.partitions = sorted(set(partitions))
         if not self.partitions:
@@ -656,6 +709,7 @@ class EngineRunner:
         self.snapshot_on_exit = snapshot_on_exit
         self.stall_timeout = stall_timeout
         self.snapshot_max_bytes = snapshot_max_bytes
+        self.duplicate_window = duplicate_window
         self._progress_at = time.monotonic()  # last time the input moved or was known to be fully consumed
         self._progress_positions: dict[int, int] = {}
         self.stopping = threading.Event()
@@ -757,7 +811,24 @@ class EngineRunner:
             position=position,
             restored_from=None if snap is None else snap.seq,
             snapshot_seq=-1 if snap is None else snap.seq,
+            commands=self._window_rebuild(p, position),
         )
+
+    def _window_rebuild(self, p: int, position: int) -> CommandWindow:
+        """The partition's ``CommandWindow`` as it stood before ``position``: its previous offsets read back."""
+        window = CommandWindow(self.duplicate_window)
+        first = max(position - window.size, 0)
+        if position > first:
+            for record in kafka.topic_read_to_end(
+                self.topics.commands,
+                partitions=[p],
+                start={p: first},
+                stop={p: position},
+                timeout=120,
+                group_prefix="engine-window",
+            ):
+                window.repeats(record.offset, record.value)
+        return window
 
     def run(
         self,
@@ -956,6 +1027,11 @@ class EngineRunner:
         state.position = offset + 1
         key = (msg.key() or b"").decode("utf-8", "replace")
         suppressed = offset < state.resume_at
+        if state.commands.repeats(offset, msg.value()):
+            self.stats.duplicates += 1
+            if not suppressed:
+                logger.warning("engine skipped a republished command", extra={"offset": offset, "key": key})
+            return []
         try:
             envelope, command = command_decode_fast(msg.value())
         except UndecodableCommand as exc:

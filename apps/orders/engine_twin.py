@@ -24,6 +24,7 @@ import msgspec
 
 from apps.core import kafka
 from apps.orders.engine_runner import (
+    CommandWindow,
     EngineTopics,
     Origin,
     SnapshotRecord,
@@ -48,6 +49,7 @@ class TwinComparison:
 
     commands: int = 0
     undecodable: int = 0
+    duplicates: int = 0  # republished commands, skipped as the runner skips them
     twin_events: int = 0
     live_events: int = 0
     missing: list[str] = field(default_factory=list)  # twin event ids not committed
@@ -69,7 +71,10 @@ class TwinComparison:
         return not (self.snapshot_missing or self.snapshot_mismatch)
 
     def events_detail(self) -> str:
-        head = f"{self.commands} commands ({self.undecodable} undecodable), twin {self.twin_events} events, "
+        head = (
+            f"{self.commands} commands ({self.undecodable} undecodable, {self.duplicates} republished), "
+            f"twin {self.twin_events} events, "
+        )
         head += f"committed {self.live_events}"
         parts = [
             f"{name} {len(ids)}: {ids[:3]}"
@@ -128,12 +133,16 @@ def engine_twin_compare(*, topics: EngineTopics | None = None, timeout: float = 
         if snap is None:
             result.snapshot_missing.append(partition)
         engine = Engine()  # as the runner starts a partition with no snapshot
+        window = CommandWindow()  # and skips a republished command as it does
         compared = snap is None
         for offset, key, value in commands:
             if snap is not None and not compared and offset > snap.seq:
                 _snapshot_compare(result, partition, engine, snap, incarnation)
                 compared = True
             result.commands += 1
+            if window.repeats(offset, value):
+                result.duplicates += 1
+                continue
             try:
                 envelope, command = command_decode_fast(value)
             except UndecodableCommand:

@@ -11,7 +11,14 @@ from typing import Any, Literal
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
 from apps.core import events, kafka
-from apps.orders.engine_runner import EngineTopics, Origin, command_decode, command_envelope, command_outputs
+from apps.orders.engine_runner import (
+    CommandWindow,
+    EngineTopics,
+    Origin,
+    command_decode,
+    command_envelope,
+    command_outputs,
+)
 from engine import CancelOrder, Engine, NewOrder
 from engine.commands import Command
 
@@ -136,8 +143,11 @@ def twin(delivered: list[Delivered], topics: EngineTopics, *, incarnation: str |
     events_by_key: dict[str, list[bytes]] = {}
     trades_by_key: dict[str, list[bytes]] = {}
     incarnation = incarnation or kafka.topic_id(topics.commands)
+    windows: dict[int, CommandWindow] = {}
     for d in delivered:
         engine = engines.setdefault(d.partition, Engine())
+        if windows.setdefault(d.partition, CommandWindow()).repeats(d.offset, d.value):
+            continue  # a republished copy: the runner skips it
         envelope, command = command_decode(d.value)
         produced = engine.apply(d.offset, command)
         for out in command_outputs(
