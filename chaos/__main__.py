@@ -34,7 +34,7 @@ def _args(argv: list[str] | None) -> ChaosConfig:
     return ChaosConfig(
         seed=a.seed, accounts=a.accounts, ops=a.ops, duration_s=a.duration, clients=a.clients, drain_s=a.drain,
         faults=not a.no_faults, network_faults=not (a.no_faults or a.no_network_faults),
-        topic_prefix=f"chaos{a.seed}t{int(time.time())}.",
+        keep_services=a.keep_services, topic_prefix=f"chaos{a.seed}t{int(time.time())}.",
     )  # fmt: skip
 
 
@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     (cfg.run_dir / f"summary-seed{cfg.seed}.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"{len(checks) - failed} passed, {failed} failed (seed {cfg.seed}; history {cfg.history_path})")
+    if not cfg.keep_services:  # the flag was parsed but never read: every run left its services running
+        close_old_connections()
+        services_sh(cfg, "all", "stop")
     return 1 if failed else 0
 
 

@@ -19,6 +19,7 @@ class ChaosConfig:
     drain_s: float = 180.0
     fault_interval_s: tuple[float, float] = (4.0, 10.0)
     faults: bool = True
+    keep_services: bool = False  # leave our PostgreSQL/Redis/Kafka running after the audit (to inspect them)
     # Network faults: the platform reaches its services through toxiproxy on these ports (chaos/netfaults.py).
     network_faults: bool = True
     toxiproxy_port: int = 18674
