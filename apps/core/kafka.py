@@ -256,10 +256,9 @@ def topic_read_to_end(
 ) -> Iterator[TopicRecord]:
     """Every committed record of ``topic`` (logical name) from its beginning up to its end when the read starts.
 
+    - ``partitions``: the partitions to read (default: all). Empty partitions are not assigned at all.
     - ``start``/``stop``: per partition, the first offset to read and the offset to stop before (instead of the
       beginning and the end); a partition whose range is empty is not read.
-
-    - ``partitions``: the partitions to read (default: all). Empty partitions are not assigned at all.
     - The end of a partition is its high watermark at the start or the consumer's end-of-partition (with
       ``read_committed`` that is the last stable offset), whichever comes first; records appended later are
       not yielded. Within a partition records come in offset order; partitions interleave as fetched.
@@ -283,18 +282,11 @@ def topic_read_to_end(
         ends: dict[int, int] = {}
         for p in wanted:
             _low, high = consumer.get_watermark_offsets(TopicPartition(physical, p), timeout=meta_timeout)
-            if stop is not None and p in stop:
-                high = min(high, stop[p])
-            first = start.get(p, 0) if start is not None else 0
-            if high > max(first, 0):
+            high = min(high, (stop or {}).get(p, high))
+            if high > (start or {}).get(p, 0):
                 ends[p] = high
         consumer.assign(
-            [
-                TopicPartition(
-                    physical, p, start[p] if start is not None and p in start else OFFSET_BEGINNING
-                )
-                for p in sorted(ends)
-            ]
+            [TopicPartition(physical, p, (start or {}).get(p, OFFSET_BEGINNING)) for p in sorted(ends)]
         )
         pending = set(ends)
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from types import TracebackType
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, NamedTuple, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -16,24 +15,6 @@ from django.db.models.fields import AutoFieldMixin
 from apps.core.copy import row_values
 
 M = TypeVar("M", bound=Model)
-
-
-class _HeldCursor:
-    """This thread's reused cursor for ``hot_cursor`` (the psycopg connection it belongs to, to notice a reconnect)."""
-
-    __slots__ = ("cursor", "raw")
-
-    def __init__(self, cursor: CursorWrapper, raw: object) -> None:
-        self.cursor = cursor
-        self.raw = raw
-
-    def __enter__(self) -> CursorWrapper:
-        return self.cursor
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None  # kept open for the next statement; it goes with its connection
 
 
 def hot_cursor() -> AbstractContextManager[CursorWrapper]:
@@ -54,13 +35,11 @@ def hot_cursor() -> AbstractContextManager[CursorWrapper]:
     db.close_if_health_check_failed()
     db.ensure_connection()
     db.validate_thread_sharing()
-    held: _HeldCursor | None = db.__dict__.get("_hot_cursor")
-    raw = db.connection
-    if held is None or held.raw is not raw or held.cursor.cursor.closed:
+    kept: CursorWrapper | None = db.__dict__.get("_hot_cursor")
+    if kept is None or kept.cursor.closed or kept.cursor.connection is not db.connection:  # a reconnect
         with db.wrap_database_errors:
-            held = _HeldCursor(db.make_cursor(db.create_cursor()), raw)
-        db.__dict__["_hot_cursor"] = held
-    return held
+            kept = db.__dict__["_hot_cursor"] = db.make_cursor(db.create_cursor())
+    return nullcontext(kept)  # kept open for the next statement; it goes with its connection
 
 
 def select_list(model: type[Model], alias: str = "") -> str:

@@ -198,6 +198,18 @@ class _EventIdOnly(msgspec.Struct):
 _event_id_only = msgspec.json.Decoder(_EventIdOnly)
 
 
+def command_event_id(raw: bytes | None) -> int | None:
+    """A command record's event id (as int), read alone; None when the record has none that is readable.
+
+    Equal to the decoded envelope's whenever the whole command decodes: the runner reads it this way only for a
+    record it cannot decode; recovery and the twin, which need nothing else of a record, always.
+    """
+    try:
+        return _event_id_only.decode(raw or b"").event_id.int
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
 class CommandWindow:
     """The event ids of a partition's recent commands: a command that repeats one is a republished copy.
 
@@ -218,11 +230,10 @@ class CommandWindow:
         self._last: dict[int, int] = {}  # event id (as int) -> latest offset
         self._fifo: deque[tuple[int, int]] = deque()
 
-    def repeats(self, offset: int, raw: bytes | None) -> bool:
-        """Record the record at ``offset`` (offsets in increasing order); True when it repeats a recent one."""
-        try:
-            event_id = _event_id_only.decode(raw or b"").event_id.int
-        except (msgspec.DecodeError, msgspec.ValidationError):
+    def repeats(self, offset: int, event_id: int | None) -> bool:
+        """Record the command at ``offset`` (offsets in increasing order; ``event_id`` as ``command_event_id``
+        reads it); True when it repeats a recent one."""
+        if event_id is None:
             return False
         low = offset - self.size
         fifo, last = self._fifo, self._last
@@ -827,7 +838,7 @@ class EngineRunner:
                 timeout=120,
                 group_prefix="engine-window",
             ):
-                window.repeats(record.offset, record.value)
+                window.repeats(record.offset, command_event_id(record.value))
         return window
 
     def run(
@@ -1027,19 +1038,27 @@ class EngineRunner:
         state.position = offset + 1
         key = (msg.key() or b"").decode("utf-8", "replace")
         suppressed = offset < state.resume_at
-        if state.commands.repeats(offset, msg.value()):
+        raw = msg.value()
+        undecodable: UndecodableCommand | None = None
+        event_id: int | None
+        try:
+            envelope, command = command_decode_fast(raw)
+            event_id = envelope.event_id.int  # decoded once: the window reads the same id
+        except UndecodableCommand as exc:
+            undecodable, event_id = exc, command_event_id(raw)
+        if state.commands.repeats(offset, event_id):
             self.stats.duplicates += 1
             if not suppressed:
                 logger.warning("engine skipped a republished command", extra={"offset": offset, "key": key})
             return []
-        try:
-            envelope, command = command_decode_fast(msg.value())
-        except UndecodableCommand as exc:
+        if undecodable is not None:
             if suppressed:
                 return []
             self.stats.dead_lettered += 1
-            logger.warning("engine dead-lettered a command", extra={"offset": offset, "error": str(exc)})
-            return [(self._physical[self.topics.dead_letters], key, msg.value() or b"")]
+            logger.warning(
+                "engine dead-lettered a command", extra={"offset": offset, "error": str(undecodable)}
+            )
+            return [(self._physical[self.topics.dead_letters], key, raw or b"")]
         produced = state.engine.apply(offset, command)
         state.since_snapshot += 1
         state.processed += 1

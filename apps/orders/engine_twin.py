@@ -30,6 +30,7 @@ from apps.orders.engine_runner import (
     SnapshotRecord,
     UndecodableCommand,
     command_decode_fast,
+    command_event_id,
     command_records,
     snapshot_load,
 )
@@ -140,7 +141,7 @@ def engine_twin_compare(*, topics: EngineTopics | None = None, timeout: float = 
                 _snapshot_compare(result, partition, engine, snap, incarnation)
                 compared = True
             result.commands += 1
-            if window.repeats(offset, value):
+            if window.repeats(offset, command_event_id(value)):
                 result.duplicates += 1
                 continue
             try:

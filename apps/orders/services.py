@@ -545,8 +545,8 @@ def command_record(
     """The one place that writes an engine command to the outbox (payload shape = the engine contract).
 
     ``new_order``: the order row was inserted in this transaction, so this is its aggregate's first event.
-    ``insert_order`` (with ``new_order``): the order row is inserted by the same statement as its first event
-    (``event_record``'s ``aggregate_insert``; a constraint of either raises that statement's IntegrityError).
+    ``insert_order``: the order row is new and inserted by the same statement as its first event (implies
+    ``new_order``; ``event_record``'s ``aggregate_insert``: a constraint of either raises that IntegrityError).
     """
     event_record(
         aggregate_insert=insert_statement(order) if insert_order else None,
@@ -556,7 +556,7 @@ def command_record(
         aggregate_type="order",
         aggregate_id=str(order.id),
         payload={"command": msgspec.to_builtins(command), "account_id": str(order.account_id)},
-        first_of_aggregate=new_order,
+        first_of_aggregate=new_order or insert_order,
     )
     if insert_order:
         inserted(order)
@@ -743,7 +743,6 @@ def order_submit(*, account: BrokerageAccount, data: OrderRequest, dry_run: bool
                         order=order,
                         event_type="orders.OrderSubmitted",
                         command=command,
-                        new_order=True,
                         insert_order=True,
                     )
             except IntegrityError as exc:

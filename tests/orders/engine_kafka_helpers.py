@@ -17,6 +17,7 @@ from apps.orders.engine_runner import (
     Origin,
     command_decode,
     command_envelope,
+    command_event_id,
     command_outputs,
 )
 from engine import CancelOrder, Engine, NewOrder
@@ -146,7 +147,7 @@ def twin(delivered: list[Delivered], topics: EngineTopics, *, incarnation: str |
     windows: dict[int, CommandWindow] = {}
     for d in delivered:
         engine = engines.setdefault(d.partition, Engine())
-        if windows.setdefault(d.partition, CommandWindow()).repeats(d.offset, d.value):
+        if windows.setdefault(d.partition, CommandWindow()).repeats(d.offset, command_event_id(d.value)):
             continue  # a republished copy: the runner skips it
         envelope, command = command_decode(d.value)
         produced = engine.apply(d.offset, command)

@@ -8,7 +8,7 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apps.orders.engine_runner import CommandWindow
+from apps.orders.engine_runner import CommandWindow, command_event_id
 
 
 def _raw(n: int) -> bytes:
@@ -23,12 +23,14 @@ def _raw(n: int) -> bytes:
 def test_a_rebuilt_window_decides_as_the_running_one(ids: list[int], size: int, restart: int) -> None:
     records = [_raw(i) for i in ids]
     running = CommandWindow(size)
-    expected = [running.repeats(offset, raw) for offset, raw in enumerate(records)]
+    expected = [running.repeats(offset, command_event_id(raw)) for offset, raw in enumerate(records)]
     restart = min(restart, len(records))
     rebuilt = CommandWindow(size)
     for offset in range(max(restart - size, 0), restart):  # what the runner reads back before its start
-        rebuilt.repeats(offset, records[offset])
-    assert [rebuilt.repeats(o, records[o]) for o in range(restart, len(records))] == expected[restart:]
+        rebuilt.repeats(offset, command_event_id(records[offset]))
+    assert [
+        rebuilt.repeats(o, command_event_id(records[o])) for o in range(restart, len(records))
+    ] == expected[restart:]
     # The rule itself: a repeat of an event id seen within the previous ``size`` offsets.
     assert expected == [
         any(ids[j] == ids[o] for j in range(max(o - size, 0), o)) for o in range(len(records))
@@ -37,7 +39,7 @@ def test_a_rebuilt_window_decides_as_the_running_one(ids: list[int], size: int, 
 
 def test_an_unreadable_record_is_never_a_repeat() -> None:
     window = CommandWindow(5)
-    assert not window.repeats(0, b"not json")
-    assert not window.repeats(1, None)
-    assert not window.repeats(2, _raw(1))
-    assert window.repeats(3, _raw(1))
+    assert not window.repeats(0, command_event_id(b"not json"))
+    assert not window.repeats(1, command_event_id(None))
+    assert not window.repeats(2, command_event_id(_raw(1)))
+    assert window.repeats(3, command_event_id(_raw(1)))
