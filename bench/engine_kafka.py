@@ -16,6 +16,9 @@ seeded workload (built once in ``prepare``; every measurement on throwaway topic
   still unanswered ``DRAIN_S`` after the last send counts with the latency at which the reader gave up).
   Both variants first send a warm-up of the workload's first commands and wait for their answers (the reader's
   fetch and the engine are running before the clock starts); warm-up commands are not measured.
+- group ``paced_low``: variant ``engine`` alone at ``LOW_RATE`` (2,000/s), far below capacity: the path's own
+  latency (transaction windows, commits, two hops) without queueing; with ``paced`` it gives the latency curve
+  (p99 against offered rate).
 
 Stand-alone usage (services running; uses its own throwaway topics and consumer groups, deleted at the end):
     DJANGO_SETTINGS_MODULE=brokerage.settings.local .venv/bin/python bench/engine_kafka.py [--orders N]
@@ -79,7 +82,7 @@ from confluent_kafka import OFFSET_END, KafkaException, TopicPartition  # noqa: 
 
 from apps.core import events, kafka  # noqa: E402
 from apps.orders.engine_runner import EngineRunner, EngineTopics, command_envelope  # noqa: E402
-from bench.harness import Case, Config  # noqa: E402
+from bench.harness import Case, Config, Curve  # noqa: E402
 from engine import CancelOrder, NewOrder, ReplaceOrder  # noqa: E402
 from engine.commands import Command  # noqa: E402
 
@@ -555,8 +558,21 @@ def metrics(rates: list[float]) -> list[tuple[str, tuple[str, ...]]]:
 TITLE = "Engine over Kafka: command topic -> engine process(es) -> events, transactional (exactly once)"
 BASELINE = "engine"
 TABLE_METRICS = ("orders_per_s", "cpu_us_per_cmd", "cmds_per_txn", "p50_ms", "p99_ms")
+CURVES = (
+    Curve(
+        title="Engine over Kafka: command -> first event p99 vs offered rate",
+        metric="p99_ms",
+        x_param="rate",
+        x_label="offered commands/s",
+        y_label="p99 ms",
+        log_x=False,
+    ),
+)
 PARTITIONS = 4
 RATE = 10_000.0  # offered commands/s of the paced group (the seed's target)
+# Offered commands/s of ``paced_low``: far below capacity, so its latency is the path's own (windows, transaction
+# commits, two hops), not queueing. This is what showed the 100 ms retry floor under every commit.
+LOW_RATE = 2_000.0
 _records: list[tuple[int, str, bytes, uuid.UUID]] = []
 
 
@@ -587,6 +603,7 @@ def cases(config: Config) -> list[Case]:
         Case("burst", "engine-2proc", {"processes": 2, "commands": burst_n}),
         Case("paced", "engine", {"processes": 1, "rate": RATE, "seconds": paced_s}),
         Case("paced", "kafka-hop", {"processes": 0, "rate": RATE, "seconds": paced_s}),
+        Case("paced_low", "engine", {"processes": 1, "rate": LOW_RATE, "seconds": paced_s}),
     ]
 
 
