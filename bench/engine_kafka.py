@@ -81,6 +81,7 @@ django.setup()
 from confluent_kafka import OFFSET_END, KafkaException, TopicPartition  # noqa: E402
 
 from apps.core import events, kafka  # noqa: E402
+from apps.core.runtime import heap_freeze  # noqa: E402
 from apps.orders.engine_runner import EngineRunner, EngineTopics, command_envelope  # noqa: E402
 from bench.harness import Case, Config, Curve  # noqa: E402
 from engine import CancelOrder, NewOrder, ReplaceOrder  # noqa: E402
@@ -285,6 +286,7 @@ def child(config: dict[str, Any], conn: Connection) -> None:
 
     runner.start = start_and_announce
     runner._end_offsets = end_offsets_then_mark
+    heap_freeze()  # as run_engine does (it also keeps this load generator's inherited data out of the scans)
     stats = runner.run(until_caught_up=config["until_caught_up"])
     usage = resource.getrusage(resource.RUSAGE_SELF)
     wall = time.perf_counter() - marks["wall"]

@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from apps.core.consumers import ConsumerRunner, consumer_get, consumers_all
+from apps.core.runtime import heap_freeze
 
 
 class Command(BaseCommand):
@@ -22,7 +23,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"{name}\t{spec.mode}\t{','.join(spec.topics)}\tdlq={spec.dlq}")
             return
         spec = consumer_get(options["name"])
-        count = ConsumerRunner(spec).run(
-            max_messages=options["max_messages"], idle_timeout=options["idle_timeout"]
-        )
+        runner = ConsumerRunner(spec)
+        heap_freeze()
+        count = runner.run(max_messages=options["max_messages"], idle_timeout=options["idle_timeout"])
         self.stdout.write(f"consumer {spec.name} stopped after {count} messages")

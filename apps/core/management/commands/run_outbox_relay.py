@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from apps.core.relay import Relay
+from apps.core.runtime import heap_freeze
 
 
 class Command(BaseCommand):
@@ -17,5 +18,6 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         conf = settings.OUTBOX_RELAY
         relay = Relay(batch_size=conf["BATCH_SIZE"], poll_interval=conf["POLL_INTERVAL_S"])
+        heap_freeze()
         published = relay.run(max_batches=options["max_batches"])
         self.stdout.write(f"relay stopped after publishing {published} events")

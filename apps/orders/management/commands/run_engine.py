@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.core import kafka
+from apps.core.runtime import heap_freeze
 from apps.orders.engine_runner import EngineRunner, EngineTopics
 
 
@@ -71,6 +72,7 @@ class Command(BaseCommand):
             batch_ms=options["batch_ms"],
             stall_timeout=options["stall_timeout"] or None,
         )
+        heap_freeze()
         stats = runner.run(idle_timeout=options["idle_timeout"], until_caught_up=options["until_caught_up"])
         self.stdout.write(
             f"engine stopped: processed={stats.processed} outputs={stats.outputs} "
