@@ -225,7 +225,7 @@ KAFKA = {
 }
 OUTBOX_RELAY = {
     "BATCH_SIZE": env.int("OUTBOX_RELAY_BATCH_SIZE", default=500),
-    "POLL_INTERVAL_S": env.float("OUTBOX_RELAY_POLL_INTERVAL_S", default=0.01),
+    "POLL_INTERVAL_S": env.float("OUTBOX_RELAY_POLL_INTERVAL_S", default=0.02),
 }
 
 # --- Celery: no loss ----------------------------------------------------------------------------------
