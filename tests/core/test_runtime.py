@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import signal
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -15,12 +16,16 @@ from apps.core.runtime import heap_freeze
 
 @pytest.fixture
 def unfrozen() -> Iterator[None]:
-    """Whatever a test freezes goes back to the collector afterwards (this process runs the whole suite)."""
+    """Whatever a test freezes goes back to the collector afterwards (this process runs the whole suite), and
+    the signal handlers a process loop installs are put back."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     gc.unfreeze()
     try:
         yield
     finally:
         gc.unfreeze()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 class _Node:
