@@ -7,9 +7,14 @@ Configuration lives in ``brokerage.settings.base`` under the ``CELERY_`` namespa
 import os
 
 from celery import Celery
+from celery.signals import worker_init
+
+from apps.core.celery_watch import install as ack_failure_restart_install
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "brokerage.settings.local")
 
 app = Celery("brokerage")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# A worker whose broker connection broke under an ack shuts down warm for a restart (apps/core/celery_watch.py).
+worker_init.connect(ack_failure_restart_install, weak=False)
