@@ -43,5 +43,15 @@ class AckFailureRestart(logging.Handler):
 
 
 def install(**_kwargs: Any) -> None:
-    """``celery.signals.worker_init`` receiver: runs in the worker's main process, before the pool starts."""
-    logging.getLogger(REQUEST_LOGGER).addHandler(AckFailureRestart(os.getpid()))
+    """``celery.signals.worker_init`` receiver: runs in the worker's main process, before the pool starts.
+
+    Off where ``CELERY_WORKER_RESTART_ON_ACK_FAILURE`` is false (the test settings: a worker started inside the
+    test process must never signal it). Installed once however often the signal fires.
+    """
+    from django.conf import settings
+
+    if not getattr(settings, "CELERY_WORKER_RESTART_ON_ACK_FAILURE", True):
+        return
+    log = logging.getLogger(REQUEST_LOGGER)
+    if not any(isinstance(h, AckFailureRestart) for h in log.handlers):
+        log.addHandler(AckFailureRestart(os.getpid()))

@@ -258,6 +258,9 @@ CELERY_TASK_ROUTES = (
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# A worker whose broker connection broke under an ack shuts down warm, for its supervisor to restart it with fresh
+# connections (apps/core/celery_watch.py: kombu's Redis transport can otherwise leave it up and consuming nothing).
+CELERY_WORKER_RESTART_ON_ACK_FAILURE = env.bool("CELERY_WORKER_RESTART_ON_ACK_FAILURE", default=True)
 CELERY_TIMEZONE = "UTC"
 
 # --- Markets --------------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ CACHES = {
     },
 }
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:56379/10")
+# Workers started inside the test process must never SIGTERM it (apps/core/celery_watch.py).
+CELERY_WORKER_RESTART_ON_ACK_FAILURE = False
 MARKET_CALENDAR = "xnys"
 # No collectstatic in tests: plain storage instead of the hashed manifest.
 STORAGES = {

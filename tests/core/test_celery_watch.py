@@ -62,13 +62,26 @@ def test_other_records_of_the_request_logger_do_nothing(request_logger: logging.
     assert sent == []
 
 
-def test_the_worker_init_signal_installs_it_in_the_worker_main_process(
-    request_logger: logging.Logger,
+def test_the_worker_init_signal_installs_it_once_in_the_worker_main_process(
+    request_logger: logging.Logger, settings: Any
 ) -> None:
     import brokerage.celery  # noqa: F401  (connects the receiver, as the worker's import of the app does)
 
+    request_logger.handlers[:] = [h for h in request_logger.handlers if not isinstance(h, AckFailureRestart)]
+    settings.CELERY_WORKER_RESTART_ON_ACK_FAILURE = True
+    worker_init.send(sender=None)
     worker_init.send(sender=None)
 
     installed = [h for h in request_logger.handlers if isinstance(h, AckFailureRestart)]
     assert len(installed) == 1
     assert installed[0].pid == os.getpid()
+
+
+def test_the_test_settings_keep_it_off(request_logger: logging.Logger) -> None:
+    """A worker started inside the test process (the bridge tests do) must never signal the test run."""
+    import brokerage.celery  # noqa: F401
+
+    request_logger.handlers[:] = [h for h in request_logger.handlers if not isinstance(h, AckFailureRestart)]
+    worker_init.send(sender=None)
+
+    assert not any(isinstance(h, AckFailureRestart) for h in request_logger.handlers)
