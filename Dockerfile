@@ -45,8 +45,9 @@ COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder --chown=root:root /app /app
 USER 10001:10001
 EXPOSE 8000 8001
-# Liveness only (/healthz never touches a dependency); the load balancer routes on /readyz. Processes without
-# an HTTP port (relay, worker, engine, ...) are judged by their exit status; see deploy/healthcheck.py.
+# Liveness only (/healthz never touches a dependency); the load balancer routes on /readyz. A Celery worker is
+# judged by its liveness file (it consumed its own ping lately); other processes without an HTTP port (relay,
+# engine, ...) by their exit status; see deploy/healthcheck.py.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 CMD ["python", "/app/deploy/healthcheck.py"]
 # SIGTERM goes straight to the process (the entrypoint execs it), within ECS's stopTimeout.
 STOPSIGNAL SIGTERM

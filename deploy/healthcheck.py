@@ -1,17 +1,32 @@
 """Container HEALTHCHECK: liveness of the process in this container, without any dependency.
 
-The image serves every process type, but only web (gunicorn) and ws (daphne) listen on HTTP. The check reads
-PID 1's command line (the entrypoint execs the process, so PID 1 *is* it) and, for those two, GETs /healthz on
-the local port. Other processes are healthy while they run: ECS replaces a task whose essential container
-exits. Standard library only, so it costs a few milliseconds and needs no Django import.
+The image serves every process type. The check reads PID 1's command line (the entrypoint execs the process, so
+PID 1 *is* it):
+
+- web (gunicorn) and ws (daphne): GET /healthz on the local port;
+- a Celery worker: its liveness file (``apps/core/celery_liveness.py``), touched by a pool child each time the
+  worker consumes its own ping from its own queue, must be younger than ``CELERY_WORKER_LIVENESS_MAX_AGE_S``
+  (default 360 s: above the 300 s hard time limit, since a ping may wait for a child busy with the longest task).
+  A worker that stays up but consumes nothing is replaced. No file yet means the worker has not started
+  consuming (the container's start period covers it);
+- other processes are healthy while they run: ECS replaces a task whose essential container exits.
+
+Standard library only, so it costs a few milliseconds and needs no Django import.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
+import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
+
+# Keep in step with brokerage.settings.base (tests/deploy/test_healthcheck.py checks they agree).
+LIVENESS_FILE_DEFAULT = str(Path(tempfile.gettempdir()) / "brokerage-celery-worker.alive")
+LIVENESS_MAX_AGE_S_DEFAULT = 360.0
 
 
 def _pid1_cmdline() -> str:
@@ -21,20 +36,45 @@ def _pid1_cmdline() -> str:
         return ""
 
 
-def main() -> int:
-    cmdline = _pid1_cmdline()
-    if "gunicorn" in cmdline:
-        port = os.environ.get("PORT", "8000")
-    elif "daphne" in cmdline:
-        port = os.environ.get("WS_PORT", "8001")
-    else:
-        return 0
-    url = f"http://127.0.0.1:{port}/healthz"
+def _http_ok(port: str) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
             return 0 if response.status == 200 else 1
     except OSError:
         return 1
+
+
+def worker_alive(env: Mapping[str, str], now: float) -> int:
+    """0 while the worker's liveness file is fresh (or not yet written), 1 once it is older than the bound."""
+    path = Path(env.get("CELERY_WORKER_LIVENESS_FILE") or LIVENESS_FILE_DEFAULT)
+    max_age = float(env.get("CELERY_WORKER_LIVENESS_MAX_AGE_S") or LIVENESS_MAX_AGE_S_DEFAULT)
+    try:
+        touched = path.stat().st_mtime
+    except FileNotFoundError:
+        return 0
+    except OSError:
+        return 1
+    if now - touched <= max_age:
+        return 0
+    print(
+        f"celery worker: no ping consumed for {now - touched:.0f} s (bound {max_age:.0f} s)", file=sys.stderr
+    )
+    return 1
+
+
+def check(cmdline: str, env: Mapping[str, str], now: float) -> int:
+    words = cmdline.split()
+    if any("gunicorn" in w for w in words):
+        return _http_ok(env.get("PORT", "8000"))
+    if any("daphne" in w or w.endswith("ws_server.py") for w in words):
+        return _http_ok(env.get("WS_PORT", "8001"))
+    if any(w.endswith("celery") for w in words) and "worker" in words:
+        return worker_alive(env, now)
+    return 0
+
+
+def main() -> int:
+    return check(_pid1_cmdline(), os.environ, time.time())
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ One env reader (django-environ). Production secrets have no defaults (see ``prod
 Every variable is documented in the README's configuration table.
 """
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +262,14 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # A worker whose broker connection broke under an ack shuts down warm, for its supervisor to restart it with fresh
 # connections (apps/core/celery_watch.py: kombu's Redis transport can otherwise leave it up and consuming nothing).
 CELERY_WORKER_RESTART_ON_ACK_FAILURE = env.bool("CELERY_WORKER_RESTART_ON_ACK_FAILURE", default=True)
+# Liveness (apps/core/celery_liveness.py): each worker consumes its own direct queue and pings itself through it
+# every interval; a pool child running the ping touches the file, and deploy/healthcheck.py fails a worker whose
+# file is older than CELERY_WORKER_LIVENESS_MAX_AGE_S (its environment; default 360 s, above the hard time limit).
+CELERY_WORKER_DIRECT = True
+CELERY_WORKER_LIVENESS_FILE = env.str(
+    "CELERY_WORKER_LIVENESS_FILE", default=str(Path(tempfile.gettempdir()) / "brokerage-celery-worker.alive")
+)
+CELERY_WORKER_LIVENESS_INTERVAL_S = env.float("CELERY_WORKER_LIVENESS_INTERVAL_S", default=15.0)
 CELERY_TIMEZONE = "UTC"
 
 # --- Markets --------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ outbox commit-order gap forced with two connections.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from apps.core.consumers import (
 from apps.core.models import InboxRecord, StoredEvent
 from apps.core.outbox import event_record
 from apps.core.relay import _PENDING_SQL, relay_drain, relay_publish_batch
+from tests.procs import process_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.kafka]
 
@@ -139,16 +139,6 @@ def test_redelivery_after_consumer_dies_before_offset_commit(fresh_topic: Any, s
     assert InboxRecord.objects.filter(consumer=spec.name).count() == 3
 
 
-def _subprocess_env() -> dict[str, str]:
-    db = settings.DATABASES["default"]
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "brokerage.settings.test",
-        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "KAFKA_TOPIC_PREFIX": settings.KAFKA["TOPIC_PREFIX"],
-    }
-
-
 def test_relay_crash_between_publish_and_stamp_republishes_and_consumers_apply_once(
     fresh_topic: Any, spec_factory: Any
 ) -> None:
@@ -160,7 +150,7 @@ def test_relay_crash_between_publish_and_stamp_republishes_and_consumers_apply_o
     proc = subprocess.run(
         [sys.executable, "manage.py", "run_outbox_relay", "--max-batches", "1"],
         cwd=ROOT,
-        env={**_subprocess_env(), "OUTBOX_RELAY_CRASH_AFTER_PUBLISH": "1"},
+        env={**process_env(), "OUTBOX_RELAY_CRASH_AFTER_PUBLISH": "1"},
         capture_output=True,
         timeout=120,
         check=False,

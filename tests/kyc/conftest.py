@@ -3,6 +3,7 @@ a fixed market clock (the CIP age check uses the market date), and an API client
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,3 +32,11 @@ def _isolation(settings: Any, tmp_path: Path) -> Iterator[None]:
 @pytest.fixture
 def api() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture
+def aml_thresholds() -> None:
+    """The seeded AML thresholds, for transactional tests (their flush removes migration data)."""
+    from django.apps import apps as global_apps
+
+    importlib.import_module("apps.kyc.migrations.0002_seed_aml_thresholds").seed(global_apps, None)

@@ -7,7 +7,6 @@ brokerage account row that the step already holds.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
@@ -28,12 +27,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def _aml_thresholds() -> None:
-    """The seeded AML thresholds (a transactional test's flush removes migration data)."""
-    from django.apps import apps as global_apps
-
-    seed = importlib.import_module("apps.kyc.migrations.0002_seed_aml_thresholds").seed
-    seed(global_apps, None)
+def _aml_thresholds(aml_thresholds: None) -> None:
+    """Every transfer step runs the AML rules."""
 
 
 Status = Transfer.Status

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +26,7 @@ from django.core.management import call_command
 from apps.accounts.models import BrokerageAccount
 from apps.settlement import selectors, services
 from apps.settlement.models import JournalEntry, SettlementObligation
+from tests.procs import celery_worker, wait_until
 from tests.settlement.factories import account_create
 from tests.settlement.helpers import fill
 
@@ -34,19 +35,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 TRADES = 100
 MON = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)  # settles Tue 2026-11-24
-WAIT_S = 90.0
-
-
-def _subprocess_env() -> dict[str, str]:
-    db = settings.DATABASES["default"]
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "brokerage.settings.test",
-        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "KAFKA_TOPIC_PREFIX": settings.KAFKA["TOPIC_PREFIX"],
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "REDIS_URL": settings.REDIS_URL,
-    }
 
 
 def _children(pid: int) -> list[int]:
@@ -58,53 +46,14 @@ def _children(pid: int) -> list[int]:
 def worker() -> Iterator[subprocess.Popen[bytes]]:
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     broker.delete("settlement", "unacked", "unacked_index")  # this run's broker DB only
-    proc = subprocess.Popen(
-        [
-            str(ROOT / ".venv/bin/celery"),
-            "-A",
-            "brokerage",
-            "worker",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            "1",
-            "-Q",
-            "settlement",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-l",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env=_subprocess_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    yield proc
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+    with celery_worker("settlement") as proc:
+        yield proc
     broker.delete("settlement", "unacked", "unacked_index")
     broker.close()
 
 
 def _settled() -> int:
     return JournalEntry.objects.filter(source_type="settlement").count()
-
-
-def _wait_until(predicate: Callable[[], bool], what: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not predicate():
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr is not None else ""
-            raise AssertionError(f"worker exited ({proc.returncode}): {err[-2000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.01)
 
 
 def test_sigkill_of_the_worker_child_mid_settlement_loses_and_doubles_nothing(
@@ -121,14 +70,14 @@ def test_sigkill_of_the_worker_child_mid_settlement_loses_and_doubles_nothing(
     assert SettlementObligation.objects.filter(settled_at__isnull=True).count() == TRADES
 
     settlement_run_due.apply_async(kwargs={"as_of": "2026-11-24"})
-    _wait_until(lambda: _settled() >= 1, "the first settlement", worker)
+    wait_until(lambda: _settled() >= 1, "the first settlement", worker)
     [child] = _children(worker.pid)
     os.kill(child, signal.SIGKILL)
     at_kill = _settled()
     assert 1 <= at_kill < TRADES, "the kill must land mid-run"
 
     # The pool forks a new child; the requeued task settles what is left.
-    _wait_until(lambda: _settled() == TRADES, "every trade settled after the kill", worker)
+    wait_until(lambda: _settled() == TRADES, "every trade settled after the kill", worker)
     assert _children(worker.pid) != [child]
     time.sleep(0.5)  # give a (wrong) double run the chance to show itself before counting
     assert _settled() == TRADES

@@ -70,6 +70,25 @@ def device_observe(*, account: BrokerageAccount, device_key: str) -> None:
     )
 
 
+def _open_case(account: BrokerageAccount) -> AmlCase:
+    """The account's one open case (``kyc_aml_one_open_case``), opened here when there is none.
+
+    Two alerts for one account can be raised at once (the trades and the transfers consumers, two worker
+    children): both see no open case and both insert. The loser's insert waits for the winner's commit, fails on the
+    unique index, and joins the winner's case (read again in a new statement: read committed).
+    """
+    open_cases = AmlCase.objects.filter(account=account).exclude(status=AmlCase.Status.CLOSED)
+    case = open_cases.first()
+    if case is not None:
+        return case
+    try:
+        with transaction.atomic():
+            created: AmlCase = AmlCase.objects.create(account=account)
+            return created
+    except IntegrityError:
+        return open_cases.get()
+
+
 def _alert_raise(
     *,
     account: BrokerageAccount,
@@ -90,9 +109,7 @@ def _alert_raise(
             )
     except IntegrityError:
         return None
-    case = AmlCase.objects.filter(account=account).exclude(status=AmlCase.Status.CLOSED).first()
-    if case is None:
-        case = AmlCase.objects.create(account=account)
+    case = _open_case(account)
     alert.case = case
     alert.save(update_fields=["case"])
     ports.audit(

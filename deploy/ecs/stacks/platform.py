@@ -7,6 +7,8 @@ Invariants:
 - web and ws sit behind the ALB, sticky-free (any task serves any request; sessions live in the database).
   The target groups route on ``/readyz`` (dependencies up, not draining); the container health check is
   ``/healthz`` (liveness only), so a dependency outage takes tasks out of rotation without killing them.
+  A Celery worker's health check is its liveness file (``apps/core/celery_liveness.py``): a worker that stays
+  up but consumes nothing is replaced.
 - Secrets reach containers only as ECS secrets (Secrets Manager / SSM), resolved at task start.
 - No service holds owner credentials: every service connects as the runtime role ``DB_APP_ROLE`` (DML only,
   INSERT/SELECT on the audit trail, owns nothing). The RDS master secret (the owner) goes only to the one-off
@@ -278,7 +280,7 @@ class PlatformStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside 
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
         health_check = None
-        if spec.port is not None:
+        if spec.health_check:
             health_check = ecs.HealthCheck(
                 command=["CMD", "python", "/app/deploy/healthcheck.py"],
                 interval=cdk.Duration.seconds(15),

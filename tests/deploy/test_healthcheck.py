@@ -1,0 +1,70 @@
+"""The container health check (``deploy/healthcheck.py``) picks its test from PID 1's command line."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from tests.deploy.healthcheck_module import healthcheck
+
+NOW = 1_800_000_000.0
+
+
+def _closed_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])  # closed again on exit: nothing listens there
+
+
+def _file(tmp_path: Path, age_s: float) -> Path:
+    path = tmp_path / "worker.alive"
+    path.touch()
+    os.utime(path, (NOW - age_s, NOW - age_s))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("age_s", "max_age", "expected"),
+    [(10.0, "360", 0), (359.0, "", 0), (361.0, "", 1), (5.0, "4", 1)],
+)
+def test_a_worker_is_healthy_while_its_liveness_file_is_younger_than_the_bound(
+    tmp_path: Path, age_s: float, max_age: str, expected: int
+) -> None:
+    env = {
+        "CELERY_WORKER_LIVENESS_FILE": str(_file(tmp_path, age_s)),
+        "CELERY_WORKER_LIVENESS_MAX_AGE_S": max_age,
+    }
+    assert (
+        healthcheck.check("celery -A brokerage worker --loglevel INFO --concurrency 2", env, NOW) == expected
+    )
+
+
+def test_a_worker_that_has_not_started_consuming_is_in_its_start_period(tmp_path: Path) -> None:
+    env = {"CELERY_WORKER_LIVENESS_FILE": str(tmp_path / "missing")}
+    assert healthcheck.check("/opt/venv/bin/celery -A brokerage worker", env, NOW) == 0
+
+
+def test_beat_and_processes_without_a_port_are_judged_by_their_exit(tmp_path: Path) -> None:
+    env = {"CELERY_WORKER_LIVENESS_FILE": str(_file(tmp_path, 10_000.0))}
+    for cmdline in (
+        "celery -A brokerage beat --loglevel INFO",
+        "python manage.py run_engine --partitions 0,1",
+        "python manage.py run_outbox_relay",
+    ):
+        assert healthcheck.check(cmdline, env, NOW) == 0, cmdline
+
+
+def test_web_and_ws_are_asked_over_http(tmp_path: Path) -> None:
+    env = {"PORT": _closed_port(), "WS_PORT": _closed_port()}
+    # Nothing listens on either port, so both fail: the HTTP check is the one that ran.
+    assert healthcheck.check("gunicorn brokerage.wsgi --config deploy/gunicorn.conf.py", env, NOW) == 1
+    assert healthcheck.check("python deploy/ws_server.py --bind 0.0.0.0 --port 8001", env, NOW) == 1
+
+
+def test_the_default_liveness_file_is_the_one_the_settings_give_the_worker() -> None:
+    assert healthcheck.LIVENESS_FILE_DEFAULT == settings.CELERY_WORKER_LIVENESS_FILE
+    assert healthcheck.LIVENESS_MAX_AGE_S_DEFAULT > settings.CELERY_TASK_TIME_LIMIT
