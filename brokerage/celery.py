@@ -9,7 +9,7 @@ import os
 from celery import Celery
 from celery.signals import worker_init
 
-from apps.core.celery_liveness import LivenessPing
+from apps.core.celery_liveness import LivenessPing, liveness_reset
 from apps.core.celery_watch import install as ack_failure_restart_install
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "brokerage.settings.local")
@@ -22,3 +22,4 @@ worker_init.connect(ack_failure_restart_install, weak=False)
 # Every interval the worker pings itself through its direct queue; the container health check reads the result
 # (apps/core/celery_liveness.py, deploy/healthcheck.py).
 app.steps["consumer"].add(LivenessPing)
+worker_init.connect(liveness_reset, weak=False)

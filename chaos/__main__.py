@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         if network is not None:
             network.reset()
     say(f"process restarts: { {k: v for k, v in supervisor.restarts().items() if v} }")
+    say(f"replaced for a failed health check: {supervisor.replacements()}")
 
     from django.db import close_old_connections
 
@@ -193,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "seed": cfg.seed, "operations": gen.issued, "outcomes": dict(history.outcomes),
         "faults": dict(faults.injected), "fault_log": faults.log, "restarts": supervisor.restarts(),
+        "replaced": supervisor.replacements(),
         "checks": [dataclasses.asdict(c) for c in checks], "passed": len(checks) - failed, "failed": failed,
     }  # fmt: skip
     (cfg.run_dir / f"summary-seed{cfg.seed}.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -34,6 +34,13 @@ class ChaosConfig:
     web_port: int = 18600
     topic_prefix: str = field(default="chaos.")
     symbols: tuple[str, ...] = ("AAPL", "MSFT", "IBM", "GOOG", "FB")
+    # The worker's liveness (apps/core/celery_liveness.py), judged by the supervisor as ECS would: a self-ping every
+    # second, unhealthy when none ran for this long (chaos tasks are short).
+    worker_liveness_max_age_s: float = 20.0
+
+    @property
+    def worker_liveness_file(self) -> Path:
+        return self.run_dir / "worker.alive"
 
     @property
     def database_url(self) -> str:
@@ -89,6 +96,9 @@ class ChaosConfig:
             "KAFKA_TOPIC_PREFIX": self.topic_prefix,
             "MARKET_CALENDAR": "always_open",
             "TRANSFER_SIMULATION_STEP_SECONDS": "1",
+            "CELERY_WORKER_LIVENESS_FILE": str(self.worker_liveness_file),
+            "CELERY_WORKER_LIVENESS_INTERVAL_S": "1",
+            "CELERY_WORKER_LIVENESS_MAX_AGE_S": str(self.worker_liveness_max_age_s),
             # Every client is one account; keep the per-account rate limit out of the way of the storm.
             "ORDERS_RATE_LIMIT_COUNT": "100000",
             "PYTHONUNBUFFERED": "1",

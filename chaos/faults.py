@@ -2,7 +2,9 @@
 
 Faults: PostgreSQL (kill -9 of the postmaster, then ``services.sh start`` runs crash recovery), Redis (kill -9,
 AOF replay), Kafka (kill -9, log recovery), one Celery pool child (the master forks a replacement), the outbox
-relay, the engine, the web server, a Kafka consumer (the supervisor restarts platform processes). With network
+relay, the engine, the web server, a Kafka consumer (the supervisor restarts platform processes), a wedged Celery
+worker (up, consuming nothing: the state kombu's Redis transport can leave it in; only its health check, run by
+the supervisor as ECS would, finds it). With network
 faults on, also a degraded link to one service for a few seconds: latency with jitter, a partition, connection
 resets, a starved or a lossy link (``chaos/netfaults.py``).
 """
@@ -22,8 +24,8 @@ from chaos.netfaults import NET_FAULTS, NetworkFaults
 from chaos.services import service_kill9, service_restart_after_kill
 from chaos.supervisor import Supervisor
 
-FAULTS = ("postgres", "redis", "kafka", "worker_child", "relay", "engine", "web", "consumer")
-WEIGHTS = (2, 1, 1, 2, 2, 2, 2, 2)
+FAULTS = ("postgres", "redis", "kafka", "worker_child", "relay", "engine", "web", "consumer", "worker_wedge")
+WEIGHTS = (2, 1, 1, 2, 2, 2, 2, 2, 1)
 NET_WEIGHTS = (2, 1, 1, 1, 1)
 
 
@@ -85,7 +87,21 @@ class FaultThread:
             return pid
         if fault == "worker_child":
             return self.supervisor.kill_child("worker")
+        if fault == "worker_wedge":
+            return self._worker_wedge()
         if fault == "consumer":
             names = sorted(n for n in self.supervisor.procs if n.startswith("consumer:"))
             return self.supervisor.kill(self.rng.choice(names))
         return self.supervisor.kill(fault)
+
+    def _worker_wedge(self) -> int | None:
+        """The worker stops consuming every queue it consumes (remote control ``cancel_consumer``); its process and
+        its pool stay up."""
+        from brokerage.celery import app
+
+        pid = self.supervisor.pid("worker")
+        active = app.control.inspect(timeout=3).active_queues() or {}
+        for node, queues in active.items():
+            for queue in queues:
+                app.control.cancel_consumer(queue["name"], destination=[node], reply=True, timeout=3)
+        return pid if active else None

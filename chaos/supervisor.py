@@ -1,6 +1,10 @@
 """A small process supervisor for the platform: starts each process in its own session and restarts any that
 dies (killed by the fault thread or crashed by a lost dependency), counting restarts.
 
+Like ECS, it also runs the container health check (``deploy/healthcheck.py``) of the processes that have one
+here (the Celery worker's liveness file): after ``HEALTH_RETRIES`` failed checks in a row the process is stopped
+(SIGTERM, SIGKILL after ``STOP_GRACE_S``) and, once it exits, restarted like any other.
+
 Invariant: the supervisor signals only the process groups it started.
 """
 
@@ -8,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import runpy
 import signal
 import subprocess
 import sys
@@ -19,6 +24,15 @@ from pathlib import Path
 from chaos.config import ROOT, ChaosConfig
 
 RESTART_DELAY_S = 1.0
+HEALTH_INTERVAL_S = 2.0
+HEALTH_RETRIES = 3  # failed checks in a row before a replacement (ECS's retries)
+STOP_GRACE_S = 10.0
+HEALTH_CHECKED = (
+    "worker",
+)  # web's check is its /healthz on PORT, which this supervisor passes on the command line
+
+# The image's own check, so the supervisor judges a process exactly as the container would.
+_check = runpy.run_path(str(ROOT / "deploy" / "healthcheck.py"))["check"]
 
 
 @dataclass
@@ -29,6 +43,10 @@ class Managed:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     exits: list[int] = field(default_factory=list)
+    health_failures: int = 0
+    next_check: float = 0.0
+    stopping_since: float | None = None  # an unhealthy process was told to stop
+    replaced: int = 0  # stopped for failing its health check
 
 
 def platform_commands(cfg: ChaosConfig, consumers: list[str]) -> dict[str, list[str]]:
@@ -90,6 +108,8 @@ class Supervisor:
                 m.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         m.starts += 1
+        m.health_failures, m.stopping_since = 0, None
+        m.next_check = time.monotonic() + HEALTH_INTERVAL_S
 
     def start(self) -> None:
         for m in self.procs.values():
@@ -104,6 +124,8 @@ class Supervisor:
                         continue
                     rc = m.proc.poll()
                     if rc is None:
+                        if m.name in HEALTH_CHECKED:
+                            self._health(m)
                         continue
                     m.exits.append(rc)
                     self._killpg(
@@ -112,6 +134,31 @@ class Supervisor:
                     time.sleep(RESTART_DELAY_S)
                     self._spawn(m)
             time.sleep(0.3)
+
+    def _health(self, m: Managed) -> None:
+        """Run the process's health check when due; stop it after ``HEALTH_RETRIES`` failures in a row."""
+        assert m.proc is not None
+        now = time.monotonic()
+        if m.stopping_since is not None:
+            if now - m.stopping_since > STOP_GRACE_S:
+                self._killpg(m.proc.pid, signal.SIGKILL)
+            return
+        if now < m.next_check:
+            return
+        m.next_check = now + HEALTH_INTERVAL_S
+        m.health_failures = (
+            0 if _check(" ".join(m.argv), self.env, time.time()) == 0 else m.health_failures + 1
+        )
+        if m.health_failures < HEALTH_RETRIES:
+            return
+        with m.log.open("ab") as log:
+            log.write(
+                f"\n===== unhealthy at {time.strftime('%H:%M:%S')}: stopped for a replacement =====\n".encode()
+            )
+        m.replaced += 1
+        m.stopping_since = now
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(m.proc.pid, signal.SIGTERM)  # the leader alone, as ECS signals PID 1: a warm shutdown
 
     @staticmethod
     def _killpg(pid: int, sig: int) -> None:
@@ -149,6 +196,10 @@ class Supervisor:
 
     def restarts(self) -> dict[str, int]:
         return {name: m.starts - 1 for name, m in self.procs.items()}
+
+    def replacements(self) -> dict[str, int]:
+        """Processes stopped for failing their health check (each then restarted)."""
+        return {name: m.replaced for name, m in self.procs.items() if m.replaced}
 
     def dead(self) -> list[str]:
         return [n for n, m in self.procs.items() if m.proc is None or m.proc.poll() is not None]

@@ -11,9 +11,10 @@ any failed ack for ``celery_watch`` to see; celery/celery#8030). Its exit status
 - the health check fails once the file is older than ``CELERY_WORKER_LIVENESS_MAX_AGE_S`` (above the task hard
   time limit: a ping may wait for a child busy with the longest task), and ECS replaces the task.
 
-The step touches the file when the consumer starts (the start-up grace), and sends a new ping only once the last one
-ran or after ``RESEND_AFTER_S`` (a ping lost with a broker restart), so a worker that stops consuming leaves at most
-a couple of pings in its queue; they expire, and a worker that later gets the same node name discards them.
+A new worker process removes the file (``liveness_reset``) and the step touches it when the consumer starts: no
+file counts as healthy, like the container's start period. The step sends a new ping only once the last one ran or
+after ``RESEND_AFTER_S`` (a ping lost with a broker restart), so a worker that stops consuming leaves at most a
+couple of pings in its queue; they expire, and a worker that later gets the same node name discards them.
 """
 
 from __future__ import annotations
@@ -36,6 +37,19 @@ RESEND_AFTER_S = 60.0
 def worker_alive(path: str) -> None:
     """Run by a pool child: the worker consumed this ping from its own queue and executed it."""
     Path(path).touch()
+
+
+def liveness_reset(**_kwargs: Any) -> None:
+    """``celery.signals.worker_init`` receiver: a new worker process starts without a liveness file.
+
+    A file left by an earlier worker in the same place (a restart outside a fresh container) would otherwise be
+    judged before the new worker consumed anything, and replace it while it is still connecting.
+    """
+    from django.conf import settings
+
+    path = getattr(settings, "CELERY_WORKER_LIVENESS_FILE", "")
+    if path:
+        Path(path).unlink(missing_ok=True)
 
 
 def _mtime_ns(path: Path) -> int | None:

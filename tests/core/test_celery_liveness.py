@@ -20,7 +20,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from apps.core.celery_liveness import RESEND_AFTER_S, TASK_NAME, LivenessPing
+from apps.core.celery_liveness import RESEND_AFTER_S, TASK_NAME, LivenessPing, liveness_reset
 from brokerage.celery import app
 from tests.deploy.healthcheck_module import healthcheck
 from tests.procs import celery_worker, process_env, wait_until
@@ -143,3 +143,11 @@ def test_a_ping_is_sent_only_when_the_last_one_ran_or_is_old(tmp_path: Path) -> 
     step.sent_at -= RESEND_AFTER_S + 1  # outstanding, but lost long ago
     step.ping(c)
     assert len(c.sent) == 3
+
+
+def test_a_new_worker_process_starts_without_the_last_ones_file(tmp_path: Path, settings: Any) -> None:
+    settings.CELERY_WORKER_LIVENESS_FILE = str(tmp_path / "alive")
+    (tmp_path / "alive").touch()
+    liveness_reset()
+    assert not (tmp_path / "alive").exists()
+    liveness_reset()  # none there: nothing to do
