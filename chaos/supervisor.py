@@ -2,8 +2,9 @@
 dies (killed by the fault thread or crashed by a lost dependency), counting restarts.
 
 Like ECS, it also runs the container health check (``deploy/healthcheck.py``) of the processes that have one
-here (the Celery worker's liveness file): after ``HEALTH_RETRIES`` failed checks in a row the process is stopped
-(SIGTERM, SIGKILL after ``STOP_GRACE_S``) and, once it exits, restarted like any other.
+here (the Celery worker's liveness file): after ``HEALTH_RETRIES`` failed checks in a row, none in its first
+``START_PERIOD_S``, the process is stopped (SIGTERM, SIGKILL after ``STOP_GRACE_S``) and, once it exits,
+restarted like any other.
 
 Invariant: the supervisor signals only the process groups it started.
 """
@@ -26,6 +27,9 @@ from chaos.config import ROOT, ChaosConfig
 RESTART_DELAY_S = 1.0
 HEALTH_INTERVAL_S = 2.0
 HEALTH_RETRIES = 3  # failed checks in a row before a replacement (ECS's retries)
+START_PERIOD_S = (
+    30.0  # failures right after a start do not count (ECS's startPeriod, deploy/ecs/stacks/platform.py)
+)
 STOP_GRACE_S = 10.0
 HEALTH_CHECKED = (
     "worker",
@@ -44,6 +48,7 @@ class Managed:
     starts: int = 0
     exits: list[int] = field(default_factory=list)
     health_failures: int = 0
+    started_at: float = 0.0
     next_check: float = 0.0
     stopping_since: float | None = None  # an unhealthy process was told to stop
     replaced: int = 0  # stopped for failing its health check
@@ -109,7 +114,8 @@ class Supervisor:
             )
         m.starts += 1
         m.health_failures, m.stopping_since = 0, None
-        m.next_check = time.monotonic() + HEALTH_INTERVAL_S
+        m.started_at = time.monotonic()
+        m.next_check = m.started_at + HEALTH_INTERVAL_S
 
     def start(self) -> None:
         for m in self.procs.values():
@@ -146,9 +152,10 @@ class Supervisor:
         if now < m.next_check:
             return
         m.next_check = now + HEALTH_INTERVAL_S
-        m.health_failures = (
-            0 if _check(" ".join(m.argv), self.env, time.time()) == 0 else m.health_failures + 1
-        )
+        if _check(" ".join(m.argv), self.env, time.time()) == 0:
+            m.health_failures = 0
+        elif now - m.started_at >= START_PERIOD_S:
+            m.health_failures += 1
         if m.health_failures < HEALTH_RETRIES:
             return
         with m.log.open("ab") as log:
