@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     if network is not None:
         network.start()
         say(f"network faults: toxiproxy :{cfg.toxiproxy_port} in front of {network.upstreams()}")
+    seeding.kafka_wipe(cfg)
     services_sh(cfg, "all", "start")
     seeding.database_recreate(cfg)
     seeding.redis_flush(cfg)

@@ -1,11 +1,12 @@
-"""A fresh world for one run: an empty database (dropped and recreated), empty Redis DBs, a fresh Kafka topic
-prefix, migrations, topics, the demo assets, and ``accounts`` ACTIVE customers funded through the ledger
-services, each with an API key. Deterministic for a given seed (except generated ids and secrets).
+"""A fresh world for one run: an empty database (dropped and recreated), empty Redis DBs, an empty Kafka broker
+with a fresh topic prefix, migrations, topics, the demo assets, and ``accounts`` ACTIVE customers funded through
+the ledger services, each with an API key. Deterministic for a given seed (except generated ids and secrets).
 """
 
 from __future__ import annotations
 
 import io
+import shutil
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -26,6 +27,18 @@ class SeededAccount:
     user_id: str
     key_id: str
     secret: str
+
+
+def kafka_wipe(cfg: ChaosConfig) -> None:
+    """Stop OUR chaos broker and remove its data, so it starts empty (``services.sh`` formats it again).
+
+    Each run's topics carry a fresh prefix, so earlier runs' partitions would otherwise pile up in the data
+    directory, and every kill -9 of the broker recovers all of them (176 logs in 17 s after three runs).
+    """
+    from chaos.services import services_sh
+
+    services_sh(cfg, "kafka", "stop")
+    shutil.rmtree(cfg.run_dir / "kafka" / "data", ignore_errors=True)
 
 
 def database_recreate(cfg: ChaosConfig) -> None:
