@@ -102,11 +102,25 @@ def database_options(database: dict[str, Any]) -> None:
     binding, so psycopg prepares a statement on its connection once it has run ``DATABASE_PREPARE_THRESHOLD``
     times there: later runs skip PostgreSQL's parse and plan, and no literal is quoted into the SQL client-side.
     On ``POST /v2/orders`` (12 statements) about a third less PostgreSQL CPU per order (docs/PERFORMANCE.md).
-    0 turns preparing off, for a transaction-pooling proxy that cannot carry prepared statements."""
+    0 turns preparing off, for a transaction-pooling proxy that cannot carry prepared statements.
+
+    A dead peer must not hang a process or its locks forever (a failover that leaves a half-open socket sends no
+    reset): TCP keepalives and ``tcp_user_timeout`` close the client's socket within about a minute, and the
+    server ends a session left idle inside a transaction for ``DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_S``, so the
+    row locks of a client that stalled mid-transaction are released. 0 leaves that one out (for a proxy that
+    refuses startup options)."""
     options = database.setdefault("OPTIONS", {})
     options.setdefault("connect_timeout", 5)
     options.setdefault("server_side_binding", True)
     options.setdefault("prepare_threshold", env.int("DATABASE_PREPARE_THRESHOLD", default=5) or None)
+    options.setdefault("keepalives", 1)
+    options.setdefault("keepalives_idle", env.int("DATABASE_KEEPALIVES_IDLE_S", default=30))
+    options.setdefault("keepalives_interval", 10)
+    options.setdefault("keepalives_count", 3)
+    options.setdefault("tcp_user_timeout", env.int("DATABASE_TCP_USER_TIMEOUT_MS", default=30_000))
+    idle_s = env.float("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_S", default=120.0)
+    if idle_s > 0:
+        options.setdefault("options", f"-c idle_in_transaction_session_timeout={round(idle_s * 1000)}")
 
 
 database_options(DATABASES["default"])
