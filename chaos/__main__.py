@@ -54,6 +54,9 @@ def _wait_healthy(cfg: ChaosConfig, timeout: float = 120.0) -> None:
     raise RuntimeError(f"web did not become healthy; see {cfg.log_dir}/web.log")
 
 
+DRAIN_REPORT_S = 15.0
+
+
 def drain(cfg: ChaosConfig) -> dict[str, int]:
     """Wait (bounded) until the pipeline is quiet: outbox empty, fills posted, no pending order or transfer, and
     nothing changed for a few seconds. Returns the last progress snapshot."""
@@ -78,9 +81,10 @@ def drain(cfg: ChaosConfig) -> dict[str, int]:
             "entries": JournalEntry.objects.count(),
         }
 
-    deadline = time.monotonic() + cfg.drain_s
+    start = time.monotonic()
+    deadline = start + cfg.drain_s
     last: dict[str, int] = {}
-    quiet_since = time.monotonic()
+    quiet_since = reported = time.monotonic()
     while time.monotonic() < deadline:
         try:
             now = snapshot()
@@ -90,6 +94,9 @@ def drain(cfg: ChaosConfig) -> dict[str, int]:
             continue
         if now != last:
             last, quiet_since = now, time.monotonic()
+        if time.monotonic() - reported >= DRAIN_REPORT_S:  # what a long drain is waiting for
+            say(f"drain at {time.monotonic() - start:.0f} s: {now}")
+            reported = time.monotonic()
         settled = (
             now["unpublished"] == 0
             and now["fills"] == now["fill_entries"]
