@@ -47,12 +47,16 @@ import msgspec
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from apps.core import events, kafka
 from apps.core.models import InboxRecord
 from apps.core.sql import hot_cursor
 
 logger = logging.getLogger(__name__)
+# Outages, not poison: the database (Django's error) or the Celery broker (kombu's, raised by ``apply_async`` once
+# its publish retries are spent) is down or restarting. Retried until it is back; never dead-lettered.
+TRANSIENT_ERRORS = (OperationalError, BrokerOperationalError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,9 +274,10 @@ class ConsumerRunner:
             try:
                 self._apply(envelope, meta)
                 return
-            except OperationalError:
-                # The database is down or restarting: never dead-letter for that, wait and retry.
-                logger.warning("transient database error; retrying", extra={"consumer": self.spec.name})
+            except TRANSIENT_ERRORS:
+                # The database or the Celery broker is down or restarting: never dead-letter for that, wait and
+                # retry (a bridge that dead-lettered on a broker outage lost every event of it from the books).
+                logger.warning("transient infrastructure error; retrying", extra={"consumer": self.spec.name})
                 connection.close()
                 if self.stopping.wait(min(0.2 * attempt, 5.0)):
                     raise
@@ -304,7 +309,7 @@ class ConsumerRunner:
             inbox_apply_many(self.spec, [(envelope, meta) for _msg, envelope, meta in chunk])
             self._effect_committed()
             return
-        except OperationalError:
+        except TRANSIENT_ERRORS:
             connection.close()
         except Exception:
             logger.warning("chunk failed; applying it one message at a time", exc_info=True)

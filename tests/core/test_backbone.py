@@ -7,6 +7,8 @@ outbox commit-order gap forced with two connections.
 
 from __future__ import annotations
 
+import json
+import logging
 import subprocess
 import sys
 import threading
@@ -15,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
@@ -32,6 +35,7 @@ from apps.core.consumers import (
 from apps.core.models import InboxRecord, StoredEvent
 from apps.core.outbox import event_record
 from apps.core.relay import _PENDING_SQL, relay_drain, relay_publish_batch
+from tests.netlink import TcpLink
 from tests.procs import process_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.kafka]
@@ -301,3 +305,84 @@ def test_kafka_to_celery_bridge_applies_once_despite_duplicate_enqueues(
     assert broker.llen("default") == 0
     assert sorted(_echo_causes()) == sorted(e.event_id for e in sent)
     assert InboxRecord.objects.filter(consumer=spec.name).count() == 3
+
+
+def _broker_use(app: Any, url: str) -> None:
+    """Point the in-process Celery app's publishing at ``url`` (its connection and producer pools rebuilt)."""
+    app.conf.broker_url = url
+    app._pool = None  # dropped, not closed: kombu keeps one pool per broker URL and hands it out again
+    app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def broker_link() -> Iterator[TcpLink]:
+    """The Celery broker reached through a link the test cuts and restores (the real Redis behind it)."""
+    from brokerage.celery import app
+
+    real = urlsplit(settings.CELERY_BROKER_URL)
+    link = TcpLink((real.hostname or "127.0.0.1", real.port or 6379))
+    before = app.conf.broker_url
+    _broker_use(app, f"redis://127.0.0.1:{link.port}{real.path}")
+    yield link
+    _broker_use(app, before)
+    link.cut()
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def consumer_log() -> Iterator[_Records]:
+    """The consumer runner's own log records, read from its logger itself: an in-process Celery worker started by
+    an earlier test reconfigures logging (root at ERROR, earlier loggers disabled)."""
+    handler, log = _Records(), logging.getLogger("apps.core.consumers")
+    disabled, level = log.disabled, log.level
+    log.disabled = False
+    log.setLevel(logging.DEBUG)
+    log.addHandler(handler)
+    yield handler
+    log.removeHandler(handler)
+    log.disabled = disabled
+    log.setLevel(level)
+
+
+def test_the_bridge_waits_out_a_broker_outage_and_dead_letters_nothing(
+    fresh_topic: Any, spec_factory: Any, broker_link: TcpLink, consumer_log: _Records
+) -> None:
+    import redis
+
+    source, echo = fresh_topic(), fresh_topic()
+    spec = spec_factory(topics=(source,), handler=_echo_handler(echo), mode="celery")
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)  # the real broker, not through the link
+    broker.delete("default")
+    [sent] = _record(source, 1)
+    relay_drain()
+
+    # The broker is unreachable: the bridge retries past the attempts after which a failing handler is
+    # dead-lettered, and goes on retrying.
+    runner = ConsumerRunner(spec)
+    processed: list[int] = []
+    thread = threading.Thread(target=lambda: processed.append(runner.run(max_messages=1, idle_timeout=30)))
+    thread.start()
+    deadline = time.monotonic() + 90
+    while sum("transient" in m for m in consumer_log.messages) <= spec.max_attempts:
+        assert thread.is_alive(), "the bridge gave up on the event during the outage"
+        assert time.monotonic() < deadline, "the bridge never retried"
+        time.sleep(0.1)
+    assert thread.is_alive()
+
+    # The broker is back: the event is enqueued once, under its own task id, and nothing was dead-lettered.
+    broker_link.restore()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert processed == [1]
+    queued = [json.loads(m)["headers"]["id"] for m in broker.lrange("default", 0, -1)]
+    assert queued == [f"{spec.name}:{sent.event_id}"]
+    assert not any("dead-letter" in m for m in consumer_log.messages)
+    broker.delete("default")
