@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -307,10 +308,19 @@ def test_kafka_to_celery_bridge_applies_once_despite_duplicate_enqueues(
     assert InboxRecord.objects.filter(consumer=spec.name).count() == 3
 
 
-def _broker_use(app: Any, url: str) -> None:
-    """Point the in-process Celery app's publishing at ``url`` (its connection and producer pools rebuilt)."""
-    app.conf.broker_url = url
-    app._pool = None  # dropped, not closed: kombu keeps one pool per broker URL and hands it out again
+def _broker_use(app: Any, url: str | None) -> None:
+    """Point the in-process Celery app's publishing at ``url`` (None: back to the configured broker).
+
+    Celery reads ``CELERY_BROKER_URL`` from the environment before its own setting (the Makefile sets it), so both
+    change; the connection and producer pools are dropped, not closed (kombu keeps one pool per broker URL and
+    hands the same one out again), and rebuilt on the next publish.
+    """
+    if url is None:
+        os.environ.pop("CELERY_BROKER_URL", None)
+    else:
+        os.environ["CELERY_BROKER_URL"] = url
+    app.conf.broker_url = url or settings.CELERY_BROKER_URL
+    app._pool = None
     app.amqp._producer_pool = None
 
 
@@ -321,11 +331,13 @@ def broker_link() -> Iterator[TcpLink]:
 
     real = urlsplit(settings.CELERY_BROKER_URL)
     link = TcpLink((real.hostname or "127.0.0.1", real.port or 6379))
-    before = app.conf.broker_url
+    env_before = os.environ.get("CELERY_BROKER_URL")
     _broker_use(app, f"redis://127.0.0.1:{link.port}{real.path}")
-    yield link
-    _broker_use(app, before)
-    link.cut()
+    try:
+        yield link
+    finally:
+        _broker_use(app, env_before)
+        link.cut()
 
 
 class _Records(logging.Handler):
@@ -372,7 +384,10 @@ def test_the_bridge_waits_out_a_broker_outage_and_dead_letters_nothing(
     thread.start()
     deadline = time.monotonic() + 90
     while sum("transient" in m for m in consumer_log.messages) <= spec.max_attempts:
-        assert thread.is_alive(), "the bridge gave up on the event during the outage"
+        assert thread.is_alive(), (
+            f"the bridge gave up on the event during the outage: processed {processed}, "
+            f"queued {broker.llen('default')}, log {consumer_log.messages[-3:]}"
+        )
         assert time.monotonic() < deadline, "the bridge never retried"
         time.sleep(0.1)
     assert thread.is_alive()
