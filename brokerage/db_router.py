@@ -238,18 +238,10 @@ def replica_database(url: str, *, primary: dict[str, Any]) -> dict[str, Any]:
             config[key] = primary[key]
     options = config.setdefault("OPTIONS", {})
     options.setdefault("connect_timeout", 2)
-    for key in (
-        "server_side_binding",
-        "prepare_threshold",
-        "keepalives",
-        "keepalives_idle",
-        "keepalives_interval",
-        "keepalives_count",
-        "tcp_user_timeout",
-        "options",
-    ):
-        if key in primary.get("OPTIONS", {}):
-            options.setdefault(key, primary["OPTIONS"][key])
+    for key, value in primary.get(
+        "OPTIONS", {}
+    ).items():  # binding, keepalives, session bounds: as the primary
+        options.setdefault(key, value)
     # pytest-django cannot create a test database on a standby: the ordinary suite mirrors the primary.
     config["TEST"] = {"MIRROR": "default"}
     return config

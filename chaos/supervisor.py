@@ -27,13 +27,11 @@ from chaos.config import ROOT, ChaosConfig
 RESTART_DELAY_S = 1.0
 HEALTH_INTERVAL_S = 2.0
 HEALTH_RETRIES = 3  # failed checks in a row before a replacement (ECS's retries)
-START_PERIOD_S = (
-    30.0  # failures right after a start do not count (ECS's startPeriod, deploy/ecs/stacks/platform.py)
-)
+# Failures right after a start do not count (ECS's startPeriod, deploy/ecs/stacks/platform.py).
+START_PERIOD_S = 30.0
 STOP_GRACE_S = 10.0
-HEALTH_CHECKED = (
-    "worker",
-)  # web's check is its /healthz on PORT, which this supervisor passes on the command line
+# web's check is its /healthz on PORT, which this supervisor passes on the command line instead.
+HEALTH_CHECKED = ("worker",)
 
 # The image's own check, so the supervisor judges a process exactly as the container would.
 _check = runpy.run_path(str(ROOT / "deploy" / "healthcheck.py"))["check"]

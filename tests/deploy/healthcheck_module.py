@@ -1,23 +1,12 @@
-"""``deploy/healthcheck.py`` loaded as a module (it is a script the container runs, not part of a package)."""
+"""``deploy/healthcheck.py`` loaded as a module (it is a script the container runs, not part of a package), the
+same way the chaos supervisor loads it."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import runpy
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 
-_PATH = Path(__file__).resolve().parents[2] / "deploy" / "healthcheck.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("deploy_healthcheck", _PATH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-healthcheck = _load()
+healthcheck = SimpleNamespace(
+    **runpy.run_path(str(Path(__file__).resolve().parents[2] / "deploy" / "healthcheck.py"))
+)

@@ -28,9 +28,9 @@ class ProcessSpec:
     singleton: bool = False
     stop_timeout_s: int = 60
     consumer: str | None = None  # a Kafka consumer service: its registry name (= consumer group id)
-    # Container health check (deploy/healthcheck.py): /healthz where there is a port; a Celery worker's liveness
-    # file (a worker that stays up consuming nothing is replaced). Other processes are judged by their exit.
-    health_check: bool = False
+    # Judged by a liveness file (deploy/healthcheck.py: a Celery worker that stays up consuming nothing is
+    # replaced). A process with a port is judged by /healthz; any other by its exit.
+    liveness_file: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,29 +81,11 @@ class PlatformConfig:
 
     def processes(self) -> list[ProcessSpec]:
         specs = [
-            ProcessSpec(
-                "web",
-                ["web"],
-                cpu=1024,
-                memory_mib=2048,
-                min_tasks=2,
-                max_tasks=20,
-                port=8000,
-                health_check=True,
-            ),
-            ProcessSpec(
-                "ws",
-                ["ws"],
-                cpu=512,
-                memory_mib=1024,
-                min_tasks=2,
-                max_tasks=10,
-                port=8001,
-                health_check=True,
-            ),
+            ProcessSpec("web", ["web"], cpu=1024, memory_mib=2048, min_tasks=2, max_tasks=20, port=8000),
+            ProcessSpec("ws", ["ws"], cpu=512, memory_mib=1024, min_tasks=2, max_tasks=10, port=8001),
             ProcessSpec("relay", ["relay"], min_tasks=1, max_tasks=4),
             ProcessSpec(
-                "worker", ["worker"], cpu=1024, memory_mib=2048, min_tasks=2, max_tasks=20, health_check=True
+                "worker", ["worker"], cpu=1024, memory_mib=2048, min_tasks=2, max_tasks=20, liveness_file=True
             ),
             ProcessSpec("beat", ["beat"], cpu=256, memory_mib=512, singleton=True),
             ProcessSpec("marketdata", ["marketdata"], singleton=True),

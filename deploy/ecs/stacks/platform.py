@@ -280,7 +280,7 @@ class PlatformStack(cdk.Stack):  # type: ignore[misc]  # aws_cdk is Any outside 
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
         health_check = None
-        if spec.health_check:
+        if spec.port is not None or spec.liveness_file:
             health_check = ecs.HealthCheck(
                 command=["CMD", "python", "/app/deploy/healthcheck.py"],
                 interval=cdk.Duration.seconds(15),
