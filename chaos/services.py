@@ -61,18 +61,23 @@ def service_kill9(cfg: ChaosConfig, service: str) -> int | None:
     pid = service_pid(cfg, service)
     if pid is None:
         return None
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
+    kill9_and_wait(pid)
     if service == "postgres":
         # The backends notice the postmaster's death and exit; wait for them so the port and shared memory free up.
         time.sleep(1.0)
     return pid
+
+
+def kill9_and_wait(pid: int, timeout_s: float = 30.0) -> None:
+    """SIGKILL ``pid`` and wait (up to ``timeout_s``) until it is gone."""
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 def service_restart_after_kill(cfg: ChaosConfig, service: str) -> None:

@@ -100,6 +100,8 @@ def _base_config() -> dict[str, Any]:
         "bootstrap.servers": conf["BOOTSTRAP_SERVERS"],
         "client.id": conf["CLIENT_ID"],
         "security.protocol": conf.get("SECURITY_PROTOCOL", "PLAINTEXT"),
+        "reconnect.backoff.max.ms": conf["RECONNECT_BACKOFF_MAX_MS"],
+        "metadata.recovery.strategy": conf["METADATA_RECOVERY_STRATEGY"],
     }
 
 

@@ -235,6 +235,13 @@ KAFKA = {
     "TOPICS_FILE": env.path("KAFKA_TOPICS_FILE", default=CONFIG_DIR / "kafka" / "topics.toml"),
     "CLIENT_ID": env.str("KAFKA_CLIENT_ID", default="brokerage"),
     "REQUEST_TIMEOUT_MS": env.int("KAFKA_REQUEST_TIMEOUT_MS", default=10000),
+    # Longest wait between reconnection attempts to a broker (librdkafka's default is 10 s): after an outage a
+    # client reconnects within about this long of the broker's return (docs/backbone.md, "Broker restarts").
+    "RECONNECT_BACKOFF_MAX_MS": env.int("KAFKA_RECONNECT_BACKOFF_MAX_MS", default=1000),
+    # "none": a client that loses every broker at once keeps them and reconnects, instead of re-bootstrapping
+    # (librdkafka's default), which decommissions them and can leave a cached coordinator pointing at a dead
+    # handle: the engine's ``send_offsets_to_transaction`` then never returned (librdkafka #5511, #5456).
+    "METADATA_RECOVERY_STRATEGY": env.str("KAFKA_METADATA_RECOVERY_STRATEGY", default="none"),
     # PLAINTEXT locally; SSL on MSK (TLS-only). Passed to every client as security.protocol.
     "SECURITY_PROTOCOL": env.str("KAFKA_SECURITY_PROTOCOL", default="PLAINTEXT"),
 }

@@ -1,0 +1,120 @@
+"""The engine rides out a kill -9 and restart of its only broker, without its watchdog and exactly once.
+
+Seen under chaos and reproduced against a private broker: with librdkafka's default
+``metadata.recovery.strategy=rebootstrap``, losing the only broker made every client re-bootstrap, which
+decommissions the known brokers; a transactional producer whose group coordinator was cached on such a handle
+never finished ``send_offsets_to_transaction`` once the broker was back (its timeout is not enforced there:
+librdkafka #5456, #5511). Those partitions stayed silent until the watchdog's ``COMMIT_STALL_S`` (65 s) made the
+process exit for a restart. With the platform's client settings (``KAFKA_METADATA_RECOVERY_STRATEGY=none``,
+``KAFKA_RECONNECT_BACKOFF_MAX_MS``) the same process resumes every partition once the broker answers again.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import astuple
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaException
+from django.conf import settings
+from django.test import override_settings
+
+from apps.core import kafka
+from apps.orders.engine_runner import COMMIT_STALL_S, EngineTopics
+from tests.kafka_broker import PrivateKafka
+from tests.orders.engine_kafka_helpers import by_key, committed, fills, produce, read_all, twin, workload
+from tests.orders.test_engine_runner import ROOT, _engine_argv, _env, _group, _records
+
+pytestmark = [pytest.mark.kafka]
+
+PARTITIONS = 8
+SYMBOLS = ["AAPL", "MSFT", "IBM", "GOOG", "NVDA", "AMZN", "TSLA", "META"]
+
+
+@pytest.fixture
+def private_kafka(tmp_path: Path) -> Iterator[PrivateKafka]:
+    broker = PrivateKafka(tmp_path / "run")
+    broker.start()
+    try:
+        with override_settings(KAFKA={**settings.KAFKA, "BOOTSTRAP_SERVERS": broker.bootstrap}):
+            yield broker
+    finally:
+        broker.stop()
+
+
+def test_engine_resumes_every_partition_after_its_broker_restarts(
+    private_kafka: PrivateKafka, tmp_path: Path
+) -> None:
+    topics = EngineTopics()
+    kafka.topics_ensure([kafka.declared_topic(name) for name in astuple(topics)])
+    group = _group()
+    cmds = workload(seed=5, n=2_400, symbols=SYMBOLS)
+    records = _records(cmds, PARTITIONS)
+    delivered = produce(topics.commands, records[:2_000])
+
+    log_path = tmp_path / "engine.log"
+    argv = _engine_argv(topics, group, ",".join(map(str, range(PARTITIONS))), "--batch-size", "3")
+    env = {**_env(), "KAFKA_BOOTSTRAP_SERVERS": private_kafka.bootstrap}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        # Killed while it works through the backlog: every partition has a window's commit in flight.
+        _wait(lambda: min(_committed(topics, group).values()) >= 20, proc, log_path, 120, "first commits")
+        private_kafka.kill9()
+        private_kafka.start()
+        back = time.monotonic()
+        delivered += produce(topics.commands, records[2_000:])
+        delivered.sort(key=lambda d: (d.partition, d.offset))
+        ends = {p: max(d.offset for d in delivered if d.partition == p) + 1 for p in range(PARTITIONS)}
+
+        # Every partition caught up by the same process, well before its watchdog's bound would restart it.
+        _wait(
+            lambda: _committed(topics, group) == ends, proc, log_path, COMMIT_STALL_S - 15, "every partition"
+        )
+        resumed_s = time.monotonic() - back
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log_path.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    text = log_path.read_text()
+    assert "engine stalled" not in text
+    assert text.count("engine ready") == 1  # one process throughout
+    print(f"caught up {resumed_s:.1f} s after the broker answered again")
+
+    reference = twin(delivered, topics)  # exactly once across the outage
+    output = read_all(topics.events)
+    assert by_key(output) == reference.events_by_key
+    assert by_key(read_all(topics.trades)) == reference.trades_by_key
+    fill_ids = fills(output)
+    assert len(fill_ids) == len(set(fill_ids)) > 0
+
+
+def _committed(topics: EngineTopics, group: str) -> dict[int, int]:
+    """The group's committed offsets (-1 for a partition the broker cannot answer for yet)."""
+    try:
+        return committed(topics.commands, group, list(range(PARTITIONS)))
+    except KafkaException:
+        return dict.fromkeys(range(PARTITIONS), -1)
+
+
+def _wait(
+    predicate: Callable[[], bool], proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float, what: str
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"engine exited ({proc.returncode}): {log_path.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}: {_tail(log_path)}")
+        time.sleep(0.2)
+
+
+def _tail(path: Path) -> str:
+    """The engine's own log lines (librdkafka's ``%N|...`` lines left out)."""
+    return "\n".join([line for line in path.read_text().splitlines() if not line.startswith("%")][-15:])
