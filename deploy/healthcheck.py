@@ -9,6 +9,11 @@ PID 1 *is* it):
   (default 360 s: above the 300 s hard time limit, since a ping may wait for a child busy with the longest task).
   A worker that stays up but consumes nothing is replaced. No file yet means the worker has not started
   consuming (the container's start period covers it);
+- the outbox relay (``manage.py run_outbox_relay``) and a Kafka consumer (``manage.py run_consumer <name>``): the
+  heartbeat file their loop touches (``apps.core.runtime.Heartbeat``, ``<PROCESS_HEARTBEAT_DIR>/brokerage-relay.alive``
+  or ``brokerage-consumer-<name>.alive``) must be younger than ``PROCESS_HEARTBEAT_MAX_AGE_S`` (default 120 s,
+  above the longest bounded wait of an iteration: a 30 s flush, a 10 s connect, 5 s backoffs). No file yet: not
+  started (the start period covers it); ``PROCESS_HEARTBEAT_DIR`` empty: not checked;
 - other processes are healthy while they run: ECS replaces a task whose essential container exits.
 
 Standard library only, so it costs a few milliseconds and needs no Django import.
@@ -27,6 +32,8 @@ from pathlib import Path
 # Keep in step with brokerage.settings.base (tests/deploy/test_healthcheck.py checks they agree).
 LIVENESS_FILE_DEFAULT = str(Path(tempfile.gettempdir()) / "brokerage-celery-worker.alive")
 LIVENESS_MAX_AGE_S_DEFAULT = 360.0
+HEARTBEAT_DIR_DEFAULT = tempfile.gettempdir()
+HEARTBEAT_MAX_AGE_S_DEFAULT = 120.0
 
 
 def _pid1_cmdline() -> str:
@@ -44,10 +51,8 @@ def _http_ok(port: str) -> int:
         return 1
 
 
-def worker_alive(env: Mapping[str, str], now: float) -> int:
-    """0 while the worker's liveness file is fresh (or not yet written), 1 once it is older than the bound."""
-    path = Path(env.get("CELERY_WORKER_LIVENESS_FILE") or LIVENESS_FILE_DEFAULT)
-    max_age = float(env.get("CELERY_WORKER_LIVENESS_MAX_AGE_S") or LIVENESS_MAX_AGE_S_DEFAULT)
+def _fresh(path: Path, max_age: float, now: float, what: str) -> int:
+    """0 while ``path`` was touched within ``max_age`` s (or does not exist yet), else 1 with the reason."""
     try:
         touched = path.stat().st_mtime
     except FileNotFoundError:
@@ -56,10 +61,25 @@ def worker_alive(env: Mapping[str, str], now: float) -> int:
         return 1
     if now - touched <= max_age:
         return 0
-    print(
-        f"celery worker: no ping consumed for {now - touched:.0f} s (bound {max_age:.0f} s)", file=sys.stderr
-    )
+    print(f"{what} for {now - touched:.0f} s (bound {max_age:.0f} s)", file=sys.stderr)
     return 1
+
+
+def worker_alive(env: Mapping[str, str], now: float) -> int:
+    """0 while the worker's liveness file is fresh (or not yet written), 1 once it is older than the bound."""
+    path = Path(env.get("CELERY_WORKER_LIVENESS_FILE") or LIVENESS_FILE_DEFAULT)
+    max_age = float(env.get("CELERY_WORKER_LIVENESS_MAX_AGE_S") or LIVENESS_MAX_AGE_S_DEFAULT)
+    return _fresh(path, max_age, now, "celery worker: no ping consumed")
+
+
+def heartbeat_alive(process: str, env: Mapping[str, str], now: float) -> int:
+    """0 while the process's heartbeat file is fresh (or not yet written, or heartbeats are off), else 1."""
+    directory = env.get("PROCESS_HEARTBEAT_DIR", HEARTBEAT_DIR_DEFAULT)
+    if not directory:
+        return 0
+    max_age = float(env.get("PROCESS_HEARTBEAT_MAX_AGE_S") or HEARTBEAT_MAX_AGE_S_DEFAULT)
+    path = Path(directory) / f"brokerage-{process}.alive"
+    return _fresh(path, max_age, now, f"{process}: no heartbeat")
 
 
 def check(cmdline: str, env: Mapping[str, str], now: float) -> int:
@@ -70,6 +90,10 @@ def check(cmdline: str, env: Mapping[str, str], now: float) -> int:
         return _http_ok(env.get("WS_PORT", "8001"))
     if any(w.endswith("celery") for w in words) and "worker" in words:
         return worker_alive(env, now)
+    if "run_outbox_relay" in words:
+        return heartbeat_alive("relay", env, now)
+    if "run_consumer" in words and words.index("run_consumer") + 1 < len(words):
+        return heartbeat_alive(f"consumer-{words[words.index('run_consumer') + 1]}", env, now)
     return 0
 
 

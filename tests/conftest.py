@@ -93,3 +93,20 @@ def redis_client() -> Iterator[Any]:
     client = redis.Redis.from_url(settings.REDIS_URL)
     yield client
     client.close()
+
+
+@pytest.fixture
+def private_kafka(tmp_path: Any) -> Iterator[Any]:
+    """A private broker the test may kill -9 and restart (``tests/kafka_broker.py``); the platform's Kafka
+    settings point at it for the test's duration."""
+    from django.test import override_settings
+
+    from tests.kafka_broker import PrivateKafka
+
+    broker = PrivateKafka(tmp_path / "kafka-run")
+    broker.start()
+    try:
+        with override_settings(KAFKA={**settings.KAFKA, "BOOTSTRAP_SERVERS": broker.bootstrap}):
+            yield broker
+    finally:
+        broker.stop()

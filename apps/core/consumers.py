@@ -44,19 +44,39 @@ from types import FrameType
 from typing import Any, Literal
 
 import msgspec
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from apps.core import events, kafka
 from apps.core.models import InboxRecord
+from apps.core.runtime import Heartbeat, heartbeat_path
 from apps.core.sql import hot_cursor
 
 logger = logging.getLogger(__name__)
 # Outages, not poison: the database (Django's error) or the Celery broker (kombu's, raised by ``apply_async`` once
 # its publish retries are spent) is down or restarting. Retried until it is back; never dead-lettered.
 TRANSIENT_ERRORS = (OperationalError, BrokerOperationalError)
+# Offset-commit errors that mean "the coordinator cannot be reached just now": the commit is tried again. (A
+# consumer's commit reports a bare error code, without librdkafka's retriable flag.)
+COMMIT_RETRY_CODES = frozenset(
+    {
+        KafkaError._WAIT_COORD,
+        KafkaError._TRANSPORT,
+        KafkaError._TIMED_OUT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NETWORK_EXCEPTION,
+    }
+)
+# Offset-commit errors after which this member must rejoin its group before it can commit anything.
+COMMIT_MEMBERSHIP_LOST_CODES = frozenset(
+    {KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +217,7 @@ class ConsumerRunner:
         crash_after = os.environ.get("CONSUMER_CRASH_AFTER_COMMIT")  # test hook, see the module docstring
         self._crash_after_commit: int | None = int(crash_after) if crash_after else None
         self._effects_committed = 0
+        self._heartbeat = Heartbeat(heartbeat_path(f"consumer-{spec.name}"))
 
     def _effect_committed(self) -> None:
         """Counts committed effect transactions for the crash test hook; does nothing when it is unset."""
@@ -271,6 +292,7 @@ class ConsumerRunner:
         attempt = 0
         while True:
             attempt += 1
+            self._heartbeat.beat()  # waiting out an outage is the loop working, not stuck
             try:
                 self._apply(envelope, meta)
                 return
@@ -317,8 +339,42 @@ class ConsumerRunner:
             self._apply_with_retry(msg, envelope, meta)
 
     def _commit(self, consumer: Consumer, offsets: list[TopicPartition]) -> None:
-        """Commit only after every effect of the batch has committed (synchronously, so a crash re-reads)."""
-        consumer.commit(offsets=offsets, asynchronous=False)
+        """Commit only after every effect of the batch has committed (synchronously, so a crash re-reads).
+
+        While the group coordinator is unreachable (a broker restarting: ``_WAIT_COORD``, seen under chaos) the
+        same offsets are committed again after a pause, as the relay and the engine wait out an outage: before,
+        the process exited with a traceback on every broker restart and its group rebalanced twice. A stop
+        request ends the wait without the commit: the batch is read again by the next owner, and the inbox makes
+        that a no-op.
+        """
+        attempt = 0
+        while True:
+            try:
+                consumer.commit(offsets=offsets, asynchronous=False)
+                return
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                if error is not None and error.code() in COMMIT_MEMBERSHIP_LOST_CODES:
+                    # The coordinator no longer knows this member (a restarted broker can drop the group's
+                    # members): the commit cannot succeed until the consumer rejoins, which its next poll does.
+                    # The batch's effects are committed; whoever owns the partition next reads it again from
+                    # the last committed offset, and the inbox makes that a no-op.
+                    logger.warning(
+                        "offsets left uncommitted: group membership lost; the batch will be read again",
+                        extra={"consumer": self.spec.name, "error": str(error)},
+                    )
+                    return
+                if error is None or not (error.retriable() or error.code() in COMMIT_RETRY_CODES):
+                    raise
+                if self.stopping.is_set():
+                    logger.warning("offsets left uncommitted at stop", extra={"consumer": self.spec.name})
+                    return
+                attempt += 1
+                logger.warning(
+                    "offset commit failed, retrying", extra={"consumer": self.spec.name, "error": str(error)}
+                )
+            self._heartbeat.beat()
+            self.stopping.wait(min(0.1 * 2**attempt, 2.0))
 
     def run(self, *, max_messages: int | None = None, idle_timeout: float | None = None) -> int:
         """Consume until stopped. Returns the number of messages processed."""
@@ -332,6 +388,7 @@ class ConsumerRunner:
         idle_since = time.monotonic()
         try:
             while not self.stopping.is_set():
+                self._heartbeat.beat()
                 batch = kafka.consume_ready(consumer, self.spec.batch_size, 0.5)
                 if not batch:
                     if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:

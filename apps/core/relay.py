@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from apps.core import kafka
 from apps.core.models import StoredEvent
+from apps.core.runtime import Heartbeat, heartbeat_path
 from apps.core.sql import hot_cursor
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,9 @@ class Relay:
         published = 0
         batches = 0
         backoff = self.poll_interval
+        heartbeat = Heartbeat(heartbeat_path("relay"))
         while not self.stopping.is_set():
+            heartbeat.beat()
             try:
                 count = relay_publish_batch(producer, batch_size=self.batch_size)
                 backoff = self.poll_interval

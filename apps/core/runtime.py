@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import gc
+import logging
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 
 def heap_freeze() -> None:
@@ -17,3 +24,40 @@ def heap_freeze() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def heartbeat_path(process: str) -> Path | None:
+    """The heartbeat file of a long-running process (``relay``, ``consumer-<name>``), or None when disabled.
+
+    ``deploy/healthcheck.py`` derives the same name from the container's command line and fails the process once
+    the file is older than ``PROCESS_HEARTBEAT_MAX_AGE_S``.
+    """
+    directory = settings.PROCESS_HEARTBEAT_DIR
+    return Path(directory) / f"brokerage-{process}.alive" if directory else None
+
+
+class Heartbeat:
+    """A file a process's loop touches each time round (at most once per ``every_s``), to show it is not stuck.
+
+    A loop whose every call is bounded still has no proof of that: a client library call that ignores its timeout
+    (the engine met one in librdkafka) leaves the process up and doing nothing, and only its exit used to be
+    watched. The loop calls ``beat()`` once per iteration and from inside its waits (a retry backoff during an
+    outage is the loop working, not stuck); the container health check reads the file's age.
+    """
+
+    __slots__ = ("_next", "every_s", "path")
+
+    def __init__(self, path: Path | None, every_s: float = 1.0) -> None:
+        self.path = path
+        self.every_s = every_s
+        self._next = 0.0
+
+    def beat(self) -> None:
+        now = time.monotonic()
+        if self.path is None or now < self._next:
+            return
+        self._next = now + self.every_s
+        try:
+            self.path.touch()
+        except OSError:
+            logger.warning("cannot touch the heartbeat file", extra={"path": str(self.path)}, exc_info=True)

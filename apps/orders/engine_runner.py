@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
@@ -254,6 +254,25 @@ class CommandWindow:
         last[event_id] = offset
         fifo.append((offset, event_id))
         return previous is not None
+
+
+def _txn_retrying(call: Callable[[], None], partition: int) -> None:
+    """``call`` (a transactional producer call), again after a pause for as long as it fails retriably only."""
+    pause = 0.05
+    while True:
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if error is None or not error.retriable() or error.txn_requires_abort() or error.fatal():
+                raise
+            logger.warning(
+                "engine transaction call failed, retrying",
+                extra={"partition": partition, "error": str(error)},
+            )
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
 
 
 def stall_reason(
@@ -1116,19 +1135,30 @@ class EngineRunner:
         self, state: PartitionState, position: int, snapshot_seq: int | None, commands: int, outputs: int
     ) -> int | None:
         """(Worker thread) send the window's end offset and commit; the window's records are produced."""
-        producer = state.producer
-        producer.send_offsets_to_transaction(
-            [TopicPartition(self._commands_physical, state.partition, position)],
-            self._group_metadata,
-            TXN_TIMEOUT_S,
-        )
-        producer.commit_transaction(TXN_TIMEOUT_S)
+        self._send_offsets_and_commit(state, position)
         state.txn_open = False
         with self._stats_lock:  # commits of several partitions finish concurrently
             self.stats.transactions += 1
             self.stats.outputs += outputs
             self.stats.largest_transaction = max(self.stats.largest_transaction, commands)
         return snapshot_seq
+
+    def _send_offsets_and_commit(self, state: PartitionState, position: int) -> None:
+        """Add the input position to the open transaction and commit it, retrying what librdkafka says to retry.
+
+        A retriable error (the coordinator unreachable for a moment: ``_TRANSPORT`` "after 0ms" right after a
+        broker restart, seen under chaos) is retried with the same offsets and group metadata, as librdkafka asks;
+        each call keeps its own bound and the watchdog bounds the whole (``COMMIT_STALL_S``). An abortable, fatal
+        or fenced error is raised for ``_reap``: before, a retriable one was too, and the process exited for a
+        restart on every such blip.
+        """
+        offsets = [TopicPartition(self._commands_physical, state.partition, position)]
+        producer = state.producer
+        _txn_retrying(
+            lambda: producer.send_offsets_to_transaction(offsets, self._group_metadata, TXN_TIMEOUT_S),
+            state.partition,
+        )
+        _txn_retrying(lambda: producer.commit_transaction(TXN_TIMEOUT_S), state.partition)
 
     def _reap(self, only: PartitionState | None = None, *, wait: bool = False) -> None:
         """Finish returned commits (or wait for ``only``'s): start the next window, or recover on failure."""
@@ -1187,13 +1217,7 @@ class EngineRunner:
                 self._produce(producer, record)
             if snapshot:
                 snapshot = self._produce_snapshot(state)
-            position = max(state.position, state.resume_at)
-            producer.send_offsets_to_transaction(
-                [TopicPartition(self._commands_physical, state.partition, position)],
-                self._group_metadata,
-                TXN_TIMEOUT_S,
-            )
-            producer.commit_transaction(TXN_TIMEOUT_S)
+            self._send_offsets_and_commit(state, max(state.position, state.resume_at))
         finally:
             state.commit_started = None
         if snapshot:

@@ -21,8 +21,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from confluent_kafka import TopicPartition
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from apps.core import events, kafka
@@ -239,6 +240,73 @@ def test_an_idle_relay_poll_is_one_statement_and_a_pending_event_is_still_publis
         StoredEvent.objects.filter(event_id__in=[e.event_id for e in sent], published_at__isnull=True).count()
         == 0
     )
+
+
+def test_a_consumer_beats_while_it_waits_out_an_outage(
+    fresh_topic: Any, spec_factory: Any, tmp_path: Path, settings: Any
+) -> None:
+    # Waiting for the database to come back is the loop working: its heartbeat must not go stale meanwhile, or
+    # the health check would replace every consumer during a long database outage.
+    settings.PROCESS_HEARTBEAT_DIR = str(tmp_path)
+    source = fresh_topic()
+    seen: list[int] = []  # the heartbeat file's mtime at each attempt
+
+    def handle(envelope: events.EventEnvelope, meta: MessageMeta) -> None:
+        seen.append((tmp_path / f"brokerage-consumer-{spec.name}.alive").stat().st_mtime_ns)
+        if len(seen) <= 5:  # 0.2 + 0.4 + 0.6 + 0.8 + 1.0 s of backoff: past the 1 s between beats
+            raise OperationalError("the database is restarting")
+
+    spec = spec_factory(topics=(source,), handler=handle)
+    _record(source, 1)
+    assert relay_drain() == 1
+    assert ConsumerRunner(spec).run(max_messages=1, idle_timeout=20) == 1
+    assert len(seen) == 6
+    assert seen[-1] > seen[0], "no heartbeat while the handler's outage was retried"
+    assert InboxRecord.objects.filter(consumer=spec.name).count() == 1
+
+
+def test_a_consumer_commits_its_offsets_once_the_restarted_broker_answers(
+    spec_factory: Any, private_kafka: Any
+) -> None:
+    # Seen under chaos: every consumer exited with "Commit failed: Local: Waiting for coordinator" when its broker
+    # restarted under it, and was restarted, its group rebalancing twice. The broker goes down here right after
+    # the first effect commits and before its offset does; the consumer must wait and commit the same offset.
+    source = "test.commit-outage"
+    kafka.topics_ensure([kafka.TopicSpec(name=source, partitions=1, config={})])
+    effects: list[uuid.UUID] = []
+    restarted = threading.Event()
+
+    def restart() -> None:
+        private_kafka.start()
+        restarted.set()
+
+    def handle(envelope: events.EventEnvelope, meta: MessageMeta) -> None:
+        effects.append(envelope.event_id)
+        if len(effects) == 1:
+            private_kafka.kill9()
+            threading.Thread(target=restart, daemon=True).start()
+
+    spec = spec_factory(topics=(source,), handler=handle)
+    sent = _record(source, 2)
+    assert relay_drain() == 2
+    # Before: KafkaException "Waiting for coordinator" out of run(), the process's exit.
+    assert ConsumerRunner(spec).run(max_messages=2, idle_timeout=60) == 2
+    assert restarted.is_set()
+    # The restarted broker may have dropped the member, leaving the batch uncommitted: the next run reads it again
+    # and applies nothing twice; either way the group's offset ends at the topic's end.
+    if _committed_offset(spec.group, source) != 2:
+        assert ConsumerRunner(spec).run(max_messages=2, idle_timeout=60) == 2
+    assert effects == [e.event_id for e in sent]
+    assert InboxRecord.objects.filter(consumer=spec.name).count() == 2
+    assert _committed_offset(spec.group, source) == 2
+
+
+def _committed_offset(group: str, topic: str) -> int:
+    consumer = kafka.consumer_create(group_id=group)
+    try:
+        return int(consumer.committed([TopicPartition(kafka.topic_name(topic), 0)], timeout=10)[0].offset)
+    finally:
+        consumer.close()
 
 
 def test_undecodable_message_goes_to_the_dead_letter_topic(fresh_topic: Any, spec_factory: Any) -> None:

@@ -53,9 +53,32 @@ def test_beat_and_processes_without_a_port_are_judged_by_their_exit(tmp_path: Pa
     for cmdline in (
         "celery -A brokerage beat --loglevel INFO",
         "python manage.py run_engine --partitions 0,1",
-        "python manage.py run_outbox_relay",
     ):
         assert healthcheck.check(cmdline, env, NOW) == 0, cmdline
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "process"),
+    [
+        ("python manage.py run_outbox_relay", "relay"),
+        ("python manage.py run_consumer orders.projection", "consumer-orders.projection"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("age_s", "max_age", "expected"), [(10.0, "", 0), (119.0, "", 0), (121.0, "", 1), (5.0, "4", 1)]
+)
+def test_the_relay_and_a_consumer_are_healthy_while_their_heartbeat_is_younger_than_the_bound(
+    tmp_path: Path, cmdline: str, process: str, age_s: float, max_age: str, expected: int
+) -> None:
+    path = tmp_path / f"brokerage-{process}.alive"
+    path.touch()
+    os.utime(path, (NOW - age_s, NOW - age_s))
+    env = {"PROCESS_HEARTBEAT_DIR": str(tmp_path), "PROCESS_HEARTBEAT_MAX_AGE_S": max_age}
+    assert healthcheck.check(cmdline, env, NOW) == expected
+    # Another consumer's stale file is not this one's.
+    assert healthcheck.check("python manage.py run_consumer kyc.aml", env, NOW) == 0
+    # Heartbeats off: judged by their exit.
+    assert healthcheck.check(cmdline, {**env, "PROCESS_HEARTBEAT_DIR": ""}, NOW) == 0
 
 
 def test_web_and_ws_are_asked_over_http(tmp_path: Path) -> None:
@@ -68,3 +91,9 @@ def test_web_and_ws_are_asked_over_http(tmp_path: Path) -> None:
 def test_the_default_liveness_file_is_the_one_the_settings_give_the_worker() -> None:
     assert healthcheck.LIVENESS_FILE_DEFAULT == settings.CELERY_WORKER_LIVENESS_FILE
     assert healthcheck.LIVENESS_MAX_AGE_S_DEFAULT > settings.CELERY_TASK_TIME_LIMIT
+
+
+def test_the_heartbeat_defaults_are_the_settings_and_outlast_an_iterations_bounded_waits() -> None:
+    assert healthcheck.HEARTBEAT_DIR_DEFAULT == settings.PROCESS_HEARTBEAT_DIR
+    # The relay's flush (30 s) plus its longest backoff (5 s) and a database connect stay well inside it.
+    assert healthcheck.HEARTBEAT_MAX_AGE_S_DEFAULT >= 3 * (30 + 5)

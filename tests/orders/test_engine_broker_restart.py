@@ -14,14 +14,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import astuple
 from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaException
-from django.conf import settings
-from django.test import override_settings
 
 from apps.core import kafka
 from apps.orders.engine_runner import COMMIT_STALL_S, EngineTopics
@@ -33,17 +31,6 @@ pytestmark = [pytest.mark.kafka]
 
 PARTITIONS = 8
 SYMBOLS = ["AAPL", "MSFT", "IBM", "GOOG", "NVDA", "AMZN", "TSLA", "META"]
-
-
-@pytest.fixture
-def private_kafka(tmp_path: Path) -> Iterator[PrivateKafka]:
-    broker = PrivateKafka(tmp_path / "run")
-    broker.start()
-    try:
-        with override_settings(KAFKA={**settings.KAFKA, "BOOTSTRAP_SERVERS": broker.bootstrap}):
-            yield broker
-    finally:
-        broker.stop()
 
 
 def test_engine_resumes_every_partition_after_its_broker_restarts(

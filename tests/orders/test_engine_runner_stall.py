@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from apps.core import kafka
-from apps.orders.engine_runner import COMMIT_STALL_S, STALL_EXIT_CODE, stall_reason
+from apps.orders.engine_runner import COMMIT_STALL_S, STALL_EXIT_CODE, _txn_retrying, stall_reason
 from tests.orders.engine_kafka_helpers import (
     by_key,
     committed,
@@ -87,3 +89,34 @@ def test_stall_reason_counts_a_stuck_commit_even_while_input_moves() -> None:
     assert stall_reason(now=now, progress_at=now - 61, commits_started=[], stall_timeout=60) == (
         "no input progress for 61.0 s"
     )
+
+
+def _failing(*errors: KafkaError) -> tuple[list[int], Callable[[], None]]:
+    calls: list[int] = []
+
+    def call() -> None:
+        calls.append(1)
+        if len(calls) <= len(errors):
+            raise KafkaException(errors[len(calls) - 1])
+
+    return calls, call
+
+
+def test_a_transaction_call_is_retried_while_its_error_is_retriable_only() -> None:
+    # Seen under chaos right after a broker restart: send_offsets_to_transaction failed at once with a retriable
+    # _TRANSPORT error, and the engine exited for a restart; librdkafka asks for the same call again.
+    transport = KafkaError(KafkaError._TRANSPORT, "Broker transport failure (after 0ms)", retriable=True)
+    calls, call = _failing(transport, transport)
+    _txn_retrying(call, 0)
+    assert len(calls) == 3
+
+    for error in (
+        KafkaError(KafkaError._FENCED, "fenced", fatal=True),
+        KafkaError(KafkaError.NOT_COORDINATOR, "abort", retriable=True, txn_requires_abort=True),
+        KafkaError(KafkaError._STATE, "not in a transaction"),
+    ):
+        calls, call = _failing(error)
+        with pytest.raises(KafkaException) as raised:
+            _txn_retrying(call, 0)
+        assert raised.value.args[0] is error
+        assert len(calls) == 1

@@ -28,8 +28,9 @@ class ProcessSpec:
     singleton: bool = False
     stop_timeout_s: int = 60
     consumer: str | None = None  # a Kafka consumer service: its registry name (= consumer group id)
-    # Judged by a liveness file (deploy/healthcheck.py: a Celery worker that stays up consuming nothing is
-    # replaced). A process with a port is judged by /healthz; any other by its exit.
+    # Judged by a liveness file (deploy/healthcheck.py: a Celery worker that stays up consuming nothing, or a
+    # relay or consumer whose loop stopped going round, is replaced). A process with a port is judged by /healthz;
+    # any other by its exit.
     liveness_file: bool = False
 
 
@@ -83,7 +84,7 @@ class PlatformConfig:
         specs = [
             ProcessSpec("web", ["web"], cpu=1024, memory_mib=2048, min_tasks=2, max_tasks=20, port=8000),
             ProcessSpec("ws", ["ws"], cpu=512, memory_mib=1024, min_tasks=2, max_tasks=10, port=8001),
-            ProcessSpec("relay", ["relay"], min_tasks=1, max_tasks=4),
+            ProcessSpec("relay", ["relay"], min_tasks=1, max_tasks=4, liveness_file=True),
             ProcessSpec(
                 "worker", ["worker"], cpu=1024, memory_mib=2048, min_tasks=2, max_tasks=20, liveness_file=True
             ),
@@ -108,5 +109,9 @@ class PlatformConfig:
         for name in sorted(self.consumers):
             # Registry names have dots and underscores, which ECS service names may not contain.
             service = "consumer-" + name.replace(".", "-").replace("_", "-")
-            specs.append(ProcessSpec(service, ["consumer", name], min_tasks=1, max_tasks=6, consumer=name))
+            specs.append(
+                ProcessSpec(
+                    service, ["consumer", name], min_tasks=1, max_tasks=6, consumer=name, liveness_file=True
+                )
+            )
         return specs

@@ -1,0 +1,91 @@
+"""Heartbeats of the outbox relay and the Kafka consumers (``apps.core.runtime.Heartbeat``), as the container
+health check (``deploy/healthcheck.py``) reads them: a loop that stops going round is found, not only one that
+exits."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from apps.core.runtime import Heartbeat
+from tests.deploy.healthcheck_module import healthcheck
+from tests.procs import ROOT, process_env
+
+RELAY = "python manage.py run_outbox_relay"
+
+
+def test_a_beat_touches_the_file_at_most_once_per_interval(tmp_path: Path) -> None:
+    path = tmp_path / "brokerage-relay.alive"
+    beat = Heartbeat(path, every_s=0.3)
+    beat.beat()
+    assert path.exists()
+    os.utime(path, (1_000_000, 1_000_000))
+    beat.beat()  # within the interval: left alone
+    assert path.stat().st_mtime == 1_000_000
+    time.sleep(0.35)
+    beat.beat()
+    assert path.stat().st_mtime > time.time() - 5
+
+
+def test_a_heartbeat_that_cannot_write_logs_and_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    Heartbeat(None).beat()  # off: nothing to do
+    with caplog.at_level(logging.WARNING, logger="apps.core.runtime"):
+        Heartbeat(tmp_path / "missing-dir" / "x.alive").beat()
+    assert "cannot touch the heartbeat file" in caplog.text
+
+
+def _check(directory: Path) -> int:
+    env = {"PROCESS_HEARTBEAT_DIR": str(directory), "PROCESS_HEARTBEAT_MAX_AGE_S": "2"}
+    return int(healthcheck.check(RELAY, env, time.time()))
+
+
+def _until(
+    predicate: Callable[[], bool], what: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert proc.poll() is None, f"the relay exited ({proc.returncode})"
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_relay_beats_while_idle_and_fails_the_check_once_its_loop_stops(tmp_path: Path) -> None:
+    path = tmp_path / "brokerage-relay.alive"
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "run_outbox_relay"],
+        cwd=ROOT,
+        env=process_env(PROCESS_HEARTBEAT_DIR=str(tmp_path)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _until(path.exists, "the first heartbeat", proc)
+        os.utime(path, (1_000_000, 1_000_000))
+        _until(lambda: path.stat().st_mtime > 1_000_000, "another heartbeat of the idle loop", proc, 10)
+        assert _check(tmp_path) == 0
+
+        proc.send_signal(signal.SIGSTOP)  # the loop stops going round; the process stays up
+        time.sleep(3)
+        assert proc.poll() is None
+        assert _check(tmp_path) == 1
+
+        proc.send_signal(signal.SIGCONT)
+        _until(lambda: _check(tmp_path) == 0, "the heartbeat after the loop resumed", proc, 10)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+            proc.wait(30)
