@@ -37,10 +37,19 @@ class ChaosConfig:
     # The worker's liveness (apps/core/celery_liveness.py), judged by the supervisor as ECS would: a self-ping every
     # second, unhealthy when none ran for this long (chaos tasks are short).
     worker_liveness_max_age_s: float = 20.0
+    # The relay's and the consumers' heartbeats (apps.core.runtime.Heartbeat): above the relay's 30 s flush bound,
+    # the longest wait of one iteration while Kafka is down.
+    heartbeat_max_age_s: float = 45.0
 
     @property
     def worker_liveness_file(self) -> Path:
         return self.run_dir / "worker.alive"
+
+    @property
+    def heartbeat_dir(self) -> Path:
+        path = self.run_dir / "heartbeats"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     @property
     def database_url(self) -> str:
@@ -99,6 +108,8 @@ class ChaosConfig:
             "CELERY_WORKER_LIVENESS_FILE": str(self.worker_liveness_file),
             "CELERY_WORKER_LIVENESS_INTERVAL_S": "1",
             "CELERY_WORKER_LIVENESS_MAX_AGE_S": str(self.worker_liveness_max_age_s),
+            "PROCESS_HEARTBEAT_DIR": str(self.heartbeat_dir),
+            "PROCESS_HEARTBEAT_MAX_AGE_S": str(self.heartbeat_max_age_s),
             # Every client is one account; keep the per-account rate limit out of the way of the storm.
             "ORDERS_RATE_LIMIT_COUNT": "100000",
             "PYTHONUNBUFFERED": "1",
