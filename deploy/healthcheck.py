@@ -9,11 +9,12 @@ PID 1 *is* it):
   (default 360 s: above the 300 s hard time limit, since a ping may wait for a child busy with the longest task).
   A worker that stays up but consumes nothing is replaced. No file yet means the worker has not started
   consuming (the container's start period covers it);
-- the outbox relay (``manage.py run_outbox_relay``) and a Kafka consumer (``manage.py run_consumer <name>``): the
-  heartbeat file their loop touches (``apps.core.runtime.Heartbeat``, ``<PROCESS_HEARTBEAT_DIR>/brokerage-relay.alive``
-  or ``brokerage-consumer-<name>.alive``) must be younger than ``PROCESS_HEARTBEAT_MAX_AGE_S`` (default 120 s,
-  above the longest bounded wait of an iteration: a 30 s flush, a 10 s connect, 5 s backoffs). No file yet: not
-  started (the start period covers it); ``PROCESS_HEARTBEAT_DIR`` empty: not checked;
+- the outbox relay, the session clock, the market-data feed (``HEARTBEAT_COMMANDS``) and a Kafka consumer
+  (``manage.py run_consumer <name>``): the heartbeat file their loop touches (``apps.core.runtime.Heartbeat``,
+  ``<PROCESS_HEARTBEAT_DIR>/brokerage-<process>.alive``, ``brokerage-consumer-<name>.alive``) must be younger
+  than ``PROCESS_HEARTBEAT_MAX_AGE_S`` (default 120 s, above the longest bounded wait of an iteration: a 30 s
+  flush, a 10 s connect, 5 s backoffs). No file yet: not started (the start period covers it);
+  ``PROCESS_HEARTBEAT_DIR`` empty: not checked;
 - other processes are healthy while they run: ECS replaces a task whose essential container exits.
 
 Standard library only, so it costs a few milliseconds and needs no Django import.
@@ -34,6 +35,12 @@ LIVENESS_FILE_DEFAULT = str(Path(tempfile.gettempdir()) / "brokerage-celery-work
 LIVENESS_MAX_AGE_S_DEFAULT = 360.0
 HEARTBEAT_DIR_DEFAULT = tempfile.gettempdir()
 HEARTBEAT_MAX_AGE_S_DEFAULT = 120.0
+# Management command -> its heartbeat's process name (``apps.core.runtime.heartbeat_path``); consumers below.
+HEARTBEAT_COMMANDS = {
+    "run_outbox_relay": "relay",
+    "run_session_clock": "clock",
+    "run_marketdata_feed": "feed",
+}
 
 
 def _pid1_cmdline() -> str:
@@ -90,8 +97,9 @@ def check(cmdline: str, env: Mapping[str, str], now: float) -> int:
         return _http_ok(env.get("WS_PORT", "8001"))
     if any(w.endswith("celery") for w in words) and "worker" in words:
         return worker_alive(env, now)
-    if "run_outbox_relay" in words:
-        return heartbeat_alive("relay", env, now)
+    for command, process in HEARTBEAT_COMMANDS.items():
+        if command in words:
+            return heartbeat_alive(process, env, now)
     if "run_consumer" in words and words.index("run_consumer") + 1 < len(words):
         return heartbeat_alive(f"consumer-{words[words.index('run_consumer') + 1]}", env, now)
     return 0

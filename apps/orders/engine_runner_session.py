@@ -29,6 +29,7 @@ from django.db import connection, transaction
 from apps.core.markettime import MarketCalendar, Session
 from apps.core.models import StoredEvent
 from apps.core.outbox import event_record
+from apps.core.runtime import Heartbeat, heartbeat_path
 from apps.orders.engine_runner import ENGINE_NAMESPACE, command_event_type
 from engine.commands import SessionClose, SessionOpen
 
@@ -142,7 +143,9 @@ class SessionClock:
         signal.signal(signal.SIGINT, self.stop)
         logger.info("session clock ready", extra={"partitions": self.partitions, "topic": self.topic})
         recorded = 0
+        heartbeat = Heartbeat(heartbeat_path("clock"))
         while not self.stopping.is_set():
+            heartbeat.beat()
             try:
                 recorded += sum(
                     n

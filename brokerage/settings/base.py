@@ -249,8 +249,8 @@ OUTBOX_RELAY = {
     "BATCH_SIZE": env.int("OUTBOX_RELAY_BATCH_SIZE", default=500),
     "POLL_INTERVAL_S": env.float("OUTBOX_RELAY_POLL_INTERVAL_S", default=0.02),
 }
-# Heartbeats (apps.core.runtime.Heartbeat): the outbox relay and every Kafka consumer touch
-# <dir>/brokerage-relay.alive or brokerage-consumer-<name>.alive from their loop (at most once a second);
+# Heartbeats (apps.core.runtime.Heartbeat): the outbox relay, every Kafka consumer, the session clock and the feed touch
+# <dir>/brokerage-<relay|clock|feed>.alive or brokerage-consumer-<name>.alive from their loop (at most once a second);
 # deploy/healthcheck.py fails one whose file is older than PROCESS_HEARTBEAT_MAX_AGE_S (its environment, default
 # 120 s). Empty: no heartbeat.
 PROCESS_HEARTBEAT_DIR = env.str("PROCESS_HEARTBEAT_DIR", default=tempfile.gettempdir())

@@ -1,6 +1,6 @@
-"""Heartbeats of the outbox relay and the Kafka consumers (``apps.core.runtime.Heartbeat``), as the container
-health check (``deploy/healthcheck.py``) reads them: a loop that stops going round is found, not only one that
-exits."""
+"""Heartbeats of the outbox relay, the Kafka consumers, the session clock and the market-data feed
+(``apps.core.runtime.Heartbeat``), as the container health check (``deploy/healthcheck.py``) reads them: a loop
+that stops going round is found, not only one that exits."""
 
 from __future__ import annotations
 
@@ -18,8 +18,6 @@ import pytest
 from apps.core.runtime import Heartbeat
 from tests.deploy.healthcheck_module import healthcheck
 from tests.procs import ROOT, process_env
-
-RELAY = "python manage.py run_outbox_relay"
 
 
 def test_a_beat_touches_the_file_at_most_once_per_interval(tmp_path: Path) -> None:
@@ -44,9 +42,9 @@ def test_a_heartbeat_that_cannot_write_logs_and_goes_on(
     assert "cannot touch the heartbeat file" in caplog.text
 
 
-def _check(directory: Path) -> int:
+def _check(command: str, directory: Path) -> int:
     env = {"PROCESS_HEARTBEAT_DIR": str(directory), "PROCESS_HEARTBEAT_MAX_AGE_S": "2"}
-    return int(healthcheck.check(RELAY, env, time.time()))
+    return int(healthcheck.check(f"python manage.py {command}", env, time.time()))
 
 
 def _until(
@@ -54,16 +52,23 @@ def _until(
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
-        assert proc.poll() is None, f"the relay exited ({proc.returncode})"
+        assert proc.poll() is None, f"the process exited ({proc.returncode})"
         assert time.monotonic() < deadline, f"gave up waiting for {what}"
         time.sleep(0.05)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_real_relay_beats_while_idle_and_fails_the_check_once_its_loop_stops(tmp_path: Path) -> None:
-    path = tmp_path / "brokerage-relay.alive"
+@pytest.mark.parametrize(
+    ("command", "process"),
+    [("run_outbox_relay", "relay"), ("run_session_clock", "clock"), ("run_marketdata_feed", "feed")],
+)
+def test_a_real_process_beats_from_its_loop_and_fails_the_check_once_the_loop_stops(
+    tmp_path: Path, command: str, process: str
+) -> None:
+    path = tmp_path / f"brokerage-{process}.alive"
+    interval = [] if command == "run_outbox_relay" else ["--interval", "0.2"]
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "run_outbox_relay"],
+        [sys.executable, "manage.py", command, *interval],
         cwd=ROOT,
         env=process_env(PROCESS_HEARTBEAT_DIR=str(tmp_path)),
         stdout=subprocess.DEVNULL,
@@ -72,16 +77,16 @@ def test_a_real_relay_beats_while_idle_and_fails_the_check_once_its_loop_stops(t
     try:
         _until(path.exists, "the first heartbeat", proc)
         os.utime(path, (1_000_000, 1_000_000))
-        _until(lambda: path.stat().st_mtime > 1_000_000, "another heartbeat of the idle loop", proc, 10)
-        assert _check(tmp_path) == 0
+        _until(lambda: path.stat().st_mtime > 1_000_000, "another heartbeat of the (idle) loop", proc, 10)
+        assert _check(command, tmp_path) == 0
 
         proc.send_signal(signal.SIGSTOP)  # the loop stops going round; the process stays up
         time.sleep(3)
         assert proc.poll() is None
-        assert _check(tmp_path) == 1
+        assert _check(command, tmp_path) == 1
 
         proc.send_signal(signal.SIGCONT)
-        _until(lambda: _check(tmp_path) == 0, "the heartbeat after the loop resumed", proc, 10)
+        _until(lambda: _check(command, tmp_path) == 0, "the heartbeat after the loop resumed", proc, 10)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:

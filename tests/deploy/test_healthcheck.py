@@ -62,12 +62,14 @@ def test_beat_and_processes_without_a_port_are_judged_by_their_exit(tmp_path: Pa
     [
         ("python manage.py run_outbox_relay", "relay"),
         ("python manage.py run_consumer orders.projection", "consumer-orders.projection"),
+        ("python manage.py run_session_clock", "clock"),
+        ("python manage.py run_marketdata_feed", "feed"),
     ],
 )
 @pytest.mark.parametrize(
     ("age_s", "max_age", "expected"), [(10.0, "", 0), (119.0, "", 0), (121.0, "", 1), (5.0, "4", 1)]
 )
-def test_the_relay_and_a_consumer_are_healthy_while_their_heartbeat_is_younger_than_the_bound(
+def test_heartbeat_processes_are_healthy_while_their_heartbeat_is_younger_than_the_bound(
     tmp_path: Path, cmdline: str, process: str, age_s: float, max_age: str, expected: int
 ) -> None:
     path = tmp_path / f"brokerage-{process}.alive"

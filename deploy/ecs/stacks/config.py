@@ -29,8 +29,8 @@ class ProcessSpec:
     stop_timeout_s: int = 60
     consumer: str | None = None  # a Kafka consumer service: its registry name (= consumer group id)
     # Judged by a liveness file (deploy/healthcheck.py: a Celery worker that stays up consuming nothing, or a
-    # relay or consumer whose loop stopped going round, is replaced). A process with a port is judged by /healthz;
-    # any other by its exit.
+    # relay, consumer, session clock or feed whose loop stopped going round, is replaced). A process with a port
+    # is judged by /healthz; any other by its exit.
     liveness_file: bool = False
 
 
@@ -89,9 +89,9 @@ class PlatformConfig:
                 "worker", ["worker"], cpu=1024, memory_mib=2048, min_tasks=2, max_tasks=20, liveness_file=True
             ),
             ProcessSpec("beat", ["beat"], cpu=256, memory_mib=512, singleton=True),
-            ProcessSpec("marketdata", ["marketdata"], singleton=True),
+            ProcessSpec("marketdata", ["marketdata"], singleton=True, liveness_file=True),
             # Session transitions (open, close, day orders expiring): exactly one, like beat.
-            ProcessSpec("clock", ["clock"], cpu=256, memory_mib=512, singleton=True),
+            ProcessSpec("clock", ["clock"], cpu=256, memory_mib=512, singleton=True, liveness_file=True),
         ]
         for group in self.engine_partition_groups:
             lo, hi = (int(x) for x in group.split("-"))

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from apps.core.datafiles import shared_data_dir
+from apps.core.runtime import Heartbeat, heartbeat_path
 from apps.marketdata import services
 from apps.marketdata.cache import RedisUnavailable
 from apps.marketdata.feed import HistoricalReplaySource, load_daily_bars
@@ -57,7 +58,9 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         rounds = 0
+        heartbeat = Heartbeat(heartbeat_path("feed"))
         while not stop.is_set():
+            heartbeat.beat()
             now = datetime.now(UTC)
             for symbol in source.symbols():
                 try:
