@@ -25,6 +25,8 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:5637
 # Workers started inside the test process must never SIGTERM it (apps/core/celery_watch.py).
 CELERY_WORKER_RESTART_ON_ACK_FAILURE = False
 MARKET_CALENDAR = "xnys"
+# No heartbeat files from the test run's relays and consumers; a test that checks them sets its own directory.
+PROCESS_HEARTBEAT_DIR = env.str("PROCESS_HEARTBEAT_DIR", default="")
 # No collectstatic in tests: plain storage instead of the hashed manifest.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
