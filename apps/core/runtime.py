@@ -27,7 +27,8 @@ def heap_freeze() -> None:
 
 
 def heartbeat_path(process: str) -> Path | None:
-    """The heartbeat file of a long-running process (``relay``, ``consumer-<name>``), or None when disabled.
+    """The heartbeat file of a long-running process (``relay``, ``clock``, ``feed``, ``consumer-<name>``), or None
+    when heartbeats are off (``PROCESS_HEARTBEAT_DIR`` empty).
 
     ``deploy/healthcheck.py`` derives the same name from the container's command line and fails the process once
     the file is older than ``PROCESS_HEARTBEAT_MAX_AGE_S``.
@@ -45,12 +46,13 @@ class Heartbeat:
     outage is the loop working, not stuck); the container health check reads the file's age.
     """
 
-    __slots__ = ("_next", "every_s", "path")
+    __slots__ = ("_failing", "_next", "every_s", "path")
 
     def __init__(self, path: Path | None, every_s: float = 1.0) -> None:
         self.path = path
         self.every_s = every_s
         self._next = 0.0
+        self._failing = False
 
     def beat(self) -> None:
         now = time.monotonic()
@@ -60,4 +62,10 @@ class Heartbeat:
         try:
             self.path.touch()
         except OSError:
-            logger.warning("cannot touch the heartbeat file", extra={"path": str(self.path)}, exc_info=True)
+            if not self._failing:  # once per failing spell, not every second
+                logger.warning(
+                    "cannot touch the heartbeat file", extra={"path": str(self.path)}, exc_info=True
+                )
+            self._failing = True
+        else:
+            self._failing = False

@@ -37,9 +37,19 @@ def test_a_heartbeat_that_cannot_write_logs_and_goes_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     Heartbeat(None).beat()  # off: nothing to do
+    directory = tmp_path / "missing-dir"
+    beat = Heartbeat(directory / "x.alive", every_s=0)
     with caplog.at_level(logging.WARNING, logger="apps.core.runtime"):
-        Heartbeat(tmp_path / "missing-dir" / "x.alive").beat()
-    assert "cannot touch the heartbeat file" in caplog.text
+        beat.beat()
+        beat.beat()
+        assert caplog.text.count("cannot touch the heartbeat file") == 1  # once, not every second
+        directory.mkdir()
+        beat.beat()
+        assert (directory / "x.alive").exists()
+        directory.joinpath("x.alive").unlink()
+        directory.rmdir()
+        beat.beat()
+    assert caplog.text.count("cannot touch the heartbeat file") == 2  # a new failing spell
 
 
 def _check(command: str, directory: Path) -> int:
