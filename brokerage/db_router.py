@@ -238,9 +238,8 @@ def replica_database(url: str, *, primary: dict[str, Any]) -> dict[str, Any]:
             config[key] = primary[key]
     options = config.setdefault("OPTIONS", {})
     options.setdefault("connect_timeout", 2)
-    for key, value in primary.get(
-        "OPTIONS", {}
-    ).items():  # binding, keepalives, session bounds: as the primary
+    # Binding, keepalives, session bounds: as the primary.
+    for key, value in primary.get("OPTIONS", {}).items():
         options.setdefault(key, value)
     # pytest-django cannot create a test database on a standby: the ordinary suite mirrors the primary.
     config["TEST"] = {"MIRROR": "default"}

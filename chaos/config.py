@@ -48,9 +48,7 @@ class ChaosConfig:
 
     @property
     def heartbeat_dir(self) -> Path:
-        path = self.run_dir / "heartbeats"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return self.run_dir / "heartbeats"
 
     @property
     def database_url(self) -> str:

@@ -95,6 +95,7 @@ def consumer_names(env: dict[str, str]) -> list[str]:
 class Supervisor:
     def __init__(self, cfg: ChaosConfig, commands: dict[str, list[str]], env: dict[str, str]) -> None:
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        cfg.heartbeat_dir.mkdir(parents=True, exist_ok=True)
         self.env = env
         self.procs = {
             name: Managed(name, argv, cfg.log_dir / f"{name.replace(':', '_')}.log")

@@ -100,7 +100,7 @@ def check(cmdline: str, env: Mapping[str, str], now: float) -> int:
     for command, process in HEARTBEAT_COMMANDS.items():
         if command in words:
             return heartbeat_alive(process, env, now)
-    if "run_consumer" in words and words.index("run_consumer") + 1 < len(words):
+    if "run_consumer" in words[:-1]:
         return heartbeat_alive(f"consumer-{words[words.index('run_consumer') + 1]}", env, now)
     return 0
 

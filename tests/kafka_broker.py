@@ -7,27 +7,20 @@ shared instance's jars (``<RUN_DIR>/kafka/libs``, installed by ``make test``) so
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 
 from chaos.services import kill9_and_wait
+from tests.procs import ROOT, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ROOT / "scripts" / "services.sh"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class PrivateKafka:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
-        self.port = _free_port()
-        self.controller_port = _free_port()
+        self.port = free_port()
+        self.controller_port = free_port()
         shared_libs = Path(os.environ.get("RUN_DIR", ROOT / ".run")) / "kafka" / "libs"
         (run_dir / "kafka").mkdir(parents=True, exist_ok=True)
         if shared_libs.is_dir():

@@ -11,13 +11,13 @@ import contextlib
 import socket
 import threading
 
+from tests.procs import free_port
+
 
 class TcpLink:
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
-        with socket.socket() as probe:  # a free port, released again until the link is restored
-            probe.bind(("127.0.0.1", 0))
-            self.port: int = probe.getsockname()[1]
+        self.port = free_port()  # released again until the link is restored
         self._listener: socket.socket | None = None
         self._live: list[socket.socket] = []
         self._lock = threading.Lock()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -69,19 +70,35 @@ def celery_worker(
             proc.wait(timeout=10)
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now (the probe releases it again)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def wait_until(
     predicate: Callable[[], bool],
     what: str,
     proc: subprocess.Popen[bytes],
     timeout_s: float = 90.0,
     poll_s: float = 0.01,
+    log: Path | None = None,
 ) -> None:
-    """Poll ``predicate`` until true; fail with the process's stderr if it exits first, or after ``timeout_s``."""
+    """Poll ``predicate`` until true; fail with the process's output (its stderr pipe, or ``log`` where it writes)
+    if it exits first, or after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if proc.poll() is not None:
             err = proc.stderr.read().decode() if proc.stderr is not None else ""
-            raise AssertionError(f"process exited ({proc.returncode}): {err[-2000:]}")
+            raise AssertionError(f"process exited ({proc.returncode}): {(err or _tail(log))[-2000:]}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
+            raise AssertionError(f"gave up waiting for {what}: {_tail(log)[-2000:]}")
         time.sleep(poll_s)
+
+
+def _tail(log: Path | None) -> str:
+    """The process's own log lines (librdkafka's ``%N|...`` lines left out), or nothing without a log."""
+    if log is None:
+        return ""
+    return "\n".join([line for line in log.read_text().splitlines() if not line.startswith("%")][-15:])

@@ -353,7 +353,7 @@ class ConsumerRunner:
                 consumer.commit(offsets=offsets, asynchronous=False)
                 return
             except KafkaException as exc:
-                error = exc.args[0] if exc.args else None
+                error = kafka.kafka_error(exc)
                 if error is not None and error.code() in COMMIT_MEMBERSHIP_LOST_CODES:
                     # The coordinator no longer knows this member (a restarted broker can drop the group's
                     # members): the commit cannot succeed until the consumer rejoins, which its next poll does.

@@ -94,6 +94,12 @@ def declared_topic(logical: str) -> TopicSpec:
     raise KeyError(f"topic {logical!r} is not declared in {kafka_settings()['TOPICS_FILE']}")
 
 
+def kafka_error(exc: KafkaException) -> KafkaError | None:
+    """The ``KafkaError`` a ``KafkaException`` carries (its code and flags), or None."""
+    error = exc.args[0] if exc.args else None
+    return error if isinstance(error, KafkaError) else None
+
+
 def _base_config() -> dict[str, Any]:
     conf = kafka_settings()
     return {

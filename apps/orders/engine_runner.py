@@ -264,7 +264,7 @@ def _txn_retrying(call: Callable[[], None], partition: int) -> None:
             call()
             return
         except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
+            error = kafka.kafka_error(exc)
             if error is None or not error.retriable() or error.txn_requires_abort() or error.fatal():
                 raise
             logger.warning(
@@ -1240,7 +1240,7 @@ class EngineRunner:
 
     def _transaction_failed(self, state: PartitionState, exc: KafkaException) -> None:
         """Abort and rebuild the partition from its snapshot: the engine already applied the window (and more)."""
-        error = exc.args[0] if exc.args else None
+        error = kafka.kafka_error(exc)
         if error is None or not error.txn_requires_abort():
             raise exc  # fenced or fatal: another process owns the partition now
         logger.warning(

@@ -10,14 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from apps.core.runtime import Heartbeat
 from tests.deploy.healthcheck_module import healthcheck
-from tests.procs import ROOT, process_env
+from tests.procs import ROOT, process_env, wait_until
 
 
 def test_a_beat_touches_the_file_at_most_once_per_interval(tmp_path: Path) -> None:
@@ -57,16 +56,6 @@ def _check(command: str, directory: Path) -> int:
     return int(healthcheck.check(f"python manage.py {command}", env, time.time()))
 
 
-def _until(
-    predicate: Callable[[], bool], what: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert proc.poll() is None, f"the process exited ({proc.returncode})"
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.05)
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("command", "process"),
@@ -85,9 +74,9 @@ def test_a_real_process_beats_from_its_loop_and_fails_the_check_once_the_loop_st
         stderr=subprocess.DEVNULL,
     )
     try:
-        _until(path.exists, "the first heartbeat", proc)
+        wait_until(path.exists, "the first heartbeat", proc, 60)
         os.utime(path, (1_000_000, 1_000_000))
-        _until(lambda: path.stat().st_mtime > 1_000_000, "another heartbeat of the (idle) loop", proc, 10)
+        wait_until(lambda: path.stat().st_mtime > 1_000_000, "another heartbeat of the (idle) loop", proc, 10)
         assert _check(command, tmp_path) == 0
 
         proc.send_signal(signal.SIGSTOP)  # the loop stops going round; the process stays up
@@ -96,7 +85,7 @@ def test_a_real_process_beats_from_its_loop_and_fails_the_check_once_the_loop_st
         assert _check(command, tmp_path) == 1
 
         proc.send_signal(signal.SIGCONT)
-        _until(lambda: _check(command, tmp_path) == 0, "the heartbeat after the loop resumed", proc, 10)
+        wait_until(lambda: _check(command, tmp_path) == 0, "the heartbeat after the loop resumed", proc, 10)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:

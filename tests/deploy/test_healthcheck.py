@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from tests.deploy.healthcheck_module import healthcheck
+from tests.procs import free_port
 
 NOW = 1_800_000_000.0
-
-
-def _closed_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])  # closed again on exit: nothing listens there
 
 
 def _file(tmp_path: Path, age_s: float) -> Path:
@@ -84,7 +78,7 @@ def test_heartbeat_processes_are_healthy_while_their_heartbeat_is_younger_than_t
 
 
 def test_web_and_ws_are_asked_over_http(tmp_path: Path) -> None:
-    env = {"PORT": _closed_port(), "WS_PORT": _closed_port()}
+    env = {"PORT": str(free_port()), "WS_PORT": str(free_port())}
     # Nothing listens on either port, so both fail: the HTTP check is the one that ran.
     assert healthcheck.check("gunicorn brokerage.wsgi --config deploy/gunicorn.conf.py", env, NOW) == 1
     assert healthcheck.check("python deploy/ws_server.py --bind 0.0.0.0 --port 8001", env, NOW) == 1

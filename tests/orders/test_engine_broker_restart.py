@@ -14,7 +14,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import astuple
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from apps.orders.engine_runner import COMMIT_STALL_S, EngineTopics
 from tests.kafka_broker import PrivateKafka
 from tests.orders.engine_kafka_helpers import by_key, committed, fills, produce, read_all, twin, workload
 from tests.orders.test_engine_runner import ROOT, _engine_argv, _env, _group, _records
+from tests.procs import wait_until
 
 pytestmark = [pytest.mark.kafka]
 
@@ -50,7 +50,9 @@ def test_engine_resumes_every_partition_after_its_broker_restarts(
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         # Killed while it works through the backlog: every partition has a window's commit in flight.
-        _wait(lambda: min(_committed(topics, group).values()) >= 20, proc, log_path, 120, "first commits")
+        wait_until(
+            lambda: min(_committed(topics, group).values()) >= 20, "first commits", proc, 120, 0.2, log_path
+        )
         private_kafka.kill9()
         private_kafka.start()
         back = time.monotonic()
@@ -59,8 +61,13 @@ def test_engine_resumes_every_partition_after_its_broker_restarts(
         ends = {p: max(d.offset for d in delivered if d.partition == p) + 1 for p in range(PARTITIONS)}
 
         # Every partition caught up by the same process, well before its watchdog's bound would restart it.
-        _wait(
-            lambda: _committed(topics, group) == ends, proc, log_path, COMMIT_STALL_S - 15, "every partition"
+        wait_until(
+            lambda: _committed(topics, group) == ends,
+            "every partition",
+            proc,
+            COMMIT_STALL_S - 15,
+            0.2,
+            log_path,
         )
         resumed_s = time.monotonic() - back
         proc.send_signal(signal.SIGTERM)
@@ -88,20 +95,3 @@ def _committed(topics: EngineTopics, group: str) -> dict[int, int]:
         return committed(topics.commands, group, list(range(PARTITIONS)))
     except KafkaException:
         return dict.fromkeys(range(PARTITIONS), -1)
-
-
-def _wait(
-    predicate: Callable[[], bool], proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float, what: str
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if proc.poll() is not None:
-            raise AssertionError(f"engine exited ({proc.returncode}): {log_path.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}: {_tail(log_path)}")
-        time.sleep(0.2)
-
-
-def _tail(path: Path) -> str:
-    """The engine's own log lines (librdkafka's ``%N|...`` lines left out)."""
-    return "\n".join([line for line in path.read_text().splitlines() if not line.startswith("%")][-15:])
