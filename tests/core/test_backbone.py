@@ -275,6 +275,7 @@ def test_a_consumer_commits_its_offsets_once_the_restarted_broker_answers(
     kafka.topics_ensure([kafka.TopicSpec(name=source, partitions=1, config={})])
     effects: list[uuid.UUID] = []
     restarted = threading.Event()
+    restarters: list[threading.Thread] = []
 
     def restart() -> None:
         private_kafka.start()
@@ -284,13 +285,17 @@ def test_a_consumer_commits_its_offsets_once_the_restarted_broker_answers(
         effects.append(envelope.event_id)
         if len(effects) == 1:
             private_kafka.kill9()
-            threading.Thread(target=restart, daemon=True).start()
+            restarters.append(threading.Thread(target=restart, daemon=True))
+            restarters[0].start()
 
     spec = spec_factory(topics=(source,), handler=handle)
     sent = _record(source, 2)
     assert relay_drain() == 2
     # Before: KafkaException "Waiting for coordinator" out of run(), the process's exit.
     assert ConsumerRunner(spec).run(max_messages=2, idle_timeout=60) == 2
+    # The consumer may be done before services.sh has seen the broker answer (CI once): wait for the restart, which
+    # must have succeeded (a failed start leaves the event unset).
+    restarters[0].join(timeout=200)
     assert restarted.is_set()
     # The restarted broker may have dropped the member, leaving the batch uncommitted: the next run reads it again
     # and applies nothing twice; either way the group's offset ends at the topic's end.
