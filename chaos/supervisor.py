@@ -2,7 +2,7 @@
 dies (killed by the fault thread or crashed by a lost dependency), counting restarts.
 
 Like ECS, it also runs the container health check (``deploy/healthcheck.py``) of the processes that have one
-here (the Celery worker's liveness file, the relay's and the consumers' heartbeat files): after
+here (the Celery worker's liveness file, the heartbeat files of the relay, the consumers and beat): after
 ``HEALTH_RETRIES`` failed checks in a row, none in its first ``START_PERIOD_S``, the process is stopped (SIGTERM,
 SIGKILL after ``STOP_GRACE_S``) and, once it exits, restarted like any other.
 
@@ -31,8 +31,8 @@ HEALTH_RETRIES = 3  # failed checks in a row before a replacement (ECS's retries
 START_PERIOD_S = 30.0
 STOP_GRACE_S = 10.0
 # web's check is its /healthz on PORT, which this supervisor passes on the command line instead.
-# The worker's liveness file; the relay's and each consumer's heartbeat (their ECS tasks have the check too).
-HEALTH_CHECKED = ("worker", "relay", "consumer:")
+# The worker's liveness file; the heartbeats of the relay, each consumer and beat (their ECS tasks have the check too).
+HEALTH_CHECKED = ("worker", "relay", "consumer:", "beat")
 
 # The image's own check, so the supervisor judges a process exactly as the container would.
 _check = runpy.run_path(str(ROOT / "deploy" / "healthcheck.py"))["check"]

@@ -9,8 +9,9 @@ PID 1 *is* it):
   (default 360 s: above the 300 s hard time limit, since a ping may wait for a child busy with the longest task).
   A worker that stays up but consumes nothing is replaced. No file yet means the worker has not started
   consuming (the container's start period covers it);
-- the outbox relay, the session clock, the market-data feed (``HEARTBEAT_COMMANDS``) and a Kafka consumer
-  (``manage.py run_consumer <name>``): the heartbeat file their loop touches (``apps.core.runtime.Heartbeat``,
+- the outbox relay, the session clock, the market-data feed (``HEARTBEAT_COMMANDS``), a Kafka consumer
+  (``manage.py run_consumer <name>``) and Celery beat (``apps/core/celery_beat.py``, a pass at least every
+  ``CELERY_BEAT_MAX_LOOP_INTERVAL``): the heartbeat file their loop touches (``apps.core.runtime.Heartbeat``,
   ``<PROCESS_HEARTBEAT_DIR>/brokerage-<process>.alive``, ``brokerage-consumer-<name>.alive``) must be younger
   than ``PROCESS_HEARTBEAT_MAX_AGE_S`` (default 120 s, above the longest bounded wait of an iteration: a 30 s
   flush, a 10 s connect, 5 s backoffs). No file yet: not started (the start period covers it);
@@ -95,8 +96,11 @@ def check(cmdline: str, env: Mapping[str, str], now: float) -> int:
         return _http_ok(env.get("PORT", "8000"))
     if any("daphne" in w or w.endswith("ws_server.py") for w in words):
         return _http_ok(env.get("WS_PORT", "8001"))
-    if any(w.endswith("celery") for w in words) and "worker" in words:
-        return worker_alive(env, now)
+    if any(w.endswith("celery") for w in words):
+        if "worker" in words:
+            return worker_alive(env, now)
+        if "beat" in words:
+            return heartbeat_alive("beat", env, now)
     for command, process in HEARTBEAT_COMMANDS.items():
         if command in words:
             return heartbeat_alive(process, env, now)

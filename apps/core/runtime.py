@@ -27,8 +27,8 @@ def heap_freeze() -> None:
 
 
 def heartbeat_path(process: str) -> Path | None:
-    """The heartbeat file of a long-running process (``relay``, ``clock``, ``feed``, ``consumer-<name>``), or None
-    when heartbeats are off (``PROCESS_HEARTBEAT_DIR`` empty).
+    """The heartbeat file of a long-running process (``relay``, ``clock``, ``feed``, ``beat``,
+    ``consumer-<name>``), or None when heartbeats are off (``PROCESS_HEARTBEAT_DIR`` empty).
 
     ``deploy/healthcheck.py`` derives the same name from the container's command line and fails the process once
     the file is older than ``PROCESS_HEARTBEAT_MAX_AGE_S``.

@@ -249,8 +249,9 @@ OUTBOX_RELAY = {
     "BATCH_SIZE": env.int("OUTBOX_RELAY_BATCH_SIZE", default=500),
     "POLL_INTERVAL_S": env.float("OUTBOX_RELAY_POLL_INTERVAL_S", default=0.02),
 }
-# Heartbeats (apps.core.runtime.Heartbeat): the outbox relay, every Kafka consumer, the session clock and the feed touch
-# <dir>/brokerage-<relay|clock|feed>.alive or brokerage-consumer-<name>.alive from their loop (at most once a second);
+# Heartbeats (apps.core.runtime.Heartbeat): the outbox relay, every Kafka consumer, the session clock, the feed and
+# Celery beat touch <dir>/brokerage-<relay|clock|feed|beat>.alive or brokerage-consumer-<name>.alive from their loop
+# (at most once a second);
 # deploy/healthcheck.py fails one whose file is older than PROCESS_HEARTBEAT_MAX_AGE_S (its environment, default
 # 120 s). Empty: no heartbeat.
 PROCESS_HEARTBEAT_DIR = env.str("PROCESS_HEARTBEAT_DIR", default=tempfile.gettempdir())
@@ -297,6 +298,9 @@ CELERY_WORKER_LIVENESS_FILE = env.str(
 )
 CELERY_WORKER_LIVENESS_INTERVAL_S = env.float("CELERY_WORKER_LIVENESS_INTERVAL_S", default=15.0)
 CELERY_TIMEZONE = "UTC"
+# Beat touches its heartbeat file at every pass (apps/core/celery_beat.py); passes are at most this far apart.
+CELERY_BEAT_SCHEDULER = "apps.core.celery_beat:HeartbeatScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = env.float("CELERY_BEAT_MAX_LOOP_INTERVAL", default=30.0)
 
 # --- Markets --------------------------------------------------------------------------------------------
 # "xnys": the real NYSE calendar. "always_open": a simulated demo market open around the clock.

@@ -1,4 +1,4 @@
-"""Heartbeats of the outbox relay, the Kafka consumers, the session clock and the market-data feed
+"""Heartbeats of the outbox relay, the Kafka consumers, the session clock, the market-data feed and Celery beat
 (``apps.core.runtime.Heartbeat``), as the container health check (``deploy/healthcheck.py``) reads them: a loop
 that stops going round is found, not only one that exits."""
 
@@ -51,23 +51,38 @@ def test_a_heartbeat_that_cannot_write_logs_and_goes_on(
     assert caplog.text.count("cannot touch the heartbeat file") == 2  # a new failing spell
 
 
-def _check(command: str, directory: Path) -> int:
+def _check(cmdline: str, directory: Path) -> int:
     env = {"PROCESS_HEARTBEAT_DIR": str(directory), "PROCESS_HEARTBEAT_MAX_AGE_S": "2"}
-    return int(healthcheck.check(f"python manage.py {command}", env, time.time()))
+    return int(healthcheck.check(cmdline, env, time.time()))
+
+
+MANAGE = [sys.executable, "manage.py"]
+CELERY = [sys.executable, "-m", "celery", "-A", "brokerage"]
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
-    ("command", "process"),
-    [("run_outbox_relay", "relay"), ("run_session_clock", "clock"), ("run_marketdata_feed", "feed")],
+    ("argv", "process"),
+    [
+        ([*MANAGE, "run_outbox_relay"], "relay"),
+        ([*MANAGE, "run_session_clock", "--interval", "0.2"], "clock"),
+        ([*MANAGE, "run_marketdata_feed", "--interval", "0.2"], "feed"),
+        # Its schedule's entries are first due a minute after start: it sends nothing here, it only ticks.
+        (
+            [*CELERY, "beat", "--loglevel", "WARNING", "--max-interval", "1", "--schedule", "{tmp}/schedule"],
+            "beat",
+        ),
+    ],
+    ids=["relay", "clock", "feed", "beat"],
 )
 def test_a_real_process_beats_from_its_loop_and_fails_the_check_once_the_loop_stops(
-    tmp_path: Path, command: str, process: str
+    tmp_path: Path, argv: list[str], process: str
 ) -> None:
     path = tmp_path / f"brokerage-{process}.alive"
-    interval = [] if command == "run_outbox_relay" else ["--interval", "0.2"]
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    cmdline = " ".join(argv)
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", command, *interval],
+        argv,
         cwd=ROOT,
         env=process_env(PROCESS_HEARTBEAT_DIR=str(tmp_path)),
         stdout=subprocess.DEVNULL,
@@ -77,15 +92,15 @@ def test_a_real_process_beats_from_its_loop_and_fails_the_check_once_the_loop_st
         wait_until(path.exists, "the first heartbeat", proc, 60)
         os.utime(path, (1_000_000, 1_000_000))
         wait_until(lambda: path.stat().st_mtime > 1_000_000, "another heartbeat of the (idle) loop", proc, 10)
-        assert _check(command, tmp_path) == 0
+        assert _check(cmdline, tmp_path) == 0
 
         proc.send_signal(signal.SIGSTOP)  # the loop stops going round; the process stays up
         time.sleep(3)
         assert proc.poll() is None
-        assert _check(command, tmp_path) == 1
+        assert _check(cmdline, tmp_path) == 1
 
         proc.send_signal(signal.SIGCONT)
-        wait_until(lambda: _check(command, tmp_path) == 0, "the heartbeat after the loop resumed", proc, 10)
+        wait_until(lambda: _check(cmdline, tmp_path) == 0, "the heartbeat after the loop resumed", proc, 10)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:

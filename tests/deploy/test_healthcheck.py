@@ -42,12 +42,12 @@ def test_a_worker_that_has_not_started_consuming_is_in_its_start_period(tmp_path
     assert healthcheck.check("/opt/venv/bin/celery -A brokerage worker", env, NOW) == 0
 
 
-def test_beat_and_processes_without_a_port_are_judged_by_their_exit(tmp_path: Path) -> None:
-    env = {"CELERY_WORKER_LIVENESS_FILE": str(_file(tmp_path, 10_000.0))}
-    for cmdline in (
-        "celery -A brokerage beat --loglevel INFO",
-        "python manage.py run_engine --partitions 0,1",
-    ):
+def test_processes_without_a_port_or_a_heartbeat_are_judged_by_their_exit(tmp_path: Path) -> None:
+    env = {
+        "CELERY_WORKER_LIVENESS_FILE": str(_file(tmp_path, 10_000.0)),
+        "PROCESS_HEARTBEAT_DIR": str(tmp_path),
+    }
+    for cmdline in ("python manage.py run_engine --partitions 0,1", "python manage.py migrate"):
         assert healthcheck.check(cmdline, env, NOW) == 0, cmdline
 
 
@@ -58,6 +58,10 @@ def test_beat_and_processes_without_a_port_are_judged_by_their_exit(tmp_path: Pa
         ("python manage.py run_consumer orders.projection", "consumer-orders.projection"),
         ("python manage.py run_session_clock", "clock"),
         ("python manage.py run_marketdata_feed", "feed"),
+        (
+            "/opt/venv/bin/celery -A brokerage beat --loglevel INFO --schedule /tmp/celerybeat-schedule",
+            "beat",
+        ),
     ],
 )
 @pytest.mark.parametrize(
@@ -95,3 +99,5 @@ def test_the_heartbeat_defaults_are_the_settings_and_outlast_an_iterations_bound
     assert healthcheck.HEARTBEAT_DIR_DEFAULT == base.PROCESS_HEARTBEAT_DIR
     # The relay's flush (30 s) plus its longest backoff (5 s) and a database connect stay well inside it.
     assert healthcheck.HEARTBEAT_MAX_AGE_S_DEFAULT >= 3 * (30 + 5)
+    # Beat passes at least this often, so several passes fit in the bound.
+    assert healthcheck.HEARTBEAT_MAX_AGE_S_DEFAULT >= 3 * base.CELERY_BEAT_MAX_LOOP_INTERVAL

@@ -88,7 +88,7 @@ class PlatformConfig:
             ProcessSpec(
                 "worker", ["worker"], cpu=1024, memory_mib=2048, min_tasks=2, max_tasks=20, liveness_file=True
             ),
-            ProcessSpec("beat", ["beat"], cpu=256, memory_mib=512, singleton=True),
+            ProcessSpec("beat", ["beat"], cpu=256, memory_mib=512, singleton=True, liveness_file=True),
             ProcessSpec("marketdata", ["marketdata"], singleton=True, liveness_file=True),
             # Session transitions (open, close, day orders expiring): exactly one, like beat.
             ProcessSpec("clock", ["clock"], cpu=256, memory_mib=512, singleton=True, liveness_file=True),
