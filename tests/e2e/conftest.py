@@ -103,6 +103,7 @@ def _commands(port: int) -> dict[str, list[str]]:
 @dataclass
 class LiveStack:
     port: int
+    extra: dict[str, list[str]] = field(default_factory=dict)  # more processes beside the standard ones
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
 
@@ -129,7 +130,7 @@ class LiveStack:
     def start(self) -> None:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         env = subprocess_env()
-        for name, argv in _commands(self.port).items():
+        for name, argv in {**_commands(self.port), **self.extra}.items():
             path = LOG_DIR / f"{name}.log"
             self.logs[name] = path
             with path.open("wb") as log:
@@ -214,8 +215,9 @@ def live_db(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
                 teardown_databases(own, verbosity=0)
 
 
-@pytest.fixture(scope="module")
-def live_stack(kafka_topics: list[str], live_db: None) -> Iterator[LiveStack]:
+@contextlib.contextmanager
+def live_stack_running(extra: dict[str, list[str]] | None = None) -> Iterator[LiveStack]:
+    """The live stack in its own Kafka namespace (``extra``: more processes, e.g. a second consumer)."""
     from django.test import override_settings
 
     from apps.core import kafka
@@ -224,7 +226,7 @@ def live_stack(kafka_topics: list[str], live_db: None) -> Iterator[LiveStack]:
     with override_settings(KAFKA={**settings.KAFKA, "TOPIC_PREFIX": prefix}):
         created = sorted(kafka.topics_ensure())
     _STACK_PREFIX.append(prefix)
-    stack = LiveStack(port=_free_port())
+    stack = LiveStack(port=_free_port(), extra=extra or {})
     _CURRENT.append(stack)
     stack.start()
     try:
@@ -236,6 +238,12 @@ def live_stack(kafka_topics: list[str], live_db: None) -> Iterator[LiveStack]:
         _STACK_PREFIX.remove(prefix)
         kafka.topics_delete(created)
         print("live stack stopped:", codes)
+
+
+@pytest.fixture(scope="module")
+def live_stack(kafka_topics: list[str], live_db: None) -> Iterator[LiveStack]:
+    with live_stack_running() as stack:
+        yield stack
 
 
 # ----------------------------------------------------------------------------------------- customers
@@ -281,3 +289,21 @@ def customer_create(
             )
     key, secret = api_key_create(owner=user, name="e2e", scopes=["read", "trade"])
     return Customer(email=email, account_id=account.pk, key_id=key.key_id, secret=secret)
+
+
+def asset_create(symbol: str, reference_price: Decimal) -> None:
+    """A fractionable NASDAQ asset on a $0.01 tick (the price collar is 10% around ``reference_price``)."""
+    from apps.orders.models import Asset
+
+    Asset.objects.update_or_create(
+        symbol=symbol,
+        defaults={
+            "name": f"{symbol} common stock",
+            "exchange": "NASDAQ",
+            "price_increment": Decimal("0.01"),
+            "min_order_size": Decimal("0.000000001"),
+            "min_trade_increment": Decimal("0.000000001"),
+            "fractionable": True,
+            "reference_price": reference_price,
+        },
+    )

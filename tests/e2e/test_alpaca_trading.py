@@ -48,7 +48,7 @@ from alpaca.trading.requests import (
 )
 from alpaca.trading.stream import TradingStream
 
-from tests.e2e.conftest import Customer, LiveStack, customer_create, eventually
+from tests.e2e.conftest import Customer, LiveStack, asset_create, customer_create, eventually
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -122,21 +122,8 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(live_stack: LiveStack) -> Iterator[World]:
-    from apps.orders.models import Asset
-
     for symbol, price in ASSETS.items():
-        Asset.objects.update_or_create(
-            symbol=symbol,
-            defaults={
-                "name": f"{symbol} common stock",
-                "exchange": "NASDAQ",
-                "price_increment": Decimal("0.01"),
-                "min_order_size": Decimal("0.000000001"),
-                "min_trade_increment": Decimal("0.000000001"),
-                "fractionable": True,
-                "reference_price": price,
-            },
-        )
+        asset_create(symbol, price)
     alice = customer_create(email="alice@e2e.example.com", cash=Decimal("100000"))
     bob = customer_create(
         email="bob@e2e.example.com",
