@@ -37,9 +37,9 @@ class ChaosConfig:
     # The worker's liveness (apps/core/celery_liveness.py), judged by the supervisor as ECS would: a self-ping every
     # second, unhealthy when none ran for this long (chaos tasks are short).
     worker_liveness_max_age_s: float = 20.0
-    # The relay's and the consumers' heartbeats (apps.core.runtime.Heartbeat): above the longest Kafka outage a run
-    # makes, since a consumer's synchronous offset commit blocks for as long as the broker is away (46 s seen,
-    # seed 111, the broker back after 43 s; a 45 s bound then failed one check).
+    # The heartbeats of the relay, the consumers and beat (apps.core.runtime.Heartbeat): above the longest Kafka
+    # outage a run makes, since a consumer's synchronous offset commit blocks for as long as the broker is away
+    # (46 s seen, seed 111, the broker back after 43 s; a 45 s bound then failed one check).
     heartbeat_max_age_s: float = 90.0
 
     @property

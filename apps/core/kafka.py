@@ -15,6 +15,7 @@ import base64
 import time
 import tomllib
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,17 @@ def declared_topic(logical: str) -> TopicSpec:
         if spec.name == logical:
             return spec
     raise KeyError(f"topic {logical!r} is not declared in {kafka_settings()['TOPICS_FILE']}")
+
+
+def keys_per_partition(partitions: int, candidates: Iterable[str]) -> list[str]:
+    """For each partition, the first of ``candidates`` that a producer's default partitioner (librdkafka's
+    ``consistent_random``: CRC-32 of the key modulo the partition count) sends there."""
+    found: dict[int, str] = {}
+    for key in candidates:
+        found.setdefault(zlib.crc32(key.encode()) % partitions, key)
+        if len(found) == partitions:
+            return [found[p] for p in range(partitions)]
+    raise ValueError(f"the candidates cover only {len(found)} of {partitions} partitions")
 
 
 def kafka_error(exc: KafkaException) -> KafkaError | None:

@@ -14,11 +14,11 @@ Invariants:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import signal
 import threading
 import uuid
-import zlib
 from datetime import date, datetime, timedelta
 from types import FrameType
 from typing import Literal
@@ -26,6 +26,7 @@ from typing import Literal
 import msgspec
 from django.db import connection, transaction
 
+from apps.core import kafka
 from apps.core.markettime import MarketCalendar, Session
 from apps.core.models import StoredEvent
 from apps.core.outbox import event_record
@@ -42,13 +43,7 @@ SESSION_CLOCK_LOCK_KEY = 0x0B0C_0E01
 
 def session_partition_keys(partitions: int) -> list[str]:
     """Keys ``session-<i>``, the first one landing on each partition under CRC-32 % partitions."""
-    found: dict[int, str] = {}
-    i = 0
-    while len(found) < partitions:
-        key = f"session-{i}"
-        found.setdefault(zlib.crc32(key.encode()) % partitions, key)
-        i += 1
-    return [found[p] for p in range(partitions)]
+    return kafka.keys_per_partition(partitions, (f"session-{i}" for i in itertools.count()))
 
 
 def session_event_id(*, topic: str, session_date: date, kind: SessionKind, partition: int) -> uuid.UUID:

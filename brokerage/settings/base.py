@@ -251,9 +251,8 @@ OUTBOX_RELAY = {
 }
 # Heartbeats (apps.core.runtime.Heartbeat): the outbox relay, every Kafka consumer, the session clock, the feed and
 # Celery beat touch <dir>/brokerage-<relay|clock|feed|beat>.alive or brokerage-consumer-<name>.alive from their loop
-# (at most once a second);
-# deploy/healthcheck.py fails one whose file is older than PROCESS_HEARTBEAT_MAX_AGE_S (its environment, default
-# 120 s). Empty: no heartbeat.
+# (at most once a second); deploy/healthcheck.py fails one whose file is older than PROCESS_HEARTBEAT_MAX_AGE_S (its
+# environment, default 120 s). Empty: no heartbeat.
 PROCESS_HEARTBEAT_DIR = env.str("PROCESS_HEARTBEAT_DIR", default=tempfile.gettempdir())
 
 # --- Celery: no loss ----------------------------------------------------------------------------------

@@ -15,10 +15,11 @@ committed on every partition, and no process exited.
 
 from __future__ import annotations
 
+import itertools
 import sys
-import zlib
 from collections.abc import Iterator
 from decimal import Decimal
+from string import ascii_uppercase
 from typing import Any
 
 import pytest
@@ -43,24 +44,6 @@ ROUNDS = 4
 PRICE = Decimal("100")
 
 
-def _partitions(topic: str) -> int:
-    from apps.core import kafka
-
-    return next(spec.partitions for spec in kafka.declared_topics() if spec.name == topic)
-
-
-def _one_symbol_per_partition(partitions: int) -> list[str]:
-    """A symbol for each partition of ``orders.events`` (records keyed by symbol; librdkafka's default
-    partitioner is CRC32 of the key)."""
-    found: dict[int, str] = {}
-    for a in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
-        for b in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
-            found.setdefault(zlib.crc32(f"PX{a}{b}".encode()) % partitions, f"PX{a}{b}")
-            if len(found) == partitions:
-                return [found[p] for p in range(partitions)]
-    raise AssertionError("no symbol for some partition")
-
-
 @pytest.fixture(scope="module")
 def scaled_stack(kafka_topics: list[str], live_db: None) -> Iterator[LiveStack]:
     second = [sys.executable, "manage.py", "run_consumer", "orders.projection"]
@@ -69,11 +52,12 @@ def scaled_stack(kafka_topics: list[str], live_db: None) -> Iterator[LiveStack]:
 
 
 def _group_members(group: str) -> list[set[int]]:
-    """The partitions of ``orders.events`` each member of the (prefixed) group holds."""
+    """The partitions of ``orders.events`` each member of the group holds."""
     from apps.core import kafka
 
-    admin = kafka.admin_client()
-    description = admin.describe_consumer_groups([group])[group].result(10)
+    physical = f"{kafka.kafka_settings()['TOPIC_PREFIX']}{group}"  # as ``consumer_create`` names it
+    admin = kafka.admin_client()  # kept while the future runs: a collected client never completes it
+    description = admin.describe_consumer_groups([physical])[physical].result(10)
     topic = kafka.topic_name("orders.events")
     return [
         {tp.partition for tp in m.assignment.topic_partitions if tp.topic == topic}
@@ -95,8 +79,8 @@ def _committed_everywhere(group: str, partitions: int) -> bool:
 
     topic = kafka.topic_name("orders.events")
     consumer = kafka.consumer_create(
-        group_id=group.removeprefix(kafka.topic_name(""))
-    )  # offsets only; no join
+        group_id=group
+    )  # reads the group's offsets; never subscribes, so never joins
     try:
         committed = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
         return all(tp.offset > 0 for tp in committed)
@@ -117,19 +101,23 @@ def test_two_projection_processes_book_one_accounts_fills_at_once_and_the_books_
     from django.test import override_settings
 
     from apps.accounts.models import BrokerageAccount
+    from apps.core import kafka
     from apps.orders.consumers import ORDERS_PROJECTION
     from apps.orders.models import Fill, TradeUpdate
     from tests.e2e.conftest import _kafka_prefix
 
-    partitions = _partitions("orders.events")
-    symbols = _one_symbol_per_partition(partitions)
+    partitions = kafka.declared_topic("orders.events").partitions
+    # One symbol per partition (orders.events is keyed by symbol): both processes book fills however they split.
+    symbols = kafka.keys_per_partition(
+        partitions, ("PX" + "".join(p) for p in itertools.product(ascii_uppercase, repeat=2))
+    )
     for symbol in symbols:
         asset_create(symbol, PRICE)
     buyer = customer_create(email="buyer@scaled.example.com", cash=Decimal("100000"))
     seller = customer_create(email="seller@scaled.example.com", shares=dict.fromkeys(symbols, Decimal("100")))
     buyer_api = TradingClient(buyer.key_id, buyer.secret, url_override=scaled_stack.base_url)
     seller_api = TradingClient(seller.key_id, seller.secret, url_override=scaled_stack.base_url)
-    group = f"{_kafka_prefix()}{ORDERS_PROJECTION.group}"
+    group = ORDERS_PROJECTION.group
 
     with override_settings(KAFKA={**settings.KAFKA, "TOPIC_PREFIX": _kafka_prefix()}):
         # Both processes in the group, each with partitions of orders.events, before any order.

@@ -29,7 +29,7 @@ class ProcessSpec:
     stop_timeout_s: int = 60
     consumer: str | None = None  # a Kafka consumer service: its registry name (= consumer group id)
     # Judged by a liveness file (deploy/healthcheck.py: a Celery worker that stays up consuming nothing, or a
-    # relay, consumer, session clock or feed whose loop stopped going round, is replaced). A process with a port
+    # relay, consumer, session clock, feed or beat whose loop stopped going round, is replaced). A process with a port
     # is judged by /healthz; any other by its exit.
     liveness_file: bool = False
 
