@@ -105,12 +105,17 @@ def streaming_replica(django_db_blocker: Any) -> Iterator[dict[str, str]]:
             env={"PGPASSWORD": REPLICATOR_PASSWORD},
         )  # fmt: skip
         matched = " ".join(f"-c {name}={_psql(f'SHOW {name}').strip()}" for name in STANDBY_MUST_MATCH)
-        _as_postgres(
-            str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(REPLICA_DIR / "standby.log"), "-w", "-t", "60",
-            "-o", f"-p {REPLICA_PORT} -k {sock} -c listen_addresses=127.0.0.1 -c hot_standby=on "
-            f"-c shared_buffers=32MB {matched}",
-            "start",
-        )  # fmt: skip
+        try:
+            _as_postgres(
+                str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(REPLICA_DIR / "standby.log"), "-w", "-t", "60",
+                "-o", f"-p {REPLICA_PORT} -k {sock} -c listen_addresses=127.0.0.1 -c hot_standby=on "
+                f"-c shared_buffers=32MB {matched}",
+                "start",
+            )  # fmt: skip
+        except RuntimeError as exc:  # the standby's own log says why (it is removed below)
+            log = REPLICA_DIR / "standby.log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no standby log)"
+            raise RuntimeError(f"{exc}\nstandby on port {REPLICA_PORT}, its log:\n{tail}") from exc
         connections.settings["rt_primary"] = _alias_settings(PRIMARY_PORT)
         connections.settings["rt_replica"] = _alias_settings(REPLICA_PORT)
         with django_db_blocker.unblock():
