@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements/base.txt requirements/local.txt requirements/constraints.txt | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(shell cat requirements/base.txt requirements/local.txt requirements/constraints.txt requirements/tools.txt | sha256sum | cut -c1-16)
 export DJANGO_SETTINGS_MODULE ?= brokerage.settings.local
 # One set of ports for the service scripts and for Django (override any of them in the environment).
 export PG_PORT ?= 55432
@@ -24,10 +24,8 @@ help:
 	@echo "make bench  - the benchmark suite (figures to docs/PERFORMANCE.md and bench/results/)"
 	@echo "make services / services-stop - start or stop PostgreSQL, Redis and Kafka"
 
-$(STAMP): requirements/base.txt requirements/local.txt requirements/constraints.txt
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements/local.txt -c requirements/constraints.txt
+$(STAMP): requirements/base.txt requirements/local.txt requirements/constraints.txt requirements/tools.txt scripts/pyinstall.sh
+	PYTHON=$(PYTHON) scripts/pyinstall.sh $(VENV) -r requirements/local.txt -c requirements/constraints.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -70,11 +70,9 @@ def ensure_venv(argv: list[str]) -> None:
             f"bench: preparing {VENV.relative_to(ROOT)} from {REQUIREMENTS.relative_to(ROOT)}",
             file=sys.stderr,
         )
-        if not py.exists():
-            base = sys.executable if sys.version_info[:2] == (3, 11) else "python3.11"
-            subprocess.run([base, "-m", "venv", str(VENV)], check=True)
-        pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
+        base = sys.executable if sys.version_info[:2] == (3, 11) else "python3.11"
+        install = [str(ROOT / "scripts" / "pyinstall.sh"), str(VENV), "-r", str(REQUIREMENTS)]
+        subprocess.run(install, check=True, env={**os.environ, "PYTHON": base})
         for old in VENV.glob(".installed-*"):
             old.unlink()
         stamp.touch()

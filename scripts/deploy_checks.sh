@@ -22,8 +22,7 @@ total_start=$(date +%s.%N)
 step "tooling venv"
 stamp="$VENV/.installed-$(sha256sum requirements/deploy.txt | cut -c1-16)"
 if [[ ! -f $stamp ]]; then
-    [[ -x $VENV/bin/python ]] || "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements/deploy.txt
+    PYTHON=$PYTHON scripts/pyinstall.sh "$VENV" -r requirements/deploy.txt
     rm -f "$VENV"/.installed-* && touch "$stamp"
 fi
 step_done venv

@@ -79,9 +79,9 @@ def _run(
 def tooling_venv() -> Iterator[Check]:
     stamp = SEC_VENV / f".installed-{hashlib.sha256(REQS.read_bytes()).hexdigest()[:16]}"
     if not stamp.exists():
-        if not (SEC_VENV / "bin" / "python").exists():
-            _run([sys.executable, "-m", "venv", str(SEC_VENV)])
-        code, out = _run([str(SEC_VENV / "bin" / "pip"), "install", "-q", "-r", str(REQS)], log="venv.log")
+        code, out = _run(
+            [str(ROOT / "scripts" / "pyinstall.sh"), str(SEC_VENV), "-r", str(REQS)], log="venv.log"
+        )
         if code != 0:
             yield Check("tooling venv", False, out[-500:])
             return
