@@ -1,0 +1,348 @@
+//! Python glue: the engine's own classes (commands, events, snapshot Structs) looked up once, the constant
+//! strings of events created once, command fields read at their slot offsets and events built through
+//! `PyObject_Vectorcall`.
+//!
+//! Invariants:
+//! - Every class object is the one `engine.commands` / `engine.events` / `engine.state` define: the native
+//!   engine returns the same msgspec Structs as the Python one, and dispatches on the exact command type.
+//! - A command field is read at the offset of its member descriptor, valid because a command is dispatched
+//!   on its exact type (a msgspec Struct stores each field in a fixed slot of its instance).
+//! - Every string handed to Python (`PyStrKey`, ids, accounts) was checked to have a UTF-8 form when it
+//!   entered the engine, so `ustr` never fails later.
+
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
+use std::ptr::null_mut;
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyType};
+
+pub type PyObj = Py<PyAny>;
+
+/// The UTF-8 text of a Python str already known to have one (see the module invariants).
+#[inline]
+pub fn ustr<'a>(p: *mut ffi::PyObject) -> &'a str {
+    unsafe {
+        let mut n: ffi::Py_ssize_t = 0;
+        let c = ffi::PyUnicode_AsUTF8AndSize(p, &mut n);
+        if c.is_null() {
+            ffi::PyErr_Clear();
+            return "";
+        }
+        std::str::from_utf8_unchecked(std::slice::from_raw_parts(c as *const u8, n as usize))
+    }
+}
+
+/// A Python str as a hash-map key hashed and compared by its text, so maps can be probed with a `&str`.
+pub struct PyStrKey(pub Py<PyString>);
+
+impl PyStrKey {
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        ustr(self.0.as_ptr())
+    }
+}
+impl Hash for PyStrKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+impl PartialEq for PyStrKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_ptr() == other.0.as_ptr() || self.as_str() == other.as_str()
+    }
+}
+impl Eq for PyStrKey {}
+impl Borrow<str> for PyStrKey {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+#[inline]
+pub fn str_eq(a: &Py<PyString>, b: &Py<PyString>) -> bool {
+    a.as_ptr() == b.as_ptr() || ustr(a.as_ptr()) == ustr(b.as_ptr())
+}
+
+/// Borrowed pointer -> checked str (TypeError for anything else, the UTF-8 error for lone surrogates).
+pub fn as_pystr(py: Python<'_>, p: *mut ffi::PyObject, what: &str) -> PyResult<Py<PyString>> {
+    unsafe {
+        if ffi::PyUnicode_Check(p) == 0 {
+            return Err(PyTypeError::new_err(format!("{what} must be str")));
+        }
+        let mut n: ffi::Py_ssize_t = 0;
+        if ffi::PyUnicode_AsUTF8AndSize(p, &mut n).is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(Bound::from_borrowed_ptr(py, p).cast_into_unchecked::<PyString>().unbind())
+    }
+}
+
+/// Borrowed pointer -> int (TypeError for None and non-integers, OverflowError beyond i64).
+pub fn as_i64(py: Python<'_>, p: *mut ffi::PyObject, what: &str) -> PyResult<i64> {
+    unsafe {
+        if ffi::PyLong_Check(p) == 0 {
+            return Err(PyTypeError::new_err(format!("{what} must be int")));
+        }
+        let v = ffi::PyLong_AsLongLong(p);
+        if v == -1 && !ffi::PyErr_Occurred().is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(v)
+    }
+}
+
+pub fn as_opt_i64(py: Python<'_>, p: *mut ffi::PyObject, what: &str) -> PyResult<Option<i64>> {
+    if p == unsafe { ffi::Py_None() } {
+        return Ok(None);
+    }
+    as_i64(py, p, what).map(Some)
+}
+
+pub fn as_bool(p: *mut ffi::PyObject, what: &str) -> PyResult<bool> {
+    unsafe {
+        if p == ffi::Py_True() {
+            Ok(true)
+        } else if p == ffi::Py_False() {
+            Ok(false)
+        } else {
+            Err(PyTypeError::new_err(format!("{what} must be bool")))
+        }
+    }
+}
+
+/// New reference to an int.
+#[inline]
+pub fn int(v: i64) -> *mut ffi::PyObject {
+    unsafe { ffi::PyLong_FromLongLong(v) }
+}
+
+/// New reference to an int that may not fit in i64 (notionals in 1e-13 USD, level aggregates).
+pub fn int128(py: Python<'_>, v: i128) -> *mut ffi::PyObject {
+    if let Ok(x) = i64::try_from(v) {
+        return int(x);
+    }
+    match v.into_pyobject(py) {
+        Ok(b) => b.into_ptr(),
+        Err(e) => match e {},
+    }
+}
+
+/// New reference to a str object we hold.
+#[inline]
+pub fn s(x: &Py<PyString>) -> *mut ffi::PyObject {
+    let p = x.as_ptr();
+    unsafe { ffi::Py_INCREF(p) };
+    p
+}
+
+#[inline]
+pub fn boolp(v: bool) -> *mut ffi::PyObject {
+    unsafe {
+        let p = if v { ffi::Py_True() } else { ffi::Py_False() };
+        ffi::Py_INCREF(p);
+        p
+    }
+}
+
+/// `cls(*args)` through vectorcall; consumes the new references in `args` (a NULL one is a pending error).
+#[inline]
+pub fn call(py: Python<'_>, cls: &PyObj, args: &[*mut ffi::PyObject]) -> PyResult<PyObj> {
+    unsafe {
+        let ok = args.iter().all(|a| !a.is_null());
+        let r = if ok {
+            ffi::PyObject_Vectorcall(cls.as_ptr(), args.as_ptr(), args.len(), null_mut())
+        } else {
+            null_mut()
+        };
+        for &a in args {
+            if !a.is_null() {
+                ffi::Py_DECREF(a);
+            }
+        }
+        Ok(Bound::from_owned_ptr_or_err(py, r)?.unbind())
+    }
+}
+
+/// Read borrowed field `i` of a command whose exact type owns `offs`.
+#[inline]
+pub fn field(cmd: *mut ffi::PyObject, offs: &[isize], i: usize) -> PyResult<*mut ffi::PyObject> {
+    let p = unsafe { *((cmd as *const u8).offset(offs[i]) as *const *mut ffi::PyObject) };
+    if p.is_null() {
+        return Err(PyTypeError::new_err("command field not set"));
+    }
+    Ok(p)
+}
+
+fn offsets(py: Python<'_>, cls: &Bound<'_, PyAny>, names: &[&str]) -> PyResult<Vec<isize>> {
+    let fields: Vec<String> = cls.getattr("__struct_fields__")?.extract()?;
+    if fields != names {
+        return Err(PyRuntimeError::new_err(format!("{cls}: fields {fields:?}, engine_native expects {names:?}")));
+    }
+    let dict = cls.getattr("__dict__")?;
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        let d = dict.get_item(n)?;
+        unsafe {
+            if ffi::Py_TYPE(d.as_ptr()) != std::ptr::addr_of_mut!(ffi::PyMemberDescr_Type) {
+                return Err(PyRuntimeError::new_err(format!("{cls}.{n} is not a slot")));
+            }
+            let m = &*(d.as_ptr() as *const ffi::PyMemberDescrObject);
+            let def = &*m.d_member;
+            if def.type_code != ffi::Py_T_OBJECT_EX && def.type_code != 6 /* T_OBJECT */ {
+                return Err(PyRuntimeError::new_err(format!("{cls}.{n} is not an object slot")));
+            }
+            out.push(def.offset as isize);
+        }
+    }
+    let _ = py;
+    Ok(out)
+}
+
+pub const NEW_ORDER_FIELDS: [&str; 17] = [
+    "order_id", "account_id", "symbol", "side", "type", "tif", "qty_e9", "notional_e4", "limit_price_e4",
+    "stop_price_e4", "trail_price_e4", "trail_percent_bps", "extended_hours", "order_class", "take_profit",
+    "stop_loss", "split_epoch",
+];
+pub const REPLACE_FIELDS: [&str; 9] = [
+    "order_id", "new_order_id", "qty_e9", "limit_price_e4", "stop_price_e4", "trail_price_e4",
+    "trail_percent_bps", "tif", "split_epoch",
+];
+
+macro_rules! strings {
+    ($($name:ident = $text:expr),* $(,)?) => {
+        /// Interned constant strings of events, states and reasons.
+        pub struct Strs { $(pub $name: Py<PyString>,)* }
+        impl Strs {
+            fn new(py: Python<'_>) -> Self {
+                Strs { $($name: PyString::intern(py, $text).unbind(),)* }
+            }
+        }
+    };
+}
+
+strings! {
+    empty = "", buy = "buy", sell = "sell", maker = "maker", taker = "taker", auction = "auction",
+    market = "market", limit = "limit", stop = "stop", stop_limit = "stop_limit", trailing_stop = "trailing_stop",
+    day = "day", gtc = "gtc", ioc = "ioc", fok = "fok", opg = "opg", cls = "cls",
+    user = "user", ioc_remainder = "ioc_remainder", fok_unfilled = "fok_unfilled", self_trade = "self_trade",
+    oco_sibling = "oco_sibling", market_no_liquidity = "market_no_liquidity", halted = "halted",
+    parent_canceled = "parent_canceled", auction_unfilled = "auction_unfilled", split = "split",
+    invalid_quantity = "invalid_quantity", invalid_price = "invalid_price", invalid_order = "invalid_order",
+    duplicate_order_id = "duplicate_order_id", unknown_order = "unknown_order", not_replaceable = "not_replaceable",
+    auction_closed = "auction_closed", split_epoch_stale = "split_epoch_stale", split_epoch_ahead = "split_epoch_ahead",
+    open = "open", closed = "closed", resumed = "resumed",
+    suf_tp = ":tp", suf_sl = ":sl",
+}
+
+/// Everything Python the engine calls, looked up once per process.
+pub struct Glue {
+    pub t_new: PyObj,
+    pub t_cancel: PyObj,
+    pub t_replace: PyObj,
+    pub t_open: PyObj,
+    pub t_close: PyObj,
+    pub t_halt: PyObj,
+    pub t_resume: PyObj,
+    pub t_ref: PyObj,
+    pub t_split: PyObj,
+    pub off_new: Vec<isize>,
+    pub off_cancel: Vec<isize>,
+    pub off_replace: Vec<isize>,
+    pub off_halt: Vec<isize>,
+    pub off_resume: Vec<isize>,
+    pub off_ref: Vec<isize>,
+    pub off_split: Vec<isize>,
+    pub e_accepted: PyObj,
+    pub e_rejected: PyObj,
+    pub e_filled: PyObj,
+    pub e_trade: PyObj,
+    pub e_canceled: PyObj,
+    pub e_expired: PyObj,
+    pub e_replaced: PyObj,
+    pub e_triggered: PyObj,
+    pub e_activated: PyObj,
+    pub e_split_applied: PyObj,
+    pub e_adjusted: PyObj,
+    pub e_level: PyObj,
+    pub e_session: PyObj,
+    pub s_order: PyObj,
+    pub s_book: PyObj,
+    pub s_state: PyObj,
+    pub s_state_splits: PyObj,
+    pub s_state_epochs: PyObj,
+    pub encode: PyObj,
+    pub decode: PyObj,
+    pub sha256: PyObj,
+    pub s: Strs,
+}
+
+impl Glue {
+    pub fn load(py: Python<'_>) -> PyResult<Glue> {
+        let cmds = py.import("engine.commands")?;
+        let evs = py.import("engine.events")?;
+        let st = py.import("engine.state")?;
+        let msgpack = py.import("msgspec.msgpack")?;
+        let c = |n: &str| -> PyResult<Bound<'_, PyAny>> { cmds.getattr(n) };
+        let e = |n: &str| -> PyResult<PyObj> { Ok(evs.getattr(n)?.unbind()) };
+        let t_new = c("NewOrder")?;
+        let t_cancel = c("CancelOrder")?;
+        let t_replace = c("ReplaceOrder")?;
+        let t_halt = c("Halt")?;
+        let t_resume = c("Resume")?;
+        let t_ref = c("SetReferencePrice")?;
+        let t_split = c("SplitApply")?;
+        for t in [&t_new, &t_cancel, &t_replace, &t_halt, &t_resume, &t_ref, &t_split] {
+            t.cast::<PyType>().map_err(|_| PyValueError::new_err("command is not a class"))?;
+        }
+        let epochs = st.getattr("EngineStateEpochs")?;
+        let decoder = msgpack.getattr("Decoder")?.call1((epochs.clone(),))?;
+        let encoder = msgpack.getattr("Encoder")?.call0()?;
+        Ok(Glue {
+            off_new: offsets(py, &t_new, &NEW_ORDER_FIELDS)?,
+            off_cancel: offsets(py, &t_cancel, &["order_id"])?,
+            off_replace: offsets(py, &t_replace, &REPLACE_FIELDS)?,
+            off_halt: offsets(py, &t_halt, &["symbol"])?,
+            off_resume: offsets(py, &t_resume, &["symbol"])?,
+            off_ref: offsets(py, &t_ref, &["symbol", "price_e4"])?,
+            off_split: offsets(
+                py,
+                &t_split,
+                &["symbol", "split_id", "numerator", "denominator", "tick_e4", "split_epoch"],
+            )?,
+            t_new: t_new.unbind(),
+            t_cancel: t_cancel.unbind(),
+            t_replace: t_replace.unbind(),
+            t_open: c("SessionOpen")?.unbind(),
+            t_close: c("SessionClose")?.unbind(),
+            t_halt: t_halt.unbind(),
+            t_resume: t_resume.unbind(),
+            t_ref: t_ref.unbind(),
+            t_split: t_split.unbind(),
+            e_accepted: e("OrderAccepted")?,
+            e_rejected: e("OrderRejected")?,
+            e_filled: e("OrderFilled")?,
+            e_trade: e("TradeExecuted")?,
+            e_canceled: e("OrderCanceled")?,
+            e_expired: e("OrderExpired")?,
+            e_replaced: e("OrderReplaced")?,
+            e_triggered: e("OrderTriggered")?,
+            e_activated: e("OrderActivated")?,
+            e_split_applied: e("SplitApplied")?,
+            e_adjusted: e("OrderAdjusted")?,
+            e_level: e("BookLevelChanged")?,
+            e_session: e("SessionChanged")?,
+            s_order: st.getattr("OrderState")?.unbind(),
+            s_book: st.getattr("BookState")?.unbind(),
+            s_state: st.getattr("EngineState")?.unbind(),
+            s_state_splits: st.getattr("EngineStateSplits")?.unbind(),
+            s_state_epochs: epochs.unbind(),
+            encode: encoder.getattr("encode")?.unbind(),
+            decode: decoder.getattr("decode")?.unbind(),
+            sha256: py.import("hashlib")?.getattr("sha256")?.unbind(),
+            s: Strs::new(py),
+        })
+    }
+}
