@@ -101,6 +101,23 @@ class EngineAdapter(Adapter):
         return len(self.engine.orders)
 
 
+class NativeEngineAdapter(EngineAdapter):
+    """``engine_native.Engine`` (Rust, docs/engine.md "Beyond mypyc"): the same prebuilt commands and events as
+    ``engine``; built and installed (here and in the bench venv) by ``scripts/build_engine_native.py``."""
+
+    name = "engine-native"
+
+    def __init__(self) -> None:
+        from engine.events import TradeExecuted
+        from engine_native import Engine
+
+        self.engine = Engine()  # type: ignore[assignment]
+        self._trade = TradeExecuted
+        apply = self.engine.apply
+        seq = itertools.count(1).__next__
+        self.step = lambda c: apply(seq(), c)
+
+
 class ReferenceAdapter(Adapter):
     name = "reference"
 
@@ -336,6 +353,7 @@ ADAPTERS: dict[str, type[Adapter]] = {
     for a in (
         ReferenceAdapter,
         EngineAdapter,
+        NativeEngineAdapter,
         OrderlyChaosAdapter,
         LiquibookAdapter,
         PyOrderBookAdapter,
@@ -348,6 +366,7 @@ def available() -> dict[str, str | None]:
     """Variant name -> None if importable here, else the reason it is skipped."""
     out: dict[str, str | None] = {}
     for name, mod in (
+        ("engine-native", "engine_native"),
         ("orderly-chaos", "orderly_chaos"),
         ("liquibook", "liquibook"),
         ("pyorderbook", "pyorderbook"),
@@ -355,7 +374,12 @@ def available() -> dict[str, str | None]:
         try:
             importlib.import_module(mod)
         except ImportError as exc:
-            out[name] = f"not installed ({exc}); run through `python -m bench` (bench venv)"
+            if name == "engine-native":
+                out[name] = (
+                    f"not built ({exc}); run scripts/build_engine_native.py (installs it in the bench venv)"
+                )
+            else:
+                out[name] = f"not installed ({exc}); run through `python -m bench` (bench venv)"
         else:
             out[name] = None
     return {"reference": None, "engine": None, **out, "machine-floor": None}

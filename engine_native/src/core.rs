@@ -22,11 +22,13 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
+use hashbrown::HashTable;
 use pyo3::exceptions::{PyIndexError, PyKeyError, PyTypeError, PyValueError, PyZeroDivisionError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
+use std::hash::Hasher;
 
 use crate::glue::{
     as_bool, as_i64, as_opt_i64, as_pystr, call, field, int, int128, s, str_eq, ustr, Glue, PyObj, PyStrKey,
@@ -125,32 +127,91 @@ enum Class {
     Oto,
 }
 
+/// An order id as map key, copied out of its Python str so that probing the map never touches a Python
+/// object (those probes were the engine's cache misses on a deep book); ids up to 39 bytes (a UUID and its
+/// leg suffix) stay inline.
+#[derive(Clone)]
+pub enum IdKey {
+    Inline(u8, [u8; 39]),
+    Heap(Box<str>),
+}
+
+impl IdKey {
+    pub fn new(s: &str) -> IdKey {
+        if s.len() <= 39 {
+            let mut buf = [0u8; 39];
+            buf[..s.len()].copy_from_slice(s.as_bytes());
+            IdKey::Inline(s.len() as u8, buf)
+        } else {
+            IdKey::Heap(s.into())
+        }
+    }
+
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Copied from a &str on a char boundary (the whole string): valid UTF-8.
+            IdKey::Inline(n, buf) => unsafe { std::str::from_utf8_unchecked(&buf[..*n as usize]) },
+            IdKey::Heap(s) => s,
+        }
+    }
+}
+
+#[inline]
+pub fn hash_str(s: &str) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(s.as_bytes());
+    h.write_u8(0xff);
+    h.finish()
+}
+
+/// Hot fields first (`repr(C)` keeps this order): matching and cancels read the first two cache lines.
+#[repr(C)]
 pub struct Order {
-    pub oid: Py<PyString>,
-    pub account: Py<PyString>,
-    pub book: u32,
+    pub state: u8,
     pub is_buy: bool,
     pub otype: OType,
     pub tif: Tif,
-    pub state: u8,
     pub extended: bool,
+    pub book: u32,
+    pub prev: u32,
+    pub next: u32,
+    pub leaves: i64,
+    pub cum: i64,
+    pub limit: i64,
+    pub acct_h: u64, // hash of `account`: accounts compare by hash first
+    pub h: u64,      // hash of the id (`key`)
+    pub oid: Py<PyString>,
+    pub account: Py<PyString>,
+    pub oco: Option<Py<PyString>>, // None = Python's ""
+    pub children: Vec<Py<PyString>>,
+    pub key: IdKey,
     pub qty: i64,
     pub notional: i64,
-    pub notional_left: i128,
-    pub limit: i64,
     pub stop: i64,
     pub trail_price: i64,
     pub trail_bps: i64,
     pub water: i64,
-    pub leaves: i64,
-    pub cum: i64,
     pub arrival: i64,
-    pub oco: Option<Py<PyString>>, // None = Python's ""
-    pub parent: Option<Py<PyString>>,
-    pub children: Vec<Py<PyString>>,
     pub ins: u64, // position in the engine's `orders` dict
-    pub prev: u32,
-    pub next: u32,
+    pub parent: Option<Py<PyString>>,
+    pub notional_left: i128,
+}
+
+impl Order {
+    /// Set the derived keys (`key`, `h`, `acct_h`) from `oid` and `account`.
+    pub fn with_keys(mut self) -> Order {
+        let id = ustr(self.oid.as_ptr());
+        self.key = IdKey::new(id);
+        self.h = hash_str(id);
+        self.acct_h = hash_str(ustr(self.account.as_ptr()));
+        self
+    }
+
+    #[inline]
+    fn same_account(&self, acct_h: u64, acct: &Py<PyString>) -> bool {
+        self.acct_h == acct_h && str_eq(&self.account, acct)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -429,8 +490,9 @@ pub struct Core {
     pub g: &'static Glue,
     pub slab: Vec<Order>,
     free: Vec<u32>,
-    pub orders: FxHashMap<PyStrKey, u32>,
+    pub orders: HashTable<u32>, // live orders by id (hash `Order::h`, key `Order::key`)
     ins: u64,
+    sym_cache: Option<(Py<PyString>, u32)>, // the last symbol object seen -> its book
     pub books: Vec<Book>,
     pub book_map: FxHashMap<PyStrKey, u32>,
     pub out: Vec<PyObj>,
@@ -447,8 +509,9 @@ impl Core {
             g,
             slab: Vec::new(),
             free: Vec::new(),
-            orders: FxHashMap::default(),
+            orders: HashTable::new(),
             ins: 0,
+            sym_cache: None,
             books: Vec::new(),
             book_map: FxHashMap::default(),
             out: Vec::new(),
@@ -482,38 +545,43 @@ impl Core {
     }
 
     /// `orders[o.order_id] = o` with Python dict semantics (an existing key keeps its position).
-    fn orders_insert(&mut self, py: Python<'_>, i: u32) {
-        let key = ustr(self.slab[i as usize].oid.as_ptr());
-        if let Some(v) = self.orders.get_mut(key) {
-            let ins = self.slab[*v as usize].ins;
+    fn orders_insert(&mut self, _py: Python<'_>, i: u32) {
+        let slab = &self.slab;
+        let (h, key) = (slab[i as usize].h, slab[i as usize].key.as_str());
+        if let Some(v) = self.orders.find_mut(h, |&j| slab[j as usize].key.as_str() == key) {
+            let j = *v;
             *v = i;
-            self.slab[i as usize].ins = ins;
+            self.slab[i as usize].ins = self.slab[j as usize].ins;
         } else {
+            self.orders.insert_unique(h, i, |&j| slab[j as usize].h);
             self.ins += 1;
             self.slab[i as usize].ins = self.ins;
-            let k = PyStrKey(self.slab[i as usize].oid.clone_ref(py));
-            self.orders.insert(k, i);
         }
     }
 
     #[inline]
     pub fn orders_get(&self, key: &str) -> Option<u32> {
-        self.orders.get(key).copied()
+        let slab = &self.slab;
+        self.orders.find(hash_str(key), |&j| slab[j as usize].key.as_str() == key).copied()
     }
 
     /// `del orders[o.order_id]` (KeyError when absent).
     #[inline]
     fn orders_del(&mut self, i: u32) -> PyResult<()> {
-        let key = ustr(self.slab[i as usize].oid.as_ptr());
-        match self.orders.remove(key) {
-            Some(_) => Ok(()),
-            None => Err(key_err(format!("'{key}'"))),
+        let slab = &self.slab;
+        let (h, key) = (slab[i as usize].h, slab[i as usize].key.as_str());
+        match self.orders.find_entry(h, |&j| j == i || slab[j as usize].key.as_str() == key) {
+            Ok(e) => {
+                e.remove();
+                Ok(())
+            }
+            Err(_) => Err(key_err(format!("'{key}'"))),
         }
     }
 
     /// Live order indices in the `orders` dict's order (acceptance order).
     pub fn orders_in_order(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = self.orders.values().copied().collect();
+        let mut v: Vec<u32> = self.orders.iter().copied().collect();
         v.sort_unstable_by_key(|&i| self.slab[i as usize].ins);
         v
     }
@@ -525,12 +593,22 @@ impl Core {
     }
 
     fn book_for(&mut self, py: Python<'_>, symbol: &Py<PyString>) -> u32 {
-        if let Some(&b) = self.book_map.get(ustr(symbol.as_ptr())) {
-            return b;
+        // Commands of one symbol usually share its str object; holding it keeps the address from being reused.
+        if let Some((s, b)) = &self.sym_cache {
+            if s.as_ptr() == symbol.as_ptr() {
+                return *b;
+            }
         }
-        self.books.push(Book::new(symbol.clone_ref(py)));
-        let b = (self.books.len() - 1) as u32;
-        self.book_map.insert(PyStrKey(symbol.clone_ref(py)), b);
+        let b = match self.book_map.get(ustr(symbol.as_ptr())) {
+            Some(&b) => b,
+            None => {
+                self.books.push(Book::new(symbol.clone_ref(py)));
+                let b = (self.books.len() - 1) as u32;
+                self.book_map.insert(PyStrKey(symbol.clone_ref(py)), b);
+                b
+            }
+        };
+        self.sym_cache = Some((symbol.clone_ref(py), b));
         b
     }
 
@@ -795,7 +873,7 @@ impl Core {
     }
 
     fn push_stop(bk: &mut Book, o: &Order) {
-        let id: Box<str> = ustr(o.oid.as_ptr()).into();
+        let id: Box<str> = o.key.as_str().into();
         if o.is_buy {
             bk.buy_stops.push(Reverse((o.stop, o.arrival, id)));
         } else {
@@ -843,7 +921,7 @@ impl Core {
             let mut m = lvl.head;
             while m != NIL {
                 let mo = &self.slab[m as usize];
-                if mo.state == RESTING && !str_eq(&mo.account, &o.account) {
+                if mo.state == RESTING && !mo.same_account(o.acct_h, &o.account) {
                     need -= mo.leaves as i128;
                     if need <= 0 {
                         return true;
@@ -893,10 +971,10 @@ impl Core {
     /// Match incoming `o` against the opposite side; true when that side ran out (`OrderBook._match`).
     fn match_(&mut self, py: Python<'_>, b: usize, oi: u32) -> PyResult<bool> {
         let g = self.g;
-        let (is_buy, limit, notional, acct, oid) = {
+        let (is_buy, limit, notional, acct, acct_h, oid) = {
             let o = &self.slab[oi as usize];
             let limit = if o.otype == OType::Limit { o.limit } else { 0 };
-            (o.is_buy, limit, o.notional, o.account.clone_ref(py), o.oid.clone_ref(py))
+            (o.is_buy, limit, o.notional, o.account.clone_ref(py), o.acct_h, o.oid.clone_ref(py))
         };
         let (m_side, t_side, m_suf, t_suf, aggr) =
             if is_buy { (&g.s.sell, &g.s.buy, ":s", ":b", &g.s.buy) } else { (&g.s.buy, &g.s.sell, ":b", ":s", &g.s.sell) };
@@ -931,7 +1009,7 @@ impl Core {
                     break;
                 }
                 let mi = lvl.head;
-                if str_eq(&self.slab[mi as usize].account, &acct) {
+                if self.slab[mi as usize].same_account(acct_h, &acct) {
                     self.cancel(py, b, mi, &g.s.self_trade)?; // may drop the level
                     continue;
                 }
@@ -1138,7 +1216,7 @@ impl Core {
                     break;
                 }
                 let Reverse((_, arrival, id)) = heap.pop().expect("peeked");
-                if let Some(o) = self.orders.get(&*id).copied() {
+                if let Some(o) = self.orders_get(&id) {
                     let od = &mut self.slab[o as usize];
                     if od.state == PENDING && od.arrival == arrival {
                         od.state = ACTIVE;
@@ -1238,7 +1316,7 @@ impl Core {
                 if (bd.otype == OType::Limit && bd.limit < price) || (sd.otype == OType::Limit && sd.limit > price) {
                     break;
                 }
-                if str_eq(&bd.account, &sd.account) {
+                if bd.same_account(sd.acct_h, &sd.account) {
                     let later = if bd.arrival > sd.arrival { bo } else { so };
                     self.cancel(py, b, later, &g.s.self_trade)?;
                     continue;
@@ -1473,6 +1551,9 @@ fn make_order(
         state: u8,
     ) -> Order {
         Order {
+            key: IdKey::Inline(0, [0; 39]),
+            h: 0,
+            acct_h: 0,
             oid: oid.clone_ref(py),
             account: account.clone_ref(py),
             book: b,
@@ -1499,6 +1580,7 @@ fn make_order(
             prev: NIL,
             next: NIL,
         }
+        .with_keys()
 }
 
 impl Core {
@@ -2180,6 +2262,7 @@ impl Core {
 
     // ------------------------------------------------------------------ restore
     pub fn restore_book(&mut self, py: Python<'_>, symbol: &Py<PyString>) -> u32 {
+        self.sym_cache = None;
         self.books.push(Book::new(symbol.clone_ref(py)));
         let b = (self.books.len() - 1) as u32;
         self.book_map.insert(PyStrKey(symbol.clone_ref(py)), b);

@@ -179,6 +179,9 @@ impl Engine {
             }
             let state_v = i64f("state")?;
             let o = Order {
+                key: core::IdKey::Inline(0, [0; 39]),
+                h: 0,
+                acct_h: 0,
                 oid: as_pystr(py, f("order_id")?.as_ptr(), "order_id")?,
                 account: as_pystr(py, f("account_id")?.as_ptr(), "account_id")?,
                 book: b,
@@ -209,7 +212,8 @@ impl Engine {
                 ins: 0,
                 prev: NIL,
                 next: NIL,
-            };
+            }
+            .with_keys();
             core.restore_order(py, o);
         }
         let lookup = |core: &Core, id: Bound<'_, PyAny>| -> PyResult<u32> {
