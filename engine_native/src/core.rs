@@ -710,8 +710,11 @@ impl Core {
                     Some(l) => (l.qty, l.count),
                     None => (0, 0),
                 };
-                let ev =
-                    call(py, &g.e_level, &[s(&bk.symbol), int(bs), int(bk.seq), s(side), int(p), int128(py, q), int(c)]);
+                let ev = call(
+                    py,
+                    &g.e_level,
+                    &[s(&bk.symbol), int(bs), int(bk.seq), s(side), int(p), int128(py, q), int(c)],
+                );
                 match ev {
                     Ok(ev) => self.out.push(ev),
                     Err(e) => {
@@ -818,7 +821,9 @@ impl Core {
         if !self.slab[i as usize].children.is_empty() {
             let kids: Vec<Py<PyString>> = self.slab[i as usize].children.iter().map(|c| c.clone_ref(py)).collect();
             for cid in &kids {
-                let Some(child) = self.orders_get(ustr(cid.as_ptr())) else { continue };
+                let Some(child) = self.orders_get(ustr(cid.as_ptr())) else {
+                    continue;
+                };
                 if self.slab[child as usize].state != HELD {
                     continue;
                 }
@@ -917,7 +922,9 @@ impl Core {
                     break;
                 }
             }
-            let Some(lvl) = side.levels.get(&p) else { continue };
+            let Some(lvl) = side.levels.get(&p) else {
+                continue;
+            };
             let mut m = lvl.head;
             while m != NIL {
                 let mo = &self.slab[m as usize];
@@ -976,8 +983,11 @@ impl Core {
             let limit = if o.otype == OType::Limit { o.limit } else { 0 };
             (o.is_buy, limit, o.notional, o.account.clone_ref(py), o.acct_h, o.oid.clone_ref(py))
         };
-        let (m_side, t_side, m_suf, t_suf, aggr) =
-            if is_buy { (&g.s.sell, &g.s.buy, ":s", ":b", &g.s.buy) } else { (&g.s.buy, &g.s.sell, ":b", ":s", &g.s.sell) };
+        let (m_side, t_side, m_suf, t_suf, aggr) = if is_buy {
+            (&g.s.sell, &g.s.buy, ":s", ":b", &g.s.buy)
+        } else {
+            (&g.s.buy, &g.s.sell, ":b", ":s", &g.s.sell)
+        };
         let seq = self.books[b].seq;
         let sym = self.books[b].symbol.clone_ref(py);
         let seq_o = unsafe { Bound::from_owned_ptr_or_err(py, int(seq))?.unbind() };
@@ -985,7 +995,9 @@ impl Core {
         loop {
             let bk = &mut self.books[b];
             let side = if is_buy { &bk.asks } else { &bk.bids };
-            let Some(&k) = side.keys.last() else { return Ok(true) };
+            let Some(&k) = side.keys.last() else {
+                return Ok(true);
+            };
             let p = if is_buy { -k } else { k };
             if limit != 0 && (if is_buy { p > limit } else { p < limit }) {
                 return Ok(false);
@@ -1004,7 +1016,9 @@ impl Core {
                 let bk = &mut self.books[b];
                 let side = if is_buy { &mut bk.asks } else { &mut bk.bids };
                 // A level emptied by a self-trade cancel is dropped by it: Python's `lvl.count` is then 0.
-                let Some(lvl) = side.levels.get_mut(&p) else { break };
+                let Some(lvl) = side.levels.get_mut(&p) else {
+                    break;
+                };
                 if want == 0 || lvl.count == 0 {
                     break;
                 }
@@ -1211,7 +1225,9 @@ impl Core {
             loop {
                 let bk = &mut self.books[b];
                 let heap = if buy { &mut bk.buy_stops } else { &mut bk.sell_stops };
-                let Some(Reverse(top)) = heap.peek() else { break };
+                let Some(Reverse(top)) = heap.peek() else {
+                    break;
+                };
                 if buy && top.0 > hi || !buy && -top.0 < lo {
                     break;
                 }
@@ -1267,7 +1283,11 @@ impl Core {
         if o.tif.auction() {
             o.state = AUCTION;
             let bk = &mut self.books[b];
-            if o.tif == Tif::Opg { bk.opg.push(i) } else { bk.cls.push(i) }
+            if o.tif == Tif::Opg {
+                bk.opg.push(i)
+            } else {
+                bk.cls.push(i)
+            }
             Ok(())
         } else if o.otype.is_stop() {
             self.add_stop(b, i)
@@ -1435,7 +1455,15 @@ impl Core {
     }
 
     // ------------------------------------------------------------------ splits
-    fn split_book(&mut self, py: Python<'_>, b: usize, split_id: &Py<PyString>, num: i64, den: i64, tick: i64) -> PyResult<()> {
+    fn split_book(
+        &mut self,
+        py: Python<'_>,
+        b: usize,
+        split_id: &Py<PyString>,
+        num: i64,
+        den: i64,
+        tick: i64,
+    ) -> PyResult<()> {
         let g = self.g;
         let bk = &mut self.books[b];
         bk.book_seq += 1;
@@ -1456,7 +1484,8 @@ impl Core {
             mark(&mut bk.dirty_ask, p);
         }
         let bu = b as u32;
-        let first: Vec<u32> = self.orders_in_order().into_iter().filter(|&o| self.slab[o as usize].book == bu).collect();
+        let first: Vec<u32> =
+            self.orders_in_order().into_iter().filter(|&o| self.slab[o as usize].book == bu).collect();
         for o in first {
             let od = &self.slab[o as usize];
             if od.state == DONE || od.notional != 0 {
@@ -1534,53 +1563,53 @@ impl Core {
 
 #[allow(clippy::too_many_arguments)]
 fn make_order(
-        py: Python<'_>,
-        oid: &Py<PyString>,
-        account: &Py<PyString>,
-        b: u32,
-        is_buy: bool,
-        otype: OType,
-        tif: Tif,
-        qty: i64,
-        notional: i64,
-        limit: i64,
-        stop: i64,
-        trail_price: i64,
-        trail_bps: i64,
-        arrival: i64,
-        state: u8,
-    ) -> Order {
-        Order {
-            key: IdKey::Inline(0, [0; 39]),
-            h: 0,
-            acct_h: 0,
-            oid: oid.clone_ref(py),
-            account: account.clone_ref(py),
-            book: b,
-            is_buy,
-            otype,
-            tif,
-            state,
-            extended: false,
-            qty,
-            notional,
-            notional_left: notional as i128 * SHARE,
-            limit,
-            stop,
-            trail_price,
-            trail_bps,
-            water: 0,
-            leaves: qty,
-            cum: 0,
-            arrival,
-            oco: None,
-            parent: None,
-            children: Vec::new(),
-            ins: 0,
-            prev: NIL,
-            next: NIL,
-        }
-        .with_keys()
+    py: Python<'_>,
+    oid: &Py<PyString>,
+    account: &Py<PyString>,
+    b: u32,
+    is_buy: bool,
+    otype: OType,
+    tif: Tif,
+    qty: i64,
+    notional: i64,
+    limit: i64,
+    stop: i64,
+    trail_price: i64,
+    trail_bps: i64,
+    arrival: i64,
+    state: u8,
+) -> Order {
+    Order {
+        key: IdKey::Inline(0, [0; 39]),
+        h: 0,
+        acct_h: 0,
+        oid: oid.clone_ref(py),
+        account: account.clone_ref(py),
+        book: b,
+        is_buy,
+        otype,
+        tif,
+        state,
+        extended: false,
+        qty,
+        notional,
+        notional_left: notional as i128 * SHARE,
+        limit,
+        stop,
+        trail_price,
+        trail_bps,
+        water: 0,
+        leaves: qty,
+        cum: 0,
+        arrival,
+        oco: None,
+        parent: None,
+        children: Vec::new(),
+        ins: 0,
+        prev: NIL,
+        next: NIL,
+    }
+    .with_keys()
 }
 
 impl Core {
@@ -1648,7 +1677,8 @@ impl Core {
                     self.out.push(ev);
                     return Ok(());
                 }
-                let o = make_order(py, oid, account, b as u32, is_buy, otype, tif, qty, 0, p, 0, 0, 0, arrival, RESTING);
+                let o =
+                    make_order(py, oid, account, b as u32, is_buy, otype, tif, qty, 0, p, 0, 0, 0, arrival, RESTING);
                 let i = self.alloc(o);
                 self.orders_insert(py, i);
                 let bk = &mut self.books[b];
@@ -1764,7 +1794,17 @@ impl Core {
 
     /// `OrderBook.replace_plain`: a resting plain limit replaced by a day/gtc limit (rests at once if it does
     /// not cross), `replace` + `end` otherwise.
-    fn replace_plain(&mut self, py: Python<'_>, b: usize, old: u32, new_id: &Py<PyString>, qty: i64, p: i64, tif: Tif) -> PyResult<()> {
+    #[allow(clippy::too_many_arguments)]
+    fn replace_plain(
+        &mut self,
+        py: Python<'_>,
+        b: usize,
+        old: u32,
+        new_id: &Py<PyString>,
+        qty: i64,
+        p: i64,
+        tif: Tif,
+    ) -> PyResult<()> {
         let g = self.g;
         let bk = &mut self.books[b];
         bk.arrival += 1;
@@ -1773,7 +1813,8 @@ impl Core {
             let o = &self.slab[old as usize];
             (o.is_buy, o.account.clone_ref(py), o.parent.as_ref().map(|x| x.clone_ref(py)))
         };
-        let mut o = make_order(py, new_id, &account, b as u32, is_buy, OType::Limit, tif, qty, 0, p, 0, 0, 0, arrival, HELD);
+        let mut o =
+            make_order(py, new_id, &account, b as u32, is_buy, OType::Limit, tif, qty, 0, p, 0, 0, 0, arrival, HELD);
         o.parent = parent;
         let new = self.alloc(o);
         let bk = &self.books[b];
@@ -1790,7 +1831,8 @@ impl Core {
         let bk = &mut self.books[b];
         let bs = bk.book_seq;
         let od = &self.slab[old as usize];
-        let e1 = call(py, &g.e_replaced, &[s(&bk.symbol), int(bs + 1), int(bk.seq), s(&od.oid), s(new_id), int(od.cum)])?;
+        let e1 =
+            call(py, &g.e_replaced, &[s(&bk.symbol), int(bs + 1), int(bk.seq), s(&od.oid), s(new_id), int(od.cum)])?;
         self.out.push(e1);
         self.orders_insert(py, new);
         let bk = &mut self.books[b];
@@ -1901,18 +1943,33 @@ impl Core {
             return self.reject(py, Some(b), seq, &order_id, r);
         }
         let account = as_pystr(py, f(1)?, "account_id")?;
-        let side = ustr(as_pystr(py, f(3)?, "side")?.as_ptr());
-        let is_buy = match side {
-            "buy" => true,
-            "sell" => false,
-            _ => return Err(PyValueError::new_err(format!("unknown side {side:?}"))),
-        };
-        let otype_s = as_pystr(py, f(4)?, "type")?;
-        let otype = OType::parse(ustr(otype_s.as_ptr()))
-            .ok_or_else(|| PyValueError::new_err(format!("unknown order type {:?}", ustr(otype_s.as_ptr()))))?;
-        let tif_s = as_pystr(py, f(5)?, "tif")?;
-        let tif = Tif::parse(ustr(tif_s.as_ptr()))
-            .ok_or_else(|| PyValueError::new_err(format!("unknown tif {:?}", ustr(tif_s.as_ptr()))))?;
+        let s = &g.s;
+        let is_buy = literal(py, f(3)?, "side", &[(&s.buy, true), (&s.sell, false)])?;
+        let otype = literal(
+            py,
+            f(4)?,
+            "type",
+            &[
+                (&s.limit, OType::Limit),
+                (&s.market, OType::Market),
+                (&s.stop, OType::Stop),
+                (&s.stop_limit, OType::StopLimit),
+                (&s.trailing_stop, OType::Trailing),
+            ],
+        )?;
+        let tif = literal(
+            py,
+            f(5)?,
+            "tif",
+            &[
+                (&s.gtc, Tif::Gtc),
+                (&s.day, Tif::Day),
+                (&s.ioc, Tif::Ioc),
+                (&s.fok, Tif::Fok),
+                (&s.opg, Tif::Opg),
+                (&s.cls, Tif::Cls),
+            ],
+        )?;
         let prm = Params {
             qty: as_opt_i64(py, f(6)?, "qty_e9")?,
             notional: as_opt_i64(py, f(7)?, "notional_e4")?,
@@ -1922,14 +1979,12 @@ impl Core {
             trail_bps: as_opt_i64(py, f(11)?, "trail_percent_bps")?,
         };
         let extended = as_bool(f(12)?, "extended_hours")?;
-        let class_s = as_pystr(py, f(13)?, "order_class")?;
-        let class = match ustr(class_s.as_ptr()) {
-            "simple" => Class::Simple,
-            "bracket" => Class::Bracket,
-            "oco" => Class::Oco,
-            "oto" => Class::Oto,
-            other => return Err(PyValueError::new_err(format!("unknown order class {other:?}"))),
-        };
+        let class = literal(
+            py,
+            f(13)?,
+            "order_class",
+            &[(&s.simple, Class::Simple), (&s.bracket, Class::Bracket), (&s.oco, Class::Oco), (&s.oto, Class::Oto)],
+        )?;
         if class == Class::Simple
             && prm.qty.is_some_and(|q| q > 0)
             && tif.continuous()
@@ -2008,7 +2063,15 @@ impl Core {
     }
 
     /// bracket/oto: entry + held exit legs (opposite side); oco: this limit + a live stop-loss sibling.
-    fn new_complex(&mut self, py: Python<'_>, b: usize, o: u32, class: Class, tp: Option<i64>, sl: Option<Leg>) -> PyResult<()> {
+    fn new_complex(
+        &mut self,
+        py: Python<'_>,
+        b: usize,
+        o: u32,
+        class: Class,
+        tp: Option<i64>,
+        sl: Option<Leg>,
+    ) -> PyResult<()> {
         let g = self.g;
         let is_buy = self.slab[o as usize].is_buy;
         let legs_buy = if class != Class::Oco { !is_buy } else { is_buy };
@@ -2048,7 +2111,17 @@ impl Core {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn leg(&mut self, py: Python<'_>, b: usize, parent: u32, suffix: &Py<PyString>, is_buy: bool, otype: OType, limit: i64, stop: i64) -> PyResult<u32> {
+    fn leg(
+        &mut self,
+        py: Python<'_>,
+        b: usize,
+        parent: u32,
+        suffix: &Py<PyString>,
+        is_buy: bool,
+        otype: OType,
+        limit: i64,
+        stop: i64,
+    ) -> PyResult<u32> {
         let (pid, account, qty, tif) = {
             let p = &self.slab[parent as usize];
             (p.oid.clone_ref(py), p.account.clone_ref(py), p.qty, p.tif)
@@ -2312,7 +2385,17 @@ impl Core {
         }
     }
 
-    pub fn book_set(&mut self, b: usize, book_seq: i64, arrival: i64, last: i64, refp: i64, halted: bool, lists: [Vec<u32>; 3]) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn book_set(
+        &mut self,
+        b: usize,
+        book_seq: i64,
+        arrival: i64,
+        last: i64,
+        refp: i64,
+        halted: bool,
+        lists: [Vec<u32>; 3],
+    ) {
         let bk = &mut self.books[b];
         bk.book_seq = book_seq;
         bk.arrival = arrival;
@@ -2353,9 +2436,35 @@ impl Core {
     }
 }
 
+/// One of a Literal field's values: by identity first (the interned literals of commands built in Python
+/// or decoded by msgspec), else by text; any other value is a ValueError.
+fn literal<T: Copy>(py: Python<'_>, p: *mut ffi::PyObject, what: &str, values: &[(&Py<PyString>, T)]) -> PyResult<T> {
+    for (s, v) in values {
+        if s.as_ptr() == p {
+            return Ok(*v);
+        }
+    }
+    let text = ustr(as_pystr(py, p, what)?.as_ptr());
+    for (s, v) in values {
+        if ustr(s.as_ptr()) == text {
+            return Ok(*v);
+        }
+    }
+    Err(PyValueError::new_err(format!("unknown {what} {text:?}")))
+}
+
 /// `Engine._validate_class` (the command's fields already read).
 #[allow(clippy::too_many_arguments)]
-fn validate_class(class: Class, tif: Tif, p: &Params, extended: bool, otype: OType, is_buy: bool, tp: &Option<i64>, sl: &Option<Leg>) -> Option<Reason> {
+fn validate_class(
+    class: Class,
+    tif: Tif,
+    p: &Params,
+    extended: bool,
+    otype: OType,
+    is_buy: bool,
+    tp: &Option<i64>,
+    sl: &Option<Leg>,
+) -> Option<Reason> {
     if !matches!(tif, Tif::Day | Tif::Gtc) || p.qty.is_none() || extended {
         return Some(Reason::InvalidOrder);
     }

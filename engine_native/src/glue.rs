@@ -152,11 +152,8 @@ pub fn boolp(v: bool) -> *mut ffi::PyObject {
 pub fn call(py: Python<'_>, cls: &PyObj, args: &[*mut ffi::PyObject]) -> PyResult<PyObj> {
     unsafe {
         let ok = args.iter().all(|a| !a.is_null());
-        let r = if ok {
-            ffi::PyObject_Vectorcall(cls.as_ptr(), args.as_ptr(), args.len(), null_mut())
-        } else {
-            null_mut()
-        };
+        let r =
+            if ok { ffi::PyObject_Vectorcall(cls.as_ptr(), args.as_ptr(), args.len(), null_mut()) } else { null_mut() };
         for &a in args {
             if !a.is_null() {
                 ffi::Py_DECREF(a);
@@ -191,10 +188,12 @@ fn offsets(py: Python<'_>, cls: &Bound<'_, PyAny>, names: &[&str]) -> PyResult<V
             }
             let m = &*(d.as_ptr() as *const ffi::PyMemberDescrObject);
             let def = &*m.d_member;
-            if def.type_code != ffi::Py_T_OBJECT_EX && def.type_code != 6 /* T_OBJECT */ {
+            if def.type_code != ffi::Py_T_OBJECT_EX && def.type_code != 6
+            /* T_OBJECT */
+            {
                 return Err(PyRuntimeError::new_err(format!("{cls}.{n} is not an object slot")));
             }
-            out.push(def.offset as isize);
+            out.push(def.offset);
         }
     }
     let _ = py;
@@ -202,13 +201,34 @@ fn offsets(py: Python<'_>, cls: &Bound<'_, PyAny>, names: &[&str]) -> PyResult<V
 }
 
 pub const NEW_ORDER_FIELDS: [&str; 17] = [
-    "order_id", "account_id", "symbol", "side", "type", "tif", "qty_e9", "notional_e4", "limit_price_e4",
-    "stop_price_e4", "trail_price_e4", "trail_percent_bps", "extended_hours", "order_class", "take_profit",
-    "stop_loss", "split_epoch",
+    "order_id",
+    "account_id",
+    "symbol",
+    "side",
+    "type",
+    "tif",
+    "qty_e9",
+    "notional_e4",
+    "limit_price_e4",
+    "stop_price_e4",
+    "trail_price_e4",
+    "trail_percent_bps",
+    "extended_hours",
+    "order_class",
+    "take_profit",
+    "stop_loss",
+    "split_epoch",
 ];
 pub const REPLACE_FIELDS: [&str; 9] = [
-    "order_id", "new_order_id", "qty_e9", "limit_price_e4", "stop_price_e4", "trail_price_e4",
-    "trail_percent_bps", "tif", "split_epoch",
+    "order_id",
+    "new_order_id",
+    "qty_e9",
+    "limit_price_e4",
+    "stop_price_e4",
+    "trail_price_e4",
+    "trail_percent_bps",
+    "tif",
+    "split_epoch",
 ];
 
 macro_rules! strings {
@@ -227,6 +247,7 @@ strings! {
     empty = "", buy = "buy", sell = "sell", maker = "maker", taker = "taker", auction = "auction",
     market = "market", limit = "limit", stop = "stop", stop_limit = "stop_limit", trailing_stop = "trailing_stop",
     day = "day", gtc = "gtc", ioc = "ioc", fok = "fok", opg = "opg", cls = "cls",
+    simple = "simple", bracket = "bracket", oco = "oco", oto = "oto",
     user = "user", ioc_remainder = "ioc_remainder", fok_unfilled = "fok_unfilled", self_trade = "self_trade",
     oco_sibling = "oco_sibling", market_no_liquidity = "market_no_liquidity", halted = "halted",
     parent_canceled = "parent_canceled", auction_unfilled = "auction_unfilled", split = "split",

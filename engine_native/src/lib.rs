@@ -128,11 +128,7 @@ impl Engine {
         for (k, v) in &core.split_epochs {
             epochs.append((k.as_str(), *v))?;
         }
-        call(
-            py,
-            &g.s_state_epochs,
-            &[int(3), head[0], head[1], head[2], head[3], splits.into_ptr(), epochs.into_ptr()],
-        )
+        call(py, &g.s_state_epochs, &[int(3), head[0], head[1], head[2], head[3], splits.into_ptr(), epochs.into_ptr()])
     }
 
     fn from_state(py: Python<'_>, state: &Bound<'_, PyAny>) -> PyResult<Engine> {
@@ -263,7 +259,12 @@ impl Engine {
     }
 
     /// Apply one command at input position `seq`; `[]` for an already-applied position.
-    fn apply<'py>(&mut self, py: Python<'py>, seq: &Bound<'py, PyAny>, command: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+    fn apply<'py>(
+        &mut self,
+        py: Python<'py>,
+        seq: &Bound<'py, PyAny>,
+        command: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let seq = as_i64(py, seq.as_ptr(), "seq")?;
         let res = self.core.apply(py, seq, command);
         let out = std::mem::take(&mut self.core.out);
