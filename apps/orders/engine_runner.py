@@ -1,4 +1,6 @@
-"""The matching-engine process: ``orders.commands`` -> ``engine.Engine`` -> ``orders.events``, exactly once.
+"""The matching-engine process: ``orders.commands`` -> the engine -> ``orders.events``, exactly once.
+
+The engine is ``engine_native.Engine`` or ``engine.Engine`` (``apps.orders.engine_impl``; same events and snapshots).
 
 Invariants:
 - Single writer per partition: each command partition is owned by one process, which holds a transactional
@@ -56,6 +58,7 @@ from confluent_kafka import (
 )
 
 from apps.core import events, kafka
+from apps.orders.engine_impl import AnyEngine, EngineClass, engine_class
 from engine.commands import (
     AnyCommand,
     CancelOrder,
@@ -64,7 +67,6 @@ from engine.commands import (
     ReplaceOrder,
     SplitApply,
 )
-from engine.engine import Engine
 from engine.events import BookLevelChanged, Event, OrderFilled, TradeExecuted
 
 logger = logging.getLogger(__name__)
@@ -633,7 +635,7 @@ def command_records(
 # ----------------------------------------------------------------------------------- snapshots
 
 
-def snapshot_encode(*, origin: Origin, engine: Engine) -> bytes:
+def snapshot_encode(*, origin: Origin, engine: AnyEngine) -> bytes:
     data = engine.snapshot()
     record = SnapshotRecord(origin.partition, engine.last_seq, engine.state_hash(), data, origin.incarnation)
     return _snapshot_encoder.encode(record)
@@ -670,7 +672,7 @@ Record = tuple[str, str, bytes]
 class PartitionState:
     partition: int
     origin: Origin
-    engine: Engine
+    engine: AnyEngine
     producer: Producer
     resume_at: int  # committed input position at recovery: output below it was committed already
     position: int  # next input offset to consume
@@ -733,7 +735,9 @@ class EngineRunner:
         stall_timeout: float | None = None,
         snapshot_max_bytes: int = SNAPSHOT_MAX_BYTES,
         duplicate_window: int = DUPLICATE_WINDOW,
+        implementation: str | None = None,
     ) -> None:
+        self.engine_class: EngineClass = engine_class(implementation)
         self.partitions = sorted(set(partitions))
         if not self.partitions:
             raise ValueError("an engine process needs at least one partition")
@@ -805,6 +809,7 @@ class EngineRunner:
         logger.info(
             "engine ready",
             extra={
+                "implementation": self.engine_class.__module__,
                 "partitions": self.partitions,
                 "resume_at": {p: s.resume_at for p, s in self.states.items()},
                 "restored_from": {p: s.restored_from for p, s in self.states.items()},
@@ -833,7 +838,7 @@ class EngineRunner:
             snap = None
         if snap is not None and snap.seq >= resume_at:
             raise RuntimeError(f"snapshot seq {snap.seq} is not below committed offset {resume_at}")
-        engine = Engine.restore(snap.engine) if snap is not None else Engine()
+        engine = self.engine_class.restore(snap.engine) if snap is not None else self.engine_class()
         if snap is not None and engine.state_hash() != snap.state_hash:
             raise RuntimeError(f"snapshot of partition {p} does not match its state hash")
         if snap is not None:

@@ -245,6 +245,9 @@ KAFKA = {
     # PLAINTEXT locally; SSL on MSK (TLS-only). Passed to every client as security.protocol.
     "SECURITY_PROTOCOL": env.str("KAFKA_SECURITY_PROTOCOL", default="PLAINTEXT"),
 }
+# The matching engine the engine process runs (apps.orders.engine_impl): "native" (Rust, engine_native/, built by
+# `make venv` and the image) or "python" (engine/, the specification). Same events and snapshots either way.
+ENGINE_IMPLEMENTATION = env.str("ENGINE_IMPLEMENTATION", default="native")
 OUTBOX_RELAY = {
     "BATCH_SIZE": env.int("OUTBOX_RELAY_BATCH_SIZE", default=500),
     "POLL_INTERVAL_S": env.float("OUTBOX_RELAY_POLL_INTERVAL_S", default=0.02),

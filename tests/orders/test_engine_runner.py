@@ -278,6 +278,55 @@ def test_restart_from_snapshot_older_than_committed_offset_replays_silently(fres
     assert final.state_hash == reference.engines[0].state_hash()
 
 
+@pytest.mark.parametrize(("before", "after"), [("python", "native"), ("native", "python")])
+def test_a_snapshot_written_by_one_implementation_restores_into_the_other(
+    fresh_topic: Any, before: str, after: str
+) -> None:
+    # ENGINE_IMPLEMENTATION can change between two runs of a partition (a deploy, a rollback): the restarted
+    # engine restores the other implementation's snapshot and replays past it with the same output.
+    topics = make_topics(fresh_topic, partitions=1)
+    group = _group()
+    cmds = workload(seed=23, n=120, symbols=["AAPL", "MSFT"])
+    records = _records(cmds, 1)
+    # The first implementation snapshots at offset 29, then applies and commits 30..59 without a snapshot.
+    delivered = produce(topics.commands, records[:30])
+    EngineRunner(
+        partitions=[0],
+        topics=topics,
+        group=group,
+        snapshot_every=1,
+        snapshot_on_exit=False,
+        implementation=before,
+    ).run(until_caught_up=True)
+    delivered += produce(topics.commands, records[30:60])
+    first = EngineRunner(
+        partitions=[0],
+        topics=topics,
+        group=group,
+        snapshot_every=1000,
+        snapshot_on_exit=False,
+        implementation=before,
+    )
+    first.run(until_caught_up=True)
+    snap = snapshot_load(topic=topics.snapshots, partition=0)
+    assert snap is not None
+    assert snap.seq == 29
+
+    # The other restores it, replays 30..59 without output and applies 60..119.
+    delivered += produce(topics.commands, records[60:])
+    second = EngineRunner(partitions=[0], topics=topics, group=group, implementation=after)
+    stats = second.run(until_caught_up=True)
+    assert stats.recoveries == {0: 29}
+    assert (stats.processed, stats.suppressed) == (90, 30)
+    assert type(first.states[0].engine).__module__ != type(second.states[0].engine).__module__
+
+    reference = twin(delivered, topics)
+    output = read_all(topics.events)
+    assert by_key(output) == reference.events_by_key
+    assert len(fills(output)) == len(set(fills(output))) > 0
+    assert second.states[0].engine.state_hash() == reference.engines[0].state_hash()
+
+
 def test_sigkill_mid_stream_then_restart_matches_uncrashed_twin(fresh_topic: Any) -> None:
     topics = make_topics(fresh_topic, partitions=2)
     group = _group()

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.core import kafka
 from apps.core.runtime import heap_freeze
+from apps.orders.engine_impl import IMPLEMENTATIONS
 from apps.orders.engine_runner import EngineRunner, EngineTopics
 
 
@@ -40,6 +41,12 @@ class Command(BaseCommand):
             type=float,
             default=20.0,
             help="max ms a transaction window stays open while input waits",
+        )
+        parser.add_argument(
+            "--implementation",
+            choices=IMPLEMENTATIONS,
+            default=None,
+            help="engine implementation (default: the ENGINE_IMPLEMENTATION setting, native)",
         )
         parser.add_argument("--group", default="engine", help="consumer group and transactional id base")
         parser.add_argument("--idle-timeout", type=float, default=None, help="exit after this many idle s")
@@ -71,6 +78,7 @@ class Command(BaseCommand):
             batch_size=options["batch_size"],
             batch_ms=options["batch_ms"],
             stall_timeout=options["stall_timeout"] or None,
+            implementation=options["implementation"],
         )
         heap_freeze()
         stats = runner.run(idle_timeout=options["idle_timeout"], until_caught_up=options["until_caught_up"])
