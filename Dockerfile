@@ -18,13 +18,19 @@ COPY requirements/base.txt requirements/production.txt requirements/constraints.
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir -r requirements/production.txt -c requirements/constraints.txt
 COPY . .
-# The engine's hot modules compiled with mypyc (docs/engine.md): compiler and mypy live in this stage only
-# (unpinned apt: gcc never reaches the runtime image, and the base is pinned by digest).
+# The engine: the Python specification's hot modules compiled with mypyc, and the native engine the engine process
+# runs (engine_native/, Rust; ENGINE_IMPLEMENTATION=native) built into a wheel and installed into /opt/venv
+# (docs/engine.md). Compilers, mypy, maturin and Debian's Rust toolchain (cargo-web/rustc-web: bookworm's current
+# Rust) live in this stage only (unpinned apt: they never reach the runtime image, and the base is pinned by digest);
+# the crates come from crates.io at the versions of engine_native/Cargo.lock.
 # hadolint ignore=DL3008
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/* \
-    && pip install --no-cache-dir --target /tmp/mypyc mypy==2.4.1 \
-    && PYTHONPATH=/tmp/mypyc /opt/venv/bin/python scripts/build_engine_native.py --force \
-    && rm -rf /tmp/mypyc .run
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev cargo-web rustc-web \
+    && rm -rf /var/lib/apt/lists/* \
+    && pip install --no-cache-dir --target /tmp/mypyc mypy==2.4.1 maturin==1.16.0 \
+    && PATH=/tmp/mypyc/bin:$PATH PYTHONPATH=/tmp/mypyc /opt/venv/bin/python scripts/build_engine_native.py --force \
+    && /opt/venv/bin/python -c "import engine_native; engine_native.Engine()" \
+    && rm -rf /tmp/mypyc .run engine_native/target /root/.cargo
 # collectstatic needs no database and no secret beyond a throwaway key used only in this build stage.
 RUN DJANGO_SETTINGS_MODULE=brokerage.settings.base DJANGO_SECRET_KEY=collectstatic-only \
     /opt/venv/bin/python manage.py collectstatic --noinput -v 0

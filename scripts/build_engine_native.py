@@ -13,8 +13,8 @@ Two artefacts:
 - ``engine_native`` (the Rust/PyO3 twin of ``engine.Engine``, crate ``engine_native/``): a wheel built by
   maturin (``cargo`` from PATH or ``~/.cargo/bin``), installed into this interpreter's environment and into
   the bench environment ``.run/bench-venv`` when it exists (``bench.books`` runs it as ``engine-native``).
-  Skipped with a note when maturin (a development requirement) is not installed here, as in the Docker build
-  stage; with maturin but without cargo the build fails and says so.
+  maturin is a development requirement (in ``.venv``; the Docker build stage puts it on PATH); without maturin
+  or cargo the build fails and says so (``ENGINE_IMPLEMENTATION=native``, the default, needs the extension).
 
 Invariants:
 - The ``.py`` sources stay the fallback and the specification: with no ``engine/*.so`` the engine is the
@@ -120,17 +120,43 @@ def _crate_files() -> list[Path]:
     return fixed + sorted((CRATE / "src").rglob("*.rs"))
 
 
+# Debian 12's current Rust toolchain (bookworm and bookworm-security; the plain ``cargo``/``rustc`` packages
+# are 1.63, too old for PyO3): installs /usr/bin/cargo and /usr/bin/rustc. Also what the Docker build stage uses.
+DEBIAN_RUST = ("cargo-web", "rustc-web")
+
+
 def find_cargo() -> Path:
-    """cargo from PATH, else rustup's default location; a clear failure when neither has it."""
+    """cargo from PATH, else rustup's default location, else Debian's packages (installed as PostgreSQL is)."""
     found = shutil.which("cargo")
     if found:
         return Path(found)
     home = Path.home() / ".cargo" / "bin" / "cargo"
     if home.exists():
         return home
+    # The same helper scripts/services.sh installs PostgreSQL and Redis with (root: apt-get; else it says what
+    # to run).
+    script = f'source "{ROOT}/scripts/lib/common.sh" && apt_install engine_native {" ".join(DEBIAN_RUST)}'
+    if subprocess.run(["bash", "-c", script], check=False).returncode == 0:  # noqa: S603, S607 - fixed script
+        found = shutil.which("cargo")
+        if found:
+            return Path(found)
     raise SystemExit(
-        "engine_native: cargo not found on PATH or at ~/.cargo/bin. Install the Rust toolchain "
-        "(rustup, stable) to build the native engine, or pass --mypyc-only to skip it."
+        "engine_native: cargo not found on PATH or at ~/.cargo/bin and Debian's "
+        f"{' and '.join(DEBIAN_RUST)} could not be installed. Install a Rust toolchain (rustup, stable, or "
+        "`apt-get install cargo-web rustc-web`) to build the native engine, or pass --mypyc-only to skip it."
+    )
+
+
+def maturin_command() -> list[str]:
+    """maturin from this interpreter's environment (``.venv``), else from PATH (the Docker build stage)."""
+    if importlib.util.find_spec("maturin") is not None and (Path(sys.executable).parent / "maturin").exists():
+        return [str(Path(sys.executable).parent / "maturin")]
+    found = shutil.which("maturin")
+    if found:
+        return [found]
+    raise SystemExit(
+        "engine_native: maturin not found (a development requirement: `make venv` installs it), "
+        "or pass --mypyc-only to skip the native engine."
     )
 
 
@@ -145,7 +171,7 @@ def _native_fingerprint(cargo: Path) -> str:
     for line in (
         _tool_version(cargo, "--version"),
         _tool_version(cargo.parent / "rustc", "--version") if (cargo.parent / "rustc").exists() else "",
-        _tool_version(sys.executable, "-m", "maturin", "--version"),
+        _tool_version(*maturin_command(), "--version"),
         sys.version,
         str(sysconfig.get_config_var("EXT_SUFFIX")),
     ):
@@ -169,7 +195,7 @@ def _wheel(fp: str, cargo: Path, force: bool) -> Path:
     env["PATH"] = f"{cargo.parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("CARGO_BUILD_JOBS", "2")  # the 2-core box is shared
     subprocess.run(  # noqa: S603 - our own toolchain and venv interpreters
-        [sys.executable, "-m", "maturin", "build", "--release", "--quiet",
+        [*maturin_command(), "build", "--release", "--quiet",
          "--manifest-path", str(CRATE / "Cargo.toml"), "--interpreter", sys.executable, "--out", str(wheels)],
         check=True,
         env=env,
@@ -203,9 +229,7 @@ def _install(python: Path, wheel: Path, fp: str, force: bool) -> bool:
 
 def build_native(force: bool) -> None:
     """Build (if changed) and install the Rust engine here and into the bench venv (if it exists)."""
-    if importlib.util.find_spec("maturin") is None:
-        print("engine_native: skipped (maturin, a development requirement, is not installed here)")
-        return
+    maturin_command()  # fails early, before any cargo install, when maturin is missing
     cargo = find_cargo()
     NATIVE.mkdir(parents=True, exist_ok=True)
     fp = _native_fingerprint(cargo)
