@@ -53,10 +53,11 @@ class Adapter:
         raise NotImplementedError
 
 
-class EngineAdapter(Adapter):
-    """Our ``engine.Engine``: one ``apply(seq, command)`` per op, commands prebuilt (as decoded from Kafka)."""
+class PythonEngineAdapter(Adapter):
+    """``engine.Engine``, the Python specification of the engine (compiled with mypyc when built): one
+    ``apply(seq, command)`` per op, commands prebuilt (as decoded from Kafka)."""
 
-    name = "engine"
+    name = "engine-python"
 
     def __init__(self) -> None:
         from engine import Engine
@@ -101,11 +102,12 @@ class EngineAdapter(Adapter):
         return len(self.engine.orders)
 
 
-class NativeEngineAdapter(EngineAdapter):
-    """``engine_native.Engine`` (Rust, docs/engine.md "Beyond mypyc"): the same prebuilt commands and events as
-    ``engine``; built and installed (here and in the bench venv) by ``scripts/build_engine_native.py``."""
+class EngineAdapter(PythonEngineAdapter):
+    """The platform's engine, ``engine_native.Engine`` (Rust; what ``run_engine`` runs with the default
+    ``ENGINE_IMPLEMENTATION=native``): the same prebuilt commands and the same events as ``engine-python``; built
+    and installed (here and in the bench venv) by ``scripts/build_engine_native.py``."""
 
-    name = "engine-native"
+    name = "engine"
 
     def __init__(self) -> None:
         from engine.events import TradeExecuted
@@ -353,7 +355,7 @@ ADAPTERS: dict[str, type[Adapter]] = {
     for a in (
         ReferenceAdapter,
         EngineAdapter,
-        NativeEngineAdapter,
+        PythonEngineAdapter,
         OrderlyChaosAdapter,
         LiquibookAdapter,
         PyOrderBookAdapter,
@@ -366,7 +368,7 @@ def available() -> dict[str, str | None]:
     """Variant name -> None if importable here, else the reason it is skipped."""
     out: dict[str, str | None] = {}
     for name, mod in (
-        ("engine-native", "engine_native"),
+        ("engine", "engine_native"),
         ("orderly-chaos", "orderly_chaos"),
         ("liquibook", "liquibook"),
         ("pyorderbook", "pyorderbook"),
@@ -374,7 +376,7 @@ def available() -> dict[str, str | None]:
         try:
             importlib.import_module(mod)
         except ImportError as exc:
-            if name == "engine-native":
+            if name == "engine":
                 out[name] = (
                     f"not built ({exc}); run scripts/build_engine_native.py (installs it in the bench venv)"
                 )
@@ -382,4 +384,5 @@ def available() -> dict[str, str | None]:
                 out[name] = f"not installed ({exc}); run through `python -m bench` (bench venv)"
         else:
             out[name] = None
-    return {"reference": None, "engine": None, **out, "machine-floor": None}
+    engine = {"engine": out.pop("engine")}
+    return {"reference": None, **engine, "engine-python": None, **out, "machine-floor": None}

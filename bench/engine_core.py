@@ -40,7 +40,7 @@ from bench.books import (
 )
 from bench.harness import Case, Config, Curve, paired, percentile_us
 
-TITLE = "Engine core, in process: engine.Engine vs PyPI order books vs SortedDict+deque reference"
+TITLE = "Engine core, in process: engine (native) and engine-python vs PyPI order books vs SortedDict+deque reference"
 BASELINE = "reference"
 TABLE_METRICS = ("ops_per_s", "p50_us", "p99_us", "p999_us")
 CURVES = (
