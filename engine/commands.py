@@ -6,6 +6,11 @@ Invariants:
 - Commands carry no position: ``Engine.apply(seq, command)`` receives the Kafka offset separately, and every
   id the engine derives (fill, trade, leg) depends only on ``seq`` and the command content.
 - The wire form is a tagged msgpack/JSON union (``type`` = class name); ``decode_command`` validates types.
+- Decoding bounds every int (``Qty``, ``Price``, ``Notional``, ``Bps``, ``SplitTerm``, ``Epoch``): the engine's
+  domain, wide enough for any order the API accepts (``apps.orders.apis`` MAX_QTY, MAX_PRICE, MAX_NOTIONAL are
+  inside it) and narrow enough that the native engine's 64-bit fields and 128-bit products hold every value the
+  Python engine computes from it (ADR 0009). A command outside it is dead-lettered by the engine process, never
+  applied. Zero and negative amounts stay inside it: the engine rejects those itself (``invalid_quantity``...).
 - ``split_epoch`` (order commands and ``SplitApply``) is the symbol's split counter (``Asset.split_epoch``) as
   the producer saw it in the order's transaction; None (older producers) = not checked. The engine rejects an
   order command whose epoch differs from the symbol's (``split_epoch_stale`` / ``split_epoch_ahead``).
@@ -22,22 +27,37 @@ OrderType = Literal["market", "limit", "stop", "stop_limit", "trailing_stop"]
 TimeInForce = Literal["day", "gtc", "ioc", "fok", "opg", "cls"]
 OrderClass = Literal["simple", "bracket", "oco", "oto"]
 
+QTY_E9_MAX = 10**17  # 1e8 shares: room for splits up to 92-for-1 within a 64-bit quantity
+PRICE_E4_MAX = 10**15  # $1e11 a share
+NOTIONAL_E4_MAX = 10**15  # $1e11
+BPS_MAX = 10**6
+SPLIT_TERM_MAX = 1_000  # numerator, denominator (a 1000-for-1 split or a 1-for-1000 reverse split at most)
+TICK_E4_MAX = 10**6  # $100
+EPOCH_MAX = 10**9
+
+Qty = Annotated[int, msgspec.Meta(ge=-QTY_E9_MAX, le=QTY_E9_MAX)]
+Price = Annotated[int, msgspec.Meta(ge=-PRICE_E4_MAX, le=PRICE_E4_MAX)]
+Notional = Annotated[int, msgspec.Meta(ge=-NOTIONAL_E4_MAX, le=NOTIONAL_E4_MAX)]
+Bps = Annotated[int, msgspec.Meta(ge=-BPS_MAX, le=BPS_MAX)]
+
 
 class TakeProfit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Take-profit leg: a limit order on the exit side."""
 
-    limit_price_e4: int
+    limit_price_e4: Price
 
 
 class StopLoss(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Stop-loss leg: a stop (or stop-limit when ``limit_price_e4`` is set) on the exit side."""
 
-    stop_price_e4: int
-    limit_price_e4: int | None = None
+    stop_price_e4: Price
+    limit_price_e4: Price | None = None
 
 
-Positive = Annotated[int, msgspec.Meta(gt=0)]
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+SplitTerm = Annotated[int, msgspec.Meta(gt=0, le=SPLIT_TERM_MAX)]
+Tick = Annotated[int, msgspec.Meta(gt=0, le=TICK_E4_MAX)]
+Epoch = Annotated[int, msgspec.Meta(ge=0, le=EPOCH_MAX)]
+PositiveEpoch = Annotated[int, msgspec.Meta(gt=0, le=EPOCH_MAX)]
 
 
 class Command(msgspec.Struct, frozen=True, tag_field="command", tag=True, forbid_unknown_fields=True):
@@ -53,17 +73,17 @@ class NewOrder(Command, frozen=True):
     side: Side
     type: OrderType
     tif: TimeInForce
-    qty_e9: int | None = None
-    notional_e4: int | None = None
-    limit_price_e4: int | None = None
-    stop_price_e4: int | None = None
-    trail_price_e4: int | None = None
-    trail_percent_bps: int | None = None
+    qty_e9: Qty | None = None
+    notional_e4: Notional | None = None
+    limit_price_e4: Price | None = None
+    stop_price_e4: Price | None = None
+    trail_price_e4: Price | None = None
+    trail_percent_bps: Bps | None = None
     extended_hours: bool = False
     order_class: OrderClass = "simple"
     take_profit: TakeProfit | None = None
     stop_loss: StopLoss | None = None
-    split_epoch: NonNegative | None = None  # the symbol's split counter the order was priced under
+    split_epoch: Epoch | None = None  # the symbol's split counter the order was priced under
 
 
 class CancelOrder(Command, frozen=True):
@@ -75,13 +95,13 @@ class ReplaceOrder(Command, frozen=True):
 
     order_id: str
     new_order_id: str
-    qty_e9: int | None = None
-    limit_price_e4: int | None = None
-    stop_price_e4: int | None = None
-    trail_price_e4: int | None = None
-    trail_percent_bps: int | None = None
+    qty_e9: Qty | None = None
+    limit_price_e4: Price | None = None
+    stop_price_e4: Price | None = None
+    trail_price_e4: Price | None = None
+    trail_percent_bps: Bps | None = None
     tif: TimeInForce | None = None
-    split_epoch: NonNegative | None = None  # the symbol's split counter the new terms were priced under
+    split_epoch: Epoch | None = None  # the symbol's split counter the new terms were priced under
 
 
 class SessionOpen(Command, frozen=True):
@@ -102,7 +122,7 @@ class Resume(Command, frozen=True):
 
 class SetReferencePrice(Command, frozen=True):
     symbol: str
-    price_e4: int
+    price_e4: Price
 
 
 class SplitApply(Command, frozen=True):
@@ -117,10 +137,10 @@ class SplitApply(Command, frozen=True):
 
     symbol: str
     split_id: str
-    numerator: Positive
-    denominator: Positive
-    tick_e4: Positive
-    split_epoch: Positive | None = None
+    numerator: SplitTerm
+    denominator: SplitTerm
+    tick_e4: Tick
+    split_epoch: PositiveEpoch | None = None
 
 
 AnyCommand = (

@@ -21,6 +21,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -31,6 +32,7 @@ from apps.core.money import (
     QTY_DECIMAL_PLACES,
     QTY_MAX_DIGITS,
 )
+from engine.commands import SPLIT_TERM_MAX
 
 CURRENCY = "USD"
 
@@ -506,8 +508,12 @@ class CorporateAction(models.Model):
     symbol = models.CharField(max_length=16)
     description = models.CharField(max_length=200, blank=True, default="")
     effective_date = models.DateField(help_text="split: ex-date (the first session on new terms)")
-    ratio_num = models.PositiveIntegerField(null=True, blank=True)
-    ratio_den = models.PositiveIntegerField(null=True, blank=True)
+    ratio_num = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(SPLIT_TERM_MAX)]
+    )
+    ratio_den = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(SPLIT_TERM_MAX)]
+    )
     cash_in_lieu_price = models.DecimalField(
         max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, null=True, blank=True
     )
@@ -523,7 +529,15 @@ class CorporateAction(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=(
-                    Q(kind="split", ratio_num__gt=0, ratio_den__gt=0, cash_in_lieu_price__gt=0)
+                    Q(
+                        kind="split",
+                        ratio_num__gt=0,
+                        ratio_den__gt=0,
+                        # The engine's domain (engine.commands.SPLIT_TERM_MAX): its SplitApply carries them.
+                        ratio_num__lte=SPLIT_TERM_MAX,
+                        ratio_den__lte=SPLIT_TERM_MAX,
+                        cash_in_lieu_price__gt=0,
+                    )
                     & ~Q(ratio_num=models.F("ratio_den"))
                 )
                 | Q(kind="dividend", cash_per_share__gt=0, record_date__isnull=False, pay_date__isnull=False),

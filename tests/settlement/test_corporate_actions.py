@@ -293,3 +293,28 @@ def test_operations_apply_a_dividend_from_the_admin_once(client: Any) -> None:
     ] == [
         (holder.pk, "1.00")  # 4 x 0.25
     ]
+
+
+@pytest.mark.parametrize(("num", "den"), [(1001, 1), (1, 1001)])
+def test_split_terms_beyond_the_engines_domain_are_refused_by_the_form_and_the_database(
+    num: int, den: int
+) -> None:
+    # The split's SplitApply carries the terms; the engine process would dead-letter terms outside its domain
+    # (engine.commands.SPLIT_TERM_MAX) while the orders' rows were already adjusted.
+    from django.core.exceptions import ValidationError as ModelValidationError
+    from django.db import IntegrityError, transaction
+
+    action = CorporateAction(
+        kind="split",
+        symbol="AAPL",
+        effective_date=date(2026, 11, 25),
+        ratio_num=num,
+        ratio_den=den,
+        cash_in_lieu_price=D("10"),
+    )
+    with pytest.raises(ModelValidationError, match="1000"):
+        action.full_clean()
+    with pytest.raises(IntegrityError, match="settlement_corporateaction_terms"), transaction.atomic():
+        action.save()
+    assert _split(1000, 1, "10").pk
+    assert _split(1, 1000, "10", symbol="MSFT").pk
