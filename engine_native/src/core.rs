@@ -31,8 +31,9 @@ use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 use std::hash::Hasher;
 
 use crate::glue::{
-    as_bool, as_i64, as_opt_i64, as_pystr, call, field, int, int128, s, str_eq, ustr, Glue, PyObj, PyStrKey,
+    as_bool, as_i64, as_opt_i64, as_pystr, call, field, int, int128, s, str_eq, ustr, Glue, PyObj, PyStrKey, SeqO,
 };
+use crate::glue::{ascii, int_from, put_i64};
 
 pub const NIL: u32 = u32::MAX;
 pub const HELD: u8 = 0; // bracket/OTO child waiting for its parent
@@ -496,6 +497,8 @@ pub struct Core {
     pub books: Vec<Book>,
     pub book_map: FxHashMap<PyStrKey, u32>,
     pub out: Vec<PyObj>,
+    seq_keep: Option<PyObj>, // the current command's seq object, shared by its events (`sq`)
+    sq: SeqO,
     pub last_seq: i64,
     pub phase: Py<PyString>,
     pub splits: Vec<Py<PyString>>,
@@ -515,6 +518,8 @@ impl Core {
             books: Vec::new(),
             book_map: FxHashMap::default(),
             out: Vec::new(),
+            seq_keep: None,
+            sq: SeqO::NONE,
             last_seq: -1,
             phase: g.s.closed.clone_ref(py),
             splits: Vec::new(),
@@ -623,11 +628,11 @@ impl Core {
     fn reject(&mut self, py: Python<'_>, b: Option<usize>, seq: i64, oid: &Py<PyString>, r: Reason) -> PyResult<()> {
         let g = self.g;
         let ev = match b {
-            None => call(py, &g.e_rejected, &[s(&g.s.empty), int(0), int(seq), s(oid), s(r.name(g))])?,
+            None => call(py, &g.e_rejected, &[s(&g.s.empty), int(0), self.sq.get(seq), s(oid), s(r.name(g))])?,
             Some(b) => {
                 let bk = &mut self.books[b];
                 bk.book_seq += 1;
-                call(py, &g.e_rejected, &[s(&bk.symbol), int(bk.book_seq), int(seq), s(oid), s(r.name(g))])?
+                call(py, &g.e_rejected, &[s(&bk.symbol), int(bk.book_seq), self.sq.get(seq), s(oid), s(r.name(g))])?
             }
         };
         self.out.push(ev);
@@ -642,7 +647,7 @@ impl Core {
         let ev = call(
             py,
             &g.e_canceled,
-            &[s(&bk.symbol), int(bk.book_seq), int(bk.seq), s(&o.oid), s(reason), int(o.cum), int(o.leaves)],
+            &[s(&bk.symbol), int(bk.book_seq), self.sq.get(bk.seq), s(&o.oid), s(reason), int(o.cum), int(o.leaves)],
         )?;
         self.out.push(ev);
         Ok(())
@@ -660,7 +665,7 @@ impl Core {
             &[
                 s(&bk.symbol),
                 int(bk.book_seq),
-                int(bk.seq),
+                self.sq.get(bk.seq),
                 s(&o.oid),
                 s(&o.account),
                 s(if o.is_buy { &g.s.buy } else { &g.s.sell }),
@@ -713,7 +718,7 @@ impl Core {
                 let ev = call(
                     py,
                     &g.e_level,
-                    &[s(&bk.symbol), int(bs), int(bk.seq), s(side), int(p), int128(py, q), int(c)],
+                    &[s(&bk.symbol), int(bs), self.sq.get(bk.seq), s(side), int(p), int128(py, q), int(c)],
                 );
                 match ev {
                     Ok(ev) => self.out.push(ev),
@@ -804,7 +809,7 @@ impl Core {
         let ev = call(
             py,
             &g.e_expired,
-            &[s(&bk.symbol), int(bk.book_seq), int(bk.seq), s(&o.oid), int(o.cum), int(o.leaves)],
+            &[s(&bk.symbol), int(bk.book_seq), self.sq.get(bk.seq), s(&o.oid), int(o.cum), int(o.leaves)],
         )?;
         self.out.push(ev);
         self.on_terminal(py, b, i, false)
@@ -984,14 +989,16 @@ impl Core {
             (o.is_buy, limit, o.notional, o.account.clone_ref(py), o.acct_h, o.oid.clone_ref(py))
         };
         let (m_side, t_side, m_suf, t_suf, aggr) = if is_buy {
-            (&g.s.sell, &g.s.buy, ":s", ":b", &g.s.buy)
+            (&g.s.sell, &g.s.buy, b":s", b":b", &g.s.buy)
         } else {
-            (&g.s.buy, &g.s.sell, ":b", ":s", &g.s.sell)
+            (&g.s.buy, &g.s.sell, b":b", b":s", &g.s.sell)
         };
         let seq = self.books[b].seq;
         let sym = self.books[b].symbol.clone_ref(py);
-        let seq_o = unsafe { Bound::from_owned_ptr_or_err(py, int(seq))?.unbind() };
-        let mut tid_buf = String::with_capacity(32);
+        let mut tid_buf = [0u8; 48]; // "{seq}:{n}:b": at most 20 + 1 + 20 + 2 bytes
+        let pre_len = put_i64(&mut tid_buf, 0, seq);
+        tid_buf[pre_len] = b':';
+        let pre_len = pre_len + 1;
         loop {
             let bk = &mut self.books[b];
             let side = if is_buy { &bk.asks } else { &bk.bids };
@@ -1052,16 +1059,14 @@ impl Core {
                     (o.leaves, o.cum)
                 };
                 let bs = bk.book_seq;
-                tid_buf.clear();
-                use std::fmt::Write;
-                let _ = write!(tid_buf, "{seq}:{n}");
-                let tid = PyString::new(py, &tid_buf).unbind();
-                let tl_len = tid_buf.len();
-                tid_buf.push_str(m_suf);
-                let m_fid = PyString::new(py, &tid_buf).unbind();
-                tid_buf.truncate(tl_len);
-                tid_buf.push_str(t_suf);
-                let t_fid = PyString::new(py, &tid_buf).unbind();
+                // trade_id "{seq}:{n}", fill ids trade_id + ":b"/":s": each one str built from a stack buffer.
+                let tlen = put_i64(&mut tid_buf, pre_len, n);
+                let own = |p: *mut ffi::PyObject| unsafe { Bound::from_owned_ptr_or_err(py, p).map(|b| b.unbind()) };
+                let tid = own(ascii(&tid_buf[..tlen]))?;
+                tid_buf[tlen..tlen + 2].copy_from_slice(m_suf);
+                let m_fid = own(ascii(&tid_buf[..tlen + 2]))?;
+                tid_buf[tlen..tlen + 2].copy_from_slice(t_suf);
+                let t_fid = own(ascii(&tid_buf[..tlen + 2]))?;
                 let q_o = unsafe { Bound::from_owned_ptr_or_err(py, int(q))?.unbind() };
                 let m = &self.slab[mi as usize];
                 let (buy_id, sell_id) = if is_buy { (&oid, &m.oid) } else { (&m.oid, &oid) };
@@ -1073,7 +1078,17 @@ impl Core {
                 let e1 = call(
                     py,
                     &g.e_trade,
-                    &[s(&sym), int(bs + 1), inc(&seq_o), s(&tid), inc(&p_o), inc(&q_o), s(buy_id), s(sell_id), s(aggr)],
+                    &[
+                        s(&sym),
+                        int(bs + 1),
+                        self.sq.get(seq),
+                        inc(&tid),
+                        inc(&p_o),
+                        inc(&q_o),
+                        s(buy_id),
+                        s(sell_id),
+                        s(aggr),
+                    ],
                 )?;
                 let e2 = call(
                     py,
@@ -1081,12 +1096,12 @@ impl Core {
                     &[
                         s(&sym),
                         int(bs + 2),
-                        inc(&seq_o),
+                        self.sq.get(seq),
                         s(&m.oid),
                         s(&m.account),
                         s(m_side),
-                        s(&m_fid),
-                        s(&tid),
+                        inc(&m_fid),
+                        inc(&tid),
                         inc(&p_o),
                         inc(&q_o),
                         int(ml),
@@ -1100,12 +1115,12 @@ impl Core {
                     &[
                         s(&sym),
                         int(bs + 3),
-                        inc(&seq_o),
+                        self.sq.get(seq),
                         s(&oid),
                         s(&acct),
                         s(t_side),
-                        s(&t_fid),
-                        s(&tid),
+                        inc(&t_fid),
+                        inc(&tid),
                         inc(&p_o),
                         inc(&q_o),
                         int(tl),
@@ -1172,7 +1187,7 @@ impl Core {
                         &[
                             s(&bk.symbol),
                             int(bk.book_seq),
-                            int(bk.seq),
+                            self.sq.get(bk.seq),
                             s(&c.oid),
                             s(c.parent.as_ref().unwrap_or(&g.s.empty)),
                             int(c.qty),
@@ -1199,7 +1214,7 @@ impl Core {
                         &[
                             s(&bk.symbol),
                             int(bk.book_seq),
-                            int(bk.seq),
+                            self.sq.get(bk.seq),
                             s(&od.oid),
                             s(new_type.name(g)),
                             int(od.stop),
@@ -1402,7 +1417,7 @@ impl Core {
             &[
                 s(&bk.symbol),
                 int(bk.book_seq),
-                int(bk.seq),
+                self.sq.get(bk.seq),
                 s(&tid),
                 int(p),
                 int(q),
@@ -1424,7 +1439,7 @@ impl Core {
                 &[
                     s(&bk.symbol),
                     int(bk.book_seq),
-                    int(bk.seq),
+                    self.sq.get(bk.seq),
                     s(&od.oid),
                     s(&od.account),
                     s(side),
@@ -1470,7 +1485,7 @@ impl Core {
         let ev = call(
             py,
             &g.e_split_applied,
-            &[s(&bk.symbol), int(bk.book_seq), int(bk.seq), s(split_id), int(num), int(den), int(tick)],
+            &[s(&bk.symbol), int(bk.book_seq), self.sq.get(bk.seq), s(split_id), int(num), int(den), int(tick)],
         )?;
         self.out.push(ev);
         let mut ps: Vec<i64> = bk.bids.levels.keys().copied().collect();
@@ -1517,7 +1532,7 @@ impl Core {
                 &[
                     s(&bk.symbol),
                     int(bk.book_seq),
-                    int(bk.seq),
+                    self.sq.get(bk.seq),
                     s(&od.oid),
                     s(&od.account),
                     s(split_id),
@@ -1626,13 +1641,15 @@ impl Core {
         tif: Tif,
         qty: i64,
         p: i64,
+        (qty_p, p_p): (*mut ffi::PyObject, *mut ffi::PyObject),
     ) -> PyResult<()> {
         let g = self.g;
         let bk = &mut self.books[b];
         bk.arrival += 1;
         let arrival = bk.arrival;
-        let seq_o = unsafe { Bound::from_owned_ptr_or_err(py, int(bk.seq))?.unbind() };
-        let p_o = unsafe { Bound::from_owned_ptr_or_err(py, int(p))?.unbind() };
+        let seq = bk.seq;
+        let p_o = unsafe { Bound::from_owned_ptr_or_err(py, int_from(p_p, p))?.unbind() };
+        let qty_o = unsafe { Bound::from_owned_ptr_or_err(py, int_from(qty_p, qty))?.unbind() };
         let inc = |x: &PyObj| -> *mut ffi::PyObject {
             let p = x.as_ptr();
             unsafe { ffi::Py_INCREF(p) };
@@ -1646,13 +1663,13 @@ impl Core {
             &[
                 s(&bk.symbol),
                 int(bs),
-                inc(&seq_o),
+                self.sq.get(seq),
                 s(oid),
                 s(account),
                 s(side),
                 s(otype.name(g)),
                 s(tif.name(g)),
-                int(qty),
+                inc(&qty_o),
                 int(0),
                 inc(&p_o),
                 int(0),
@@ -1672,7 +1689,15 @@ impl Core {
                     let ev = call(
                         py,
                         &g.e_canceled,
-                        &[s(&bk.symbol), int(bs + 1), inc(&seq_o), s(oid), s(&g.s.ioc_remainder), int(0), int(qty)],
+                        &[
+                            s(&bk.symbol),
+                            int(bs + 1),
+                            self.sq.get(seq),
+                            s(oid),
+                            s(&g.s.ioc_remainder),
+                            int(0),
+                            inc(&qty_o),
+                        ],
                     )?;
                     self.out.push(ev);
                     return Ok(());
@@ -1697,7 +1722,7 @@ impl Core {
                 let ev = call(
                     py,
                     &g.e_level,
-                    &[s(&bk.symbol), int(bs + 1), inc(&seq_o), s(side), inc(&p_o), int128(py, lq), int(lc)],
+                    &[s(&bk.symbol), int(bs + 1), self.sq.get(seq), s(side), inc(&p_o), int128(py, lq), int(lc)],
                 )?;
                 self.out.push(ev);
                 return Ok(());
@@ -1738,7 +1763,7 @@ impl Core {
         let e1 = call(
             py,
             &g.e_canceled,
-            &[s(&bk.symbol), int(bs + 1), int(seq), s(&o.oid), s(&g.s.user), int(o.cum), int(leaves)],
+            &[s(&bk.symbol), int(bs + 1), self.sq.get(seq), s(&o.oid), s(&g.s.user), int(o.cum), int(leaves)],
         )?;
         let e2 = call(
             py,
@@ -1746,7 +1771,7 @@ impl Core {
             &[
                 s(&bk.symbol),
                 int(bs + 2),
-                int(seq),
+                self.sq.get(seq),
                 s(if is_buy { &g.s.buy } else { &g.s.sell }),
                 int(p),
                 int128(py, qty),
@@ -1768,7 +1793,7 @@ impl Core {
         let ev = call(
             py,
             &g.e_replaced,
-            &[s(&bk.symbol), int(bk.book_seq), int(bk.seq), s(&od.oid), s(&nd.oid), int(od.cum)],
+            &[s(&bk.symbol), int(bk.book_seq), self.sq.get(bk.seq), s(&od.oid), s(&nd.oid), int(od.cum)],
         )?;
         self.out.push(ev);
         if let Some(oco) = self.slab[old as usize].oco.as_ref().map(|x| x.clone_ref(py)) {
@@ -1831,8 +1856,11 @@ impl Core {
         let bk = &mut self.books[b];
         let bs = bk.book_seq;
         let od = &self.slab[old as usize];
-        let e1 =
-            call(py, &g.e_replaced, &[s(&bk.symbol), int(bs + 1), int(bk.seq), s(&od.oid), s(new_id), int(od.cum)])?;
+        let e1 = call(
+            py,
+            &g.e_replaced,
+            &[s(&bk.symbol), int(bs + 1), self.sq.get(bk.seq), s(&od.oid), s(new_id), int(od.cum)],
+        )?;
         self.out.push(e1);
         self.orders_insert(py, new);
         let bk = &mut self.books[b];
@@ -1843,7 +1871,7 @@ impl Core {
             &[
                 s(&bk.symbol),
                 int(bs + 2),
-                int(bk.seq),
+                self.sq.get(bk.seq),
                 s(new_id),
                 s(&nd.account),
                 s(if is_buy { &g.s.buy } else { &g.s.sell }),
@@ -1863,12 +1891,25 @@ impl Core {
     }
 
     // ------------------------------------------------------------------ Engine commands
-    pub fn apply(&mut self, py: Python<'_>, seq: i64, cmd: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub fn apply(
+        &mut self,
+        py: Python<'_>,
+        seq: i64,
+        seq_o: &Bound<'_, PyAny>,
+        cmd: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         self.out.clear();
         if seq <= self.last_seq {
             return Ok(());
         }
         self.last_seq = seq;
+        // Events carry the caller's seq object itself (as the Python engine's do) when it is an exact int.
+        self.sq = if unsafe { ffi::PyLong_CheckExact(seq_o.as_ptr()) } != 0 {
+            self.seq_keep = Some(seq_o.clone().unbind());
+            SeqO { v: seq, p: seq_o.as_ptr() }
+        } else {
+            SeqO::NONE
+        };
         let g = self.g;
         let t = unsafe { ffi::Py_TYPE(cmd.as_ptr()) } as *mut ffi::PyObject;
         let c = cmd.as_ptr();
@@ -1998,7 +2039,9 @@ impl Core {
         {
             // Fast path: a plain limit/market order by quantity that validate_order would accept.
             let qty = prm.qty.unwrap_or(0);
-            return self.submit_plain(py, b, &order_id, &account, is_buy, otype, tif, qty, prm.limit.unwrap_or(0));
+            let nums = (f(6)?, f(8)?); // the command's qty and limit ints, shared by the events
+            let limit = prm.limit.unwrap_or(0);
+            return self.submit_plain(py, b, &order_id, &account, is_buy, otype, tif, qty, limit, nums);
         }
         let mut reason = validate_order(otype, tif, &prm, extended);
         if reason.is_none() && tif == Tif::Opg && ustr(self.phase.as_ptr()) == "open" {
@@ -2269,7 +2312,7 @@ impl Core {
             self.begin(b, seq);
             let bk = &mut self.books[b];
             bk.book_seq += 1;
-            let ev = call(py, &g.e_session, &[s(&bk.symbol), int(bk.book_seq), int(seq), s(&self.phase)])?;
+            let ev = call(py, &g.e_session, &[s(&bk.symbol), int(bk.book_seq), self.sq.get(seq), s(&self.phase)])?;
             self.out.push(ev);
             self.uncross(py, b, opening)?;
             self.end(py, b)?;
@@ -2327,7 +2370,7 @@ impl Core {
         let ev = call(
             py,
             &g.e_session,
-            &[s(&bk.symbol), int(bk.book_seq), int(seq), s(if halted { &g.s.halted } else { &g.s.resumed })],
+            &[s(&bk.symbol), int(bk.book_seq), self.sq.get(seq), s(if halted { &g.s.halted } else { &g.s.resumed })],
         )?;
         self.out.push(ev);
         self.end(py, b)

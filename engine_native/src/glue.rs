@@ -25,6 +25,13 @@ pub type PyObj = Py<PyAny>;
 #[inline]
 pub fn ustr<'a>(p: *mut ffi::PyObject) -> &'a str {
     unsafe {
+        // Compact ASCII (every id and literal in practice): the text is the object's own bytes, read inline
+        // instead of calling PyUnicode_AsUTF8AndSize for every probe.
+        if ffi::PyUnicode_IS_READY(p) != 0 && ffi::PyUnicode_IS_COMPACT_ASCII(p) != 0 {
+            let n = ffi::PyUnicode_GET_LENGTH(p) as usize;
+            let d = ffi::PyUnicode_1BYTE_DATA(p) as *const u8;
+            return std::str::from_utf8_unchecked(std::slice::from_raw_parts(d, n));
+        }
         let mut n: ffi::Py_ssize_t = 0;
         let c = ffi::PyUnicode_AsUTF8AndSize(p, &mut n);
         if c.is_null() {
@@ -72,13 +79,19 @@ pub fn as_pystr(py: Python<'_>, p: *mut ffi::PyObject, what: &str) -> PyResult<P
         if ffi::PyUnicode_Check(p) == 0 {
             return Err(PyTypeError::new_err(format!("{what} must be str")));
         }
-        let mut n: ffi::Py_ssize_t = 0;
-        if ffi::PyUnicode_AsUTF8AndSize(p, &mut n).is_null() {
-            return Err(PyErr::fetch(py));
+        // A compact ASCII str is valid UTF-8 as it is; anything else must have a UTF-8 form (no lone surrogates).
+        if ffi::PyUnicode_IS_READY(p) == 0 || ffi::PyUnicode_IS_COMPACT_ASCII(p) == 0 {
+            let mut n: ffi::Py_ssize_t = 0;
+            if ffi::PyUnicode_AsUTF8AndSize(p, &mut n).is_null() {
+                return Err(PyErr::fetch(py));
+            }
         }
         Ok(Bound::from_borrowed_ptr(py, p).cast_into_unchecked::<PyString>().unbind())
     }
 }
+
+// `as_i64` reads ints as C longs: 64-bit on every platform the engine runs on (Linux, LP64).
+const _: () = assert!(std::mem::size_of::<std::os::raw::c_long>() == 8);
 
 /// Borrowed pointer -> int (TypeError for None and non-integers, OverflowError beyond i64).
 pub fn as_i64(py: Python<'_>, p: *mut ffi::PyObject, what: &str) -> PyResult<i64> {
@@ -86,11 +99,17 @@ pub fn as_i64(py: Python<'_>, p: *mut ffi::PyObject, what: &str) -> PyResult<i64
         if ffi::PyLong_Check(p) == 0 {
             return Err(PyTypeError::new_err(format!("{what} must be int")));
         }
-        let v = ffi::PyLong_AsLongLong(p);
+        // PyLong_AsLongAndOverflow walks the digits in place; PyLong_AsLongLong (3.11) goes through
+        // _PyLong_AsByteArray for every int above 2**30, which qty_e9 and price_e4 values usually are.
+        let mut overflow: std::os::raw::c_int = 0;
+        let v = ffi::PyLong_AsLongAndOverflow(p, &mut overflow);
+        if overflow != 0 {
+            return Err(pyo3::exceptions::PyOverflowError::new_err("int too big to convert"));
+        }
         if v == -1 && !ffi::PyErr_Occurred().is_null() {
             return Err(PyErr::fetch(py));
         }
-        Ok(v)
+        Ok(v as i64)
     }
 }
 
@@ -128,6 +147,86 @@ pub fn int128(py: Python<'_>, v: i128) -> *mut ffi::PyObject {
         Ok(b) => b.into_ptr(),
         Err(e) => match e {},
     }
+}
+
+/// New reference to the int object `p` (borrowed, from a command) when it is exactly an int of value `v`,
+/// else a new int: events then share the command's int, as the Python engine's do.
+#[inline]
+pub fn int_from(p: *mut ffi::PyObject, v: i64) -> *mut ffi::PyObject {
+    unsafe {
+        if !p.is_null() && ffi::PyLong_CheckExact(p) != 0 {
+            ffi::Py_INCREF(p);
+            return p;
+        }
+    }
+    int(v)
+}
+
+/// The current command's `seq` as the caller's int object (every event of a command carries it).
+#[derive(Clone, Copy)]
+pub struct SeqO {
+    pub v: i64,
+    pub p: *mut ffi::PyObject, // borrowed from `Core::seq_keep`, or null
+}
+
+// The pointer is only dereferenced by engine methods, which hold the GIL (as every `Py` in the engine
+// needs), and `Core::seq_keep` owns a reference to it.
+unsafe impl Send for SeqO {}
+unsafe impl Sync for SeqO {}
+
+impl SeqO {
+    pub const NONE: SeqO = SeqO { v: 0, p: null_mut() };
+
+    /// New reference to an int equal to `v`: the shared object when `v` is the current seq.
+    #[inline]
+    pub fn get(self, v: i64) -> *mut ffi::PyObject {
+        if v == self.v && !self.p.is_null() {
+            unsafe { ffi::Py_INCREF(self.p) };
+            return self.p;
+        }
+        int(v)
+    }
+}
+
+/// New reference to a str of ASCII bytes, built in one allocation (no UTF-8 decoding).
+#[inline]
+pub fn ascii(b: &[u8]) -> *mut ffi::PyObject {
+    debug_assert!(b.is_ascii());
+    unsafe {
+        let o = ffi::PyUnicode_New(b.len() as ffi::Py_ssize_t, 127);
+        if !o.is_null() {
+            std::ptr::copy_nonoverlapping(b.as_ptr(), ffi::PyUnicode_1BYTE_DATA(o), b.len());
+        }
+        o
+    }
+}
+
+/// Decimal digits of `v` appended at `buf[at..]`; returns the new end.
+#[inline]
+pub fn put_i64(buf: &mut [u8], at: usize, v: i64) -> usize {
+    let mut tmp = [0u8; 20];
+    let mut n = 0;
+    let neg = v < 0;
+    let mut u = v.unsigned_abs();
+    loop {
+        tmp[n] = b'0' + (u % 10) as u8;
+        n += 1;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    let mut k = at;
+    if neg {
+        buf[k] = b'-';
+        k += 1;
+    }
+    while n > 0 {
+        n -= 1;
+        buf[k] = tmp[n];
+        k += 1;
+    }
+    k
 }
 
 /// New reference to a str object we hold.

@@ -265,14 +265,22 @@ impl Engine {
         seq: &Bound<'py, PyAny>,
         command: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let seq = as_i64(py, seq.as_ptr(), "seq")?;
-        let res = self.core.apply(py, seq, command);
-        let out = std::mem::take(&mut self.core.out);
-        res?;
+        let seq_v = as_i64(py, seq.as_ptr(), "seq")?;
+        let res = self.core.apply(py, seq_v, seq, command);
+        // `out` keeps its capacity across commands (drained, not taken): no Vec growth per command.
+        let list = match res {
+            Ok(()) => unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyList_New(self.core.out.len() as isize)) },
+            Err(e) => Err(e),
+        };
+        let list = match list {
+            Ok(l) => l,
+            Err(e) => {
+                self.core.out.clear();
+                return Err(e);
+            }
+        };
         unsafe {
-            let list = ffi::PyList_New(out.len() as ffi::Py_ssize_t);
-            let list = Bound::from_owned_ptr_or_err(py, list)?;
-            for (k, ev) in out.into_iter().enumerate() {
+            for (k, ev) in self.core.out.drain(..).enumerate() {
                 ffi::PyList_SET_ITEM(list.as_ptr(), k as ffi::Py_ssize_t, ev.into_ptr());
             }
             Ok(list.cast_into_unchecked::<PyList>())
