@@ -2481,12 +2481,25 @@ impl Core {
 
 /// One of a Literal field's values: by identity first (the interned literals of commands built in Python
 /// or decoded by msgspec), else by text; any other value is a ValueError.
+#[inline]
 fn literal<T: Copy>(py: Python<'_>, p: *mut ffi::PyObject, what: &str, values: &[(&Py<PyString>, T)]) -> PyResult<T> {
     for (s, v) in values {
         if s.as_ptr() == p {
             return Ok(*v);
         }
     }
+    literal_text(py, p, what, values)
+}
+
+/// `literal` for a str that is not one of the interned literals (built at run time): compared by text.
+#[cold]
+#[inline(never)]
+fn literal_text<T: Copy>(
+    py: Python<'_>,
+    p: *mut ffi::PyObject,
+    what: &str,
+    values: &[(&Py<PyString>, T)],
+) -> PyResult<T> {
     let text = ustr(as_pystr(py, p, what)?.as_ptr());
     for (s, v) in values {
         if ustr(s.as_ptr()) == text {

@@ -74,10 +74,11 @@ pub fn str_eq(a: &Py<PyString>, b: &Py<PyString>) -> bool {
 }
 
 /// Borrowed pointer -> checked str (TypeError for anything else, the UTF-8 error for lone surrogates).
+#[inline]
 pub fn as_pystr(py: Python<'_>, p: *mut ffi::PyObject, what: &str) -> PyResult<Py<PyString>> {
     unsafe {
         if ffi::PyUnicode_Check(p) == 0 {
-            return Err(PyTypeError::new_err(format!("{what} must be str")));
+            return Err(type_err(what, "str"));
         }
         // A compact ASCII str is valid UTF-8 as it is; anything else must have a UTF-8 form (no lone surrogates).
         if ffi::PyUnicode_IS_READY(p) == 0 || ffi::PyUnicode_IS_COMPACT_ASCII(p) == 0 {
@@ -94,10 +95,11 @@ pub fn as_pystr(py: Python<'_>, p: *mut ffi::PyObject, what: &str) -> PyResult<P
 const _: () = assert!(std::mem::size_of::<std::os::raw::c_long>() == 8);
 
 /// Borrowed pointer -> int (TypeError for None and non-integers, OverflowError beyond i64).
+#[inline]
 pub fn as_i64(py: Python<'_>, p: *mut ffi::PyObject, what: &str) -> PyResult<i64> {
     unsafe {
         if ffi::PyLong_Check(p) == 0 {
-            return Err(PyTypeError::new_err(format!("{what} must be int")));
+            return Err(type_err(what, "int"));
         }
         // PyLong_AsLongAndOverflow walks the digits in place; PyLong_AsLongLong (3.11) goes through
         // _PyLong_AsByteArray for every int above 2**30, which qty_e9 and price_e4 values usually are.
@@ -113,6 +115,7 @@ pub fn as_i64(py: Python<'_>, p: *mut ffi::PyObject, what: &str) -> PyResult<i64
     }
 }
 
+#[inline]
 pub fn as_opt_i64(py: Python<'_>, p: *mut ffi::PyObject, what: &str) -> PyResult<Option<i64>> {
     if p == unsafe { ffi::Py_None() } {
         return Ok(None);
@@ -120,6 +123,7 @@ pub fn as_opt_i64(py: Python<'_>, p: *mut ffi::PyObject, what: &str) -> PyResult
     as_i64(py, p, what).map(Some)
 }
 
+#[inline]
 pub fn as_bool(p: *mut ffi::PyObject, what: &str) -> PyResult<bool> {
     unsafe {
         if p == ffi::Py_True() {
@@ -127,7 +131,7 @@ pub fn as_bool(p: *mut ffi::PyObject, what: &str) -> PyResult<bool> {
         } else if p == ffi::Py_False() {
             Ok(false)
         } else {
-            Err(PyTypeError::new_err(format!("{what} must be bool")))
+            Err(type_err(what, "bool"))
         }
     }
 }
@@ -262,12 +266,25 @@ pub fn call(py: Python<'_>, cls: &PyObj, args: &[*mut ffi::PyObject]) -> PyResul
     }
 }
 
+/// The error paths stay out of line: the checks above are inlined into every field read.
+#[cold]
+#[inline(never)]
+fn type_err(what: &str, t: &str) -> PyErr {
+    PyTypeError::new_err(format!("{what} must be {t}"))
+}
+
+#[cold]
+#[inline(never)]
+fn unset_err() -> PyErr {
+    PyTypeError::new_err("command field not set")
+}
+
 /// Read borrowed field `i` of a command whose exact type owns `offs`.
-#[inline]
+#[inline(always)]
 pub fn field(cmd: *mut ffi::PyObject, offs: &[isize], i: usize) -> PyResult<*mut ffi::PyObject> {
     let p = unsafe { *((cmd as *const u8).offset(offs[i]) as *const *mut ffi::PyObject) };
     if p.is_null() {
-        return Err(PyTypeError::new_err("command field not set"));
+        return Err(unset_err());
     }
     Ok(p)
 }
@@ -297,6 +314,13 @@ fn offsets(py: Python<'_>, cls: &Bound<'_, PyAny>, names: &[&str]) -> PyResult<V
     }
     let _ = py;
     Ok(out)
+}
+
+/// The offsets of a command with a known field count (checked by `offsets`) as an array: constant bounds.
+fn fixed<const N: usize>(v: Vec<isize>) -> [isize; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(&v);
+    out
 }
 
 pub const NEW_ORDER_FIELDS: [&str; 17] = [
@@ -368,9 +392,9 @@ pub struct Glue {
     pub t_resume: PyObj,
     pub t_ref: PyObj,
     pub t_split: PyObj,
-    pub off_new: Vec<isize>,
-    pub off_cancel: Vec<isize>,
-    pub off_replace: Vec<isize>,
+    pub off_new: [isize; 17],
+    pub off_cancel: [isize; 1],
+    pub off_replace: [isize; 9],
     pub off_halt: Vec<isize>,
     pub off_resume: Vec<isize>,
     pub off_ref: Vec<isize>,
@@ -421,9 +445,9 @@ impl Glue {
         let decoder = msgpack.getattr("Decoder")?.call1((epochs.clone(),))?;
         let encoder = msgpack.getattr("Encoder")?.call0()?;
         Ok(Glue {
-            off_new: offsets(py, &t_new, &NEW_ORDER_FIELDS)?,
-            off_cancel: offsets(py, &t_cancel, &["order_id"])?,
-            off_replace: offsets(py, &t_replace, &REPLACE_FIELDS)?,
+            off_new: fixed(offsets(py, &t_new, &NEW_ORDER_FIELDS)?),
+            off_cancel: fixed(offsets(py, &t_cancel, &["order_id"])?),
+            off_replace: fixed(offsets(py, &t_replace, &REPLACE_FIELDS)?),
             off_halt: offsets(py, &t_halt, &["symbol"])?,
             off_resume: offsets(py, &t_resume, &["symbol"])?,
             off_ref: offsets(py, &t_ref, &["symbol", "price_e4"])?,
