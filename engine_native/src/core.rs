@@ -158,6 +158,14 @@ impl IdKey {
     }
 }
 
+/// New reference to an object we hold.
+#[inline]
+fn s_any(x: &PyObj) -> *mut ffi::PyObject {
+    let p = x.as_ptr();
+    unsafe { ffi::Py_INCREF(p) };
+    p
+}
+
 /// A hint to fetch the cache line at `p` (no effect on results; a no-op off x86-64).
 #[inline(always)]
 fn prefetch<T>(p: *const T) {
@@ -226,17 +234,35 @@ impl Order {
     }
 }
 
-#[derive(Clone, Copy)]
 pub struct Level {
     pub qty: i128,
     pub count: i64,
     pub head: u32,
     pub tail: u32,
+    price_o: Option<PyObj>, // the price as an int, made once: every level event and fill at this level shares it
 }
 
 impl Level {
     fn new() -> Level {
-        Level { qty: 0, count: 0, head: NIL, tail: NIL }
+        Level { qty: 0, count: 0, head: NIL, tail: NIL, price_o: None }
+    }
+
+    /// New reference to this level's price `p` as an int (NULL with the error set if it cannot be made).
+    #[inline]
+    fn price_obj(&mut self, py: Python<'_>, p: i64) -> *mut ffi::PyObject {
+        let o = match &self.price_o {
+            Some(o) => o.as_ptr(),
+            None => {
+                let o = int(p);
+                if o.is_null() {
+                    return o;
+                }
+                self.price_o = Some(unsafe { Bound::from_owned_ptr(py, o).unbind() });
+                o
+            }
+        };
+        unsafe { ffi::Py_INCREF(o) };
+        o
     }
 }
 
@@ -724,18 +750,18 @@ impl Core {
         let mut bs = bk.book_seq;
         for is_buy in [true, false] {
             let dirty = std::mem::take(if is_buy { &mut bk.dirty_bid } else { &mut bk.dirty_ask });
-            let levels = if is_buy { &bk.bids.levels } else { &bk.asks.levels };
+            let levels = if is_buy { &mut bk.bids.levels } else { &mut bk.asks.levels };
             let side = if is_buy { &g.s.buy } else { &g.s.sell };
             for &p in &dirty {
                 bs += 1;
-                let (q, c) = match levels.get(&p) {
-                    Some(l) => (l.qty, l.count),
-                    None => (0, 0),
+                let (q, c, p_o) = match levels.get_mut(&p) {
+                    Some(l) => (l.qty, l.count, l.price_obj(py, p)),
+                    None => (0, 0, int(p)),
                 };
                 let ev = call(
                     py,
                     &g.e_level,
-                    &[s(&bk.symbol), int(bs), self.sq.get(bk.seq), s(side), int(p), int128(py, q), int(c)],
+                    &[s(&bk.symbol), int(bs), self.sq.get(bk.seq), s(side), p_o, int128(py, q), int(c)],
                 );
                 match ev {
                     Ok(ev) => self.out.push(ev),
@@ -1035,7 +1061,14 @@ impl Core {
                 return Ok(false);
             }
             mark(if is_buy { &mut bk.dirty_ask } else { &mut bk.dirty_bid }, p);
-            let p_o = unsafe { Bound::from_owned_ptr_or_err(py, int(p))?.unbind() };
+            let p_o = {
+                let side = if is_buy { &mut bk.asks } else { &mut bk.bids };
+                let r = match side.levels.get_mut(&p) {
+                    Some(l) => l.price_obj(py, p),
+                    None => int(p),
+                };
+                unsafe { Bound::from_owned_ptr_or_err(py, r)?.unbind() }
+            };
             loop {
                 let bk = &mut self.books[b];
                 let side = if is_buy { &mut bk.asks } else { &mut bk.bids };
@@ -1732,6 +1765,9 @@ impl Core {
                     keys.insert(at, k);
                     Level::new()
                 });
+                if lvl.price_o.is_none() {
+                    lvl.price_o = Some(p_o.clone_ref(py));
+                }
                 link_tail(&mut self.slab, lvl, i);
                 lvl.qty += qty as i128;
                 lvl.count += 1;
@@ -1767,6 +1803,7 @@ impl Core {
         lvl.count -= 1;
         unlink(&mut self.slab, lvl, i);
         let (mut qty, count) = (lvl.qty, lvl.count);
+        let p_o: PyObj = unsafe { Bound::from_owned_ptr_or_err(py, lvl.price_obj(py, p))?.unbind() };
         if count == 0 {
             self.drop_level(b, is_buy, p)?;
             qty = 0;
@@ -1790,7 +1827,7 @@ impl Core {
                 int(bs + 2),
                 self.sq.get(seq),
                 s(if is_buy { &g.s.buy } else { &g.s.sell }),
-                int(p),
+                s_any(&p_o),
                 int128(py, qty),
                 int(count),
             ],
