@@ -250,6 +250,8 @@ class Engine:
             reason = "auction_closed"
         if reason is None and order_class != "simple":
             reason = self._validate_class(c)
+            if reason is None and self._leg_id_taken(c):
+                reason = "duplicate_order_id"
         if reason is not None:
             return self._reject(out, book, seq, order_id, reason)
 
@@ -315,6 +317,14 @@ class Engine:
             if not long_exit and tp.limit_price_e4 >= sl.stop_price_e4:
                 return "invalid_price"
         return None
+
+    def _leg_id_taken(self, c: NewOrder) -> bool:
+        """Would a leg of ``c`` (``<id>:tp``, ``<id>:sl``) reuse the id of a live order? Every id names one order
+        at a time; a leg that took a live order's id would make the two indistinguishable in every book."""
+        orders = self.orders
+        if c.take_profit is not None and c.order_class != "oco" and f"{c.order_id}:tp" in orders:
+            return True
+        return c.stop_loss is not None and f"{c.order_id}:sl" in orders
 
     def _new_complex(self, book: OrderBook, o: Order, c: NewOrder) -> None:
         """bracket/oto: entry + held exit legs (opposite side); oco: this limit + a live stop-loss sibling."""

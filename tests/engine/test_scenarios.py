@@ -278,6 +278,20 @@ def test_bracket_legs_activate_on_entry_fill_and_are_oco(feed: Feed) -> None:
     assert "e1:sl" not in feed.engine.orders
 
 
+@pytest.mark.parametrize("taken", ["e1:tp", "e1:sl"])
+def test_a_bracket_whose_leg_would_reuse_a_live_orders_id_is_rejected(feed: Feed, taken: str) -> None:
+    # Leg ids are derived (<id>:tp, <id>:sl); one equal to a live order's id would name two orders at once (the
+    # auction, stop and trailing books key orders by id: canceling one removed the other from them).
+    feed(limit(taken, "sell", 5, 200, acct="x", tif="gtc"))
+    ev = feed(bracket())
+    assert [(type(e).__name__, e.order_id, getattr(e, "reason", None)) for e in ev] == [
+        ("OrderRejected", "e1", "duplicate_order_id")
+    ]
+    assert list(feed.engine.orders) == [taken]
+    feed(CancelOrder(order_id=taken))
+    assert [e.order_id for e in feed(bracket()) if isinstance(e, OrderAccepted)] == ["e1", "e1:tp", "e1:sl"]
+
+
 def test_bracket_partial_entry_then_cancel_activates_legs_for_filled_qty(feed: Feed) -> None:
     feed(bracket())
     feed(limit("s1", "sell", 4, 100, acct="x"))
