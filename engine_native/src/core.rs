@@ -2106,6 +2106,9 @@ impl Core {
             tp = self.read_tp(py, f(14)?)?;
             sl = self.read_sl(py, f(15)?)?;
             reason = validate_class(class, tif, &prm, extended, otype, is_buy, &tp, &sl);
+            if reason.is_none() && self.leg_id_taken(&order_id, class, tp.is_some(), sl.is_some()) {
+                reason = Some(Reason::Duplicate);
+            }
         }
         if let Some(r) = reason {
             return self.reject(py, Some(b), seq, &order_id, r);
@@ -2138,6 +2141,15 @@ impl Core {
             self.new_complex(py, b, i, class, tp, sl)?;
         }
         self.end(py, b)
+    }
+
+    /// `Engine._leg_id_taken`: would a leg (`<id>:tp`, `<id>:sl`) reuse the id of a live order?
+    fn leg_id_taken(&self, order_id: &Py<PyString>, class: Class, tp: bool, sl: bool) -> bool {
+        let id = ustr(order_id.as_ptr());
+        if tp && class != Class::Oco && self.orders_get(&format!("{id}:tp")).is_some() {
+            return true;
+        }
+        sl && self.orders_get(&format!("{id}:sl")).is_some()
     }
 
     fn read_tp(&self, py: Python<'_>, p: *mut ffi::PyObject) -> PyResult<Option<i64>> {
