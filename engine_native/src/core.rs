@@ -14,9 +14,17 @@
 //! - A price level's FIFO is an intrusive doubly linked list through the slab holding live orders only (the
 //!   Python deque keeps dead orders until they reach the head; skipping them there or unlinking them at once
 //!   shows the same live sequence). `Level::count` = orders linked, `Level::qty` = their leaves.
-//! - Prices and quantities are i64 (the commands' ints); every product Python computes on unbounded ints
-//!   (notional in 1e-13 USD, split and trailing arithmetic, level and auction sums) is i128, with Python's
-//!   floor division. Overflow raises (release builds keep overflow checks).
+//! - Command fields are read as i64 (the decoder bounds them: engine/commands.py); every quantity and price
+//!   the engine holds or computes from them (order qty/leaves/cum, limit/stop/trail price/water mark, last and
+//!   reference prices, level prices and totals, notional in 1e-13 USD, fok and auction sums) is i128, with
+//!   Python's floor division: splits take the domain's largest quantities and prices beyond 64 bits (two
+//!   1000-for-1 splits: 1e23 qty_e9; two 1-for-1000: 1e21 price_e4), and so does a notional sweep's cum.
+//!   Events and snapshots convert with `PyLong_FromLongLong` while a value fits in i64.
+//! - Bound: a split that would make any quantity or price of its book exceed `AMOUNT_MAX` (1e30, 13 orders of
+//!   magnitude above the domain: e.g. four 1000-for-1 splits of a 1e17 quantity, or 43 2-for-1) raises
+//!   OverflowError before changing anything, where the Python engine would go on. Below it every sum stays far
+//!   inside i128 (1.7e38: level and auction totals of up to ~8e7 orders at the bound); any other overflow
+//!   raises too (release builds keep overflow checks), never wraps.
 //! - Stop heaps hold `(stop, arrival, id)` like the Python heaps and look the id up when popped.
 
 use std::cmp::Reverse;
@@ -42,9 +50,10 @@ pub const RESTING: u8 = 2; // in a price level
 pub const AUCTION: u8 = 3; // opg / cls order waiting for the uncross
 pub const ACTIVE: u8 = 4; // being matched as the incoming (taker) order
 pub const DONE: u8 = 5; // terminal; removed from every structure
+/// The largest quantity or price a split may produce (see the module doc).
+pub const AMOUNT_MAX: i128 = 1_000_000_000_000_000_000_000_000_000_000; // 1e30
 const BPS: i128 = 10_000;
 const SHARE: i128 = 1_000_000_000;
-const SHARE64: i64 = 1_000_000_000;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum OType {
@@ -185,20 +194,20 @@ pub fn hash_str(s: &str) -> u64 {
     h.finish()
 }
 
-/// Hot fields first (`repr(C)` keeps this order): matching and cancels read the first two cache lines.
+/// Hot fields first (`repr(C)` keeps this order): matching and cancels read the first two cache lines. The
+/// i128 amounts lead each group (16-byte aligned): `leaves`..`tif` fill the first 64 bytes without padding.
 #[repr(C)]
 pub struct Order {
+    pub leaves: i128,
+    pub cum: i128,
+    pub limit: i128,
+    pub book: u32,
+    pub prev: u32,
+    pub next: u32,
     pub state: u8,
     pub is_buy: bool,
     pub otype: OType,
     pub tif: Tif,
-    pub extended: bool,
-    pub book: u32,
-    pub prev: u32,
-    pub next: u32,
-    pub leaves: i64,
-    pub cum: i64,
-    pub limit: i64,
     pub acct_h: u64, // hash of `account`: accounts compare by hash first
     pub h: u64,      // hash of the id (`key`)
     pub oid: Py<PyString>,
@@ -206,17 +215,20 @@ pub struct Order {
     pub oco: Option<Py<PyString>>, // None = Python's ""
     pub children: Vec<Py<PyString>>,
     pub key: IdKey,
-    pub qty: i64,
+    pub parent: Option<Py<PyString>>,
+    pub qty: i128,
+    pub stop: i128,
+    pub trail_price: i128,
+    pub water: i128,
+    pub notional_left: i128,
     pub notional: i64,
-    pub stop: i64,
-    pub trail_price: i64,
     pub trail_bps: i64,
-    pub water: i64,
     pub arrival: i64,
     pub ins: u64, // position in the engine's `orders` dict
-    pub parent: Option<Py<PyString>>,
-    pub notional_left: i128,
+    pub extended: bool,
 }
+
+const _: () = assert!(std::mem::offset_of!(Order, acct_h) == 64);
 
 impl Order {
     /// Set the derived keys (`key`, `h`, `acct_h`) from `oid` and `account`.
@@ -249,11 +261,11 @@ impl Level {
 
     /// New reference to this level's price `p` as an int (NULL with the error set if it cannot be made).
     #[inline]
-    fn price_obj(&mut self, py: Python<'_>, p: i64) -> *mut ffi::PyObject {
+    fn price_obj(&mut self, py: Python<'_>, p: i128) -> *mut ffi::PyObject {
         let o = match &self.price_o {
             Some(o) => o.as_ptr(),
             None => {
-                let o = int(p);
+                let o = int128(py, p);
                 if o.is_null() {
                     return o;
                 }
@@ -268,11 +280,11 @@ impl Level {
 
 #[derive(Default)]
 pub struct Side {
-    pub levels: FxHashMap<i64, Level>,
-    pub keys: Vec<i64>, // sorted; bids by price, asks by negated price: the best level is last
+    pub levels: FxHashMap<i128, Level>,
+    pub keys: Vec<i128>, // sorted; bids by price, asks by negated price: the best level is last
 }
 
-type StopHeap = BinaryHeap<Reverse<(i64, i64, Box<str>)>>;
+type StopHeap = BinaryHeap<Reverse<(i128, i64, Box<str>)>>;
 
 pub struct Book {
     pub symbol: Py<PyString>,
@@ -283,18 +295,18 @@ pub struct Book {
     pub trailing: Vec<u32>,
     pub opg: Vec<u32>,
     pub cls: Vec<u32>,
-    pub last_price: i64,
-    pub ref_price: i64,
+    pub last_price: i128,
+    pub ref_price: i128,
     pub halted: bool,
     pub book_seq: i64,
     pub arrival: i64,
     // Per-command scratch state (kept across commands exactly like the Python book's).
     seq: i64,
     match_n: i64,
-    prices: Vec<i64>,
+    prices: Vec<i128>,
     to_activate: Vec<u32>,
-    dirty_bid: Vec<i64>,
-    dirty_ask: Vec<i64>,
+    dirty_bid: Vec<i128>,
+    dirty_ask: Vec<i128>,
 }
 
 impl Book {
@@ -322,18 +334,18 @@ impl Book {
         }
     }
 
-    pub fn best_bid(&self) -> Option<i64> {
+    pub fn best_bid(&self) -> Option<i128> {
         self.bids.keys.last().copied()
     }
 
-    pub fn best_ask(&self) -> Option<i64> {
+    pub fn best_ask(&self) -> Option<i128> {
         self.asks.keys.last().map(|k| -k)
     }
 
     /// Prices of live levels, best first.
-    pub fn prices_best_first(&self, is_buy: bool) -> Vec<i64> {
+    pub fn prices_best_first(&self, is_buy: bool) -> Vec<i128> {
         let side = if is_buy { &self.bids } else { &self.asks };
-        let mut ps: Vec<i64> = side.levels.iter().filter(|(_, l)| l.count != 0).map(|(p, _)| *p).collect();
+        let mut ps: Vec<i128> = side.levels.iter().filter(|(_, l)| l.count != 0).map(|(p, _)| *p).collect();
         ps.sort_unstable();
         if is_buy {
             ps.reverse();
@@ -343,7 +355,7 @@ impl Book {
 }
 
 #[inline]
-fn mark(dirty: &mut Vec<i64>, p: i64) {
+fn mark(dirty: &mut Vec<i128>, p: i128) {
     if !dirty.contains(&p) {
         dirty.push(p);
     }
@@ -365,34 +377,40 @@ fn pymod(a: i128, b: i128) -> PyResult<i128> {
     Ok(a - floordiv(a, b)? * b)
 }
 
-#[inline]
-fn to64(v: i128) -> PyResult<i64> {
-    i64::try_from(v).map_err(|_| pyo3::exceptions::PyOverflowError::new_err("value does not fit in 64 bits"))
+#[cold]
+#[inline(never)]
+fn overflow() -> PyErr {
+    pyo3::exceptions::PyOverflowError::new_err("amount beyond the native engine's range (AMOUNT_MAX)")
 }
 
-fn trailing_stop_price(is_buy: bool, water: i64, trail_price: i64, trail_bps: i64) -> PyResult<i64> {
+fn mul(a: i128, b: i128) -> PyResult<i128> {
+    a.checked_mul(b).ok_or_else(overflow)
+}
+
+fn trailing_stop_price(is_buy: bool, water: i128, trail_price: i128, trail_bps: i64) -> PyResult<i128> {
     if trail_price != 0 {
-        return to64(if is_buy { water as i128 + trail_price as i128 } else { water as i128 - trail_price as i128 });
+        let v = if is_buy { water.checked_add(trail_price) } else { water.checked_sub(trail_price) };
+        return v.ok_or_else(overflow);
     }
     if is_buy {
-        return to64(-floordiv(-(water as i128) * (BPS + trail_bps as i128), BPS)?);
+        return Ok(-floordiv(mul(-water, BPS + trail_bps as i128)?, BPS)?);
     }
-    to64(floordiv(water as i128 * (BPS - trail_bps as i128), BPS)?)
+    floordiv(mul(water, BPS - trail_bps as i128)?, BPS)
 }
 
-fn split_price(value: i64, num: i64, den: i64, tick: i64, up: bool) -> PyResult<i64> {
+fn split_price(value: i128, num: i64, den: i64, tick: i64, up: bool) -> PyResult<i128> {
     if value == 0 {
         return Ok(0);
     }
-    let n = value as i128 * den as i128;
+    let n = mul(value, den as i128)?;
     let d = num as i128 * tick as i128;
     let ticks = if up { -floordiv(-n, d)? } else { floordiv(n, d)? };
-    to64((if ticks > 1 { ticks } else { 1 }) * tick as i128)
+    mul(if ticks > 1 { ticks } else { 1 }, tick as i128)
 }
 
-fn split_qty(value: i64, num: i64, den: i64, whole: bool) -> PyResult<i64> {
-    let q = floordiv(value as i128 * num as i128, den as i128)?;
-    to64(if whole { q - pymod(q, SHARE)? } else { q })
+fn split_qty(value: i128, num: i64, den: i64, whole: bool) -> PyResult<i128> {
+    let q = floordiv(mul(value, num as i128)?, den as i128)?;
+    Ok(if whole { q - pymod(q, SHARE)? } else { q })
 }
 
 fn link_tail(slab: &mut [Order], lvl: &mut Level, i: u32) {
@@ -430,12 +448,13 @@ fn key_err(k: impl std::fmt::Display) -> PyErr {
 }
 
 /// Parameters of a new order as read from a `NewOrder`.
+/// Quantities and prices as i128: a replace takes them from the old order, which a split may have widened.
 struct Params {
-    qty: Option<i64>,
+    qty: Option<i128>,
     notional: Option<i64>,
-    limit: Option<i64>,
-    stop: Option<i64>,
-    trail_price: Option<i64>,
+    limit: Option<i128>,
+    stop: Option<i128>,
+    trail_price: Option<i128>,
     trail_bps: Option<i64>,
 }
 
@@ -690,7 +709,15 @@ impl Core {
         let ev = call(
             py,
             &g.e_canceled,
-            &[s(&bk.symbol), int(bk.book_seq), self.sq.get(bk.seq), s(&o.oid), s(reason), int(o.cum), int(o.leaves)],
+            &[
+                s(&bk.symbol),
+                int(bk.book_seq),
+                self.sq.get(bk.seq),
+                s(&o.oid),
+                s(reason),
+                int128(py, o.cum),
+                int128(py, o.leaves),
+            ],
         )?;
         self.out.push(ev);
         Ok(())
@@ -714,10 +741,10 @@ impl Core {
                 s(if o.is_buy { &g.s.buy } else { &g.s.sell }),
                 s(o.otype.name(g)),
                 s(o.tif.name(g)),
-                int(o.qty),
+                int128(py, o.qty),
                 int(o.notional),
-                int(o.limit),
-                int(o.stop),
+                int128(py, o.limit),
+                int128(py, o.stop),
                 s(parent.unwrap_or(&g.s.empty)),
             ],
         )?;
@@ -756,7 +783,7 @@ impl Core {
                 bs += 1;
                 let (q, c, p_o) = match levels.get_mut(&p) {
                     Some(l) => (l.qty, l.count, l.price_obj(py, p)),
-                    None => (0, 0, int(p)),
+                    None => (0, 0, int128(py, p)),
                 };
                 let ev = call(
                     py,
@@ -777,7 +804,7 @@ impl Core {
     }
 
     // ------------------------------------------------------------------ book internals
-    fn drop_level(&mut self, b: usize, is_buy: bool, p: i64) -> PyResult<()> {
+    fn drop_level(&mut self, b: usize, is_buy: bool, p: i128) -> PyResult<()> {
         let side = if is_buy { &mut self.books[b].bids } else { &mut self.books[b].asks };
         if side.levels.remove(&p).is_none() {
             return Err(key_err(p));
@@ -809,7 +836,7 @@ impl Core {
                     if is_buy { (&mut bk.bids, &mut bk.dirty_bid) } else { (&mut bk.asks, &mut bk.dirty_ask) };
                 let lvl = side.levels.get_mut(&p).ok_or_else(|| key_err(p))?;
                 mark(dirty, p);
-                lvl.qty -= leaves as i128;
+                lvl.qty -= leaves;
                 lvl.count -= 1;
                 unlink(&mut self.slab, lvl, i);
                 if lvl.count == 0 {
@@ -852,7 +879,7 @@ impl Core {
         let ev = call(
             py,
             &g.e_expired,
-            &[s(&bk.symbol), int(bk.book_seq), self.sq.get(bk.seq), s(&o.oid), int(o.cum), int(o.leaves)],
+            &[s(&bk.symbol), int(bk.book_seq), self.sq.get(bk.seq), s(&o.oid), int128(py, o.cum), int128(py, o.leaves)],
         )?;
         self.out.push(ev);
         self.on_terminal(py, b, i, false)
@@ -919,7 +946,7 @@ impl Core {
             Level::new()
         });
         link_tail(&mut self.slab, lvl, i);
-        lvl.qty += leaves as i128;
+        lvl.qty += leaves;
         lvl.count += 1;
         self.slab[i as usize].state = RESTING;
         mark(dirty, p);
@@ -958,7 +985,7 @@ impl Core {
     /// Is there enough crossing, non-self liquidity to fill `o` completely? (no state change)
     fn fok_ok(&self, b: usize, i: u32) -> bool {
         let o = &self.slab[i as usize];
-        let mut need = o.leaves as i128;
+        let mut need = o.leaves;
         let is_buy = o.is_buy;
         let limit = if o.otype == OType::Limit { Some(o.limit) } else { None };
         let side = if is_buy { &self.books[b].asks } else { &self.books[b].bids };
@@ -977,7 +1004,7 @@ impl Core {
             while m != NIL {
                 let mo = &self.slab[m as usize];
                 if mo.state == RESTING && !mo.same_account(o.acct_h, &o.account) {
-                    need -= mo.leaves as i128;
+                    need -= mo.leaves;
                     if need <= 0 {
                         return true;
                     }
@@ -1053,9 +1080,9 @@ impl Core {
                 return Ok(false);
             }
             let mut want: i128 = if notional != 0 {
-                floordiv(self.slab[oi as usize].notional_left, p as i128)?
+                floordiv(self.slab[oi as usize].notional_left, p)?
             } else {
-                self.slab[oi as usize].leaves as i128
+                self.slab[oi as usize].leaves
             };
             if want == 0 {
                 return Ok(false);
@@ -1065,7 +1092,7 @@ impl Core {
                 let side = if is_buy { &mut bk.asks } else { &mut bk.bids };
                 let r = match side.levels.get_mut(&p) {
                     Some(l) => l.price_obj(py, p),
-                    None => int(p),
+                    None => int128(py, p),
                 };
                 unsafe { Bound::from_owned_ptr_or_err(py, r)?.unbind() }
             };
@@ -1085,10 +1112,10 @@ impl Core {
                     continue;
                 }
                 let ml0 = self.slab[mi as usize].leaves;
-                let q = if want < ml0 as i128 { want as i64 } else { ml0 };
-                want -= q as i128;
+                let q = if want < ml0 { want } else { ml0 };
+                want -= q;
                 if notional != 0 {
-                    self.slab[oi as usize].notional_left -= p as i128 * q as i128;
+                    self.slab[oi as usize].notional_left -= p * q;
                 }
                 let n = bk.match_n;
                 bk.match_n = n + 1;
@@ -1099,7 +1126,7 @@ impl Core {
                     m.cum += q;
                     m.cum
                 };
-                lvl.qty -= q as i128;
+                lvl.qty -= q;
                 let (tl, tc) = {
                     let o = &mut self.slab[oi as usize];
                     if notional == 0 {
@@ -1117,7 +1144,7 @@ impl Core {
                 let m_fid = own(ascii(&tid_buf[..tlen + 2]))?;
                 tid_buf[tlen..tlen + 2].copy_from_slice(t_suf);
                 let t_fid = own(ascii(&tid_buf[..tlen + 2]))?;
-                let q_o = unsafe { Bound::from_owned_ptr_or_err(py, int(q))?.unbind() };
+                let q_o = unsafe { Bound::from_owned_ptr_or_err(py, int128(py, q))?.unbind() };
                 let m = &self.slab[mi as usize];
                 let (buy_id, sell_id) = if is_buy { (&oid, &m.oid) } else { (&m.oid, &oid) };
                 let inc = |x: &PyObj| -> *mut ffi::PyObject {
@@ -1154,8 +1181,8 @@ impl Core {
                         inc(&tid),
                         inc(&p_o),
                         inc(&q_o),
-                        int(ml),
-                        int(mc),
+                        int128(py, ml),
+                        int128(py, mc),
                         s(&g.s.maker),
                     ],
                 )?;
@@ -1173,8 +1200,8 @@ impl Core {
                         inc(&tid),
                         inc(&p_o),
                         inc(&q_o),
-                        int(tl),
-                        int(tc),
+                        int128(py, tl),
+                        int128(py, tc),
                         s(&g.s.taker),
                     ],
                 )?;
@@ -1240,7 +1267,7 @@ impl Core {
                             self.sq.get(bk.seq),
                             s(&c.oid),
                             s(c.parent.as_ref().unwrap_or(&g.s.empty)),
-                            int(c.qty),
+                            int128(py, c.qty),
                         ],
                     )?;
                     self.out.push(ev);
@@ -1267,8 +1294,8 @@ impl Core {
                             self.sq.get(bk.seq),
                             s(&od.oid),
                             s(new_type.name(g)),
-                            int(od.stop),
-                            int(od.water),
+                            int128(py, od.stop),
+                            int128(py, od.water),
                         ],
                     )?;
                     self.out.push(ev);
@@ -1282,7 +1309,7 @@ impl Core {
     }
 
     /// Stops whose condition held at any of `prices` (in trade order); they are marked ACTIVE.
-    fn collect_triggers(&mut self, b: usize, prices: &[i64]) -> PyResult<Vec<u32>> {
+    fn collect_triggers(&mut self, b: usize, prices: &[i128]) -> PyResult<Vec<u32>> {
         let mut res = Vec::new();
         let hi = *prices.iter().max().expect("prices");
         let lo = *prices.iter().min().expect("prices");
@@ -1379,7 +1406,7 @@ impl Core {
             let mut buys: Vec<u32> = pending.iter().copied().filter(|&o| self.slab[o as usize].is_buy).collect();
             buys.sort_by_key(|&o| {
                 let od = &self.slab[o as usize];
-                (mkt(od), -(od.limit as i128), od.arrival)
+                (mkt(od), -od.limit, od.arrival)
             });
             let mut sells: Vec<u32> = pending.iter().copied().filter(|&o| !self.slab[o as usize].is_buy).collect();
             sells.sort_by_key(|&o| {
@@ -1418,8 +1445,8 @@ impl Core {
     }
 
     /// Max executed volume, then min imbalance, then closest to `refp`, then lower. 0 = no cross.
-    fn auction_price(&self, pending: &[u32], refp: i64) -> i64 {
-        let mut cands: Vec<i64> = pending
+    fn auction_price(&self, pending: &[u32], refp: i128) -> i128 {
+        let mut cands: Vec<i128> = pending
             .iter()
             .map(|&o| &self.slab[o as usize])
             .filter(|o| o.otype == OType::Limit)
@@ -1430,19 +1457,19 @@ impl Core {
         }
         cands.sort_unstable();
         cands.dedup();
-        let mut best: Option<(i128, i128, i128, i64)> = None;
+        let mut best: Option<(i128, i128, i128, i128)> = None;
         for &p in &cands {
             let (mut bv, mut sv) = (0i128, 0i128);
             for &o in pending {
                 let o = &self.slab[o as usize];
                 if o.is_buy && (o.otype == OType::Market || o.limit >= p) {
-                    bv += o.leaves as i128;
+                    bv += o.leaves;
                 }
                 if !o.is_buy && (o.otype == OType::Market || o.limit <= p) {
-                    sv += o.leaves as i128;
+                    sv += o.leaves;
                 }
             }
-            let key = (-bv.min(sv), (bv - sv).abs(), if refp != 0 { (p as i128 - refp as i128).abs() } else { 0 }, p);
+            let key = (-bv.min(sv), (bv - sv).abs(), if refp != 0 { (p - refp).abs() } else { 0 }, p);
             if best.is_none_or(|b| key < b) {
                 best = Some(key);
             }
@@ -1453,7 +1480,7 @@ impl Core {
         }
     }
 
-    fn auction_fill(&mut self, py: Python<'_>, b: usize, bo: u32, so: u32, p: i64, q: i64) -> PyResult<()> {
+    fn auction_fill(&mut self, py: Python<'_>, b: usize, bo: u32, so: u32, p: i128, q: i128) -> PyResult<()> {
         let g = self.g;
         let bk = &mut self.books[b];
         let n = bk.match_n;
@@ -1469,8 +1496,8 @@ impl Core {
                 int(bk.book_seq),
                 self.sq.get(bk.seq),
                 s(&tid),
-                int(p),
-                int(q),
+                int128(py, p),
+                int128(py, q),
                 s(&self.slab[bo as usize].oid),
                 s(&self.slab[so as usize].oid),
                 s(&g.s.auction),
@@ -1495,10 +1522,10 @@ impl Core {
                     s(side),
                     s(&fid),
                     s(&tid),
-                    int(p),
-                    int(q),
-                    int(od.leaves),
-                    int(od.cum),
+                    int128(py, p),
+                    int128(py, q),
+                    int128(py, od.leaves),
+                    int128(py, od.cum),
                     s(&g.s.auction),
                 ],
             )?;
@@ -1520,6 +1547,35 @@ impl Core {
     }
 
     // ------------------------------------------------------------------ splits
+    /// OverflowError, before the split changes anything, when it would take an amount of book `b` beyond
+    /// `AMOUNT_MAX` (only after many compounding splits of the domain's largest amounts).
+    fn split_fits(&self, b: usize, num: i64, den: i64, tick: i64) -> PyResult<()> {
+        let bk = &self.books[b];
+        let mut top =
+            split_price(bk.last_price, num, den, tick, false)?.max(split_price(bk.ref_price, num, den, tick, false)?);
+        for &i in self.orders.iter() {
+            let o = &self.slab[i as usize];
+            if o.book != b as u32 {
+                continue;
+            }
+            if o.notional == 0 {
+                let whole = !o.is_buy || o.leaves % SHARE == 0;
+                let leaves = split_qty(o.leaves, num, den, whole)?;
+                if leaves == 0 {
+                    continue; // canceled by the split
+                }
+                top = top.max(leaves + split_qty(o.cum, num, den, false)?);
+            }
+            for (v, up) in [(o.limit, !o.is_buy), (o.stop, o.is_buy), (o.trail_price, false), (o.water, false)] {
+                top = top.max(split_price(v, num, den, tick, up)?.abs());
+            }
+        }
+        if top > AMOUNT_MAX {
+            return Err(overflow());
+        }
+        Ok(())
+    }
+
     fn split_book(
         &mut self,
         py: Python<'_>,
@@ -1538,12 +1594,12 @@ impl Core {
             &[s(&bk.symbol), int(bk.book_seq), self.sq.get(bk.seq), s(split_id), int(num), int(den), int(tick)],
         )?;
         self.out.push(ev);
-        let mut ps: Vec<i64> = bk.bids.levels.keys().copied().collect();
+        let mut ps: Vec<i128> = bk.bids.levels.keys().copied().collect();
         ps.sort_unstable_by(|a, b| b.cmp(a));
         for p in ps {
             mark(&mut bk.dirty_bid, p);
         }
-        let mut ps: Vec<i64> = bk.asks.levels.keys().copied().collect();
+        let mut ps: Vec<i128> = bk.asks.levels.keys().copied().collect();
         ps.sort_unstable();
         for p in ps {
             mark(&mut bk.dirty_ask, p);
@@ -1556,7 +1612,7 @@ impl Core {
             if od.state == DONE || od.notional != 0 {
                 continue; // canceled by an earlier cancel's cascade; notional orders never rest
             }
-            let whole = !od.is_buy || od.leaves % SHARE64 == 0;
+            let whole = !od.is_buy || od.leaves % SHARE == 0;
             if split_qty(od.leaves, num, den, whole)? == 0 {
                 self.cancel(py, b, o, &g.s.split)?;
             }
@@ -1565,10 +1621,10 @@ impl Core {
         for &o in &mine {
             let od = &mut self.slab[o as usize];
             if od.notional == 0 {
-                let leaves = split_qty(od.leaves, num, den, !od.is_buy || od.leaves % SHARE64 == 0)?;
+                let leaves = split_qty(od.leaves, num, den, !od.is_buy || od.leaves % SHARE == 0)?;
                 od.cum = split_qty(od.cum, num, den, false)?;
                 od.leaves = leaves;
-                od.qty = to64(od.cum as i128 + leaves as i128)?;
+                od.qty = od.cum.checked_add(leaves).ok_or_else(overflow)?;
             }
             od.limit = split_price(od.limit, num, den, tick, !od.is_buy)?;
             od.stop = split_price(od.stop, num, den, tick, od.is_buy)?;
@@ -1586,13 +1642,13 @@ impl Core {
                     s(&od.oid),
                     s(&od.account),
                     s(split_id),
-                    int(od.qty),
-                    int(od.leaves),
-                    int(od.cum),
-                    int(od.limit),
-                    int(od.stop),
-                    int(od.trail_price),
-                    int(od.water),
+                    int128(py, od.qty),
+                    int128(py, od.leaves),
+                    int128(py, od.cum),
+                    int128(py, od.limit),
+                    int128(py, od.stop),
+                    int128(py, od.trail_price),
+                    int128(py, od.water),
                 ],
             )?;
             self.out.push(ev);
@@ -1635,11 +1691,11 @@ fn make_order(
     is_buy: bool,
     otype: OType,
     tif: Tif,
-    qty: i64,
+    qty: i128,
     notional: i64,
-    limit: i64,
-    stop: i64,
-    trail_price: i64,
+    limit: i128,
+    stop: i128,
+    trail_price: i128,
     trail_bps: i64,
     arrival: i64,
     state: u8,
@@ -1700,6 +1756,7 @@ impl Core {
         let seq = bk.seq;
         let p_o = unsafe { Bound::from_owned_ptr_or_err(py, int_from(p_p, p))?.unbind() };
         let qty_o = unsafe { Bound::from_owned_ptr_or_err(py, int_from(qty_p, qty))?.unbind() };
+        let (qty, p) = (qty as i128, p as i128);
         let inc = |x: &PyObj| -> *mut ffi::PyObject {
             let p = x.as_ptr();
             unsafe { ffi::Py_INCREF(p) };
@@ -1769,7 +1826,7 @@ impl Core {
                     lvl.price_o = Some(p_o.clone_ref(py));
                 }
                 link_tail(&mut self.slab, lvl, i);
-                lvl.qty += qty as i128;
+                lvl.qty += qty;
                 lvl.count += 1;
                 let (lq, lc) = (lvl.qty, lvl.count);
                 let ev = call(
@@ -1799,7 +1856,7 @@ impl Core {
         let bk = &mut self.books[b];
         let side = if is_buy { &mut bk.bids } else { &mut bk.asks };
         let lvl = side.levels.get_mut(&p).ok_or_else(|| key_err(p))?;
-        lvl.qty -= leaves as i128;
+        lvl.qty -= leaves;
         lvl.count -= 1;
         unlink(&mut self.slab, lvl, i);
         let (mut qty, count) = (lvl.qty, lvl.count);
@@ -1817,7 +1874,15 @@ impl Core {
         let e1 = call(
             py,
             &g.e_canceled,
-            &[s(&bk.symbol), int(bs + 1), self.sq.get(seq), s(&o.oid), s(&g.s.user), int(o.cum), int(leaves)],
+            &[
+                s(&bk.symbol),
+                int(bs + 1),
+                self.sq.get(seq),
+                s(&o.oid),
+                s(&g.s.user),
+                int128(py, o.cum),
+                int128(py, leaves),
+            ],
         )?;
         let e2 = call(
             py,
@@ -1847,7 +1912,7 @@ impl Core {
         let ev = call(
             py,
             &g.e_replaced,
-            &[s(&bk.symbol), int(bk.book_seq), self.sq.get(bk.seq), s(&od.oid), s(&nd.oid), int(od.cum)],
+            &[s(&bk.symbol), int(bk.book_seq), self.sq.get(bk.seq), s(&od.oid), s(&nd.oid), int128(py, od.cum)],
         )?;
         self.out.push(ev);
         if let Some(oco) = self.slab[old as usize].oco.as_ref().map(|x| x.clone_ref(py)) {
@@ -1880,8 +1945,8 @@ impl Core {
         b: usize,
         old: u32,
         new_id: &Py<PyString>,
-        qty: i64,
-        p: i64,
+        qty: i128,
+        p: i128,
         tif: Tif,
     ) -> PyResult<()> {
         let g = self.g;
@@ -1913,7 +1978,7 @@ impl Core {
         let e1 = call(
             py,
             &g.e_replaced,
-            &[s(&bk.symbol), int(bs + 1), self.sq.get(bk.seq), s(&od.oid), s(new_id), int(od.cum)],
+            &[s(&bk.symbol), int(bs + 1), self.sq.get(bk.seq), s(&od.oid), s(new_id), int128(py, od.cum)],
         )?;
         self.out.push(e1);
         self.orders_insert(py, new);
@@ -1931,9 +1996,9 @@ impl Core {
                 s(if is_buy { &g.s.buy } else { &g.s.sell }),
                 s(&g.s.limit),
                 s(tif.name(g)),
-                int(qty),
+                int128(py, qty),
                 int(0),
-                int(p),
+                int128(py, p),
                 int(0),
                 s(nd.parent.as_ref().unwrap_or(&g.s.empty)),
             ],
@@ -1991,7 +2056,7 @@ impl Core {
             let sym = as_pystr(py, field(c, &g.off_ref, 0)?, "symbol")?;
             let price = as_i64(py, field(c, &g.off_ref, 1)?, "price_e4")?;
             let b = self.book_for(py, &sym) as usize;
-            self.books[b].ref_price = price;
+            self.books[b].ref_price = price as i128;
             return Ok(());
         }
         if t == g.t_split.as_ptr() {
@@ -2066,11 +2131,11 @@ impl Core {
             ],
         )?;
         let prm = Params {
-            qty: as_opt_i64(py, f(6)?, "qty_e9")?,
+            qty: as_opt_i64(py, f(6)?, "qty_e9")?.map(i128::from),
             notional: as_opt_i64(py, f(7)?, "notional_e4")?,
-            limit: as_opt_i64(py, f(8)?, "limit_price_e4")?,
-            stop: as_opt_i64(py, f(9)?, "stop_price_e4")?,
-            trail_price: as_opt_i64(py, f(10)?, "trail_price_e4")?,
+            limit: as_opt_i64(py, f(8)?, "limit_price_e4")?.map(i128::from),
+            stop: as_opt_i64(py, f(9)?, "stop_price_e4")?.map(i128::from),
+            trail_price: as_opt_i64(py, f(10)?, "trail_price_e4")?.map(i128::from),
             trail_bps: as_opt_i64(py, f(11)?, "trail_percent_bps")?,
         };
         let extended = as_bool(f(12)?, "extended_hours")?;
@@ -2092,9 +2157,9 @@ impl Core {
                 || (otype == OType::Market && prm.limit.is_none()))
         {
             // Fast path: a plain limit/market order by quantity that validate_order would accept.
-            let qty = prm.qty.unwrap_or(0);
+            let qty = prm.qty.unwrap_or(0) as i64; // read as i64 above
             let nums = (f(6)?, f(8)?); // the command's qty and limit ints, shared by the events
-            let limit = prm.limit.unwrap_or(0);
+            let limit = prm.limit.unwrap_or(0) as i64;
             return self.submit_plain(py, b, &order_id, &account, is_buy, otype, tif, qty, limit, nums);
         }
         let mut reason = validate_order(otype, tif, &prm, extended);
@@ -2231,6 +2296,7 @@ impl Core {
         limit: i64,
         stop: i64,
     ) -> PyResult<u32> {
+        let (limit, stop) = (limit as i128, stop as i128);
         let (pid, account, qty, tif) = {
             let p = &self.slab[parent as usize];
             (p.oid.clone_ref(py), p.account.clone_ref(py), p.qty, p.tif)
@@ -2284,10 +2350,10 @@ impl Core {
         if !matches!(od.state, RESTING | PENDING | AUCTION) || od.notional != 0 {
             return self.reject(py, Some(b), seq, &new_id, Reason::NotReplaceable);
         }
-        let c_qty = as_opt_i64(py, f(2)?, "qty_e9")?;
-        let c_limit = as_opt_i64(py, f(3)?, "limit_price_e4")?;
-        let c_stop = as_opt_i64(py, f(4)?, "stop_price_e4")?;
-        let c_trail_price = as_opt_i64(py, f(5)?, "trail_price_e4")?;
+        let c_qty = as_opt_i64(py, f(2)?, "qty_e9")?.map(i128::from);
+        let c_limit = as_opt_i64(py, f(3)?, "limit_price_e4")?.map(i128::from);
+        let c_stop = as_opt_i64(py, f(4)?, "stop_price_e4")?.map(i128::from);
+        let c_trail_price = as_opt_i64(py, f(5)?, "trail_price_e4")?.map(i128::from);
         let c_trail_bps = as_opt_i64(py, f(6)?, "trail_percent_bps")?;
         let tif_p = f(7)?;
         let c_tif = if tif_p == unsafe { ffi::Py_None() } {
@@ -2302,7 +2368,7 @@ impl Core {
             }
         };
         let trail_given = c_trail_price.is_some() || c_trail_bps.is_some();
-        let nz = |v: i64| if v != 0 { Some(v) } else { None };
+        let nz = |v: i128| if v != 0 { Some(v) } else { None };
         let qty = c_qty.unwrap_or(od.leaves);
         let limit = c_limit.or(nz(od.limit));
         let mut stop = c_stop.or(nz(od.stop));
@@ -2310,7 +2376,7 @@ impl Core {
         if od.otype == OType::Trailing {
             stop = None;
             trail_price = if trail_given { c_trail_price } else { nz(od.trail_price) };
-            trail_bps = if trail_given { c_trail_bps } else { nz(od.trail_bps) };
+            trail_bps = if trail_given { c_trail_bps } else { (od.trail_bps != 0).then_some(od.trail_bps) };
         } else {
             trail_price = c_trail_price;
             trail_bps = c_trail_bps;
@@ -2415,12 +2481,13 @@ impl Core {
         }
         let symbol = as_pystr(py, f(0)?, "symbol")?;
         let epoch = as_opt_i64(py, f(5)?, "split_epoch")?;
+        let b = self.book_for(py, &symbol) as usize;
+        self.split_fits(b, num, den, tick)?;
         self.splits.push(split_id.clone_ref(py));
         self.split_ids.insert(ustr(split_id.as_ptr()).to_owned());
         if let Some(e) = epoch {
             self.split_epochs.insert(ustr(symbol.as_ptr()).to_owned(), e);
         }
-        let b = self.book_for(py, &symbol) as usize;
         self.begin(b, seq);
         self.split_book(py, b, &split_id, num, den, tick)?;
         self.end(py, b)
@@ -2457,7 +2524,7 @@ impl Core {
     }
 
     /// `OrderBook.rebuild` of one side: levels in the snapshot's order.
-    pub fn restore_levels(&mut self, b: usize, is_buy: bool, levels: Vec<(i64, Vec<u32>)>) -> PyResult<()> {
+    pub fn restore_levels(&mut self, b: usize, is_buy: bool, levels: Vec<(i128, Vec<u32>)>) -> PyResult<()> {
         for (p, ids) in levels {
             let bk = &mut self.books[b];
             let side = if is_buy { &mut bk.bids } else { &mut bk.asks };
@@ -2470,7 +2537,7 @@ impl Core {
                 if o.prev != NIL || lvl.head == i || lvl.tail == i {
                     return Err(PyValueError::new_err("snapshot lists an order twice in a level"));
                 }
-                lvl.qty += o.leaves as i128;
+                lvl.qty += o.leaves;
                 lvl.count += 1;
                 link_tail(&mut self.slab, &mut lvl, i);
             }
@@ -2500,8 +2567,8 @@ impl Core {
         b: usize,
         book_seq: i64,
         arrival: i64,
-        last: i64,
-        refp: i64,
+        last: i128,
+        refp: i128,
         halted: bool,
         lists: [Vec<u32>; 3],
     ) {
@@ -2528,7 +2595,7 @@ impl Core {
     }
 
     /// The live order ids of a level in priority order (`OrderBook.level_orders`).
-    pub fn level_ids(&self, b: usize, is_buy: bool, p: i64) -> Vec<u32> {
+    pub fn level_ids(&self, b: usize, is_buy: bool, p: i128) -> Vec<u32> {
         let bk = &self.books[b];
         let side = if is_buy { &bk.bids } else { &bk.asks };
         let mut v = Vec::new();
@@ -2597,7 +2664,7 @@ fn validate_class(
     } else if tp.is_none() || sl.is_none() {
         return Some(Reason::InvalidOrder);
     }
-    if class == Class::Oco && (otype != OType::Limit || tp.is_none() || *tp != p.limit) {
+    if class == Class::Oco && (otype != OType::Limit || tp.is_none() || tp.map(i128::from) != p.limit) {
         return Some(Reason::InvalidOrder);
     }
     if tp.is_some_and(|l| l <= 0) {

@@ -115,6 +115,15 @@ pub fn as_i64(py: Python<'_>, p: *mut ffi::PyObject, what: &str) -> PyResult<i64
     }
 }
 
+/// An int of a snapshot that may exceed i64 (amounts after splits): TypeError for non-ints, OverflowError
+/// beyond i128.
+pub fn as_i128(v: Bound<'_, PyAny>, what: &str) -> PyResult<i128> {
+    if unsafe { ffi::PyLong_Check(v.as_ptr()) } == 0 {
+        return Err(type_err(what, "int"));
+    }
+    v.extract()
+}
+
 #[inline]
 pub fn as_opt_i64(py: Python<'_>, p: *mut ffi::PyObject, what: &str) -> PyResult<Option<i64>> {
     if p == unsafe { ffi::Py_None() } {
@@ -142,11 +151,19 @@ pub fn int(v: i64) -> *mut ffi::PyObject {
     unsafe { ffi::PyLong_FromLongLong(v) }
 }
 
-/// New reference to an int that may not fit in i64 (notionals in 1e-13 USD, level aggregates).
+/// New reference to an int from an i128 amount: `PyLong_FromLongLong` when it fits in i64 (every amount of a
+/// book that never split beyond 64 bits), the general conversion otherwise.
+#[inline]
 pub fn int128(py: Python<'_>, v: i128) -> *mut ffi::PyObject {
     if let Ok(x) = i64::try_from(v) {
         return int(x);
     }
+    int128_wide(py, v)
+}
+
+#[cold]
+#[inline(never)]
+fn int128_wide(py: Python<'_>, v: i128) -> *mut ffi::PyObject {
     match v.into_pyobject(py) {
         Ok(b) => b.into_ptr(),
         Err(e) => match e {},

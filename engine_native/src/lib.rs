@@ -22,7 +22,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
 use crate::core::{Core, OType, Order, Tif, NIL};
-use crate::glue::{as_bool, as_i64, as_pystr, boolp, call, int, int128, s, ustr, Glue, PyObj};
+use crate::glue::{as_bool, as_i128, as_i64, as_pystr, boolp, call, int, int128, s, ustr, Glue, PyObj};
 
 static GLUE: PyOnceLock<Glue> = PyOnceLock::new();
 
@@ -51,16 +51,16 @@ fn order_state(py: Python<'_>, core: &Core, i: u32) -> PyResult<PyObj> {
             boolp(o.is_buy),
             s(o.otype.name(g)),
             s(o.tif.name(g)),
-            int(o.qty),
+            int128(py, o.qty),
             int(o.notional),
             int128(py, o.notional_left),
-            int(o.limit),
-            int(o.stop),
-            int(o.trail_price),
+            int128(py, o.limit),
+            int128(py, o.stop),
+            int128(py, o.trail_price),
             int(o.trail_bps),
-            int(o.water),
-            int(o.leaves),
-            int(o.cum),
+            int128(py, o.water),
+            int128(py, o.leaves),
+            int128(py, o.cum),
             int(o.arrival),
             int(o.state as i64),
             s(o.oco.as_ref().unwrap_or(&g.s.empty)),
@@ -100,8 +100,8 @@ impl Engine {
                     s(&bk.symbol),
                     int(bk.book_seq),
                     int(bk.arrival),
-                    int(bk.last_price),
-                    int(bk.ref_price),
+                    int128(py, bk.last_price),
+                    int128(py, bk.ref_price),
                     boolp(bk.halted),
                     level_orders(py, core, b, true)?.into_ptr(),
                     level_orders(py, core, b, false)?.into_ptr(),
@@ -159,6 +159,7 @@ impl Engine {
             let os = os?;
             let f = |n: &str| os.getattr(n);
             let i64f = |n: &str| -> PyResult<i64> { as_i64(py, f(n)?.as_ptr(), n) };
+            let i128f = |n: &str| -> PyResult<i128> { as_i128(f(n)?, n) };
             let sym = as_pystr(py, f("symbol")?.as_ptr(), "symbol")?;
             let Some(&b) = core.book_map.get(ustr(sym.as_ptr())) else {
                 return Err(PyValueError::new_err(format!("snapshot order in unknown book {}", ustr(sym.as_ptr()))));
@@ -191,16 +192,16 @@ impl Engine {
                     .filter(|v| *v <= 5)
                     .ok_or_else(|| PyValueError::new_err(format!("unknown order state {state_v}")))?,
                 extended: as_bool(f("extended_hours")?.as_ptr(), "extended_hours")?,
-                qty: i64f("qty")?,
+                qty: i128f("qty")?,
                 notional: i64f("notional")?,
                 notional_left: f("notional_left")?.extract()?,
-                limit: i64f("limit")?,
-                stop: i64f("stop")?,
-                trail_price: i64f("trail_price")?,
+                limit: i128f("limit")?,
+                stop: i128f("stop")?,
+                trail_price: i128f("trail_price")?,
                 trail_bps: i64f("trail_bps")?,
-                water: i64f("water")?,
-                leaves: i64f("leaves")?,
-                cum: i64f("cum")?,
+                water: i128f("water")?,
+                leaves: i128f("leaves")?,
+                cum: i128f("cum")?,
                 arrival: i64f("arrival")?,
                 oco: opt("oco")?,
                 parent: opt("parent")?,
@@ -227,8 +228,8 @@ impl Engine {
                 b,
                 as_i64(py, bs.getattr("book_seq")?.as_ptr(), "book_seq")?,
                 as_i64(py, bs.getattr("arrival")?.as_ptr(), "arrival")?,
-                as_i64(py, bs.getattr("last_price")?.as_ptr(), "last_price")?,
-                as_i64(py, bs.getattr("ref_price")?.as_ptr(), "ref_price")?,
+                as_i128(bs.getattr("last_price")?, "last_price")?,
+                as_i128(bs.getattr("ref_price")?, "ref_price")?,
                 as_bool(bs.getattr("halted")?.as_ptr(), "halted")?,
                 lists,
             );
@@ -236,7 +237,7 @@ impl Engine {
                 let mut levels = Vec::new();
                 for lv in bs.getattr(name)?.try_iter()? {
                     let lv = lv?;
-                    let p = as_i64(py, lv.get_item(0)?.as_ptr(), "level price")?;
+                    let p = as_i128(lv.get_item(0)?, "level price")?;
                     let mut ids = Vec::new();
                     for id in lv.get_item(1)?.try_iter()? {
                         ids.push(lookup(&core, id?)?);
@@ -424,11 +425,11 @@ impl BookView {
         self.engine.borrow(py).core.books[self.book].symbol.clone_ref(py)
     }
     #[getter]
-    fn ref_price(&self, py: Python<'_>) -> i64 {
+    fn ref_price(&self, py: Python<'_>) -> i128 {
         self.engine.borrow(py).core.books[self.book].ref_price
     }
     #[getter]
-    fn last_price(&self, py: Python<'_>) -> i64 {
+    fn last_price(&self, py: Python<'_>) -> i128 {
         self.engine.borrow(py).core.books[self.book].last_price
     }
     #[getter]
@@ -444,11 +445,11 @@ impl BookView {
         self.engine.borrow(py).core.books[self.book].arrival
     }
 
-    fn best_bid(&self, py: Python<'_>) -> Option<i64> {
+    fn best_bid(&self, py: Python<'_>) -> Option<i128> {
         self.engine.borrow(py).core.books[self.book].best_bid()
     }
 
-    fn best_ask(&self, py: Python<'_>) -> Option<i64> {
+    fn best_ask(&self, py: Python<'_>) -> Option<i128> {
         self.engine.borrow(py).core.books[self.book].best_ask()
     }
 

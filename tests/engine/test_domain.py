@@ -1,9 +1,9 @@
 """The engine's domain (engine.commands, ADR 0009): decoding bounds every int a command carries.
 
 A command outside the domain never reaches either engine (the engine process dead-letters what does not decode),
-so the native engine's 64-bit fields hold every value the Python engine could compute from a decoded command;
-inside it, both engines agree (tests/engine/test_native_rust.py and the extremes below). The API's limits lie
-inside the domain, so no order it accepts is dead-lettered.
+so the native engine's i128 amounts hold every value the Python engine computes from decoded commands (up to the
+bound its module doc states); inside it, both engines agree (tests/engine/test_native_rust.py and the extremes
+below). The API's limits lie inside the domain, so no order it accepts is dead-lettered.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import msgspec
 import pytest
 
 from engine import commands as ec
-from engine.commands import decode_command
+from engine.commands import NewOrder, decode_command
+from tests.engine.helpers import SHARE, SYM, limit, market
+from tests.engine.test_native_rust import run_both
 
 _ORDER = {
     "command": "NewOrder",
@@ -101,3 +103,86 @@ def test_the_apis_limits_are_inside_the_domain() -> None:
     assert units.qty_to_e9(apis.MAX_QTY) <= ec.QTY_E9_MAX
     assert units.price_to_e4(apis.MAX_PRICE) <= ec.PRICE_E4_MAX
     assert units.price_to_e4(apis.MAX_NOTIONAL) <= ec.NOTIONAL_E4_MAX
+
+
+# ------------------------------------------------------------------ both engines at the domain's extremes
+# Every command below decodes (it is inside the domain); the Python engine computes on unbounded ints, so the
+# native one must give the same events and snapshots, not an OverflowError.
+
+Q, P, N = ec.QTY_E9_MAX, ec.PRICE_E4_MAX, ec.NOTIONAL_E4_MAX
+
+
+def _gtc(oid: str, side: str, qty: int, price: int, acct: str) -> ec.NewOrder:
+    return limit(oid, side, qty, price, acct=acct, tif="gtc")
+
+
+def _split(split_id: str, num: int, den: int) -> ec.SplitApply:
+    return ec.SplitApply(SYM, split_id, num, den, 1)
+
+
+def _decoded(cmds: list[ec.Command]) -> list[ec.Command]:
+    """Each command as the engine process would see it: through the bounded decoder."""
+    return [decode_command(ec.encode_command(c)) for c in cmds]
+
+
+EXTREMES: dict[str, list[ec.Command]] = {
+    # A notional buy of the largest notional at one tick sweeps 200 of the largest orders: its filled quantity
+    # (2e19) is beyond 64 bits, and so are the level's totals.
+    "notional sweep": [
+        *(_gtc(f"s{i}", "sell", Q, 1, f"m{i}") for i in range(200)),
+        market("b", "buy", None, acct="t", notional_e4=N),
+    ],
+    # 1000-for-1 twice on the largest resting orders: quantities 1e20 then 1e23; prices floor at one tick.
+    "forward splits": [
+        _gtc("b1", "buy", Q, 2_000_000, "x"),
+        _gtc("s1", "sell", Q, 3_000_000, "y"),
+        ec.SetReferencePrice(SYM, 2_500_000),
+        _split("f1", 1000, 1),
+        _split("f2", 1000, 1),
+        limit("t1", "buy", Q, P, acct="z", tif="ioc"),
+        ec.SessionClose(),
+    ],
+    # 1-for-1000 twice on the highest prices: 1e18 then 1e21 (stops and trails too).
+    "reverse splits": [
+        _gtc("s1", "sell", 1000 * SHARE, P, "x"),
+        NewOrder("st", "y", SYM, "buy", "stop", "gtc", qty_e9=1000 * SHARE, stop_price_e4=P),
+        NewOrder("tr", "z", SYM, "sell", "trailing_stop", "gtc", qty_e9=1000 * SHARE, trail_price_e4=P),
+        limit("t0", "buy", SHARE, P, acct="w", tif="ioc"),  # a trade at the top price: last, water marks
+        ec.SetReferencePrice(SYM, P),
+        _split("r1", 1, 1000),
+        _split("r2", 1, 1000),
+        limit("t1", "buy", SHARE, P, acct="w", tif="ioc"),
+    ],
+    # Percent trailing stops re-priced from water marks beyond 64 bits (1e21 after two reverse splits), buy and
+    # sell, then fired by trades at those prices; a notional sell on the widened book.
+    "trailing percent after reverse splits": [
+        _gtc("b1", "buy", 1000 * SHARE, P, "x"),
+        _gtc("s1", "sell", 1000 * SHARE, P, "y"),
+        NewOrder(
+            "ts", "z", SYM, "sell", "trailing_stop", "gtc", qty_e9=1000 * SHARE, trail_percent_bps=9_999
+        ),
+        NewOrder("tb", "w", SYM, "buy", "trailing_stop", "gtc", qty_e9=1000 * SHARE, trail_percent_bps=1),
+        ec.SetReferencePrice(SYM, P),
+        _split("r1", 1, 1000),
+        _split("r2", 1, 1000),
+        limit("t1", "buy", SHARE, P, acct="v", tif="ioc"),
+        limit("t2", "sell", SHARE, 1, acct="v", tif="ioc"),
+        market("t3", "sell", None, acct="u", notional_e4=N),
+    ],
+    # fok and the auction sum the largest quantities over many orders.
+    "fok and auction sums": [
+        *(_gtc(f"s{i}", "sell", Q, 10 + i, f"m{i}") for i in range(120)),
+        NewOrder("f", "t", SYM, "buy", "limit", "fok", qty_e9=Q, limit_price_e4=P),
+        *(
+            NewOrder(f"o{i}", f"a{i}", SYM, "buy", "limit", "opg", qty_e9=Q, limit_price_e4=P)
+            for i in range(120)
+        ),
+        *(NewOrder(f"p{i}", f"c{i}", SYM, "sell", "market", "opg", qty_e9=Q) for i in range(110)),
+        ec.SessionOpen(),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXTREMES))
+def test_both_engines_agree_at_the_domains_extremes(name: str) -> None:
+    run_both(_decoded(EXTREMES[name]), restore_at=len(EXTREMES[name]) // 2, snapshot_every=5, views=True)

@@ -120,14 +120,15 @@ def run_both(
         if a[0] == "raised":
             return py, rs
         if seq % snapshot_every == 0:
-            assert rs.snapshot() == py.snapshot(), f"snapshot after seq {seq}"
+            assert _outcome(rs.snapshot) == _outcome(py.snapshot), f"snapshot after seq {seq}"
         if seq == restore_at:
-            py_snap, rs_snap = py.snapshot(), rs.snapshot()
-            assert rs_snap == py_snap, f"snapshot after seq {seq}"
-            py, rs = Engine.restore(rs_snap), native.Engine.restore(py_snap)
-            assert rs.apply(seq, cmd) == py.apply(seq, cmd) == []  # already applied
-    assert rs.snapshot() == py.snapshot()
-    assert rs.state_hash() == py.state_hash()
+            (py_ok, py_snap), (rs_ok, rs_snap) = _outcome(py.snapshot), _outcome(rs.snapshot)
+            assert (rs_ok, rs_snap) == (py_ok, py_snap), f"snapshot after seq {seq}"
+            if py_ok == "ok":  # msgpack holds ints up to 64 bits: beyond, neither engine can snapshot
+                py, rs = Engine.restore(rs_snap), native.Engine.restore(py_snap)
+                assert rs.apply(seq, cmd) == py.apply(seq, cmd) == []  # already applied
+    assert _outcome(rs.snapshot) == _outcome(py.snapshot)
+    assert _outcome(rs.state_hash) == _outcome(py.state_hash)
     if views:
         _same_views(py, rs)
     return py, rs
