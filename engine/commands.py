@@ -8,9 +8,10 @@ Invariants:
 - The wire form is a tagged msgpack/JSON union (``type`` = class name); ``decode_command`` validates types.
 - Decoding bounds every int (``Qty``, ``Price``, ``Notional``, ``Bps``, ``SplitTerm``, ``Epoch``): the engine's
   domain, wide enough for any order the API accepts (``apps.orders.apis`` MAX_QTY, MAX_PRICE, MAX_NOTIONAL are
-  inside it) and narrow enough that the native engine's 64-bit fields and 128-bit products hold every value the
-  Python engine computes from it (ADR 0009). A command outside it is dead-lettered by the engine process, never
-  applied. Zero and negative amounts stay inside it: the engine rejects those itself (``invalid_quantity``...).
+  inside it) and narrow enough that the native engine reads every field as a 64-bit int and holds every amount
+  the Python engine derives from it in 128 bits (ADR 0009). A command outside it is dead-lettered by the engine
+  process, never applied. Zero and negative amounts stay inside it: the engine rejects those itself
+  (``invalid_quantity``, ``invalid_price``).
 - ``split_epoch`` (order commands and ``SplitApply``) is the symbol's split counter (``Asset.split_epoch``) as
   the producer saw it in the order's transaction; None (older producers) = not checked. The engine rejects an
   order command whose epoch differs from the symbol's (``split_epoch_stale`` / ``split_epoch_ahead``).
