@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
 
+from engine.commands import QTY_E9_MAX
 from engine.events import (
     BookLevelChanged,
     Event,
@@ -198,6 +199,7 @@ _OrderActivated: Final = OrderActivated
 _insort: Final = insort
 _bisect_left: Final = bisect_left
 _heappush: Final = heappush
+_QTY_E9_MAX: Final = QTY_E9_MAX
 _heappop: Final = heappop
 _heapify: Final = heapify
 _deque: Final = deque
@@ -847,7 +849,12 @@ class OrderBook:
             p_b: Any = p
             if limit and (p > limit if is_buy else p < limit):
                 return False
-            want = o.notional_left // p if notional else o.leaves
+            if notional:
+                want = o.notional_left // p
+                if want > _QTY_E9_MAX - o.cum:  # a notional order fills at most the domain's largest quantity
+                    want = _QTY_E9_MAX - o.cum
+            else:
+                want = o.leaves
             if not want:
                 return False
             lvl = levels[p]

@@ -54,6 +54,8 @@ pub const DONE: u8 = 5; // terminal; removed from every structure
 pub const AMOUNT_MAX: i128 = 1_000_000_000_000_000_000_000_000_000_000; // 1e30
 const BPS: i128 = 10_000;
 const SHARE: i128 = 1_000_000_000;
+/// `engine.commands.QTY_E9_MAX`: the most a notional order fills (`tests/engine/test_domain.py` pins it).
+const QTY_E9_MAX: i128 = 100_000_000_000_000_000;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum OType {
@@ -1080,7 +1082,14 @@ impl Core {
                 return Ok(false);
             }
             let mut want: i128 = if notional != 0 {
-                floordiv(self.slab[oi as usize].notional_left, p)?
+                // A notional order fills at most the domain's largest quantity (as `OrderBook._match`).
+                let w = floordiv(self.slab[oi as usize].notional_left, p)?;
+                let room = QTY_E9_MAX - self.slab[oi as usize].cum;
+                if w > room {
+                    room
+                } else {
+                    w
+                }
             } else {
                 self.slab[oi as usize].leaves
             };

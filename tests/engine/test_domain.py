@@ -15,6 +15,8 @@ import pytest
 
 from engine import commands as ec
 from engine.commands import NewOrder, decode_command
+from engine.engine import Engine
+from engine.events import OrderFilled
 from tests.engine.helpers import SHARE, SYM, limit, market
 from tests.engine.test_native_rust import run_both
 
@@ -186,3 +188,18 @@ EXTREMES: dict[str, list[ec.Command]] = {
 @pytest.mark.parametrize("name", sorted(EXTREMES))
 def test_both_engines_agree_at_the_domains_extremes(name: str) -> None:
     run_both(_decoded(EXTREMES[name]), restore_at=len(EXTREMES[name]) // 2, snapshot_every=5, views=True)
+
+
+def test_a_notional_order_fills_at_most_the_domains_largest_quantity() -> None:
+    # At one tick the largest notional would buy 1e24 units; its filled quantity stops at QTY_E9_MAX (the order is
+    # then filled), so every amount stays within what events and snapshots encode.
+    py, rs = run_both(_decoded(EXTREMES["notional sweep"]), snapshot_every=1)
+    assert rs.snapshot() == py.snapshot()  # encodes: no amount beyond 64 bits
+    engine = Engine()
+    fills: list[OrderFilled] = []
+    for seq, cmd in enumerate(_decoded(EXTREMES["notional sweep"]), start=1):
+        fills += [e for e in engine.apply(seq, cmd) if isinstance(e, OrderFilled) and e.order_id == "b"]
+    assert fills[-1].cum_qty_e9 == Q
+    assert sum(f.qty_e9 for f in fills) == Q
+    assert "b" not in engine.orders  # filled, not canceled: the liquidity left was not needed
+    assert len(engine.orders) == 200 - 1  # one maker order of Q was taken, 199 rest
