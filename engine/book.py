@@ -851,8 +851,9 @@ class OrderBook:
                 return False
             if notional:
                 want = o.notional_left // p
-                if want > _QTY_E9_MAX - o.cum:  # a notional order fills at most the domain's largest quantity
-                    want = _QTY_E9_MAX - o.cum
+                room = _QTY_E9_MAX - o.cum  # a notional order fills at most the domain's largest quantity
+                if want > room:
+                    want = room
             else:
                 want = o.leaves
             if not want:
