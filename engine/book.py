@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
 
-from engine.commands import QTY_E9_MAX
+from engine.commands import PRICE_E4_MAX, QTY_E9_MAX
 from engine.events import (
     BookLevelChanged,
     Event,
@@ -247,6 +247,32 @@ def split_qty(value: int, num: int, den: int, whole: bool) -> int:
     """``value * num / den`` rounded down to the 1e-9 quantum, or to whole shares when ``whole``."""
     q = value * num // den
     return q - q % SHARE if whole else q
+
+
+def split_keeps(o: Order, num: int, den: int, tick: int) -> bool:
+    """Whether ``o`` stays live through a ``num``-for-``den`` split: leaves that do not round to 0, and terms
+    inside the engine's domain (``engine.commands``): qty at most ``QTY_E9_MAX``, limit, trail price and water
+    mark at most ``PRICE_E4_MAX``, and the stop too unless it trails (a trailing stop derives from its water mark).
+
+    Without the bound, compounding splits would carry amounts beyond what a snapshot encodes (64 bits). The same
+    rule as ``apps.orders.services._split_keeps`` on the Order rows (they must agree).
+    """
+    whole = not o.is_buy or o.leaves % SHARE == 0
+    leaves = split_qty(o.leaves, num, den, whole)
+    if not leaves or split_qty(o.cum, num, den, False) + leaves > QTY_E9_MAX:
+        return False
+    if o.otype != "trailing_stop" and split_price(o.stop, num, den, tick, o.is_buy) > PRICE_E4_MAX:
+        return False
+    return (
+        split_price(o.limit, num, den, tick, not o.is_buy) <= PRICE_E4_MAX
+        and split_price(o.trail_price, num, den, tick, False) <= PRICE_E4_MAX
+        and split_price(o.water, num, den, tick, False) <= PRICE_E4_MAX
+    )
+
+
+def split_mark(value: int, num: int, den: int, tick: int) -> int:
+    """A book's last or reference price through a split: down on the tick, at most the domain's top tick."""
+    return min(split_price(value, num, den, tick, False), PRICE_E4_MAX - PRICE_E4_MAX % tick)
 
 
 class OrderBook:
@@ -611,9 +637,11 @@ class OrderBook:
         Rules (identical to ``apps.orders.services.orders_adjust_for_split`` on the Order rows):
         - leaves scale by num/den rounded down, to whole shares for a sell or a whole-share buy, else to the
           1e-9 quantum; cum scales by num/den rounded down; qty = cum + leaves. Notional orders keep their
-          amounts. An order whose leaves round to 0 is canceled (``split``) first.
+          amounts. An order whose leaves round to 0, or whose new terms leave the domain (``split_keeps``), is
+          canceled (``split``) first.
         - prices scale by den/num on the tick, in the customer's favour: buy limit and sell stop down, sell
-          limit and buy stop up; trail price and water mark down; the book's last and reference prices down.
+          limit and buy stop up; trail price and water mark down; the book's last and reference prices down,
+          to at most the domain's top tick (``split_mark``).
         - each price level is rebuilt holding its orders by ``arrival`` (time priority), so levels that
           merge keep price-time priority; stop heaps are rebuilt from the pending orders.
         Events: ``SplitApplied``, the ``split`` cancels, one ``OrderAdjusted`` per remaining order in
@@ -629,8 +657,7 @@ class OrderBook:
         for o in [o for o in self.orders.values() if o.symbol == sym]:
             if o.state == DONE or o.notional:
                 continue  # canceled by an earlier cancel's cascade; notional orders never rest
-            whole = not o.is_buy or o.leaves % SHARE == 0
-            if not split_qty(o.leaves, num, den, whole):
+            if not split_keeps(o, num, den, tick):
                 self.cancel(o, "split")
         mine = [o for o in self.orders.values() if o.symbol == sym]
         for o in mine:
@@ -661,8 +688,8 @@ class OrderBook:
                     o.water,
                 )
             )
-        self.last_price = split_price(self.last_price, num, den, tick, False)
-        self.ref_price = split_price(self.ref_price, num, den, tick, False)
+        self.last_price = split_mark(self.last_price, num, den, tick)
+        self.ref_price = split_mark(self.ref_price, num, den, tick)
         resting = sorted((o for o in mine if o.state == RESTING), key=_arrival)
         self.bids = {}
         self.asks = {}

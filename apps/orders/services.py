@@ -958,6 +958,47 @@ def _split_price(
     return max(ticks, Decimal(1)) * tick
 
 
+# The engine's domain (engine.commands) in the Order rows' units: a split that would take an order beyond it
+# cancels the order, as the engine does (engine.book.split_keeps), so the two agree and every amount stays
+# inside what the engine's snapshots and these columns hold.
+_DOMAIN_QTY = units.e9_to_qty(ec.QTY_E9_MAX)
+_DOMAIN_PRICE = units.e4_to_price(ec.PRICE_E4_MAX)
+
+
+def _split_in_domain(order: Order, tick: Decimal, ratio_num: int, ratio_den: int) -> bool:
+    """Whether ``order``'s terms after the split stay inside the engine's domain (``engine.book.split_keeps``).
+
+    Quantity (filled plus leaves) at most ``QTY_E9_MAX``; limit, trail price and water mark (``hwm``) at most
+    ``PRICE_E4_MAX``, and the stop too unless the order trails (a trailing stop derives from its water mark).
+    """
+    buy = order.side == Order.Side.BUY
+    if order.qty is not None:
+        leaves = order.qty - order.filled_qty
+        whole = not buy or leaves == leaves.to_integral_value()
+        new_qty = _split_qty(leaves, ratio_num, ratio_den, whole=whole) + _split_qty(
+            order.filled_qty, ratio_num, ratio_den, whole=False
+        )
+        if new_qty > _DOMAIN_QTY:
+            return False
+    prices = [
+        _split_price(order.limit_price, tick, ratio_num, ratio_den, up=not buy),
+        _split_price(order.trail_price, tick, ratio_num, ratio_den, up=False),
+        _split_price(order.hwm, tick, ratio_num, ratio_den, up=False),
+    ]
+    if order.type != Order.Type.TRAILING_STOP:
+        prices.append(_split_price(order.stop_price, tick, ratio_num, ratio_den, up=buy))
+    return all(price is None or price <= _DOMAIN_PRICE for price in prices)
+
+
+def _split_mark(value: Decimal | None, tick: Decimal, ratio_num: int, ratio_den: int) -> Decimal | None:
+    """The reference price through a split: down on the tick, at most the domain's top tick (the engine's
+    ``engine.book.split_mark``)."""
+    scaled = _split_price(value, tick, ratio_num, ratio_den, up=False)
+    if scaled is None:
+        return None
+    return min(scaled, (_DOMAIN_PRICE / tick).to_integral_value(rounding="ROUND_FLOOR") * tick)
+
+
 def orders_adjust_for_split(*, symbol: str, ratio_num: int, ratio_den: int, split_id: str) -> list[Order]:
     """Put every open order of ``symbol`` on post-split terms; returns the orders changed (or canceled).
 
@@ -965,7 +1006,8 @@ def orders_adjust_for_split(*, symbol: str, ratio_num: int, ratio_den: int, spli
     never exceed the post-split position, which keeps whole shares only); prices scale by den/num on the tick,
     rounded in the customer's favour (buy limit and sell stop down, sell limit and buy stop up), so a buy's
     worst-case cost never grows and its cash hold still covers it. An order whose remaining quantity rounds
-    to zero is canceled through the engine (``order_cancel``). The asset's reference price scales too.
+    to zero, or whose new terms leave the engine's domain (``_split_in_domain``), is canceled through the
+    engine (``order_cancel``). The asset's reference price scales too (at most the domain's top tick).
     Last, ``SplitApply(split_id=...)`` goes to the engine through the outbox (after those cancels, same
     key, so the engine sees them first); the engine puts its resting orders on the same terms, once per
     ``split_id``.
@@ -977,7 +1019,7 @@ def orders_adjust_for_split(*, symbol: str, ratio_num: int, ratio_den: int, spli
     epoch: int | None = None  # no Asset row: no order can carry an epoch, the engine keeps its own
     if asset is not None:
         if asset.reference_price is not None:
-            asset.reference_price = _split_price(asset.reference_price, tick, ratio_num, ratio_den, up=False)
+            asset.reference_price = _split_mark(asset.reference_price, tick, ratio_num, ratio_den)
         # The row is locked: the new epoch is exactly the locked value + 1.
         epoch = asset.split_epoch + 1
         asset.split_epoch = F("split_epoch") + 1
@@ -988,14 +1030,16 @@ def orders_adjust_for_split(*, symbol: str, ratio_num: int, ratio_den: int, spli
         Order.objects.select_for_update().filter(symbol=symbol, status__in=Order.OPEN).order_by("id")
     ):
         buy = order.side == Order.Side.BUY
+        in_flight = order.status in (Order.Status.PENDING_CANCEL, Order.Status.PENDING_REPLACE)
+        if not _split_in_domain(order, tick, ratio_num, ratio_den):
+            if not in_flight:
+                changed.append(order_cancel(account=order.account, order_id=order.id))
+            continue  # in flight: its cancel or replace reaches the engine first; the row keeps its terms
         if order.qty is not None:
             leaves = order.qty - order.filled_qty
             whole = not buy or leaves == leaves.to_integral_value()
             new_leaves = _split_qty(leaves, ratio_num, ratio_den, whole=whole)
-            if new_leaves == 0 and order.status not in (
-                Order.Status.PENDING_CANCEL,
-                Order.Status.PENDING_REPLACE,
-            ):
+            if new_leaves == 0 and not in_flight:
                 changed.append(order_cancel(account=order.account, order_id=order.id))
                 continue
             if order.filled_qty:

@@ -20,11 +20,10 @@
 //!   Python's floor division: splits take the domain's largest quantities and prices beyond 64 bits (two
 //!   1000-for-1 splits: 1e23 qty_e9; two 1-for-1000: 1e21 price_e4), and so does a notional sweep's cum.
 //!   Events and snapshots convert with `PyLong_FromLongLong` while a value fits in i64.
-//! - Bound: a split that would make any quantity or price of its book exceed `AMOUNT_MAX` (1e30, 13 orders of
-//!   magnitude above the domain: e.g. four 1000-for-1 splits of a 1e17 quantity, or 43 2-for-1) raises
-//!   OverflowError before changing anything, where the Python engine would go on. Below it every sum stays far
-//!   inside i128 (1.7e38: level and auction totals of up to ~8e7 orders at the bound); any other overflow
-//!   raises too (release builds keep overflow checks), never wraps.
+//! - Bound: a split cancels every order whose new terms would leave the domain and caps the last and reference
+//!   prices at its top tick (`split_keeps`, `split_mark`, as `engine.book`), so what an order holds stays
+//!   within the domain after any number of splits; the i128 sums (level and auction totals, notional in
+//!   1e-13 USD) stay far inside it. Any overflow raises (release builds keep overflow checks), never wraps.
 //! - Stop heaps hold `(stop, arrival, id)` like the Python heaps and look the id up when popped.
 
 use std::cmp::Reverse;
@@ -50,12 +49,13 @@ pub const RESTING: u8 = 2; // in a price level
 pub const AUCTION: u8 = 3; // opg / cls order waiting for the uncross
 pub const ACTIVE: u8 = 4; // being matched as the incoming (taker) order
 pub const DONE: u8 = 5; // terminal; removed from every structure
-/// The largest quantity or price a split may produce (see the module doc).
-pub const AMOUNT_MAX: i128 = 1_000_000_000_000_000_000_000_000_000_000; // 1e30
 const BPS: i128 = 10_000;
 const SHARE: i128 = 1_000_000_000;
-/// `engine.commands.QTY_E9_MAX`: the most a notional order fills (`tests/engine/test_domain.py` pins it).
+/// `engine.commands.QTY_E9_MAX`: the most a notional order fills, the largest qty a split leaves an order
+/// (`tests/engine/test_domain.py` pins both bounds).
 const QTY_E9_MAX: i128 = 100_000_000_000_000_000;
+/// `engine.commands.PRICE_E4_MAX`: the largest price a split leaves an order or a book.
+const PRICE_E4_MAX: i128 = 1_000_000_000_000_000;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum OType {
@@ -382,7 +382,7 @@ fn pymod(a: i128, b: i128) -> PyResult<i128> {
 #[cold]
 #[inline(never)]
 fn overflow() -> PyErr {
-    pyo3::exceptions::PyOverflowError::new_err("amount beyond the native engine's range (AMOUNT_MAX)")
+    pyo3::exceptions::PyOverflowError::new_err("amount beyond the native engine's range (i128)")
 }
 
 fn mul(a: i128, b: i128) -> PyResult<i128> {
@@ -413,6 +413,27 @@ fn split_price(value: i128, num: i64, den: i64, tick: i64, up: bool) -> PyResult
 fn split_qty(value: i128, num: i64, den: i64, whole: bool) -> PyResult<i128> {
     let q = floordiv(mul(value, num as i128)?, den as i128)?;
     Ok(if whole { q - pymod(q, SHARE)? } else { q })
+}
+
+/// `engine.book.split_keeps`: whether `o` stays live through the split (leaves that do not round to 0, terms
+/// inside the domain).
+fn split_keeps(o: &Order, num: i64, den: i64, tick: i64) -> PyResult<bool> {
+    let whole = !o.is_buy || o.leaves % SHARE == 0;
+    let leaves = split_qty(o.leaves, num, den, whole)?;
+    if leaves == 0 || split_qty(o.cum, num, den, false)? + leaves > QTY_E9_MAX {
+        return Ok(false);
+    }
+    if o.otype != OType::Trailing && split_price(o.stop, num, den, tick, o.is_buy)? > PRICE_E4_MAX {
+        return Ok(false);
+    }
+    Ok(split_price(o.limit, num, den, tick, !o.is_buy)? <= PRICE_E4_MAX
+        && split_price(o.trail_price, num, den, tick, false)? <= PRICE_E4_MAX
+        && split_price(o.water, num, den, tick, false)? <= PRICE_E4_MAX)
+}
+
+/// `engine.book.split_mark`: a book's last or reference price through a split, at most the domain's top tick.
+fn split_mark(value: i128, num: i64, den: i64, tick: i64) -> PyResult<i128> {
+    Ok(split_price(value, num, den, tick, false)?.min(PRICE_E4_MAX - PRICE_E4_MAX % tick as i128))
 }
 
 fn link_tail(slab: &mut [Order], lvl: &mut Level, i: u32) {
@@ -1556,35 +1577,6 @@ impl Core {
     }
 
     // ------------------------------------------------------------------ splits
-    /// OverflowError, before the split changes anything, when it would take an amount of book `b` beyond
-    /// `AMOUNT_MAX` (only after many compounding splits of the domain's largest amounts).
-    fn split_fits(&self, b: usize, num: i64, den: i64, tick: i64) -> PyResult<()> {
-        let bk = &self.books[b];
-        let mut top =
-            split_price(bk.last_price, num, den, tick, false)?.max(split_price(bk.ref_price, num, den, tick, false)?);
-        for &i in self.orders.iter() {
-            let o = &self.slab[i as usize];
-            if o.book != b as u32 {
-                continue;
-            }
-            if o.notional == 0 {
-                let whole = !o.is_buy || o.leaves % SHARE == 0;
-                let leaves = split_qty(o.leaves, num, den, whole)?;
-                if leaves == 0 {
-                    continue; // canceled by the split
-                }
-                top = top.max(leaves + split_qty(o.cum, num, den, false)?);
-            }
-            for (v, up) in [(o.limit, !o.is_buy), (o.stop, o.is_buy), (o.trail_price, false), (o.water, false)] {
-                top = top.max(split_price(v, num, den, tick, up)?.abs());
-            }
-        }
-        if top > AMOUNT_MAX {
-            return Err(overflow());
-        }
-        Ok(())
-    }
-
     fn split_book(
         &mut self,
         py: Python<'_>,
@@ -1621,8 +1613,7 @@ impl Core {
             if od.state == DONE || od.notional != 0 {
                 continue; // canceled by an earlier cancel's cascade; notional orders never rest
             }
-            let whole = !od.is_buy || od.leaves % SHARE == 0;
-            if split_qty(od.leaves, num, den, whole)? == 0 {
+            if !split_keeps(od, num, den, tick)? {
                 self.cancel(py, b, o, &g.s.split)?;
             }
         }
@@ -1663,8 +1654,8 @@ impl Core {
             self.out.push(ev);
         }
         let bk = &mut self.books[b];
-        bk.last_price = split_price(bk.last_price, num, den, tick, false)?;
-        bk.ref_price = split_price(bk.ref_price, num, den, tick, false)?;
+        bk.last_price = split_mark(bk.last_price, num, den, tick)?;
+        bk.ref_price = split_mark(bk.ref_price, num, den, tick)?;
         let mut resting: Vec<u32> = mine.iter().copied().filter(|&o| self.slab[o as usize].state == RESTING).collect();
         resting.sort_by_key(|&o| self.slab[o as usize].arrival);
         bk.bids = Side::default();
@@ -2491,7 +2482,6 @@ impl Core {
         let symbol = as_pystr(py, f(0)?, "symbol")?;
         let epoch = as_opt_i64(py, f(5)?, "split_epoch")?;
         let b = self.book_for(py, &symbol) as usize;
-        self.split_fits(b, num, den, tick)?;
         self.splits.push(split_id.clone_ref(py));
         self.split_ids.insert(ustr(split_id.as_ptr()).to_owned());
         if let Some(e) = epoch {

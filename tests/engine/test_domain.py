@@ -1,9 +1,10 @@
 """The engine's domain (engine.commands, ADR 0009): decoding bounds every int a command carries.
 
 A command outside the domain never reaches either engine (the engine process dead-letters what does not decode),
-so the native engine's i128 amounts hold every value the Python engine computes from decoded commands (up to the
-bound its module doc states); inside it, both engines agree (tests/engine/test_native_rust.py and the extremes
-below). The API's limits lie inside the domain, so no order it accepts is dead-lettered.
+so the native engine's i128 amounts hold every value the Python engine computes from decoded commands; inside it,
+both engines agree (tests/engine/test_native_rust.py and the extremes below), and the engine stays total: a split
+cancels the orders it would take beyond the domain, so every state snapshots (msgpack holds 64 bits). The API's
+limits lie inside the domain, so no order it accepts is dead-lettered.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 from engine import commands as ec
 from engine.commands import NewOrder, decode_command
 from engine.engine import Engine
-from engine.events import OrderFilled
+from engine.events import OrderAdjusted, OrderCanceled, OrderFilled
 from tests.engine.helpers import SHARE, SYM, limit, market
 from tests.engine.test_native_rust import run_both
 
@@ -134,7 +135,8 @@ EXTREMES: dict[str, list[ec.Command]] = {
         *(_gtc(f"s{i}", "sell", Q, 1, f"m{i}") for i in range(200)),
         market("b", "buy", None, acct="t", notional_e4=N),
     ],
-    # 1000-for-1 twice on the largest resting orders: quantities 1e20 then 1e23; prices floor at one tick.
+    # 1000-for-1 twice on the largest resting orders: their quantities would be 1e20, so the first split cancels
+    # them; prices floor at one tick.
     "forward splits": [
         _gtc("b1", "buy", Q, 2_000_000, "x"),
         _gtc("s1", "sell", Q, 3_000_000, "y"),
@@ -144,7 +146,8 @@ EXTREMES: dict[str, list[ec.Command]] = {
         limit("t1", "buy", Q, P, acct="z", tif="ioc"),
         ec.SessionClose(),
     ],
-    # 1-for-1000 twice on the highest prices: 1e18 then 1e21 (stops and trails too).
+    # 1-for-1000 twice on the highest prices: they would be 1e18, so the first split cancels the orders and caps
+    # the last and reference prices at the top tick (stops and trails too).
     "reverse splits": [
         _gtc("s1", "sell", 1000 * SHARE, P, "x"),
         NewOrder("st", "y", SYM, "buy", "stop", "gtc", qty_e9=1000 * SHARE, stop_price_e4=P),
@@ -155,8 +158,8 @@ EXTREMES: dict[str, list[ec.Command]] = {
         _split("r2", 1, 1000),
         limit("t1", "buy", SHARE, P, acct="w", tif="ioc"),
     ],
-    # Percent trailing stops re-priced from water marks beyond 64 bits (1e21 after two reverse splits), buy and
-    # sell, then fired by trades at those prices; a notional sell on the widened book.
+    # Percent trailing stops with water marks at the top price, buy and sell, through two reverse splits (canceled
+    # at the first), then trades at the capped prices; a notional sell on the book.
     "trailing percent after reverse splits": [
         _gtc("b1", "buy", 1000 * SHARE, P, "x"),
         _gtc("s1", "sell", 1000 * SHARE, P, "y"),
@@ -203,3 +206,70 @@ def test_a_notional_order_fills_at_most_the_domains_largest_quantity() -> None:
     assert sum(f.qty_e9 for f in fills) == Q
     assert "b" not in engine.orders  # filled, not canceled: the liquidity left was not needed
     assert len(engine.orders) == 200 - 1  # one maker order of Q was taken, 199 rest
+
+
+@pytest.mark.parametrize("name", sorted(EXTREMES))
+def test_every_state_at_the_extremes_snapshots(name: str) -> None:
+    # The engine is total inside the domain: after every command its state encodes (no amount beyond 64 bits)
+    # and restores to the same state.
+    engine = Engine()
+    for seq, cmd in enumerate(_decoded(EXTREMES[name]), start=1):
+        engine.apply(seq, cmd)
+        assert Engine.restore(engine.snapshot()).state_hash() == engine.state_hash(), f"after seq {seq}"
+
+
+def _split_outcome(cmds: list[ec.Command]) -> tuple[dict[str, str], dict[str, OrderAdjusted], Engine]:
+    py, _rs = run_both(
+        _decoded(cmds), snapshot_every=1, views=True
+    )  # the native engine agrees, event for event
+    engine = Engine()
+    canceled: dict[str, str] = {}
+    adjusted: dict[str, OrderAdjusted] = {}
+    for seq, cmd in enumerate(_decoded(cmds), start=1):
+        for event in engine.apply(seq, cmd):
+            if isinstance(event, OrderCanceled):
+                canceled[event.order_id] = event.reason
+            elif isinstance(event, OrderAdjusted):
+                adjusted[event.order_id] = event
+    assert engine.snapshot() == py.snapshot()
+    return canceled, adjusted, engine
+
+
+def test_a_forward_split_cancels_the_orders_it_would_take_beyond_the_largest_quantity() -> None:
+    canceled, adjusted, _ = _split_outcome(
+        [
+            _gtc("over", "buy", Q // 1000 + SHARE, 2_000_000, "x"),  # 1000x: a share beyond the bound
+            _gtc("at", "buy", Q // 1000, 2_000_000, "y"),  # 1000x: exactly the bound
+            _gtc("part", "sell", Q // 1000, 3_000_000, "z"),
+            limit(
+                "t", "buy", SHARE, 3_000_000, acct="w", tif="ioc"
+            ),  # part: cum 1 share, leaves below Q/1000
+            _split("f1", 1000, 1),
+        ]
+    )
+    assert canceled == {"over": "split"}
+    assert adjusted["at"].qty_e9 == Q
+    assert (adjusted["part"].qty_e9, adjusted["part"].cum_qty_e9) == (Q, 1000 * SHARE)
+
+
+def test_a_reverse_split_cancels_the_orders_it_would_price_beyond_the_domain_and_caps_the_book() -> None:
+    top = P // 1000
+    canceled, adjusted, engine = _split_outcome(
+        [
+            _gtc("over", "sell", 1000 * SHARE, top + 1, "x"),
+            _gtc("at", "sell", 1000 * SHARE, top, "y"),
+            NewOrder("stop", "z", SYM, "buy", "stop", "gtc", qty_e9=1000 * SHARE, stop_price_e4=top + 1),
+            NewOrder(
+                "trail", "v", SYM, "sell", "trailing_stop", "gtc", qty_e9=1000 * SHARE, trail_price_e4=top
+            ),
+            _gtc("b", "buy", 1000 * SHARE, top - 1, "u"),
+            ec.SetReferencePrice(SYM, P),
+            _split("r1", 1, 1000),
+        ]
+    )
+    assert canceled == {"over": "split", "stop": "split"}
+    assert adjusted["at"].limit_price_e4 == P
+    assert adjusted["trail"].trail_price_e4 == P
+    book = engine.book(SYM)
+    assert book is not None
+    assert book.ref_price == P  # capped at the domain's top tick

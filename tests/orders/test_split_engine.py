@@ -27,15 +27,21 @@ from tests.orders.test_projection import Harness, account, clock, mm, submit  # 
 pytestmark = pytest.mark.django_db
 
 
-def _split_action(num: int, den: int) -> CorporateAction:
+def _split_action(num: int, den: int, effective: date = date(2026, 11, 25)) -> CorporateAction:
     return CorporateAction.objects.create(
         kind="split",
         symbol="AAPL",
-        effective_date=date(2026, 11, 25),
+        effective_date=effective,
         ratio_num=num,
         ratio_den=den,
         cash_in_lieu_price=Decimal("50"),
     )
+
+
+def _last_commands(n: int) -> list[str]:
+    """The event types of the last ``n`` commands the outbox holds for the engine, oldest first."""
+    rows = StoredEvent.objects.filter(topic="orders.commands").order_by("-id")[:n]
+    return list(reversed(rows.values_list("event_type", flat=True)))
 
 
 def test_split_adjusts_resting_orders_in_the_engine_and_new_orders_fill_at_post_split_terms(
@@ -113,12 +119,7 @@ def test_an_order_rounding_to_zero_is_canceled_before_the_engine_splits(
     h.pump()
     with transaction.atomic():
         corporate_action_apply(action_id=_split_action(1, 10).pk)
-    types = list(
-        StoredEvent.objects.filter(topic="orders.commands")
-        .order_by("id")
-        .values_list("event_type", flat=True)
-    )
-    assert types[-2:] == ["orders.CancelRequested", "orders.SplitRequested"]  # the cancel first
+    assert _last_commands(2) == ["orders.CancelRequested", "orders.SplitRequested"]  # the cancel first
     out = h.pump()
     assert [(e.event_type, e.payload["order_id"]) for e in out if "order_id" in e.payload] == [
         ("engine.OrderCanceled", str(small.id)),
@@ -130,6 +131,37 @@ def test_an_order_rounding_to_zero_is_canceled_before_the_engine_splits(
     assert (keep.status, keep.qty, keep.limit_price) == ("new", Decimal("2"), Decimal("990.00"))
     adjusted = next(e.payload for e in out if e.event_type == "engine.OrderAdjusted")
     assert (Decimal(adjusted["qty"]), Decimal(adjusted["limit_price"])) == (keep.qty, keep.limit_price)
+
+
+def test_an_order_a_split_would_take_beyond_the_engines_domain_is_canceled_as_the_engine_decides(
+    account: BrokerageAccount,  # noqa: F811
+) -> None:
+    """Two 1000-for-1 splits: an order of 100 shares ends at the domain's largest quantity (1e8 shares) and
+    stays; one of 101 would pass it, so the second split cancels it before the engine splits, and the engine's
+    own rule (``engine.book.split_keeps``) keeps exactly the same orders."""
+    h = Harness()
+    keep = submit(account, qty=Decimal("100"), limit_price=Decimal("40"))
+    over = submit(account, qty=Decimal("101"), limit_price=Decimal("40"))
+    h.pump()
+    with transaction.atomic():
+        corporate_action_apply(action_id=_split_action(1000, 1).pk)
+    h.pump()
+    over.refresh_from_db()
+    assert (over.status, over.qty, over.limit_price) == ("new", Decimal("101000"), Decimal("0.04"))
+    with transaction.atomic():
+        corporate_action_apply(action_id=_split_action(1000, 1, date(2026, 11, 26)).pk)
+    assert _last_commands(2) == ["orders.CancelRequested", "orders.SplitRequested"]  # the cancel first
+    out = h.pump()
+    assert [(e.event_type, e.payload["order_id"]) for e in out if "order_id" in e.payload] == [
+        ("engine.OrderCanceled", str(over.id)),
+        ("engine.OrderAdjusted", str(keep.id)),
+    ]
+    keep.refresh_from_db()
+    over.refresh_from_db()
+    assert over.status == "canceled"
+    assert (keep.status, keep.qty, keep.limit_price) == ("new", Decimal("100000000"), Decimal("0.01"))
+    assert h.engine.snapshot()  # every amount inside what a snapshot encodes
+    assert CashHold.objects.get(order_id=str(over.id)).remaining == 0  # the canceled order's hold released
 
 
 def test_a_rebuild_from_the_events_puts_a_partly_filled_split_order_on_post_split_terms(
