@@ -6,6 +6,7 @@ Nothing here mocks our infrastructure. Each test session uses its own Kafka topi
 
 from __future__ import annotations
 
+import importlib
 import socket
 import uuid
 from collections.abc import Iterator
@@ -42,9 +43,25 @@ def _endpoints() -> dict[str, tuple[str, int]]:
     }
 
 
+def _migration_data_back(sender: Any, **kwargs: Any) -> None:
+    """Put the data migrations' rows back after a transactional test's flush (Django sends ``post_migrate``).
+
+    Run serially, pytest-django orders transactional tests last, so their flush never reaches a test that reads
+    migration data; under pytest-xdist a worker may get a module of plain tests after one that flushed. The roles
+    come back by the accounts app's own ``post_migrate`` hook; the AML thresholds' seed is idempotent.
+    """
+    if sender.label == "kyc":
+        from django.apps import apps as global_apps
+
+        importlib.import_module("apps.kyc.migrations.0002_seed_aml_thresholds").seed(global_apps, None)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     if not session.config.pluginmanager.hasplugin("django"):
         return  # a pure-domain run (-p no:django) needs no services
+    from django.db.models.signals import post_migrate
+
+    post_migrate.connect(_migration_data_back, dispatch_uid="tests_migration_data_back")
     missing = [
         f"{name} at {host}:{port}"
         for name, (host, port) in _endpoints().items()

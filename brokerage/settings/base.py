@@ -223,7 +223,11 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": env.str("CHANNEL_LAYER_BACKEND", default="channels_redis.pubsub.RedisPubSubChannelLayer"),
-        "CONFIG": {"hosts": [env.str("CHANNELS_REDIS_URL", default=REDIS_URL)]},
+        "CONFIG": {
+            "hosts": [env.str("CHANNELS_REDIS_URL", default=REDIS_URL)],
+            # Names every channel and group (pub/sub channels are global to a Redis server, not per DB).
+            "prefix": env.str("CHANNEL_LAYER_PREFIX", default="asgi"),
+        },
     },
 }
 

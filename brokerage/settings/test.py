@@ -2,8 +2,34 @@
 
 import os
 
-from brokerage.settings.base import *  # noqa: F403
-from brokerage.settings.base import KAFKA, env
+
+def _isolate_test_worker() -> None:
+    """Give a pytest-xdist worker (``make test`` runs two) its own Redis DBs and Channels prefix.
+
+    gw0 keeps the given DBs (9 and 10 by default), gwN takes those plus 2N; the channel layer's names carry the
+    worker (Redis pub/sub channels are global to the server, not per DB). Written into ``os.environ`` before the
+    base settings read it, so every subprocess a test starts (they inherit the environment) lands on the same
+    ones; ``TEST_WORKER_ISOLATED`` keeps a subprocess from shifting again. The Kafka prefix (``test<pid>.``) and
+    the database (pytest-django's ``_gwN`` suffix) are per worker already.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker or os.environ.get("TEST_WORKER_ISOLATED") == worker:
+        return
+    shift = 2 * int(worker.removeprefix("gw"))
+    for name, default in (
+        ("REDIS_URL", "redis://127.0.0.1:56379/9"),
+        ("CELERY_BROKER_URL", "redis://127.0.0.1:56379/10"),
+    ):
+        base, _, db = os.environ.get(name, default).rpartition("/")
+        os.environ[name] = f"{base}/{int(db) + shift}"
+    os.environ["CHANNEL_LAYER_PREFIX"] = f"asgi-{worker}"
+    os.environ["TEST_WORKER_ISOLATED"] = worker
+
+
+_isolate_test_worker()
+
+from brokerage.settings.base import *  # noqa: E402, F403
+from brokerage.settings.base import KAFKA, env  # noqa: E402
 
 DEBUG = False
 # Argon2 stays the configured hasher in production; tests use a fast one except where a test asks for Argon2.

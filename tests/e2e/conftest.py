@@ -4,7 +4,8 @@
 the ``orders.projection`` consumer (which books fills), the ``kyc.aml_trades`` Kafka->Celery bridge and a Celery
 worker (the Procfile's processes on the order path), each
 with this session's database, Redis DBs and Kafka topic prefix, and ``MARKET_CALENDAR=always_open`` so tests can
-trade at any hour. Logs go to ``.run/e2e-logs/<process>.log``; a failing test gets their tails in its report.
+trade at any hour. Logs go to ``.run/e2e-logs/<xdist worker>/<process>.log``; a failing test gets their tails in
+its report.
 Teardown: SIGTERM to each process group, SIGKILL after a grace period.
 
 Data written by the tests' setup must be COMMITTED for the subprocesses to see it, so these tests do not use
@@ -36,7 +37,8 @@ from django.core.management import call_command
 from django.db import transaction
 
 ROOT = Path(__file__).resolve().parents[2]
-LOG_DIR = ROOT / ".run" / "e2e-logs"
+# One directory per pytest-xdist worker: two workers may each run an e2e module (make test: --dist loadfile).
+LOG_DIR = ROOT / ".run" / "e2e-logs" / os.environ.get("PYTEST_XDIST_WORKER", "main")
 WAIT_S = 90.0  # upper bound on waiting for asynchronous effects (never a pass/fail timing assertion)
 T = TypeVar("T")
 
