@@ -41,6 +41,8 @@ from apps.core.errors import BusinessRuleViolation, NotFound
 from apps.core.money import CENT, MONEY_QUANTUM, allocate
 from apps.settlement.lots import holding_term
 from apps.settlement.models import (
+    AMOUNT_DECIMAL_PLACES,
+    AMOUNT_MAX_DIGITS,
     CorporateAction,
     JournalEntry,
     LedgerAccount,
@@ -131,6 +133,10 @@ def _floor_qty(value: Fraction) -> Decimal:
     return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(QTY_QUANTUM, rounding=ROUND_FLOOR)
 
 
+# Share amounts in the ledger and the tax lots: AMOUNT_MAX_DIGITS digits, AMOUNT_DECIMAL_PLACES of them decimal.
+_SHARES_RANGE = 10 ** (AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES)
+
+
 def _split_apply(action: CorporateAction) -> list[JournalEntry]:
     symbol = action.symbol
     num, den = int(action.ratio_num or 0), int(action.ratio_den or 0)
@@ -161,9 +167,20 @@ def _split_apply(action: CorporateAction) -> list[JournalEntry]:
     for account_id in holder_ids:
         keys += [_cust(account_id, Kind.SEC_SETTLED, symbol), _cust(account_id, Kind.CASH_SETTLED)]
     rows = ledger_rows_lock(keys)
+    ratio = Fraction(num, den)
+    # A holding the split would take beyond what share amounts hold (the ledger's and the lots' columns) refuses
+    # the split before anything changes, rather than failing in the database half-way.
+    if any(
+        Fraction(abs(row.balance)) * ratio >= _SHARES_RANGE for row in rows.values() if row.asset == symbol
+    ):
+        raise BusinessRuleViolation(
+            f"a {num}-for-{den} split would take a holding of {symbol} beyond {_SHARES_RANGE:,} shares.",
+            error="split_beyond_share_range",
+            rule="split_within_share_range",
+            details={"symbol": symbol, "limit": str(_SHARES_RANGE)},
+        )
     entries: list[JournalEntry] = []
     now = timezone.now()
-    ratio = Fraction(num, den)
     for account_id in holder_ids:
         sec = rows[_cust(account_id, Kind.SEC_SETTLED, symbol)]
         old_qty = sec.balance

@@ -318,3 +318,28 @@ def test_split_terms_beyond_the_engines_domain_are_refused_by_the_form_and_the_d
         action.save()
     assert _split(1000, 1, "10").pk
     assert _split(1, 1000, "10", symbol="MSFT").pk
+
+
+def test_a_split_that_would_take_a_holding_beyond_the_share_range_is_refused_and_changes_nothing() -> None:
+    # Share amounts hold 15 integer digits: 1e12 shares stay inside through a 999-for-1 split, not a 1000-for-1.
+    a = _holder()
+    services.shares_deposit_post(
+        account=a, symbol="AAPL", qty=D(10) ** 12, cost_basis=D("1.00"), transfer_id="acats-in-huge"
+    )
+    refused = _split(1000, 1, "1")
+    with pytest.raises(BusinessRuleViolation) as exc:
+        corporate_action_apply(action_id=refused.pk)
+    assert (exc.value.error, exc.value.rule) == ("split_beyond_share_range", "split_within_share_range")
+    refused.refresh_from_db()
+    assert refused.applied_at is None
+    assert JournalEntry.objects.filter(entry_type="SPLIT").count() == 0
+    assert _held(a) == D(10) ** 12
+    applied = _split(999, 1, "1")
+    corporate_action_apply(action_id=applied.pk)
+    assert _held(a) == 999 * D(10) ** 12
+
+
+def _held(account: BrokerageAccount) -> Decimal:
+    view = selectors.position(account, "AAPL")
+    assert view is not None
+    return view.qty
