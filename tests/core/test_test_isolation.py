@@ -25,8 +25,12 @@ else:
 """
 
 
+# What the isolation writes into a worker's environment (this test may itself run in a worker).
+_ISOLATION = ("PYTEST_XDIST_WORKER", "TEST_WORKER_ISOLATED", "CHANNEL_LAYER_PREFIX")
+
+
 def _resolve(**env: str) -> list[list[str]]:
-    base = {k: v for k, v in os.environ.items() if k not in ("PYTEST_XDIST_WORKER", "TEST_WORKER_ISOLATED")}
+    base = {k: v for k, v in os.environ.items() if k not in _ISOLATION}
     out = subprocess.run(
         [sys.executable, "-c", _PROBE, "parent", _PROBE],
         env={
