@@ -8,7 +8,9 @@ Ledger postings, balances, fills and orders all use these constants; nothing els
 
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, Decimal
+import decimal
+from decimal import Decimal
+from fractions import Fraction
 
 MONEY_MAX_DIGITS = 20
 MONEY_DECIMAL_PLACES = 4
@@ -16,6 +18,10 @@ PRICE_MAX_DIGITS = 16
 PRICE_DECIMAL_PLACES = 4
 QTY_MAX_DIGITS = 24
 QTY_DECIMAL_PLACES = 9
+
+# Arithmetic that must not round: price (16 digits) x qty (24 digits), cash per share x holdings, need more than
+# the default context's 28 significant digits.
+WIDE = decimal.Context(prec=80, rounding=decimal.ROUND_HALF_EVEN, traps=[decimal.InvalidOperation])
 
 CENT = Decimal("0.01")
 MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_DECIMAL_PLACES)
@@ -34,9 +40,12 @@ def allocate(total: Decimal, weights: list[Decimal], quantum: Decimal = CENT) ->
     if units != units.to_integral_value():
         raise ValueError(f"{total} is not a multiple of {quantum}")
     total_units = int(units)
-    weight_sum = sum(weights)
-    raw = [Decimal(total_units) * w / weight_sum for w in weights]
-    floors = [int(r.to_integral_value(rounding=ROUND_DOWN)) for r in raw]
+    # Exact rationals: at the ledger's sizes (1e17 cents, weights of 24 digits) the default decimal context (28
+    # digits) rounds the shares, and a remainder rounded to a tie hands a cent to the wrong part.
+    exact = [Fraction(w) for w in weights]
+    weight_sum = sum(exact, Fraction(0))
+    raw = [total_units * w / weight_sum for w in exact]
+    floors = [r.numerator // r.denominator for r in raw]
     leftover = total_units - sum(floors)
     # Hand the leftover units to the largest remainders; ties go to the earlier index (deterministic).
     order = sorted(range(len(weights)), key=lambda i: (-(raw[i] - floors[i]), i))

@@ -38,6 +38,7 @@ from apps.accounts.models import BrokerageAccount
 from apps.core.copy import copy_insert
 from apps.core.errors import BrokerageError, ValidationError
 from apps.core.markettime_config import market_clock
+from apps.core.money import WIDE
 from apps.core.outbox import EventSpec, events_record_bulk
 from apps.orders import risk, services
 from apps.orders.models import Asset, Order
@@ -147,8 +148,8 @@ def _reserve(
                 threshold=None,
                 config=cfg,
             )
-        qty = risk.WIDE.divide(data.notional, low).quantize(
-            Decimal("0.000000001"), rounding="ROUND_CEILING", context=risk.WIDE
+        qty = WIDE.divide(data.notional, low).quantize(
+            Decimal("0.000000001"), rounding="ROUND_CEILING", context=WIDE
         )
     res.reserve(order_id=str(order.id), symbol=order.symbol, qty=qty)
     order.reserved_qty = qty

@@ -53,11 +53,11 @@ from apps.core.consumers import MessageMeta
 from apps.core.copy import copy_insert
 from apps.core.errors import NotFound
 from apps.core.fields import format_decimal
+from apps.core.money import WIDE
 from apps.core.outbox import aggregate_sequences_allocate
 from apps.core.sql import hot_cursor
 from apps.orders.models import Fill, Order, TradeUpdate
 from apps.orders.presenters import order_json
-from apps.orders.risk import WIDE
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ so that ``price x qty`` never rounds.
 
 from __future__ import annotations
 
-import decimal
 import functools
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,10 +18,7 @@ import redis
 from django.conf import settings
 
 from apps.core.errors import BusinessRuleViolation
-from apps.core.money import MONEY_QUANTUM
-
-# price (16 digits) x qty (24 digits) needs more than the default 28 significant digits.
-WIDE = decimal.Context(prec=80, rounding=decimal.ROUND_HALF_EVEN, traps=[decimal.InvalidOperation])
+from apps.core.money import MONEY_QUANTUM, WIDE
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ from apps.accounts.models import BrokerageAccount
 from apps.core.errors import NotCancelable, NotFound, ValidationError
 from apps.core.markettime import Phase
 from apps.core.markettime_config import market_calendar, market_clock
+from apps.core.money import WIDE
 from apps.core.outbox import event_record
 from apps.core.sql import (
     constraint_name,
@@ -594,8 +595,8 @@ def _reserve(
                     threshold=None,
                     config=cfg,
                 )
-            qty = risk.WIDE.divide(data.notional, low).quantize(
-                Decimal("0.000000001"), rounding="ROUND_CEILING", context=risk.WIDE
+            qty = WIDE.divide(data.notional, low).quantize(
+                Decimal("0.000000001"), rounding="ROUND_CEILING", context=WIDE
             )
         settlement.shares_reserve(account=order.account, order_id=str(order.id), symbol=order.symbol, qty=qty)
         order.reserved_qty = qty
@@ -943,7 +944,7 @@ def position_close(
 
 def _split_qty(value: Decimal, ratio_num: int, ratio_den: int, *, whole: bool) -> Decimal:
     """``value * num / den`` rounded down: to whole shares when ``whole``, else to the 9-dp share quantum."""
-    scaled = risk.WIDE.divide(risk.WIDE.multiply(value, Decimal(ratio_num)), Decimal(ratio_den))
+    scaled = WIDE.divide(WIDE.multiply(value, Decimal(ratio_num)), Decimal(ratio_den))
     quantum = Decimal(1) if whole else Decimal("0.000000001")
     return scaled.quantize(quantum, rounding="ROUND_FLOOR")
 
@@ -953,7 +954,7 @@ def _split_price(
 ) -> Decimal | None:
     if value is None:
         return None
-    scaled = risk.WIDE.divide(risk.WIDE.multiply(value, Decimal(ratio_den)), Decimal(ratio_num))
+    scaled = WIDE.divide(WIDE.multiply(value, Decimal(ratio_den)), Decimal(ratio_num))
     ticks = (scaled / tick).quantize(Decimal(1), rounding="ROUND_CEILING" if up else "ROUND_FLOOR")
     return max(ticks, Decimal(1)) * tick
 
@@ -1044,8 +1045,8 @@ def orders_adjust_for_split(*, symbol: str, ratio_num: int, ratio_den: int, spli
                 continue
             if order.filled_qty:
                 order.filled_qty = _split_qty(order.filled_qty, ratio_num, ratio_den, whole=False)
-                order.filled_avg_price = risk.WIDE.divide(order.filled_value, order.filled_qty).quantize(
-                    Decimal("0.0000000001"), context=risk.WIDE
+                order.filled_avg_price = WIDE.divide(order.filled_value, order.filled_qty).quantize(
+                    Decimal("0.0000000001"), context=WIDE
                 )
             order.qty = order.filled_qty + new_leaves
         if order.reserved_qty:

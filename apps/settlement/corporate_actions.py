@@ -28,6 +28,7 @@ Invariants:
 from __future__ import annotations
 
 import importlib
+import logging
 from datetime import date
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
@@ -37,8 +38,8 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from apps.core.errors import BusinessRuleViolation, NotFound
-from apps.core.money import CENT, MONEY_QUANTUM, allocate
+from apps.core.errors import BrokerageError, BusinessRuleViolation, NotFound
+from apps.core.money import CENT, MONEY_QUANTUM, WIDE, allocate
 from apps.settlement.lots import holding_term
 from apps.settlement.models import (
     AMOUNT_DECIMAL_PLACES,
@@ -68,6 +69,8 @@ from apps.settlement.services import (
 Kind = LedgerAccount.Kind
 EntryType = JournalEntry.EntryType
 SOURCE_TYPE = "corporate_action"
+
+logger = logging.getLogger(__name__)
 
 
 def split_id_of(action: CorporateAction) -> str:
@@ -114,7 +117,14 @@ def corporate_actions_due(*, as_of: date) -> int:
     ).order_by("pay_date", "pk")
     paid = 0
     for action_id in list(due.values_list("pk", flat=True)):
-        corporate_action_apply(action_id=action_id, as_of=as_of)
+        try:
+            corporate_action_apply(action_id=action_id, as_of=as_of)
+        except BrokerageError as exc:  # refused (its own transaction rolled back): the others are still paid
+            logger.error(
+                "corporate action refused",
+                extra={"corporate_action": action_id, "error": exc.error, "detail": exc.message},
+            )
+            continue
         paid += 1
     return paid
 
@@ -133,8 +143,9 @@ def _floor_qty(value: Fraction) -> Decimal:
     return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(QTY_QUANTUM, rounding=ROUND_FLOOR)
 
 
-# Share amounts in the ledger and the tax lots: AMOUNT_MAX_DIGITS digits, AMOUNT_DECIMAL_PLACES of them decimal.
-_SHARES_RANGE = 10 ** (AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES)
+# Amounts in the ledger (shares and cash) and the tax lots: AMOUNT_MAX_DIGITS digits, AMOUNT_DECIMAL_PLACES of them
+# decimal, so every amount and balance stays below this.
+_AMOUNT_RANGE = 10 ** (AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES)
 
 
 def _split_apply(action: CorporateAction) -> list[JournalEntry]:
@@ -171,13 +182,13 @@ def _split_apply(action: CorporateAction) -> list[JournalEntry]:
     # A holding the split would take beyond what share amounts hold (the ledger's and the lots' columns) refuses
     # the split before anything changes, rather than failing in the database half-way.
     if any(
-        Fraction(abs(row.balance)) * ratio >= _SHARES_RANGE for row in rows.values() if row.asset == symbol
+        Fraction(abs(row.balance)) * ratio >= _AMOUNT_RANGE for row in rows.values() if row.asset == symbol
     ):
         raise BusinessRuleViolation(
-            f"a {num}-for-{den} split would take a holding of {symbol} beyond {_SHARES_RANGE:,} shares.",
+            f"a {num}-for-{den} split would take a holding of {symbol} beyond {_AMOUNT_RANGE:,} shares.",
             error="split_beyond_share_range",
             rule="split_within_share_range",
-            details={"symbol": symbol, "limit": str(_SHARES_RANGE)},
+            details={"symbol": symbol, "limit": str(_AMOUNT_RANGE)},
         )
     entries: list[JournalEntry] = []
     now = timezone.now()
@@ -329,10 +340,21 @@ def _dividend_pay(action: CorporateAction, as_of: date) -> list[JournalEntry]:
         return []
     ids = sorted(holders, key=str)
     weights = [holders[a] for a in ids]
-    total = (sum(weights, ZERO) * action.cash_per_share).quantize(CENT, rounding=ROUND_HALF_EVEN)
-    amounts = allocate(total, weights) if total > 0 else [ZERO] * len(ids)
+    exact = WIDE.multiply(sum(weights, ZERO), action.cash_per_share)  # never rounded before the cent
+    total = exact.quantize(CENT, rounding=ROUND_HALF_EVEN, context=WIDE)
     keys = [_house(Kind.CLEARING)] + [_cust(a, Kind.CASH_SETTLED) for a in ids]
     rows = ledger_rows_lock(keys)
+    # A payout that would take an amount or a balance beyond what the ledger holds refuses the dividend before
+    # anything changes, rather than failing in the database half-way.
+    if total + max(abs(row.balance) for row in rows.values()) >= _AMOUNT_RANGE:
+        raise BusinessRuleViolation(
+            f"a dividend of {action.cash_per_share}/share on {action.symbol} would pay {total}, beyond what the "
+            "ledger holds.",
+            error="dividend_beyond_amount_range",
+            rule="dividend_within_amount_range",
+            details={"symbol": action.symbol, "total": str(total), "limit": str(_AMOUNT_RANGE)},
+        )
+    amounts = allocate(total, weights) if total > 0 else [ZERO] * len(ids)
     now = timezone.now()
     entries: list[JournalEntry] = []
     for account_id, qty, amount in zip(ids, weights, amounts, strict=True):

@@ -343,3 +343,38 @@ def _held(account: BrokerageAccount) -> Decimal:
     view = selectors.position(account, "AAPL")
     assert view is not None
     return view.qty
+
+
+def test_a_dividend_beyond_what_the_ledger_holds_is_refused_and_the_daily_task_pays_the_others() -> None:
+    a = _holder()
+    services.shares_deposit_post(
+        account=a, symbol="AAPL", qty=D(10) ** 9, cost_basis=D("1.00"), transfer_id="in-1"
+    )
+    services.shares_deposit_post(
+        account=a, symbol="MSFT", qty=D(10), cost_basis=D("1.00"), transfer_id="in-2"
+    )
+    day = date(2026, 11, 30)
+
+    def dividend(symbol: str, per_share: str) -> CorporateAction:
+        return CorporateAction.objects.create(
+            kind="dividend", symbol=symbol, effective_date=day, cash_per_share=D(per_share), record_date=day,
+            pay_date=day,
+        )  # fmt: skip
+
+    # 1e9 shares x $1e6 = $1e15: a cash amount the ledger's columns cannot hold (a typo in the admin, say).
+    refused = dividend("AAPL", "1000000")
+    paid = dividend("MSFT", "0.25")
+    with pytest.raises(BusinessRuleViolation) as exc:
+        corporate_action_apply(action_id=refused.pk, as_of=day)
+    assert (exc.value.error, exc.value.rule) == (
+        "dividend_beyond_amount_range",
+        "dividend_within_amount_range",
+    )
+    # The daily task pays the other one and leaves the refused one unapplied (logged), day after day.
+    assert corporate_actions_due(as_of=day) == 1
+    assert corporate_actions_due(as_of=day) == 0
+    refused.refresh_from_db()
+    paid.refresh_from_db()
+    assert (refused.applied_at is None, paid.applied_at is not None) == (True, True)
+    assert [x.details["net_amount"] for x in JournalEntry.objects.filter(entry_type="DIV")] == ["2.50"]
+    assert selectors.cash_balances(a).settled == D("1002.50")
