@@ -51,7 +51,7 @@ from apps.core.errors import (
     ValidationError,
 )
 from apps.core.markettime import NEW_YORK, XNYSCalendar
-from apps.core.money import CENT, MONEY_QUANTUM, QTY_DECIMAL_PLACES
+from apps.core.money import CENT, MONEY_QUANTUM, QTY_DECIMAL_PLACES, WIDE
 from apps.core.outbox import event_record
 from apps.core.sql import hot_cursor, models_from_sql, select_list
 from apps.settlement import lots
@@ -677,13 +677,13 @@ def fees_apply(
     for rule in rules:
         if not rule.active or rule.side not in (side, FeeRule.Side.BOTH):
             continue
-        fee = notional * rule.rate + qty * rule.per_share
+        fee = WIDE.add(WIDE.multiply(notional, rule.rate), WIDE.multiply(qty, rule.per_share))  # unrounded
         if fee <= 0:
             continue
         fee = max(fee, rule.min_fee)
         if rule.max_fee is not None:
             fee = min(fee, rule.max_fee)
-        fee = fee.quantize(CENT, rounding=ROUND_UP)
+        fee = fee.quantize(CENT, rounding=ROUND_UP, context=WIDE)
         if fee > 0:
             out.append((rule.code, fee))
     return out
@@ -694,8 +694,9 @@ def fees_apply(
 
 
 def fill_notional(qty: Decimal, price: Decimal) -> Decimal:
-    """qty x price on the money quantum (4 dp, half-even)."""
-    return (qty * price).quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+    """qty x price on the money quantum (4 dp, half-even), rounded once: the product is exact first (up to 40
+    digits, beyond the default context's 28, where a second rounding could turn a half-even tie)."""
+    return WIDE.multiply(qty, price).quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN, context=WIDE)
 
 
 def fill_ledger_keys(fill: FillData, account_id: Any) -> dict[str, LedgerKey]:

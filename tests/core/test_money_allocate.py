@@ -1,5 +1,6 @@
-"""``apps.core.money.allocate``: largest-remainder split of a cash total by weights, exact at any size the ledger holds
-(the dividend's holders of record: weights up to 1e15 shares with 9 places, totals up to 1e15 dollars)."""
+"""Money arithmetic that must not round early: ``apps.core.money.allocate`` (the largest-remainder split of a cash
+total by weights, exact at any size the ledger holds: weights up to 1e15 shares with 9 places, totals up to 1e15
+dollars) and a fill's notional."""
 
 from __future__ import annotations
 
@@ -65,3 +66,13 @@ def test_large_weights_and_totals_are_not_rounded_before_the_remainders_are_comp
 def test_weights_without_a_positive_sum_are_refused(total: Decimal, weights: list[Decimal]) -> None:
     with pytest.raises(ValueError, match="weights"):
         allocate(total, weights)
+
+
+def test_a_fills_notional_is_rounded_once() -> None:
+    from apps.settlement.services import fill_notional
+
+    # qty x price = 9000000183306333.29945000000001 (a notional the money columns hold): rounded at the default
+    # context's 28 digits first it reads as the tie ...2994|5 and half-even would give ...2994.
+    assert fill_notional(Decimal("90000001.833333333"), Decimal("99999999.9997")) == Decimal(
+        "9000000183306333.2995"
+    )
