@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 
 from apps.accounts.models import ApiKey, BrokerageAccount, User
 from apps.core.errors import BusinessRuleViolation, NotFound
+from apps.core.money import WIDE
 from apps.core.sql import hot_cursor, model_from_row, select_list
 
 ZERO = Decimal("0")
@@ -140,11 +141,11 @@ def account_summary(account: BrokerageAccount) -> AccountSummary:
     long_value = ZERO
     short_value = ZERO
     for position in ledger.positions(account):
-        value = position.qty * _mark_price(position.symbol, position.avg_entry_price)
+        value = WIDE.multiply(position.qty, _mark_price(position.symbol, position.avg_entry_price))
         if value >= 0:
-            long_value += value
+            long_value = WIDE.add(long_value, value)
         else:
-            short_value += value
+            short_value = WIDE.add(short_value, value)
     return AccountSummary(
         cash=cash,
         buying_power=balances.buying_power,

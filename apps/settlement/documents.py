@@ -21,7 +21,7 @@ from django.utils import timezone
 from apps.accounts.models import BrokerageAccount
 from apps.core.errors import NotFound, ValidationError
 from apps.core.fields import format_decimal
-from apps.core.money import CENT
+from apps.core.money import CENT, WIDE
 from apps.settlement.activities import ACTIVITY_TYPES, activity_render
 from apps.settlement.models import CURRENCY, JournalEntry, LedgerAccount, Posting, RealizedGain
 from apps.settlement.portfolio import _closes, _reference_price
@@ -111,8 +111,8 @@ def _holdings_as_of(account: BrokerageAccount, day: date) -> tuple[list[_Holding
     for symbol in held:
         series = closes.get(symbol, {})
         price = series[max(series)] if series else _reference_price(symbol)
-        value = shares[symbol] * price if price is not None else ZERO
-        total += value
+        value = WIDE.multiply(shares[symbol], price) if price is not None else ZERO
+        total = WIDE.add(total, value)
         out.append(
             _Holding(
                 symbol=symbol,

@@ -26,7 +26,7 @@ from django.utils import timezone
 from apps.accounts.models import BrokerageAccount
 from apps.core.errors import ValidationError
 from apps.core.markettime import NEW_YORK, SUPPORTED_END, SUPPORTED_START, XNYSCalendar
-from apps.core.money import CENT
+from apps.core.money import CENT, WIDE
 from apps.settlement.models import CURRENCY, JournalEntry, LedgerAccount, Posting
 from apps.settlement.selectors import positions
 from apps.settlement.services import _months_before
@@ -152,7 +152,7 @@ def portfolio_history(
                 continue
             price = closes.get(symbol, {}).get(day) or last_close.get(symbol)
             last_close[symbol] = price
-            value += qty * (price or ZERO)
+            value = WIDE.add(value, WIDE.multiply(qty, price or ZERO))
         equity.append(value.quantize(CENT, rounding=ROUND_HALF_EVEN))
         flows_cum.append(flows)
     base = equity[0]
@@ -191,7 +191,7 @@ def position_valuations(account: BrokerageAccount) -> list[PositionValuation]:
     out: list[PositionValuation] = []
     for p in positions(account):
         price = latest_price(p.symbol) or p.avg_entry_price
-        value = (p.qty * price).quantize(CENT, rounding=ROUND_HALF_EVEN)
+        value = WIDE.multiply(p.qty, price).quantize(CENT, rounding=ROUND_HALF_EVEN, context=WIDE)
         pl = value - p.cost_basis.quantize(CENT, rounding=ROUND_HALF_EVEN)
         plpc = (pl / p.cost_basis).quantize(PCT_QUANTUM, rounding=ROUND_HALF_EVEN) if p.cost_basis else ZERO
         out.append(

@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from apps.accounts.models import BrokerageAccount
 from apps.core.errors import Conflict, NotFound, ValidationError
+from apps.core.money import WIDE
 from apps.core.outbox import event_record
 from apps.kyc import ports
 from apps.kyc.models import (
@@ -368,7 +369,7 @@ def _trade_observe(trade: TradeSeen, ctx: _TradeContext) -> list[AmlAlert]:
                 raised.append(alert)
     for account in {buy_account.pk: buy_account, sell_account.pk: sell_account}.values():
         raised += _dormant_check(
-            account=account, at=trade.executed_at, amount=trade.qty * trade.price,
+            account=account, at=trade.executed_at, amount=WIDE.multiply(trade.qty, trade.price),
             source=f"trade:{trade_id}:{account.pk}", thresholds=t,
         )  # fmt: skip
     return raised
