@@ -200,9 +200,9 @@ def _split_apply(action: CorporateAction) -> list[JournalEntry]:
         exact = Fraction(old_qty) * ratio
         whole = Decimal(exact.numerator // exact.denominator)
         fraction = exact - Fraction(whole)
-        cash = (Decimal(fraction.numerator) * price / Decimal(fraction.denominator)).quantize(
-            CENT, rounding=ROUND_HALF_EVEN
-        )
+        # In the wide context the quotient decides the cent exactly (its denominator is far below 80 digits).
+        cash = WIDE.divide(WIDE.multiply(Decimal(fraction.numerator), price), Decimal(fraction.denominator))
+        cash = cash.quantize(CENT, rounding=ROUND_HALF_EVEN, context=WIDE)
         delta = whole - old_qty
         account = _account_get(str(account_id))
         entry = _entry_post(
