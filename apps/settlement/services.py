@@ -693,6 +693,14 @@ def fees_apply(
 # Fills and settlement
 
 
+def _share_of(amount: Decimal, part: Decimal, whole: Decimal) -> Decimal:
+    """``amount x part / whole`` on the money quantum (4 dp, half-even), rounded once (the wide context decides the
+    quantum exactly: the quotient's denominator is far below its 80 digits)."""
+    return WIDE.divide(WIDE.multiply(amount, part), whole).quantize(
+        MONEY_QUANTUM, rounding=ROUND_HALF_EVEN, context=WIDE
+    )
+
+
 def fill_notional(qty: Decimal, price: Decimal) -> Decimal:
     """qty x price on the money quantum (4 dp, half-even), rounded once: the product is exact first (up to 40
     digits, beyond the default context's 28, where a second rounding could turn a half-even tie)."""
@@ -989,14 +997,13 @@ def lots_relieve(
     for part in plan:
         lot = by_id[part.lot_id]
         take = part.qty
-        cost = lot.remaining_cost if take == lot.remaining else (lot.remaining_cost * take / lot.remaining)
-        cost = cost.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
-        done += take
-        upto = (
-            proceeds_total
-            if done == fill.qty
-            else (proceeds_total * done / fill.qty).quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+        cost = (
+            lot.remaining_cost
+            if take == lot.remaining
+            else _share_of(lot.remaining_cost, take, lot.remaining)
         )
+        done += take
+        upto = proceeds_total if done == fill.qty else _share_of(proceeds_total, done, fill.qty)
         proceeds, allocated = upto - allocated, upto
         lot.remaining -= take
         lot.remaining_cost -= cost
@@ -1283,10 +1290,12 @@ def shares_withdrawal_post(
         for lot_id, take in _transfer_out_plan(by_id.values(), qty):
             lot = by_id[lot_id]
             cost = (
-                lot.remaining_cost if take == lot.remaining else (lot.remaining_cost * take / lot.remaining)
+                lot.remaining_cost
+                if take == lot.remaining
+                else _share_of(lot.remaining_cost, take, lot.remaining)
             )
             lot.remaining -= take
-            lot.remaining_cost -= cost.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+            lot.remaining_cost -= cost
             lot.save(update_fields=["remaining", "remaining_cost"])
         return entry
 
