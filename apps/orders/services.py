@@ -926,7 +926,9 @@ def position_close(
         qty = (
             held
             if percentage is None
-            else (held * percentage / 100).quantize(Decimal("0.000000001"), rounding="ROUND_DOWN")
+            else WIDE.divide(WIDE.multiply(held, percentage), Decimal(100)).quantize(
+                Decimal("0.000000001"), rounding="ROUND_DOWN", context=WIDE
+            )
         )
     if qty <= 0:
         raise NotFound("position not found", field="symbol")

@@ -30,7 +30,7 @@ from __future__ import annotations
 import importlib
 import logging
 from datetime import date
-from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -39,7 +39,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from apps.core.errors import BrokerageError, BusinessRuleViolation, NotFound
-from apps.core.money import CENT, MONEY_QUANTUM, WIDE, allocate
+from apps.core.money import CENT, QTY_DECIMAL_PLACES, WIDE, allocate
 from apps.settlement.lots import holding_term
 from apps.settlement.models import (
     AMOUNT_DECIMAL_PLACES,
@@ -61,6 +61,7 @@ from apps.settlement.services import (
     _entry_post,
     _house,
     _Leg,
+    _share_of,
     ledger_rows_lock,
     lot_selections_split,
     trade_date_of,
@@ -140,7 +141,9 @@ def _plain(value: Decimal) -> str:
 
 def _floor_qty(value: Fraction) -> Decimal:
     """A rational share quantity rounded down to the 9-dp quantum."""
-    return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(QTY_QUANTUM, rounding=ROUND_FLOOR)
+    return Decimal(value.numerator * 10**QTY_DECIMAL_PLACES // value.denominator).scaleb(
+        -QTY_DECIMAL_PLACES
+    )  # exact
 
 
 # Amounts in the ledger (shares and cash) and the tax lots: AMOUNT_MAX_DIGITS digits, AMOUNT_DECIMAL_PLACES of them
@@ -271,10 +274,13 @@ def _lots_split(
         if excess == 0:
             break
         take = min(excess, lot.remaining)
-        cost = lot.remaining_cost if take == lot.remaining else lot.remaining_cost * take / lot.remaining
-        cost = cost.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+        cost = (
+            lot.remaining_cost
+            if take == lot.remaining
+            else _share_of(lot.remaining_cost, take, lot.remaining)
+        )
         last = take == excess
-        proceeds = proceeds_left if last else (proceeds_left * take / excess).quantize(MONEY_QUANTUM)
+        proceeds = proceeds_left if last else _share_of(proceeds_left, take, excess)
         proceeds_left -= proceeds
         excess -= take
         lot.remaining -= take

@@ -769,3 +769,31 @@ def test_oco_without_any_limit_price_names_the_field(client: APIClient) -> None:
     response = post(client, body)
     assert (response.status_code, response.json()["field"]) == (422, "limit_price")
     assert counts() == before
+
+
+def test_closing_a_percentage_of_a_position_sells_that_share_rounded_down_and_bad_percentages_are_refused(
+    client: APIClient, account: BrokerageAccount
+) -> None:
+    from apps.settlement.services import shares_deposit_post
+
+    asset_create(symbol="POSC", reference_price=Decimal("100"))
+    with transaction.atomic():
+        shares_deposit_post(
+            account=account,
+            symbol="POSC",
+            qty=Decimal("10"),
+            cost_basis=Decimal("1000"),
+            transfer_id="t-posc",
+        )
+    for bad in ("0", "100.000000001", "33.3333333333", "-5", "abc"):
+        response = client.delete(f"/v2/positions/POSC?percentage={bad}")
+        assert response.status_code == 422, bad
+        assert Order.objects.filter(symbol="POSC").count() == 0
+    # 10 x 33.333333333 % = 3.3333333333 shares: rounded down to the 9-dp quantum, never up.
+    body = client.delete("/v2/positions/POSC?percentage=33.333333333").json()
+    assert (body["symbol"], body["side"], body["type"], body["qty"]) == (
+        "POSC",
+        "sell",
+        "market",
+        "3.333333333",
+    )
