@@ -233,11 +233,26 @@ def topic_id(logical: str, *, timeout: float = 30.0) -> str:
     """
     admin = admin_client()  # kept referenced until the result: a collected client cancels its requests
     physical = topic_name(logical)
-    uid = (
-        admin.describe_topics(TopicCollection([physical]), request_timeout=timeout)[physical]
-        .result()
-        .topic_id
-    )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            uid = (
+                admin.describe_topics(TopicCollection([physical]), request_timeout=timeout)[physical]
+                .result()
+                .topic_id
+            )
+            break
+        except KafkaException as exc:
+            # A topic created a moment ago may not be in the answering broker's metadata yet (seen right after
+            # topics_ensure under load): asked again until the timeout.
+            error = kafka_error(exc)
+            if (
+                error is None
+                or error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART
+                or time.monotonic() >= deadline
+            ):
+                raise
+            time.sleep(0.1)
     raw = b"".join(
         half.to_bytes(8, "big", signed=True)  # the client gives the two halves as signed 64-bit ints
         for half in (uid.get_most_significant_bits(), uid.get_least_significant_bits())

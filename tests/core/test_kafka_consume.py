@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from apps.core import kafka
 
@@ -55,3 +56,16 @@ def test_an_empty_topic_returns_nothing_once_the_timeout_passes(fresh_topic: Any
         assert kafka.consume_ready(consumer, 500, 0) == []
     finally:
         consumer.close()
+
+
+def test_a_topics_id_is_asked_again_until_it_exists_and_a_missing_topic_still_fails(fresh_topic: Any) -> None:
+    # Right after creation a broker may not know the topic yet; topic_id asks again until its timeout, so a
+    # topic that exists answers and one that never appears raises UNKNOWN_TOPIC_OR_PART once the timeout passed.
+    assert len(kafka.topic_id(fresh_topic())) == 22
+    started = time.monotonic()
+    with pytest.raises(KafkaException) as exc:
+        kafka.topic_id(f"never-created-{uuid.uuid4().hex[:8]}", timeout=1.0)
+    error = kafka.kafka_error(exc.value)
+    assert error is not None
+    assert error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    assert time.monotonic() - started >= 1.0
