@@ -255,7 +255,7 @@ def split_keeps(o: Order, num: int, den: int, tick: int) -> bool:
     mark at most ``PRICE_E4_MAX``, and the stop too unless it trails (a trailing stop derives from its water mark).
 
     Without the bound, compounding splits would carry amounts beyond what a snapshot encodes (64 bits). The same
-    rule as ``apps.orders.services._split_keeps`` on the Order rows (they must agree).
+    rule as ``apps.orders.services._split_in_domain`` on the Order rows (they must agree).
     """
     whole = not o.is_buy or o.leaves % SHARE == 0
     leaves = split_qty(o.leaves, num, den, whole)

@@ -61,6 +61,7 @@ from apps.settlement.services import (
     _entry_post,
     _house,
     _Leg,
+    _lot_cost_of,
     _share_of,
     ledger_rows_lock,
     lot_selections_split,
@@ -203,9 +204,7 @@ def _split_apply(action: CorporateAction) -> list[JournalEntry]:
         exact = Fraction(old_qty) * ratio
         whole = Decimal(exact.numerator // exact.denominator)
         fraction = exact - Fraction(whole)
-        # In the wide context the quotient decides the cent exactly (its denominator is far below 80 digits).
-        cash = WIDE.divide(WIDE.multiply(Decimal(fraction.numerator), price), Decimal(fraction.denominator))
-        cash = cash.quantize(CENT, rounding=ROUND_HALF_EVEN, context=WIDE)
+        cash = _share_of(price, Decimal(fraction.numerator), Decimal(fraction.denominator), CENT)
         delta = whole - old_qty
         account = _account_get(str(account_id))
         entry = _entry_post(
@@ -274,11 +273,7 @@ def _lots_split(
         if excess == 0:
             break
         take = min(excess, lot.remaining)
-        cost = (
-            lot.remaining_cost
-            if take == lot.remaining
-            else _share_of(lot.remaining_cost, take, lot.remaining)
-        )
+        cost = _lot_cost_of(lot, take)
         last = take == excess
         proceeds = proceeds_left if last else _share_of(proceeds_left, take, excess)
         proceeds_left -= proceeds

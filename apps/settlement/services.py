@@ -693,12 +693,17 @@ def fees_apply(
 # Fills and settlement
 
 
-def _share_of(amount: Decimal, part: Decimal, whole: Decimal) -> Decimal:
-    """``amount x part / whole`` on the money quantum (4 dp, half-even), rounded once (the wide context decides the
-    quantum exactly: the quotient's denominator is far below its 80 digits)."""
+def _share_of(amount: Decimal, part: Decimal, whole: Decimal, quantum: Decimal = MONEY_QUANTUM) -> Decimal:
+    """``amount x part / whole`` on ``quantum`` (half-even), rounded once (the wide context decides the quantum
+    exactly: the quotient's denominator is far below its 80 digits)."""
     return WIDE.divide(WIDE.multiply(amount, part), whole).quantize(
-        MONEY_QUANTUM, rounding=ROUND_HALF_EVEN, context=WIDE
+        quantum, rounding=ROUND_HALF_EVEN, context=WIDE
     )
+
+
+def _lot_cost_of(lot: TaxLot, take: Decimal) -> Decimal:
+    """The open cost of ``take`` of ``lot``'s remaining shares: all of it for the rest, else its share."""
+    return lot.remaining_cost if take == lot.remaining else _share_of(lot.remaining_cost, take, lot.remaining)
 
 
 def fill_notional(qty: Decimal, price: Decimal) -> Decimal:
@@ -997,11 +1002,7 @@ def lots_relieve(
     for part in plan:
         lot = by_id[part.lot_id]
         take = part.qty
-        cost = (
-            lot.remaining_cost
-            if take == lot.remaining
-            else _share_of(lot.remaining_cost, take, lot.remaining)
-        )
+        cost = _lot_cost_of(lot, take)
         done += take
         upto = proceeds_total if done == fill.qty else _share_of(proceeds_total, done, fill.qty)
         proceeds, allocated = upto - allocated, upto
@@ -1289,11 +1290,7 @@ def shares_withdrawal_post(
         by_id = {lot.pk: lot for lot in _open_lots_lock(account.pk, symbol)}
         for lot_id, take in _transfer_out_plan(by_id.values(), qty):
             lot = by_id[lot_id]
-            cost = (
-                lot.remaining_cost
-                if take == lot.remaining
-                else _share_of(lot.remaining_cost, take, lot.remaining)
-            )
+            cost = _lot_cost_of(lot, take)
             lot.remaining -= take
             lot.remaining_cost -= cost
             lot.save(update_fields=["remaining", "remaining_cost"])

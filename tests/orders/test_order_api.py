@@ -651,6 +651,16 @@ def test_unauthenticated_is_401() -> None:
 # ------------------------------------------------------------------------------------------------ positions
 
 
+def _shares_in(account: BrokerageAccount, symbol: str, qty: Decimal, cost_basis: Decimal) -> None:
+    """Shares transferred in, settled (a position to sell or close)."""
+    from apps.settlement.services import shares_deposit_post
+
+    with transaction.atomic():
+        shares_deposit_post(
+            account=account, symbol=symbol, qty=qty, cost_basis=cost_basis, transfer_id=f"t-{symbol.lower()}"
+        )
+
+
 @pytest.mark.parametrize(
     ("last_trade", "current", "market_value", "pl", "plpc"),
     [
@@ -668,17 +678,9 @@ def test_positions_are_valued_at_the_latest_trade(
     plpc: str,
 ) -> None:
     from apps.marketdata.models import Trade
-    from apps.settlement.services import shares_deposit_post
 
     asset_create(symbol="POSV", reference_price=Decimal("100"))
-    with transaction.atomic():
-        shares_deposit_post(
-            account=account,
-            symbol="POSV",
-            qty=Decimal("10"),
-            cost_basis=Decimal("1000"),
-            transfer_id="t-posv",
-        )
+    _shares_in(account, "POSV", Decimal("10"), Decimal("1000"))
     if last_trade is not None:
         for seq, price in ((1, Decimal("90")), (2, last_trade)):  # the newest print counts, not the first
             Trade.objects.create(
@@ -712,12 +714,7 @@ def test_positions_are_valued_at_the_latest_trade(
 def test_oco_limit_price_may_come_from_take_profit(
     client: APIClient, account: BrokerageAccount, limit_price: dict[str, str]
 ) -> None:
-    from apps.settlement.services import shares_deposit_post
-
-    with transaction.atomic():
-        shares_deposit_post(
-            account=account, symbol="AAPL", qty=Decimal("5"), cost_basis=Decimal("500"), transfer_id="t-oco"
-        )
+    _shares_in(account, "AAPL", Decimal("5"), Decimal("500"))
     body = {
         "symbol": "AAPL",
         "qty": "5",
@@ -774,17 +771,8 @@ def test_oco_without_any_limit_price_names_the_field(client: APIClient) -> None:
 def test_closing_a_percentage_of_a_position_sells_that_share_rounded_down_and_bad_percentages_are_refused(
     client: APIClient, account: BrokerageAccount
 ) -> None:
-    from apps.settlement.services import shares_deposit_post
-
     asset_create(symbol="POSC", reference_price=Decimal("100"))
-    with transaction.atomic():
-        shares_deposit_post(
-            account=account,
-            symbol="POSC",
-            qty=Decimal("10"),
-            cost_basis=Decimal("1000"),
-            transfer_id="t-posc",
-        )
+    _shares_in(account, "POSC", Decimal("10"), Decimal("1000"))
     for bad in ("0", "100.000000001", "33.3333333333", "-5", "abc"):
         response = client.delete(f"/v2/positions/POSC?percentage={bad}")
         assert response.status_code == 422, bad
