@@ -9,6 +9,14 @@ Ordering: one relay is active at a time (a transaction-level advisory lock); oth
 are allocated in commit order (writers serialize on the aggregate's sequence row), so id order is event order.
 
 A crash between publish and commit republishes the batch: consumers deduplicate by ``event_id`` (the inbox).
+
+Waking: every statement that inserts outbox rows notifies channel ``outbox_relay`` at its commit (a trigger,
+migration ``core 0002``). A caught-up relay LISTENs and waits for that notification, so it claims the rows as
+soon as they commit instead of at its next timed poll; a notification that arrives while it publishes waits on its
+connection and wakes the next wait at once. It still probes every ``LISTEN_POLL_INTERVAL_S`` without one (a
+connection lost and made again; a pooler that cannot carry LISTEN), and with ``OUTBOX_RELAY_LISTEN=false`` it
+polls every ``POLL_INTERVAL_S`` as before. The notification only wakes the relay: what it publishes is still
+whatever the claim finds.
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ import threading
 import time
 from types import FrameType
 
+import psycopg
 from confluent_kafka import KafkaError, Message, Producer
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from apps.core import kafka
@@ -33,6 +42,10 @@ logger = logging.getLogger(__name__)
 
 # Arbitrary but fixed: the advisory-lock key that elects the active relay.
 RELAY_ADVISORY_LOCK_KEY = 0x0B0C_0001
+# The channel the outbox's insert trigger notifies (migration core 0002).
+NOTIFY_CHANNEL = "outbox_relay"
+# Longest single wait for a notification: how soon a waiting relay sees SIGTERM.
+_NOTIFY_WAIT_SLICE_S = 0.25
 
 
 class PublishFailed(RuntimeError):
@@ -93,10 +106,53 @@ def relay_publish_batch(producer: Producer, *, batch_size: int, flush_timeout: f
 class Relay:
     """The relay process loop, with graceful SIGTERM handling (finish the batch, flush, exit)."""
 
-    def __init__(self, *, batch_size: int, poll_interval: float) -> None:
+    def __init__(
+        self,
+        *,
+        batch_size: int,
+        poll_interval: float,
+        listen: bool = False,
+        listen_poll_interval: float = 1.0,
+    ) -> None:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.listen = listen
+        self.listen_poll_interval = listen_poll_interval
         self.stopping = threading.Event()
+        self._listening_on: object | None = None  # the psycopg connection that holds our LISTEN
+        self.wakeups = 0  # waits ended by a notification (tests, logs)
+
+    def _wait_for_commit(self, seconds: float) -> None:
+        """Until an outbox insert commits (its notification), stop is asked, or ``seconds`` pass.
+
+        On a connection that does not LISTEN yet (the first wait, or Django made a new one after an error) it
+        LISTENs and returns at once: a commit before the LISTEN notified no one, so the caller probes again.
+        """
+        raw = connection.connection
+        try:
+            if raw is None or raw is not self._listening_on:
+                connection.ensure_connection()
+                with connection.cursor() as cursor:
+                    cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                self._listening_on = connection.connection
+                pid = getattr(getattr(self._listening_on, "info", None), "backend_pid", None)
+                logger.info("relay listening", extra={"channel": NOTIFY_CHANNEL, "backend_pid": pid})
+                return
+            assert isinstance(raw, psycopg.Connection)
+            deadline = time.monotonic() + seconds
+            while not self.stopping.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                # Every notification already received is yielded at once (one per committed transaction).
+                if any(True for _ in raw.notifies(timeout=min(left, _NOTIFY_WAIT_SLICE_S), stop_after=1)):
+                    self.wakeups += 1
+                    return
+        except (psycopg.Error, DatabaseError):
+            # The connection broke while waiting: the next batch reconnects (or fails and backs off).
+            logger.warning("relay lost its notification connection", exc_info=True)
+            connection.close()
+            self._listening_on = None
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
         logger.info("relay stopping", extra={"signal": signum})
@@ -115,18 +171,23 @@ class Relay:
             try:
                 count = relay_publish_batch(producer, batch_size=self.batch_size)
                 backoff = self.poll_interval
+                failed = False
             except Exception:
                 # Kafka or PostgreSQL trouble: nothing was stamped, so nothing is lost. Back off and retry.
                 logger.exception("relay batch failed")
                 connection.close()
                 count = 0
                 backoff = min(max(backoff * 2, 0.1), 5.0)
+                failed = True
             published += count
             batches += 1
             if max_batches is not None and batches >= max_batches:
                 break
             if count < self.batch_size:
-                self.stopping.wait(backoff)
+                if self.listen and not failed:  # caught up
+                    self._wait_for_commit(self.listen_poll_interval)
+                else:
+                    self.stopping.wait(backoff)
         producer.flush(10)
         return published
 

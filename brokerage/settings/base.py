@@ -252,9 +252,13 @@ KAFKA = {
 # The matching engine the engine process runs (apps.orders.engine_impl): "native" (Rust, engine_native/, built by
 # `make venv` and the image) or "python" (engine/, the specification). Same events and snapshots either way.
 ENGINE_IMPLEMENTATION = env.str("ENGINE_IMPLEMENTATION", default="native")
+# The relay LISTENs for the outbox's commits (apps.core.relay) and probes every LISTEN_POLL_INTERVAL_S without one;
+# LISTEN off (a transaction-pooling proxy cannot carry it): it polls every POLL_INTERVAL_S.
 OUTBOX_RELAY = {
     "BATCH_SIZE": env.int("OUTBOX_RELAY_BATCH_SIZE", default=500),
     "POLL_INTERVAL_S": env.float("OUTBOX_RELAY_POLL_INTERVAL_S", default=0.02),
+    "LISTEN": env.bool("OUTBOX_RELAY_LISTEN", default=True),
+    "LISTEN_POLL_INTERVAL_S": env.float("OUTBOX_RELAY_LISTEN_POLL_INTERVAL_S", default=1.0),
 }
 # Heartbeats (apps.core.runtime.Heartbeat): the outbox relay, every Kafka consumer, the session clock, the feed and
 # Celery beat touch <dir>/brokerage-<relay|clock|feed|beat>.alive or brokerage-consumer-<name>.alive from their loop

@@ -17,7 +17,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         conf = settings.OUTBOX_RELAY
-        relay = Relay(batch_size=conf["BATCH_SIZE"], poll_interval=conf["POLL_INTERVAL_S"])
+        relay = Relay(
+            batch_size=conf["BATCH_SIZE"],
+            poll_interval=conf["POLL_INTERVAL_S"],
+            listen=conf["LISTEN"],
+            listen_poll_interval=conf["LISTEN_POLL_INTERVAL_S"],
+        )
         heap_freeze()
         published = relay.run(max_batches=options["max_batches"])
         self.stdout.write(f"relay stopped after publishing {published} events")
