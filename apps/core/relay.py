@@ -120,7 +120,6 @@ class Relay:
         self.listen_poll_interval = listen_poll_interval
         self.stopping = threading.Event()
         self._listening_on: object | None = None  # the psycopg connection that holds our LISTEN
-        self.wakeups = 0  # waits ended by a notification (tests, logs)
 
     def _wait_for_commit(self, seconds: float) -> None:
         """Until an outbox insert commits (its notification), stop is asked, or ``seconds`` pass.
@@ -146,7 +145,6 @@ class Relay:
                     return
                 # Every notification already received is yielded at once (one per committed transaction).
                 if any(True for _ in raw.notifies(timeout=min(left, _NOTIFY_WAIT_SLICE_S), stop_after=1)):
-                    self.wakeups += 1
                     return
         except (psycopg.Error, DatabaseError):
             # The connection broke while waiting: the next batch reconnects (or fails and backs off).
