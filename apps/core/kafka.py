@@ -308,7 +308,20 @@ def topic_read_to_end(
     )
     try:
         meta_timeout = 10.0 if timeout is None else min(10.0, timeout)
-        info = consumer.list_topics(physical, timeout=meta_timeout).topics.get(physical)
+        meta_deadline = time.monotonic() + meta_timeout
+        while True:
+            info = consumer.list_topics(physical, timeout=meta_timeout).topics.get(physical)
+            # A topic created a moment ago may not be in the answering broker's metadata yet (seen as a fresh-clone
+            # failure: the engine's first snapshot read right after its test created the topic): asked again until
+            # the metadata bound, as ``topic_id`` does. A topic that stays unknown is not readable.
+            if (
+                info is None
+                or info.error is None
+                or info.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART
+                or time.monotonic() >= meta_deadline
+            ):
+                break
+            time.sleep(0.1)
         if info is None or info.error is not None:
             raise TopicNotReadable(
                 f"topic {physical} is not readable: {None if info is None else info.error}"
