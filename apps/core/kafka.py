@@ -225,6 +225,15 @@ def topics_delete(physical_names: list[str], *, timeout: float = 30.0) -> None:
             continue
 
 
+def _unknown_topic_pause(error: KafkaError | None, deadline: float) -> bool:
+    """True, after a short pause, while ``error`` says the answering broker does not know the topic and ``deadline``
+    (monotonic) has not passed: a topic created a moment ago may not be in its metadata yet, so ask again."""
+    if error is None or error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() >= deadline:
+        return False
+    time.sleep(0.1)
+    return True
+
+
 def topic_id(logical: str, *, timeout: float = 30.0) -> str:
     """The topic's id as Kafka prints it (URL-safe base64 of its 128-bit UUID, 22 characters).
 
@@ -243,16 +252,10 @@ def topic_id(logical: str, *, timeout: float = 30.0) -> str:
             )
             break
         except KafkaException as exc:
-            # A topic created a moment ago may not be in the answering broker's metadata yet (seen right after
-            # topics_ensure under load): asked again until the timeout.
-            error = kafka_error(exc)
-            if (
-                error is None
-                or error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART
-                or time.monotonic() >= deadline
-            ):
+            if not _unknown_topic_pause(
+                kafka_error(exc), deadline
+            ):  # seen right after topics_ensure under load
                 raise
-            time.sleep(0.1)
     raw = b"".join(
         half.to_bytes(8, "big", signed=True)  # the client gives the two halves as signed 64-bit ints
         for half in (uid.get_most_significant_bits(), uid.get_least_significant_bits())
@@ -311,17 +314,10 @@ def topic_read_to_end(
         meta_deadline = time.monotonic() + meta_timeout
         while True:
             info = consumer.list_topics(physical, timeout=meta_timeout).topics.get(physical)
-            # A topic created a moment ago may not be in the answering broker's metadata yet (seen as a fresh-clone
-            # failure: the engine's first snapshot read right after its test created the topic): asked again until
-            # the metadata bound, as ``topic_id`` does. A topic that stays unknown is not readable.
-            if (
-                info is None
-                or info.error is None
-                or info.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART
-                or time.monotonic() >= meta_deadline
-            ):
+            # Seen as a fresh-clone failure: the engine's first snapshot read right after its test created the
+            # topic. A topic that stays unknown is not readable.
+            if info is None or not _unknown_topic_pause(info.error, meta_deadline):
                 break
-            time.sleep(0.1)
         if info is None or info.error is not None:
             raise TopicNotReadable(
                 f"topic {physical} is not readable: {None if info is None else info.error}"
