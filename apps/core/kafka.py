@@ -252,9 +252,8 @@ def topic_id(logical: str, *, timeout: float = 30.0) -> str:
             )
             break
         except KafkaException as exc:
-            if not _unknown_topic_pause(
-                kafka_error(exc), deadline
-            ):  # seen right after topics_ensure under load
+            # A topic created a moment ago (seen right after topics_ensure under load): asked again until the timeout.
+            if not _unknown_topic_pause(kafka_error(exc), deadline):
                 raise
     raw = b"".join(
         half.to_bytes(8, "big", signed=True)  # the client gives the two halves as signed 64-bit ints

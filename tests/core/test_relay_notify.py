@@ -16,40 +16,37 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from django.conf import settings
 from django.db import connection, transaction
 
 from apps.core.models import StoredEvent
 from apps.core.outbox import event_record
 from apps.core.relay import NOTIFY_CHANNEL
-from tests.procs import process_env
+from tests.procs import ROOT, process_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.kafka]
 
-ROOT = Path(__file__).resolve().parents[2]
 FAR = "30"  # s: the relay's timed probe, far beyond every wait below
 
 
-def _dsn() -> str:
-    db = settings.DATABASES["default"]
-    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+def _append(topic: str, event_type: str = "test.Woken") -> Any:
+    """One outbox row (inside the caller's transaction); its envelope."""
+    return event_record(
+        topic=topic,
+        key="k",
+        event_type=event_type,
+        aggregate_type="test",
+        aggregate_id=uuid.uuid4().hex,
+        payload={},
+    )
 
 
 def _record(topic: str) -> StoredEvent:
     with transaction.atomic():
-        envelope = event_record(
-            topic=topic,
-            key="k",
-            event_type="test.Woken",
-            aggregate_type="test",
-            aggregate_id=uuid.uuid4().hex,
-            payload={},
-        )
+        envelope = _append(topic)
     return StoredEvent.objects.get(event_id=envelope.event_id)
 
 
@@ -112,24 +109,15 @@ def relay() -> Iterator[Any]:
 
 
 def test_a_committed_insert_notifies_and_a_rolled_back_one_does_not() -> None:
-    with psycopg.connect(_dsn(), autocommit=True) as listener:
+    with psycopg.connect(process_env()["DATABASE_URL"], autocommit=True) as listener:
         listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
         with transaction.atomic():
-            event_record(
-                topic="t.x", key="k", event_type="test.Gone", aggregate_type="t", aggregate_id="a", payload={}
-            )
+            _append("t.x", "test.Gone")
             transaction.set_rollback(True)
         assert list(listener.notifies(timeout=0.5)) == []
         with transaction.atomic():  # two rows, two statements, one transaction: one notification
-            for i in range(2):
-                event_record(
-                    topic="t.x",
-                    key="k",
-                    event_type="test.Kept",
-                    aggregate_type="t",
-                    aggregate_id=f"a{i}",
-                    payload={},
-                )
+            for _ in range(2):
+                _append("t.x", "test.Kept")
         got = list(listener.notifies(timeout=0.5))
     assert [n.channel for n in got] == [NOTIFY_CHANNEL]
 
