@@ -46,7 +46,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Field, Q
+from django.db.models import Field
 
 from apps.core import events
 from apps.core.consumers import MessageMeta
@@ -55,7 +55,7 @@ from apps.core.errors import NotFound
 from apps.core.fields import format_decimal
 from apps.core.money import WIDE
 from apps.core.outbox import aggregate_sequences_allocate
-from apps.core.sql import hot_cursor
+from apps.core.sql import hot_cursor, models_from_sql, select_list
 from apps.orders.models import Fill, Order, TradeUpdate
 from apps.orders.presenters import order_json
 
@@ -123,14 +123,13 @@ class _Chunk:
         keys = {
             oid: _leg_key(oid) for env in envelopes if isinstance(oid := env.payload.get("order_id"), str)
         }
-        plain = {k[0] for k in keys.values() if k is not None and not k[1]}
-        legs = {k for k in keys.values() if k is not None and k[1]}
-        cond = Q(id__in=plain)
-        for parent_id, role in legs:
-            cond |= Q(parent_id=parent_id, leg_role=role)
-        found = list(Order.objects.filter(cond).values_list("id", "replaces_id"))
-        ids = {i for i, _ in found} | {r for _, r in found if r is not None}
-        rows = list(Order.objects.select_for_update().filter(id__in=ids).order_by("pk")) if ids else []
+        named = {k[0] for k in keys.values() if k is not None and not k[1]}
+        legs = sorted({k for k in keys.values() if k is not None and k[1]})
+        if legs:  # a bracket's legs, named by parent and role: their ids first (rare: an extra read)
+            with hot_cursor() as cursor:
+                cursor.execute(_LEG_IDS_SQL, [[p for p, _ in legs], [str(role) for _, role in legs]])
+                named.update(leg_id for (leg_id,) in cursor.fetchall())
+        rows = models_from_sql(Order, _ORDERS_LOCK_SQL, [sorted(named)] * 2) if named else []
         self.by_pk = {o.pk: o for o in rows}
         leg_rows = {(o.parent_id, o.leg_role): o for o in rows if o.parent_id is not None}
         for oid, key in keys.items():
@@ -143,18 +142,14 @@ class _Chunk:
         fill_ids = [
             str(env.payload["fill_id"]) for env in envelopes if env.event_type == "engine.OrderFilled"
         ]
-        if fill_ids:
-            self.fill_ids = {
-                fill_id: (order_id, qty, price)
-                for fill_id, order_id, qty, price in Fill.objects.filter(fill_id__in=fill_ids).values_list(
-                    "fill_id", "order_id", "qty", "price"
-                )
-            }
-        self.source_ids = set(
-            TradeUpdate.objects.filter(source_id__in=[str(env.event_id) for env in envelopes]).values_list(
-                "source_id", flat=True
-            )
-        )
+        with hot_cursor() as cursor:
+            if fill_ids:
+                cursor.execute(_FILLS_STORED_SQL, [fill_ids])
+                self.fill_ids = {
+                    fill_id: (order_id, qty, price) for fill_id, order_id, qty, price in cursor.fetchall()
+                }
+            cursor.execute(_TRADE_UPDATES_STORED_SQL, [[str(env.event_id) for env in envelopes]])
+            self.source_ids = {source_id for (source_id,) in cursor.fetchall()}
 
     def order_by_pk(self, pk: uuid.UUID) -> Order:
         order = self.by_pk.get(pk)
@@ -271,6 +266,26 @@ def _orders_update(orders: Sequence[Order], fields: Sequence[str]) -> None:
             params,
         )
 
+
+# A chunk's reads: fixed statement texts (prepared once per connection, and cheap to plan: PostgreSQL keeps
+# planning a statement whose generic plan looks worse than its custom ones), no ORM statement building per chunk.
+# The orders the chunk names and the orders they replace, locked in primary-key order.
+_ORDERS_LOCK_SQL = (
+    f"SELECT {select_list(Order)} FROM {Order._meta.db_table} WHERE id = ANY(%s::uuid[] || ARRAY("  # noqa: S608
+    f"SELECT replaces_id FROM {Order._meta.db_table} WHERE id = ANY(%s::uuid[]) AND replaces_id IS NOT NULL)) "
+    "ORDER BY id FOR UPDATE"
+)
+_LEG_IDS_SQL = (
+    f"SELECT o.id FROM {Order._meta.db_table} o "  # noqa: S608 (model meta)
+    "JOIN unnest(%s::uuid[], %s::text[]) AS k(p, r) ON o.parent_id = k.p AND o.leg_role = k.r"
+)
+_FILLS_STORED_SQL = (
+    f"SELECT fill_id, order_id, qty, price FROM {Fill._meta.db_table} "  # noqa: S608 (model meta)
+    "WHERE fill_id = ANY(%s::text[])"
+)
+_TRADE_UPDATES_STORED_SQL = (
+    f"SELECT source_id FROM {TradeUpdate._meta.db_table} WHERE source_id = ANY(%s::text[])"  # noqa: S608
+)
 
 _CHUNK: ContextVar[_Chunk | None] = ContextVar("orders_projection_chunk", default=None)
 

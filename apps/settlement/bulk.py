@@ -43,12 +43,11 @@ from django.utils import timezone
 from apps.accounts.models import BrokerageAccount
 from apps.core.copy import copy_insert_values
 from apps.core.errors import BusinessRuleViolation, NotFound, ValidationError
-from apps.core.sql import hot_cursor, select_list
+from apps.core.sql import hot_cursor, model_from_row, models_from_sql, select_list
 from apps.settlement.models import (
     CURRENCY,
     CashHold,
     CostBasisMethod,
-    CostBasisSetting,
     FeeRule,
     GoodFaithViolation,
     JournalEntry,
@@ -560,27 +559,22 @@ def _lots_book(fills: Sequence[_Booked], accounts: dict[str, BrokerageAccount]) 
     pairs = sorted(
         {(str(accounts[b.fill.account_id].pk), b.fill.symbol) for b in sells if b.fill is not None}
     )
-    methods = {
-        str(a): m
-        for a, m in CostBasisSetting.objects.filter(account_id__in={a for a, _ in pairs}).values_list(
-            "account_id", "method"
-        )
-    }
+    with hot_cursor() as cursor:
+        cursor.execute(_COST_BASIS_METHODS_SQL, [sorted({a for a, _ in pairs})])
+        methods = {str(a): m for a, m in cursor.fetchall()}
     opened = {lot.pk for lot in new_lots.values()}
     open_lots: dict[tuple[str, str], dict[int, TaxLot]] = {pair: {} for pair in pairs}
     for lot in _open_lots_lock_many(pairs):
         if lot.pk not in opened:  # this call's buy lots join in op order below
             open_lots[(str(lot.account_id), lot.symbol)][lot.pk] = lot
     selections: dict[tuple[str, str], list[LotSelection]] = {}
-    for sel in (
-        LotSelection.objects.select_for_update(of=("self",))
-        .select_related("reservation")
-        .filter(
-            reservation__order_id__in={b.fill.order_id for b in sells if b.fill is not None}, remaining__gt=0
-        )
-        .order_by("pk")
-    ):
-        selections.setdefault((sel.reservation.order_id, str(sel.reservation.account_id)), []).append(sel)
+    with hot_cursor() as cursor:
+        cursor.execute(_SELECTIONS_LOCK_SQL, [sorted({b.fill.order_id for b in sells if b.fill is not None})])
+        found = cursor.fetchall()
+    for *row, order_id, account_id in found:
+        sel = model_from_row(LotSelection, row)
+        assert sel is not None
+        selections.setdefault((order_id, str(account_id)), []).append(sel)
     for chosen in selections.values():
         chosen.sort(key=lambda sel: (sel.seq, sel.pk))
     touched_lots: dict[int, TaxLot] = {}
@@ -635,19 +629,80 @@ def _lots_book(fills: Sequence[_Booked], accounts: dict[str, BrokerageAccount]) 
 def _open_lots_lock_many(pairs: Sequence[tuple[str, str]]) -> list[TaxLot]:
     """The open lots of each (account id, symbol), locked in primary-key order (``services._open_lots_lock`` for
     many pairs), with their buy entries loaded for the good-faith check."""
-    found = list(
-        TaxLot.objects.raw(
-            f"SELECT {select_list(TaxLot, 't')} FROM settlement_taxlot t "  # noqa: S608 (model meta)
-            "JOIN unnest(%s::uuid[], %s::text[]) AS k(a, s) ON t.account_id = k.a AND t.symbol = k.s "
-            "WHERE t.remaining > 0 ORDER BY t.id FOR UPDATE OF t",
-            [[a for a, _ in pairs], [s for _, s in pairs]],
-        )
-    )
-    if found:
-        entries = JournalEntry.objects.in_bulk({lot.source_entry_id for lot in found})
-        for lot in found:
-            lot.source_entry = entries[lot.source_entry_id]
+    with hot_cursor() as cursor:
+        cursor.execute(_OPEN_LOTS_LOCK_SQL, [[a for a, _ in pairs], [s for _, s in pairs]])
+        rows = cursor.fetchall()
+    found = []
+    width = len(TaxLot._meta.concrete_fields)
+    for row in rows:
+        lot = model_from_row(TaxLot, row)
+        entry = model_from_row(JournalEntry, row, width)
+        assert lot is not None
+        assert entry is not None
+        lot.source_entry = entry
+        found.append(lot)
     return found
+
+
+# The hand-written reads of a chunk's booking: fixed statement texts (``= ANY`` of an array, not ``IN`` of a
+# list), so each is prepared once per connection, and no ORM statement building on the projection's hot path.
+_JE = JournalEntry._meta.db_table
+_ENTRIES_BY_SOURCE_SQL = (
+    f"SELECT {select_list(JournalEntry)} FROM {_JE} "  # noqa: S608 (model meta)
+    "WHERE source_type = %s AND source_id = ANY(%s::text[])"
+)
+_ACCOUNTS_SQL = (
+    f"SELECT {select_list(BrokerageAccount)} FROM {BrokerageAccount._meta.db_table} "  # noqa: S608
+    "WHERE id = ANY(%s::uuid[])"
+)
+_HOLDS_PEEK_SQL = "SELECT id, account_id FROM settlement_cashhold WHERE order_id = ANY(%s::text[])"
+_RESERVATIONS_PEEK_SQL = (
+    "SELECT id, account_id, symbol FROM settlement_sharereservation WHERE order_id = ANY(%s::text[])"
+)
+_HOLDS_LOCK_SQL = (
+    f"SELECT {select_list(CashHold)} FROM settlement_cashhold "  # noqa: S608 (model meta)
+    "WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE"
+)
+_RESERVATIONS_LOCK_SQL = (
+    f"SELECT {select_list(ShareReservation)} FROM settlement_sharereservation "  # noqa: S608 (model meta)
+    "WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE"
+)
+_COST_BASIS_METHODS_SQL = (
+    "SELECT account_id, method FROM settlement_costbasissetting WHERE account_id = ANY(%s::uuid[])"
+)
+# The open selections of the sold orders, locked (the selection rows only) in primary-key order, each with its
+# reservation's order and account.
+_SELECTIONS_LOCK_SQL = (
+    f"SELECT {select_list(LotSelection, 's')}, r.order_id, r.account_id "  # noqa: S608 (model meta)
+    "FROM settlement_lotselection s JOIN settlement_sharereservation r ON r.id = s.reservation_id "
+    "WHERE r.order_id = ANY(%s::text[]) AND s.remaining > 0 ORDER BY s.id FOR UPDATE OF s"
+)
+# The open lots of each (account id, symbol) with their buy entries (not locked), locked in primary-key order.
+_OPEN_LOTS_LOCK_SQL = (
+    f"SELECT {select_list(TaxLot, 't')}, {select_list(JournalEntry, 'e')} "  # noqa: S608 (model meta)
+    "FROM settlement_taxlot t "
+    "JOIN unnest(%s::uuid[], %s::text[]) AS k(a, s) ON t.account_id = k.a AND t.symbol = k.s "
+    f"JOIN {_JE} e ON e.id = t.source_entry_id "
+    "WHERE t.remaining > 0 ORDER BY t.id FOR UPDATE OF t"
+)
+
+
+def _entries_by_source(source_type: str, source_ids: Sequence[str]) -> dict[str, JournalEntry]:
+    """The stored entries of ``source_type`` among ``source_ids``, by source id."""
+    if not source_ids:
+        return {}
+    found = models_from_sql(JournalEntry, _ENTRIES_BY_SOURCE_SQL, [source_type, list(source_ids)])
+    return {e.source_id: e for e in found}
+
+
+def _ids_rows(sql: str, values: Iterable[Any]) -> list[tuple[Any, ...]]:
+    """The rows of a hand-written read keyed by one array parameter (nothing read for no values)."""
+    wanted = sorted(set(values))
+    if not wanted:
+        return []
+    with hot_cursor() as cursor:
+        cursor.execute(sql, [wanted])
+        return list(cursor.fetchall())
 
 
 def _rows_update(table: str, columns: dict[str, str], rows: Sequence[tuple[Any, ...]]) -> None:
@@ -678,26 +733,22 @@ def trade_date_book(*, ops: Sequence[FillData | OrderRelease]) -> dict[str, Jour
     if not ops:
         return {}
     with transaction.atomic():
-        fill_ids = [f.fill_id for f in fills]
-        booked: dict[str, JournalEntry] = {
-            e.source_id: e for e in JournalEntry.objects.filter(source_type="fill", source_id__in=fill_ids)
-        }
+        booked = _entries_by_source("fill", [f.fill_id for f in fills])
         fills = [f for f in fills if f.fill_id not in booked]
-        accounts = {
-            str(a.pk): a for a in BrokerageAccount.objects.filter(pk__in={f.account_id for f in fills})
-        }
+        wanted_accounts = sorted({f.account_id for f in fills})
+        accounts = (
+            {str(a.pk): a for a in models_from_sql(BrokerageAccount, _ACCOUNTS_SQL, [wanted_accounts])}
+            if wanted_accounts
+            else {}
+        )
         for f in fills:
             if f.account_id not in accounts:
                 raise NotFound(f"brokerage account {f.account_id} not found")
         released = [op.order_id for op in ops if isinstance(op, OrderRelease)]
         buy_orders = {f.order_id for f in fills if f.side == "buy"} | set(released)
         sell_orders = {f.order_id for f in fills if f.side == "sell"} | set(released)
-        peek_holds = list(CashHold.objects.filter(order_id__in=buy_orders).values_list("pk", "account_id"))
-        peek_res = list(
-            ShareReservation.objects.filter(order_id__in=sell_orders).values_list(
-                "pk", "account_id", "symbol"
-            )
-        )
+        peek_holds = _ids_rows(_HOLDS_PEEK_SQL, buy_orders)
+        peek_res = _ids_rows(_RESERVATIONS_PEEK_SQL, sell_orders)
         if not fills and not peek_holds and not peek_res:
             return booked
         fill_keys = {id(f): fill_ledger_keys(f, accounts[f.account_id].pk) for f in fills}
@@ -707,22 +758,19 @@ def trade_date_book(*, ops: Sequence[FillData | OrderRelease]) -> dict[str, Jour
         keys += [_cust(a, Kind.SEC_SETTLED, sym) for _, a, sym in peek_res]  # shares_release's lock
         book = _Book(ledger_rows_lock(keys))
         # Looked for again under the locks: a concurrent twin may have booked some fills while we waited.
-        booked.update(
-            (e.source_id, e)
-            for e in JournalEntry.objects.filter(source_type="fill", source_id__in=[f.fill_id for f in fills])
-        )
-        book.holds = {
-            h.order_id: h
-            for h in CashHold.objects.select_for_update()
-            .filter(pk__in=[pk for pk, _ in peek_holds])
-            .order_by("pk")
-        }
-        book.reservations = {
-            r.order_id: r
-            for r in ShareReservation.objects.select_for_update()
-            .filter(pk__in=[pk for pk, _, _ in peek_res])
-            .order_by("pk")
-        }
+        booked.update(_entries_by_source("fill", [f.fill_id for f in fills]))
+        if peek_holds:
+            book.holds = {
+                h.order_id: h
+                for h in models_from_sql(CashHold, _HOLDS_LOCK_SQL, [sorted(pk for pk, _ in peek_holds)])
+            }
+        if peek_res:
+            book.reservations = {
+                r.order_id: r
+                for r in models_from_sql(
+                    ShareReservation, _RESERVATIONS_LOCK_SQL, [sorted(pk for pk, _, _ in peek_res)]
+                )
+            }
         for op in ops:
             if isinstance(op, OrderRelease):
                 book.release(op.order_id)
@@ -768,13 +816,26 @@ def position_qtys(*, pairs: Iterable[tuple[Any, str]]) -> dict[tuple[str, str], 
     out: dict[tuple[str, str], Decimal] = dict.fromkeys(wanted, ZERO)
     if not wanted:
         return out
-    rows = LedgerAccount.objects.filter(
-        account_id__in={a for a, _ in wanted},
-        kind__in=(Kind.SEC_SETTLED, Kind.SEC_UNSETTLED),
-        asset__in={s for _, s in wanted},
-    ).values_list("account_id", "asset", "balance")
+    with hot_cursor() as cursor:
+        cursor.execute(
+            _POSITIONS_SQL,
+            [
+                [a for a, _ in sorted(wanted)],
+                [s for _, s in sorted(wanted)],
+                [Kind.SEC_SETTLED, Kind.SEC_UNSETTLED],
+            ],
+        )
+        rows = cursor.fetchall()
     for account_id, asset, bal in rows:
         key = (str(account_id), asset)
         if key in out:
             out[key] += bal
     return {k: v if v != 0 else ZERO for k, v in out.items()}
+
+
+# Shares per (account, symbol): the settled and unsettled security rows of exactly the pairs asked for.
+_POSITIONS_SQL = (
+    "SELECT l.account_id, l.asset, l.balance FROM settlement_ledgeraccount l "
+    "JOIN unnest(%s::uuid[], %s::text[]) AS k(a, s) ON l.account_id = k.a AND l.asset = k.s "
+    "WHERE l.kind = ANY(%s::text[])"
+)

@@ -659,14 +659,14 @@ def fees_for(*, side: str, notional: Decimal, qty: Decimal, trade_date: date) ->
 def fee_rules_in_force(trade_date: date) -> list[FeeRule]:
     """The fee schedule in force on ``trade_date``: the newest version of each code (inactive ones included, as
     they switch a fee off), by code. Read once and applied to many fills with ``fees_apply``."""
-    rules = FeeRule.objects.filter(effective_from__lte=trade_date).order_by("code", "-effective_from")
-    seen: set[str] = set()
-    out: list[FeeRule] = []
-    for rule in rules:
-        if rule.code not in seen:
-            seen.add(rule.code)
-            out.append(rule)
-    return out
+    return models_from_sql(FeeRule, _FEE_RULES_IN_FORCE_SQL, [trade_date])
+
+
+# One statement text (prepared once per connection), read once per projection chunk.
+_FEE_RULES_IN_FORCE_SQL = (
+    f"SELECT DISTINCT ON (code) {select_list(FeeRule)} FROM {FeeRule._meta.db_table} "  # noqa: S608
+    "WHERE effective_from <= %s ORDER BY code, effective_from DESC"
+)
 
 
 def fees_apply(

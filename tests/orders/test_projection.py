@@ -231,6 +231,12 @@ def test_bracket_legs_activate_after_the_entry_fills(account: BrokerageAccount) 
     assert entry.status == "filled"
     assert legs == {"take_profit": ("new", Decimal("2")), "stop_loss": ("new", Decimal("2"))}
 
+    # A buyer at the take-profit's price fills that leg (engine id "{entry}:tp"); its sibling is canceled.
+    h.inject(msgspec.structs.replace(mm_sell("2", "105", "mm-4"), side="buy"))
+    legs = {leg.leg_role: (leg.status, leg.filled_qty) for leg in entry.legs.all()}
+    assert legs == {"take_profit": ("filled", Decimal("2")), "stop_loss": ("canceled", Decimal("0"))}
+    assert [u[1] for u in updates(account)][-2:] == ["fill", "canceled"]
+
 
 def _held(account: BrokerageAccount) -> tuple[Decimal, Decimal, dict[str, Decimal]]:
     """(buying power, held cash, hold remaining per order id) of the account."""

@@ -206,8 +206,9 @@ def test_consumer_chunks_push_once_per_commit_and_replay_changes_nothing(
         assert inbox_apply_many(ORDERS_PROJECTION, items[12:]) == len(items) - 12
     assert len(callbacks) == 2  # one push per chunk, not one per trade update
     # Set-based: the projection's own statements are a fixed few per chunk, whatever its events (inbox insert,
-    # order ids, one lock, fill and trade-update dedupe, orders update, fills insert, seq ranges, trade updates
-    # insert, and here a bracket's legs read for its order snapshot); settlement adds one booking per chunk plus, per
+    # one lock of the orders named and those they replace, fill and trade-update dedupe, orders update, fills
+    # insert, seq ranges, trade updates insert, and here, as both chunks name a bracket's legs, the legs' ids read
+    # before the lock and their read for the order snapshot); settlement adds one booking per chunk plus, per
     # fill, the fee schedule read and lot relief.
     own = [q["sql"] for q in queries.captured_queries if "orders_" in q["sql"] or "core_" in q["sql"]]
     assert len(own) == 2 * 10
