@@ -81,6 +81,10 @@ def ensure_venv(argv: list[str]) -> None:
         for old in VENV.glob(".installed-*"):
             old.unlink()
         stamp.touch()
+    # The engine core stage runs the platform's Rust engine: its wheel goes into the bench venv too (a new venv
+    # has none; a no-op when the installed one is current). Run from the platform venv, which builds the wheel.
+    native = [sys.executable, str(ROOT / "scripts" / "build_engine_native.py"), "--native-only"]
+    subprocess.run(native, check=True, cwd=ROOT)
     os.chdir(ROOT)
     os.execv(str(py), [str(py), "-m", "bench", *argv])  # noqa: S606 - our own venv interpreter
 
