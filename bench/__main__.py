@@ -78,13 +78,13 @@ def ensure_venv(argv: list[str]) -> None:
         base = sys.executable if sys.version_info[:2] == (3, 11) else "python3.11"
         install = [str(ROOT / "scripts" / "pyinstall.sh"), str(VENV), "-r", str(REQUIREMENTS)]
         subprocess.run(install, check=True, env={**os.environ, "PYTHON": base})
+        # The engine core stage runs the platform's Rust engine. `make venv` installs its wheel into the bench
+        # venv only when that venv exists, so a venv made here gets it now (from the platform venv, which builds it).
+        native = [sys.executable, str(ROOT / "scripts" / "build_engine_native.py"), "--native-only"]
+        subprocess.run(native, check=True, cwd=ROOT)
         for old in VENV.glob(".installed-*"):
             old.unlink()
         stamp.touch()
-    # The engine core stage runs the platform's Rust engine: its wheel goes into the bench venv too (a new venv
-    # has none; a no-op when the installed one is current). Run from the platform venv, which builds the wheel.
-    native = [sys.executable, str(ROOT / "scripts" / "build_engine_native.py"), "--native-only"]
-    subprocess.run(native, check=True, cwd=ROOT)
     os.chdir(ROOT)
     os.execv(str(py), [str(py), "-m", "bench", *argv])  # noqa: S606 - our own venv interpreter
 

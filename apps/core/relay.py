@@ -36,7 +36,7 @@ from django.utils import timezone
 from apps.core import kafka
 from apps.core.models import StoredEvent
 from apps.core.runtime import Heartbeat, heartbeat_path
-from apps.core.sql import hot_cursor
+from apps.core.sql import hot_cursor, rows_from_sql
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +77,7 @@ def relay_publish_batch(producer: Producer, *, batch_size: int, flush_timeout: f
             row = cursor.fetchone()
         if not row or not row[0]:
             return 0
-        with hot_cursor() as cursor:
-            cursor.execute(_CLAIM_SQL, [batch_size])
-            rows = cursor.fetchall()
+        rows = rows_from_sql(_CLAIM_SQL, [batch_size])
         if not rows:
             return 0
         errors: list[KafkaError] = []

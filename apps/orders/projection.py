@@ -55,7 +55,7 @@ from apps.core.errors import NotFound
 from apps.core.fields import format_decimal
 from apps.core.money import WIDE
 from apps.core.outbox import aggregate_sequences_allocate
-from apps.core.sql import hot_cursor, models_from_sql, select_list
+from apps.core.sql import hot_cursor, models_from_sql, rows_from_sql, select_list
 from apps.orders.models import Fill, Order, TradeUpdate
 from apps.orders.presenters import order_json
 
@@ -126,9 +126,8 @@ class _Chunk:
         named = {k[0] for k in keys.values() if k is not None and not k[1]}
         legs = sorted({k for k in keys.values() if k is not None and k[1]})
         if legs:  # a bracket's legs, named by parent and role: their ids first (rare: an extra read)
-            with hot_cursor() as cursor:
-                cursor.execute(_LEG_IDS_SQL, [[p for p, _ in legs], [str(role) for _, role in legs]])
-                named.update(leg_id for (leg_id,) in cursor.fetchall())
+            found = rows_from_sql(_LEG_IDS_SQL, [[p for p, _ in legs], [str(role) for _, role in legs]])
+            named.update(leg_id for (leg_id,) in found)
         rows = models_from_sql(Order, _ORDERS_LOCK_SQL, [sorted(named)] * 2) if named else []
         self.by_pk = {o.pk: o for o in rows}
         leg_rows = {(o.parent_id, o.leg_role): o for o in rows if o.parent_id is not None}
@@ -142,14 +141,13 @@ class _Chunk:
         fill_ids = [
             str(env.payload["fill_id"]) for env in envelopes if env.event_type == "engine.OrderFilled"
         ]
-        with hot_cursor() as cursor:
-            if fill_ids:
-                cursor.execute(_FILLS_STORED_SQL, [fill_ids])
-                self.fill_ids = {
-                    fill_id: (order_id, qty, price) for fill_id, order_id, qty, price in cursor.fetchall()
-                }
-            cursor.execute(_TRADE_UPDATES_STORED_SQL, [[str(env.event_id) for env in envelopes]])
-            self.source_ids = {source_id for (source_id,) in cursor.fetchall()}
+        if fill_ids:
+            self.fill_ids = {
+                fill_id: (order_id, qty, price)
+                for fill_id, order_id, qty, price in rows_from_sql(_FILLS_STORED_SQL, [fill_ids])
+            }
+        stored = rows_from_sql(_TRADE_UPDATES_STORED_SQL, [[str(env.event_id) for env in envelopes]])
+        self.source_ids = {source_id for (source_id,) in stored}
 
     def order_by_pk(self, pk: uuid.UUID) -> Order:
         order = self.by_pk.get(pk)

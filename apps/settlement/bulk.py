@@ -43,7 +43,7 @@ from django.utils import timezone
 from apps.accounts.models import BrokerageAccount
 from apps.core.copy import copy_insert_values
 from apps.core.errors import BusinessRuleViolation, NotFound, ValidationError
-from apps.core.sql import hot_cursor, model_from_row, models_from_sql, select_list
+from apps.core.sql import hot_cursor, model_from_row, models_from_sql, rows_from_sql, select_list
 from apps.settlement.models import (
     CURRENCY,
     CashHold,
@@ -559,19 +559,15 @@ def _lots_book(fills: Sequence[_Booked], accounts: dict[str, BrokerageAccount]) 
     pairs = sorted(
         {(str(accounts[b.fill.account_id].pk), b.fill.symbol) for b in sells if b.fill is not None}
     )
-    with hot_cursor() as cursor:
-        cursor.execute(_COST_BASIS_METHODS_SQL, [sorted({a for a, _ in pairs})])
-        methods = {str(a): m for a, m in cursor.fetchall()}
+    methods = {str(a): m for a, m in rows_from_sql(_COST_BASIS_METHODS_SQL, [sorted({a for a, _ in pairs})])}
     opened = {lot.pk for lot in new_lots.values()}
     open_lots: dict[tuple[str, str], dict[int, TaxLot]] = {pair: {} for pair in pairs}
     for lot in _open_lots_lock_many(pairs):
         if lot.pk not in opened:  # this call's buy lots join in op order below
             open_lots[(str(lot.account_id), lot.symbol)][lot.pk] = lot
     selections: dict[tuple[str, str], list[LotSelection]] = {}
-    with hot_cursor() as cursor:
-        cursor.execute(_SELECTIONS_LOCK_SQL, [sorted({b.fill.order_id for b in sells if b.fill is not None})])
-        found = cursor.fetchall()
-    for *row, order_id, account_id in found:
+    sold_orders = sorted({b.fill.order_id for b in sells if b.fill is not None})
+    for *row, order_id, account_id in rows_from_sql(_SELECTIONS_LOCK_SQL, [sold_orders]):
         sel = model_from_row(LotSelection, row)
         assert sel is not None
         selections.setdefault((order_id, str(account_id)), []).append(sel)
@@ -629,12 +625,9 @@ def _lots_book(fills: Sequence[_Booked], accounts: dict[str, BrokerageAccount]) 
 def _open_lots_lock_many(pairs: Sequence[tuple[str, str]]) -> list[TaxLot]:
     """The open lots of each (account id, symbol), locked in primary-key order (``services._open_lots_lock`` for
     many pairs), with their buy entries loaded for the good-faith check."""
-    with hot_cursor() as cursor:
-        cursor.execute(_OPEN_LOTS_LOCK_SQL, [[a for a, _ in pairs], [s for _, s in pairs]])
-        rows = cursor.fetchall()
     found = []
     width = len(TaxLot._meta.concrete_fields)
-    for row in rows:
+    for row in rows_from_sql(_OPEN_LOTS_LOCK_SQL, [[a for a, _ in pairs], [s for _, s in pairs]]):
         lot = model_from_row(TaxLot, row)
         entry = model_from_row(JournalEntry, row, width)
         assert lot is not None
@@ -698,11 +691,7 @@ def _entries_by_source(source_type: str, source_ids: Sequence[str]) -> dict[str,
 def _ids_rows(sql: str, values: Iterable[Any]) -> list[tuple[Any, ...]]:
     """The rows of a hand-written read keyed by one array parameter (nothing read for no values)."""
     wanted = sorted(set(values))
-    if not wanted:
-        return []
-    with hot_cursor() as cursor:
-        cursor.execute(sql, [wanted])
-        return list(cursor.fetchall())
+    return rows_from_sql(sql, [wanted]) if wanted else []
 
 
 def _rows_update(table: str, columns: dict[str, str], rows: Sequence[tuple[Any, ...]]) -> None:
@@ -816,16 +805,10 @@ def position_qtys(*, pairs: Iterable[tuple[Any, str]]) -> dict[tuple[str, str], 
     out: dict[tuple[str, str], Decimal] = dict.fromkeys(wanted, ZERO)
     if not wanted:
         return out
-    with hot_cursor() as cursor:
-        cursor.execute(
-            _POSITIONS_SQL,
-            [
-                [a for a, _ in sorted(wanted)],
-                [s for _, s in sorted(wanted)],
-                [Kind.SEC_SETTLED, Kind.SEC_UNSETTLED],
-            ],
-        )
-        rows = cursor.fetchall()
+    keys = sorted(wanted)
+    rows = rows_from_sql(
+        _POSITIONS_SQL, [[a for a, _ in keys], [s for _, s in keys], [Kind.SEC_SETTLED, Kind.SEC_UNSETTLED]]
+    )
     for account_id, asset, bal in rows:
         key = (str(account_id), asset)
         if key in out:
