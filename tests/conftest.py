@@ -113,6 +113,19 @@ def redis_client() -> Iterator[Any]:
 
 
 @pytest.fixture
+def md_redis(redis_client: Any) -> Iterator[Any]:
+    """The test Redis DB, empty at the start and at the end of each test (a cached price left behind would be
+    the "latest price" of a later test elsewhere); the breaker state is per process: reset it."""
+    from apps.marketdata import cache as md_cache
+
+    redis_client.flushdb()
+    md_cache._breaker.cache_clear()
+    yield redis_client
+    redis_client.flushdb()
+    md_cache._breaker.cache_clear()
+
+
+@pytest.fixture
 def private_kafka(tmp_path: Any) -> Iterator[Any]:
     """A private broker the test may kill -9 and restart (``tests/kafka_broker.py``); the platform's Kafka
     settings point at it for the test's duration."""

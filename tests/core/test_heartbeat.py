@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,7 +77,10 @@ CELERY = [sys.executable, "-m", "celery", "-A", "brokerage"]
     ids=["relay", "clock", "feed", "beat"],
 )
 def test_a_real_process_beats_from_its_loop_and_fails_the_check_once_the_loop_stops(
-    tmp_path: Path, argv: list[str], process: str
+    tmp_path: Path,
+    argv: list[str],
+    process: str,
+    md_redis: Any,  # the feed publishes reference prices to the test Redis: cleared after, not left to others
 ) -> None:
     path = tmp_path / f"brokerage-{process}.alive"
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -14,7 +14,6 @@ import pytest
 
 from apps.core import events, kafka
 from apps.core.consumers import ConsumerRunner, consumer_get
-from apps.marketdata import cache
 from apps.marketdata.stream import publisher
 from engine.events import BookLevelChanged, Event, TradeExecuted
 
@@ -42,17 +41,6 @@ def envelope_for(event: Event, timestamp: datetime | None = None) -> events.Even
         payload=engine_payload(event, timestamp),
         occurred_at=timestamp or datetime.now(UTC),
     )
-
-
-@pytest.fixture
-def md_redis(redis_client: Any) -> Iterator[Any]:
-    """The test Redis DB, empty at the start and at the end of each test (a cached price left behind would be
-    the "latest price" of a later test elsewhere); the breaker state is per process: reset it."""
-    redis_client.flushdb()
-    cache._breaker.cache_clear()
-    yield redis_client
-    redis_client.flushdb()
-    cache._breaker.cache_clear()
 
 
 @pytest.fixture
