@@ -54,7 +54,7 @@ function open(url) {
       if (step === 1) {
         if (reply[0].msg !== "authenticated") return fail();
         if (connectSymbols) { step = 2; ws.send(JSON.stringify({ action: "subscribe", trades: connectSymbols })); return; }
-      } else if (step === 2 && reply[reply.length - 1].T !== "subscription") return;
+      } else if (step === 2 && !reply.some((m) => m.T === "subscription")) return;
       step = 9; ws.ready = true; clearTimeout(timer); resolve(ws);
     });
   });

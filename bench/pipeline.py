@@ -11,6 +11,7 @@ account pairs with API keys, and prints them as JSON.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -141,6 +142,35 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not: an orphan's zombie may wait for a reaper that never comes)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def groups_stop(pgids: list[int], timeout: float = 15.0) -> None:
+    """Stop process groups by id, whichever process started them (a child of this process is reaped too):
+    SIGTERM, then SIGKILL after ``timeout`` s for a leader still running."""
+    for pgid in pgids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for pgid in pgids:
+        while True:
+            with contextlib.suppress(ChildProcessError):  # not ours: an earlier measurement child started it
+                os.waitpid(pgid, os.WNOHANG)
+            if not _alive(pgid):
+                break
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGKILL)
+                deadline = time.monotonic() + 5
+            time.sleep(0.05)
 
 
 class Procs:

@@ -17,13 +17,14 @@ Groups ``latency@R``: open loop at R orders/s to ``POST /v2/orders`` (each with 
 Groups ``fill@R``: submit -> ``fill`` on ``trade_updates``, at the target's rate (``FILL_RATE``) and at one below what
 the whole path carries on this machine (``FILL_LOW``: with the order pipeline and the ws process sharing the two
 cores, the path saturates well below the web tier's own throughput, so this is where the latency floor shows). Each
-measurement starts the order pipeline of its own (outbox relay, engine, projection, on a fresh topic prefix; the other
-cases' resting orders are marked relayed first, bench-only, so this engine sees only this case's orders) and the ws
-process (``deploy/ws_server.py``); a listener process holds one ``/stream`` connection per seller, authenticated and
-listening to ``trade_updates``. After a warm-up pair has filled, R orders/s are sent open loop: a resting buy then a
-crossing sell at the same price, alternating; ``fill_p50_ms``/``fill_p99_ms`` run from each sell's scheduled send time
-to its ``fill`` update arriving at the client (one clock: CLOCK_MONOTONIC is system-wide). Sells without a fill by the
-bound count in ``unanswered`` and enter the percentiles at the bound.
+round starts the order pipeline of its own (outbox relay, engine, projection, on a fresh topic prefix; the other
+cases' resting orders are marked relayed first, bench-only, so this engine sees only this round's orders) and the ws
+process (``deploy/ws_server.py``), which the round's two rates share (they run back to back); a listener process holds
+one ``/stream`` connection per seller, authenticated and listening to ``trade_updates``. After a warm-up pair has
+filled, R orders/s are sent open loop: a resting buy then a crossing sell at the same price, alternating;
+``fill_p50_ms``/``fill_p99_ms`` run from each sell's scheduled send time to its ``fill`` update arriving at the client
+(one clock: CLOCK_MONOTONIC is system-wide). Sells without a fill by the bound count in ``unanswered`` and enter the
+percentiles at the bound.
 Group ``reads``: the market-data read path, closed loop ``GET /v2/stocks/{symbol}/quotes/latest`` (API-key auth,
 one Redis ``HGET``, no PostgreSQL); the quote is seeded through ``apps.marketdata.services.book_level_apply`` as
 the market-data consumer writes it.
@@ -72,6 +73,7 @@ FILL_RATES = (FILL_LOW, FILL_RATE)
 FILL_GRACE_S = 8.0
 FILL_ROUNDS = 2
 LOGS = pipeline.ROOT / ".run" / "bench-rest"
+FILL_STATE = LOGS / "fill-pipeline.json"  # the running submit -> fill pipeline's process groups and ws port
 _seeded: list[dict[str, str]] = []
 _server: dict[str, Any] = {}
 
@@ -109,13 +111,13 @@ def _server_start() -> None:
         _closed(port, _seeded, path, 1.5)
     # One topic prefix for every submit->fill measurement of the stage, and fresh symbols: the engine's event
     # ids are uuid5(symbol, book_seq), so an engine starting empty on a symbol this database has seen would repeat
-    # ids the projection's inbox skips. Each measurement restarts the pipeline on the prefix (the engine resumes
-    # from its snapshot, book_seq going on), as a deploy restarts it.
+    # ids the projection's inbox skips. Each round restarts the pipeline on the prefix (the engine resumes from
+    # its snapshot, book_seq going on), as a deploy restarts it.
     _server["fill_prefix"] = pipeline.new_prefix()
     pipeline.manage(_server["fill_prefix"], "kafka_topics")
-    atexit.register(
-        pipeline.topics_drop, _server["fill_prefix"]
-    )  # after every measurement's pipeline stopped
+    # atexit runs last-registered first: the fill pipeline stops, then its topics go.
+    atexit.register(pipeline.topics_drop, _server["fill_prefix"])
+    atexit.register(_fill_pipeline_stop)
     # One symbol per submit->fill round: a round that ran over capacity leaves resting orders on its book, and
     # a warm-up buy would then match one of those sells instead of its own pair's (its fill never came).
     _server["fill_symbols"] = {
@@ -183,7 +185,7 @@ def cases(config: Config) -> list[Case]:
         Case(f"latency@{rate}", "orders", {"path": "/v2/orders", "rate": rate, "duration_s": d})
         for rate in RATES
     ]
-    # Submit -> fill starts a pipeline and a ws server per measurement: 2 rounds.
+    # Submit -> fill starts a pipeline and a ws server per round: 2 rounds.
     for rate in FILL_RATES:
         # The low rate runs twice as long, so that its p99 stands on 100 sells rather than 50.
         fill = {
@@ -309,35 +311,73 @@ def _fill(
     """Submit -> ``fill`` on trade_updates, open loop (see the module docstring)."""
     import multiprocessing as mp
 
-    import psycopg
-
-    with psycopg.connect(pipeline.DB_URL, autocommit=True) as conn:
-        conn.execute("UPDATE core_storedevent SET published_at = now() WHERE published_at IS NULL")
-    procs = pipeline.Procs(_server["fill_prefix"], LOGS / "fill")
-    ws_port = pipeline.free_port()
+    ws_port = _fill_pipeline(rate)
     ctx = mp.get_context("fork")
     fills: Any = ctx.Queue()
     stop = ctx.Event()
     listener = None
+    done = False
     try:
-        procs.start("relay", [pipeline.PY, "manage.py", "run_outbox_relay"])
-        procs.start("engine", [pipeline.PY, "manage.py", "run_engine"])
-        procs.start("projection", [pipeline.PY, "manage.py", "run_consumer", "orders.projection"])
-        ws_argv = [pipeline.PY, "deploy/ws_server.py", "-b", "127.0.0.1", "-p", str(ws_port)]
-        procs.start("ws", [*ws_argv, "--drain-seconds", "0", "brokerage.asgi:application"])
-        _wait(ws_port)
         sellers = [(a["seller_key"], a["seller_secret"]) for a in accounts]
         listener = ctx.Process(target=_listen_main, args=(ws_port, sellers, fills, stop), daemon=True)
         listener.start()
         if fills.get(timeout=120) is not None:
             raise RuntimeError("the trade_updates listener did not start")
         _warm_pair(port, accounts[0], fills, symbol)
-        return _fill_open(port, accounts, rate, duration, fills, symbol)
+        out = _fill_open(port, accounts, rate, duration, fills, symbol)
+        done = True
+        return out
     finally:
         stop.set()
         if listener is not None:
             listener.join(10)
-        procs.stop()
+        if rate == FILL_RATES[-1] or not done:
+            _fill_pipeline_stop()
+
+
+def _fill_pipeline(rate: int) -> int:
+    """The order pipeline and ws process of a round's submit -> fill measurements; returns the ws port.
+
+    The first rate of a round starts them: the outbox relay, the engine and the projection on the stage's fill
+    prefix (the other cases' resting orders marked relayed first, bench-only, so this engine sees only this
+    round's orders), and the ws process. The round's other rates run right after it (the harness runs a round's
+    groups in order; nothing else runs between them) and reuse them; the last rate stops them, and so does any
+    other case (``run``) and the stage's exit. The state is a file: each measurement runs in a child of its own.
+    """
+    import json
+
+    import psycopg
+
+    if rate != FILL_RATES[0] and FILL_STATE.exists():
+        state = json.loads(FILL_STATE.read_text())
+        if all(pipeline._alive(pgid) for pgid in state["pgids"]):
+            return int(state["ws_port"])
+    _fill_pipeline_stop()
+    with psycopg.connect(pipeline.DB_URL, autocommit=True) as conn:
+        conn.execute("UPDATE core_storedevent SET published_at = now() WHERE published_at IS NULL")
+    procs = pipeline.Procs(_server["fill_prefix"], LOGS / "fill")
+    ws_port = pipeline.free_port()
+    procs.start("relay", [pipeline.PY, "manage.py", "run_outbox_relay"])
+    procs.start("engine", [pipeline.PY, "manage.py", "run_engine"])
+    procs.start("projection", [pipeline.PY, "manage.py", "run_consumer", "orders.projection"])
+    ws_argv = [pipeline.PY, "deploy/ws_server.py", "-b", "127.0.0.1", "-p", str(ws_port)]
+    procs.start("ws", [*ws_argv, "--drain-seconds", "0", "brokerage.asgi:application"])
+    FILL_STATE.write_text(json.dumps({"pgids": list(procs.groups().values()), "ws_port": ws_port}))
+    try:
+        _wait(ws_port)
+    except BaseException:
+        _fill_pipeline_stop()
+        raise
+    return ws_port
+
+
+def _fill_pipeline_stop() -> None:
+    """Stop the submit -> fill pipeline recorded in ``FILL_STATE``, if any (whichever child started it)."""
+    import json
+
+    if FILL_STATE.exists():
+        pipeline.groups_stop(json.loads(FILL_STATE.read_text())["pgids"])
+        FILL_STATE.unlink()
 
 
 def _pair_bodies(tag: str, symbol: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -536,6 +576,8 @@ def _pg_backends() -> list[int]:
 def run(r: int, case: Case, config: Config) -> dict[str, float]:
     port, pgid = _server["port"], _server["pgid"]
     p = case.params
+    if not case.group.startswith("fill"):
+        _fill_pipeline_stop()  # none runs here (a round's last fill case stops it); never under another case
     # This measurement child is the load generator; gunicorn runs as separate processes.
     if case.group.startswith("latency"):
         return _open(port, _seeded, p["path"], p["rate"], p["duration_s"])

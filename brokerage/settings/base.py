@@ -27,8 +27,10 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+# Not "daphne": as an app it only makes ``runserver`` serve ASGI, and it imports daphne.server (Twisted) into every
+# process at start-up (about 0.4 s of CPU each: web workers, engine, consumers, Celery). The ws process runs daphne
+# itself (deploy/ws_server.py), as ``make run`` and production do.
 INSTALLED_APPS = [
-    "daphne",
     # django.contrib.admin, with the OTP-enforcing site as the default (accounts block below).
     "apps.accounts.admin_config.BrokerageAdminConfig",
     "django.contrib.auth",
