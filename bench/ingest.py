@@ -615,7 +615,7 @@ def run(r: int, case: Case, config: Config) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------------- profile
-def _frames(raw: str, top: int = 12) -> dict[str, list[list[Any]]]:
+def _frames(raw: str, top: int = 12) -> dict[str, Any]:
     """Top self and inclusive frames of a ``py-spy record -f raw`` file (folded stacks), as percent of samples."""
     own: Counter[str] = Counter()
     incl: Counter[str] = Counter()
@@ -633,6 +633,7 @@ def _frames(raw: str, top: int = 12) -> dict[str, list[list[Any]]]:
                 incl[f] += n
     pct = 100.0 / max(total, 1)
     return {
+        "samples": total,  # on-CPU samples at 200 Hz (py-spy leaves idle ones out): what the percentages stand on
         "self": [[f, round(n * pct, 1)] for f, n in own.most_common(top)],
         "inclusive_apps": [[f, round(n * pct, 1)] for f, n in incl.most_common(top)],
     }
@@ -681,7 +682,7 @@ def profile(config: Config) -> dict[str, Any]:
                     "-d",
                     "6",
                     "-r",
-                    "50",
+                    "200",
                     "-f",
                     "raw",
                     "-o",
