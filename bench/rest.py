@@ -350,7 +350,7 @@ def _fill_pipeline(rate: int) -> int:
 
     if rate != FILL_RATES[0] and FILL_STATE.exists():
         state = json.loads(FILL_STATE.read_text())
-        if all(pipeline._alive(pgid) for pgid in state["pgids"]):
+        if all(_ours(pgid) for pgid in state["pgids"]):
             return int(state["ws_port"])
     _fill_pipeline_stop()
     with psycopg.connect(pipeline.DB_URL, autocommit=True) as conn:
@@ -376,8 +376,15 @@ def _fill_pipeline_stop() -> None:
     import json
 
     if FILL_STATE.exists():
-        pipeline.groups_stop(json.loads(FILL_STATE.read_text())["pgids"])
+        pipeline.groups_stop([g for g in json.loads(FILL_STATE.read_text())["pgids"] if _ours(g)])
         FILL_STATE.unlink()
+
+
+def _ours(pgid: int) -> bool:
+    """Whether ``pgid`` still runs one of the fill pipeline's processes: a file left by a killed run may name ids
+    the system has given to other processes since."""
+    cmd = procstat._cmdline(str(pgid))
+    return pipeline._alive(pgid) and ("manage.py" in cmd or "ws_server.py" in cmd)
 
 
 def _pair_bodies(tag: str, symbol: str) -> tuple[dict[str, Any], dict[str, Any]]:
