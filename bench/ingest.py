@@ -129,11 +129,9 @@ def _kill_leftovers() -> None:
         old = json.loads(PIDS.read_text())
     except (OSError, ValueError):
         return
-    for pid in old.get("pgids", []):
-        cmd = procstat._cmdline(str(pid))
-        if "manage.py" in cmd or "gunicorn" in cmd or "celery" in cmd:
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGKILL)
+    for pid in pipeline.groups_still_ours(old.get("pgids", []), "manage.py", "gunicorn", "celery"):
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
     PIDS.unlink(missing_ok=True)
 
 
@@ -163,11 +161,24 @@ def prepare(config: Config) -> None:
         celery_broker=redis_db["CELERY_BROKER_URL"],
     )
     # Live check: one crossing pair through the whole pipeline (consumers joined, topics ready).
-    out = _load(port, seeded, "warm", rate=20, batch=1, duration=0.1)
-    sells = _accepted(out)[1]
-    if not sells or not _drain(sells, 120.0):
-        raise RuntimeError(f"pipeline not live after 120 s (logs in {LOGS})")
+    _through(port, seeded, "warm", rate=20, batch=1, duration=0.1, failure="pipeline not live after 120 s")
     _history(port, seeded)
+
+
+def _through(
+    port: int,
+    seeded: list[dict[str, str]],
+    tag: str,
+    *,
+    rate: float,
+    batch: int,
+    duration: float,
+    failure: str,
+) -> None:
+    """Orders sent by ``_load`` that must all fill within 120 s (``failure`` says what it means if not)."""
+    sells = _accepted(_load(port, seeded, tag, rate=rate, batch=batch, duration=duration))[1]
+    if not sells or not _drain(sells, 120.0):
+        raise RuntimeError(f"{failure} (logs in {LOGS})")
 
 
 def _history(port: int, seeded: list[dict[str, str]]) -> None:
@@ -181,10 +192,8 @@ def _history(port: int, seeded: list[dict[str, str]]) -> None:
     """
     import psycopg
 
-    out = _load(port, seeded, "history", rate=4 * RATE, batch=BATCH, duration=HISTORY_S)
-    sells = _accepted(out)[1]
-    if not sells or not _drain(sells, 120.0):
-        raise RuntimeError(f"the history's orders did not all fill within 120 s (logs in {LOGS})")
+    failure = "the history's orders did not all fill within 120 s"
+    _through(port, seeded, "history", rate=4 * RATE, batch=BATCH, duration=HISTORY_S, failure=failure)
     with psycopg.connect(pipeline.DB_URL, autocommit=True) as conn:
         conn.execute("ANALYZE")
 

@@ -50,7 +50,6 @@ import json
 import os
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -166,13 +165,7 @@ def _server_start(variant: str) -> tuple[subprocess.Popen[bytes], int]:
 
 def _group_stop(proc: subprocess.Popen[bytes]) -> None:
     """Stop exactly the process group a ws server or a load generator was started in."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
+    pipeline.groups_stop([proc.pid])
 
 
 def _servers_stop() -> None:

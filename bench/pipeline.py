@@ -153,6 +153,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def groups_still_ours(pgids: list[int], *markers: str) -> list[int]:
+    """Those of ``pgids`` still running a process whose command line has one of ``markers``: ids a killed earlier
+    run left in a file may have been given to other processes since."""
+    from bench.procstat import _cmdline
+
+    return [g for g in pgids if _alive(g) and any(m in _cmdline(str(g)) for m in markers)]
+
+
 def groups_stop(pgids: list[int], timeout: float = 15.0) -> None:
     """Stop process groups by id, whichever process started them (a child of this process is reaped too):
     SIGTERM, then SIGKILL after ``timeout`` s for a leader still running."""
@@ -257,15 +265,7 @@ class Procs:
         return {name: p.pid for name, p in zip(self._names, self.procs, strict=True)}
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
+        groups_stop([p.pid for p in self.procs])
         self.procs = []
         self._names = []
 

@@ -350,7 +350,7 @@ def _fill_pipeline(rate: int) -> int:
 
     if rate != FILL_RATES[0] and FILL_STATE.exists():
         state = json.loads(FILL_STATE.read_text())
-        if all(_ours(pgid) for pgid in state["pgids"]):
+        if len(_ours(state["pgids"])) == len(state["pgids"]):
             return int(state["ws_port"])
     _fill_pipeline_stop()
     with psycopg.connect(pipeline.DB_URL, autocommit=True) as conn:
@@ -376,15 +376,13 @@ def _fill_pipeline_stop() -> None:
     import json
 
     if FILL_STATE.exists():
-        pipeline.groups_stop([g for g in json.loads(FILL_STATE.read_text())["pgids"] if _ours(g)])
+        pipeline.groups_stop(_ours(json.loads(FILL_STATE.read_text())["pgids"]))
         FILL_STATE.unlink()
 
 
-def _ours(pgid: int) -> bool:
-    """Whether ``pgid`` still runs one of the fill pipeline's processes: a file left by a killed run may name ids
-    the system has given to other processes since."""
-    cmd = procstat._cmdline(str(pgid))
-    return pipeline._alive(pgid) and ("manage.py" in cmd or "ws_server.py" in cmd)
+def _ours(pgids: list[int]) -> list[int]:
+    """Those of ``pgids`` still running one of the fill pipeline's processes."""
+    return pipeline.groups_still_ours(pgids, "manage.py", "ws_server.py")
 
 
 def _pair_bodies(tag: str, symbol: str) -> tuple[dict[str, Any], dict[str, Any]]:
