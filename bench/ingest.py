@@ -55,6 +55,13 @@ today) and ``copy`` (one ``COPY`` per batch, one transaction per batch, the colu
 1,000 rows per batch (``writer``, the target's ratio) and at 10 and 100 (the curve). Optional offered-rate curve
 (``BENCH_INGEST_CURVE=1``: groups ``rate_lo``/``rate_hi`` at RATE/2 and 2 x RATE, 4 s windows): it does not fit
 the 5 min budget on the shared machine.
+
+Scaled out (opt-in, outside ``make bench``'s budget): ``BENCH_INGEST_SYMBOLS=N`` (1-8) symbols on evenly spaced
+partitions of the symbol-keyed order topics, ``BENCH_INGEST_PROJECTIONS=M`` projection processes in one consumer
+group (``projection``, ``projection2``, ...; each gets a contiguous range of partitions), and
+``BENCH_INGEST_SPREAD``: ``pair`` (default: each account pair trades one symbol, so each account's fills reach one
+projection process) or ``order`` (every batch spreads its orders over all the symbols). By default one symbol and
+one projection: the single-symbol bound, since a symbol's events are one partition's.
 """
 
 from __future__ import annotations
@@ -114,6 +121,13 @@ PAIRS = int(os.environ.get("BENCH_INGEST_PAIRS", "32"))  # buyer/seller account 
 # The Celery worker behind the kyc.aml_trades bridge, as in the Procfile (0: measure the pipeline without it).
 CELERY = os.environ.get("BENCH_INGEST_CELERY", "1") == "1"
 # rate_lo/rate_hi groups (the offered-rate curve): past the 5 min budget on the shared machine, so opt-in.
+# Symbols the batches spread their orders over (on evenly spaced partitions of the order topics), and projection
+# processes in the projection's consumer group: one and one by default (the single-symbol bound of the pipeline).
+SYMBOLS = pipeline.symbols_spread(int(os.environ.get("BENCH_INGEST_SYMBOLS", "1")))
+PROJECTIONS = int(os.environ.get("BENCH_INGEST_PROJECTIONS", "1"))
+# "pair": each account pair trades one of the symbols (its batches name it alone); "order": every batch spreads its
+# orders over all the symbols, so each account's fills reach every projection process.
+SPREAD = os.environ.get("BENCH_INGEST_SPREAD", "pair")
 RATE_CURVE = os.environ.get("BENCH_INGEST_CURVE", "0") == "1"
 DRAIN_S = 60.0  # a window's fills must be persisted within this (else ``unfinished`` > 0 says so)
 LOGS = pipeline.ROOT / ".run" / "bench-ingest"
@@ -140,7 +154,7 @@ def prepare(config: Config) -> None:
     pipeline.db_prepare(fresh=True)
     prefix = pipeline.new_prefix()
     pipeline.manage(prefix, "kafka_topics")
-    seeded = pipeline.seed(prefix, PAIRS)
+    seeded = pipeline.seed(prefix, PAIRS, SYMBOLS)
     port = pipeline.free_port()
     redis_db = {
         "REDIS_URL": os.environ.get("BENCH_INGEST_REDIS_URL", "redis://127.0.0.1:56379/12"),
@@ -151,7 +165,7 @@ def prepare(config: Config) -> None:
     atexit.register(pipeline.topics_drop, prefix)  # atexit runs last-in first: after _stop below
     atexit.register(_stop, procs)
     procs.gunicorn(port, workers=2)
-    procs.pipeline(celery=CELERY)
+    procs.pipeline(celery=CELERY, projections=PROJECTIONS)
     PIDS.write_text(json.dumps({"pgids": list(procs.groups().values())}))
     _state.update(
         prefix=prefix,
@@ -257,12 +271,15 @@ def _load(
     lock = threading.Lock()
 
     def body(k: int) -> tuple[bytes, dict[str, str]]:
-        pair = accounts[(k // 2) % len(accounts)]
+        index = (k // 2) % len(accounts)
+        pair = accounts[index]
         role = "buyer" if k % 2 == 0 else "seller"
         side = "buy" if role == "buyer" else "sell"
+        symbol = SYMBOLS[index % len(SYMBOLS)] if SPREAD == "pair" else ""
         orders = [
             {
-                "symbol": pipeline.SYMBOL,
+                "symbol": symbol
+                or SYMBOLS[j % len(SYMBOLS)],  # a buy batch and its sell batch match per symbol
                 "qty": "1",
                 "side": side,
                 "type": "limit",

@@ -5,8 +5,9 @@ gets ``DATABASE_URL`` of ``brokerage_bench`` (created and migrated by ``db_prepa
 (``bench<hex>.``) and ``REDIS_URL`` DB 6. Processes are started with ``Popen`` in their own process group and
 stopped by that group's id only.
 
-``python -m bench.pipeline seed PAIRS`` (run with ``env()``) creates one asset ``BNCH`` and ``PAIRS`` buyer/seller
-account pairs with API keys, and prints them as JSON.
+``python -m bench.pipeline seed PAIRS [SYMBOL ...]`` (run with ``env()``) creates the assets (``BNCH`` alone by
+default) and ``PAIRS`` buyer/seller account pairs with API keys (the sellers hold shares of every asset), and prints
+them as JSON.
 """
 
 from __future__ import annotations
@@ -29,6 +30,23 @@ DB_NAME = os.environ.get("BENCH_DB_NAME", "brokerage_bench")
 PG_ADMIN = "postgres://brokerage:brokerage@127.0.0.1:55432/brokerage"
 DB_URL = f"postgres://brokerage:brokerage@127.0.0.1:55432/{DB_NAME}"
 SYMBOL = "BNCH"
+COMMAND_PARTITIONS = 8  # config/kafka/topics.toml: orders.commands and orders.events
+
+
+def symbols_spread(n: int) -> list[str]:
+    """``n`` symbols (``SYMBOL`` first) on evenly spaced partitions of the symbol-keyed order topics, so that
+    consumers sharing them (each takes a contiguous range of partitions) each get some of the symbols."""
+    if not 1 <= n <= COMMAND_PARTITIONS:
+        raise ValueError(f"1 to {COMMAND_PARTITIONS} symbols, not {n}")
+    from apps.core.kafka import keys_per_partition  # pure: no Django settings read
+
+    names = [
+        SYMBOL,
+        *(f"BN{a}{b}" for a in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" for b in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+    ]
+    by_partition = keys_per_partition(COMMAND_PARTITIONS, names)
+    start = by_partition.index(SYMBOL)  # SYMBOL's own partition leads the spread
+    return [by_partition[(start + i * COMMAND_PARTITIONS // n) % COMMAND_PARTITIONS] for i in range(n)]
 
 
 def env(prefix: str, **extra: str) -> dict[str, str]:
@@ -112,9 +130,9 @@ def manage(prefix: str, *args: str, timeout: float = 300) -> str:
     return out.stdout
 
 
-def seed(prefix: str, pairs: int) -> list[dict[str, str]]:
+def seed(prefix: str, pairs: int, symbols: list[str] | None = None) -> list[dict[str, str]]:
     out = subprocess.run(
-        [PY, "-m", "bench.pipeline", "seed", str(pairs)],
+        [PY, "-m", "bench.pipeline", "seed", str(pairs), *(symbols or [])],
         cwd=ROOT,
         env=env(prefix),
         capture_output=True,
@@ -232,16 +250,20 @@ class Procs:
                 time.sleep(0.2)
         raise RuntimeError("gunicorn did not listen within 60 s")
 
-    def pipeline(self, *, celery: bool = False) -> None:
+    def pipeline(self, *, celery: bool = False, projections: int = 1) -> None:
         """The Procfile's order path: relay -> engine -> projection (which books fills through settlement) and
         the ``kyc.aml_trades`` Kafka -> Celery bridge (every executed trade goes to the AML rules).
 
         ``celery=True`` also starts the Celery worker of the Procfile (without a worker the bridge's tasks only
-        queue up in Redis).
+        queue up in Redis). ``projections`` > 1 runs that many projection processes in its consumer group, as its
+        ECS service scales out (named ``projection``, ``projection2``, ...).
         """
         self.start("relay", [PY, "manage.py", "run_outbox_relay"])
         self.start("engine", [PY, "manage.py", "run_engine"])
-        self.start("projection", [PY, "manage.py", "run_consumer", "orders.projection"])
+        for i in range(projections):
+            self.start(
+                f"projection{i + 1 if i else ''}", [PY, "manage.py", "run_consumer", "orders.projection"]
+            )
         self.start("aml", [PY, "manage.py", "run_consumer", "kyc.aml_trades"])
         if celery:
             self.start(
@@ -270,7 +292,27 @@ class Procs:
         self._names = []
 
 
-def _seed_main(pairs: int) -> None:
+def asset_seed(symbol: str, name: str) -> None:
+    """A whole-share asset at a cent tick and a reference price of 100 (inside a process with Django set up)."""
+    from decimal import Decimal
+
+    from apps.orders.models import Asset
+
+    Asset.objects.get_or_create(
+        symbol=symbol,
+        defaults={
+            "name": name,
+            "exchange": "NASDAQ",
+            "price_increment": Decimal("0.01"),
+            "min_trade_increment": Decimal("1"),
+            "min_order_size": Decimal("1"),
+            "fractionable": False,
+            "reference_price": Decimal("100"),
+        },
+    )
+
+
+def _seed_main(pairs: int, symbols: list[str]) -> None:
     import django
 
     django.setup()
@@ -280,21 +322,10 @@ def _seed_main(pairs: int) -> None:
 
     from apps.accounts.models import BrokerageAccount, User
     from apps.accounts.services import api_key_create
-    from apps.orders.models import Asset
     from apps.settlement.services import cash_deposit_post, shares_deposit_post
 
-    Asset.objects.get_or_create(
-        symbol=SYMBOL,
-        defaults={
-            "name": "Bench Corp",
-            "exchange": "NASDAQ",
-            "price_increment": Decimal("0.01"),
-            "min_trade_increment": Decimal("1"),
-            "min_order_size": Decimal("1"),
-            "fractionable": False,
-            "reference_price": Decimal("100"),
-        },
-    )
+    for symbol in symbols:
+        asset_seed(symbol, "Bench Corp")
     out = []
     for i in range(pairs):
         row: dict[str, str] = {}
@@ -310,13 +341,14 @@ def _seed_main(pairs: int) -> None:
                         account=account, amount=Decimal("1000000000"), transfer_id=f"bench-{tag}"
                     )
                 else:
-                    shares_deposit_post(
-                        account=account,
-                        symbol=SYMBOL,
-                        qty=Decimal("10000000"),
-                        cost_basis=Decimal("1000000000"),
-                        transfer_id=f"bench-{tag}",
-                    )
+                    for symbol in symbols:
+                        shares_deposit_post(
+                            account=account,
+                            symbol=symbol,
+                            qty=Decimal("10000000"),
+                            cost_basis=Decimal("1000000000"),
+                            transfer_id=f"bench-{tag}" if symbol == SYMBOL else f"bench-{tag}-{symbol}",
+                        )
             key, secret = api_key_create(owner=user, name="bench", scopes=["read", "trade"])
             row[f"{role}_key"] = key.key_id
             row[f"{role}_secret"] = secret
@@ -339,4 +371,4 @@ def query(sql: str, params: Any = None) -> list[tuple[Any, ...]]:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["seed"]:
-        _seed_main(int(sys.argv[2]))
+        _seed_main(int(sys.argv[2]), sys.argv[3:] or [SYMBOL])

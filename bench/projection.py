@@ -63,21 +63,9 @@ def _seed(accounts: int) -> tuple[list[Any], list[Any]]:
     from django.db import transaction
 
     from apps.accounts.models import BrokerageAccount, User
-    from apps.orders.models import Asset
     from apps.settlement.services import cash_deposit_post, shares_deposit_post
 
-    Asset.objects.get_or_create(
-        symbol=SYMBOL,
-        defaults={
-            "name": "Bench Projection Corp",
-            "exchange": "NASDAQ",
-            "price_increment": Decimal("0.01"),
-            "min_trade_increment": Decimal("1"),
-            "min_order_size": Decimal("1"),
-            "fractionable": False,
-            "reference_price": Decimal("100"),
-        },
-    )
+    pipeline.asset_seed(SYMBOL, "Bench Projection Corp")
     buyers: list[Any] = []
     sellers: list[Any] = []
     for i in range(accounts):

@@ -199,9 +199,19 @@ class _Chunk:
             u.data["position_qty"] = format_decimal(qty if qty != 0 else Decimal(0))
 
     def flush(self) -> list[TradeUpdate]:
-        """Write everything the chunk decided (inside its transaction); returns the trade updates written."""
+        """Write everything the chunk decided (inside its transaction); returns the trade updates written.
+
+        The firm's ledger rows (clearing, fees), which every fill moves, are locked and moved last, so other
+        projection processes' chunks wait for them only from then to this chunk's commit
+        (``settlement.services.ledger_rows_lock``)."""
+        house = _settlement_bulk().HouseMoves()
         if self.settlement_ops:
-            _settlement_bulk().trade_date_book(ops=self.settlement_ops)
+            _settlement_bulk().trade_date_book(ops=self.settlement_ops, house=house)
+        rows = self._write()
+        house.apply()
+        return rows
+
+    def _write(self) -> list[TradeUpdate]:
         if self.dirty:
             fields = sorted(set().union(*self.dirty.values()) | {"updated_at"})
             _orders_update([self.by_pk[pk] for pk in sorted(self.dirty)], fields)

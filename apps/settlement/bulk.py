@@ -36,7 +36,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -75,7 +75,9 @@ from apps.settlement.services import (
     fill_ledger_keys,
     fill_notional,
     good_faith_rule_apply,
+    house_moves_apply,
     insufficient_funds,
+    ledger_balances_move,
     ledger_rows_lock,
     lot_opened_fields,
     lots_relieve,
@@ -186,7 +188,7 @@ class AccountReservations:
                         postings.append((entry.pk, row.pk, row.asset, amount))
                         totals[row.pk] += amount
             copy_insert_values(Posting, ("entry_id", "ledger_account_id", "asset", "amount"), postings)
-            _balances_move(self.rows.values(), totals)
+            ledger_balances_move(self.rows.values(), totals)
         if self.reservations:
             ShareReservation.objects.bulk_create(
                 [
@@ -196,22 +198,6 @@ class AccountReservations:
             )
         self.holds = []
         self.reservations = []
-
-
-def _balances_move(rows: Iterable[LedgerAccount], totals: dict[int, Decimal]) -> None:
-    by_pk = {r.pk: r for r in rows}
-    with connection.cursor() as cursor:
-        for pk in sorted(totals):
-            if totals[pk] == 0:
-                continue
-            cursor.execute(
-                "UPDATE settlement_ledgeraccount SET balance = balance + %s, updated_at = now() "
-                "WHERE id = %s RETURNING balance",
-                [totals[pk], pk],
-            )
-            row = cursor.fetchone()
-            assert row is not None
-            by_pk[pk].balance = row[0]
 
 
 def reservations_open(*, account: BrokerageAccount, sell_symbols: Iterable[str]) -> AccountReservations:
@@ -287,8 +273,9 @@ class _Booked:
 class _Book:
     """The locked rows and running state of one ``trade_date_book`` call."""
 
-    def __init__(self, rows: dict[LedgerKey, LedgerAccount]) -> None:
+    def __init__(self, rows: dict[LedgerKey, LedgerAccount], house: HouseMoves | None = None) -> None:
         self.rows = rows
+        self.house = house  # the firm's rows' moves, deferred to the caller's last write (not locked yet)
         self.balance: dict[int, Decimal] = {r.pk: r.balance for r in rows.values()}
         self.holds: dict[str, CashHold] = {}
         self.reservations: dict[str, ShareReservation] = {}
@@ -503,8 +490,11 @@ class _Book:
         totals: dict[int, Decimal] = {}
         for b in self.booked:
             for row, amount in b.legs:
-                totals[row.pk] = totals.get(row.pk, ZERO) + amount
-        _balances_move_once(self.rows.values(), totals)
+                if self.house is not None and row.account_id is None:
+                    self.house.add(row, amount)
+                else:
+                    totals[row.pk] = totals.get(row.pk, ZERO) + amount
+        ledger_balances_move(self.rows.values(), totals)
         for h in self.touched_holds.values():
             h.updated_at = self.now
         for res in self.touched_res.values():
@@ -710,11 +700,32 @@ def _rows_update(table: str, columns: dict[str, str], rows: Sequence[tuple[Any, 
         )
 
 
-def trade_date_book(*, ops: Sequence[FillData | OrderRelease]) -> dict[str, JournalEntry]:
+@dataclass
+class HouseMoves:
+    """The firm's ledger rows' balance moves of ``trade_date_book(..., house=...)``, not yet applied: the
+    caller applies them as the last write of its transaction (``apply``), so the rows every fill shares are
+    locked only from then to the commit (see ``services.ledger_rows_lock``)."""
+
+    rows: dict[int, LedgerAccount] = field(default_factory=dict)
+    totals: dict[int, Decimal] = field(default_factory=dict)
+
+    def add(self, row: LedgerAccount, amount: Decimal) -> None:
+        self.rows[row.pk] = row
+        self.totals[row.pk] = self.totals.get(row.pk, ZERO) + amount
+
+    def apply(self) -> None:
+        house_moves_apply(self.rows.values(), self.totals)
+        self.totals.clear()
+
+
+def trade_date_book(
+    *, ops: Sequence[FillData | OrderRelease], house: HouseMoves | None = None
+) -> dict[str, JournalEntry]:
     """Book fills and releases in order, as the per-op services would (see the module docstring).
 
     Idempotent: a fill already booked (or earlier in ``ops``) books nothing again; a release releases only what
-    is left. Returns the entry of every fill by ``fill_id``.
+    is left. Returns the entry of every fill by ``fill_id``. With ``house``, the firm's rows are not locked and
+    their moves are added to it instead of written: the caller must ``house.apply()`` in this transaction.
     """
     fills = [op for op in ops if isinstance(op, FillData)]
     for fill in fills:
@@ -745,7 +756,7 @@ def trade_date_book(*, ops: Sequence[FillData | OrderRelease]) -> dict[str, Jour
         for _, a in peek_holds:
             keys += _cash_keys(a)
         keys += [_cust(a, Kind.SEC_SETTLED, sym) for _, a, sym in peek_res]  # shares_release's lock
-        book = _Book(ledger_rows_lock(keys))
+        book = _Book(ledger_rows_lock(keys, defer_house=house is not None), house)
         # Looked for again under the locks: a concurrent twin may have booked some fills while we waited.
         booked.update(_entries_by_source("fill", [f.fill_id for f in fills]))
         if peek_holds:
@@ -779,23 +790,6 @@ def fills_settle_trade_date(*, fills: Sequence[FillData]) -> list[JournalEntry]:
 def orders_release(*, order_ids: Sequence[str]) -> None:
     """``hold_release`` + ``shares_release`` of each order in turn (``trade_date_book``)."""
     trade_date_book(ops=[OrderRelease(order_id) for order_id in order_ids])
-
-
-def _balances_move_once(rows: Iterable[LedgerAccount], totals: dict[int, Decimal]) -> None:
-    """Add each row's total in ONE statement (rows already locked); the row objects get the new balances."""
-    moves = sorted((pk, amount) for pk, amount in totals.items() if amount != 0)
-    if not moves:
-        return
-    by_pk = {r.pk: r for r in rows}
-    with hot_cursor() as cursor:
-        cursor.execute(
-            "UPDATE settlement_ledgeraccount AS l SET balance = l.balance + u.d, updated_at = now() "
-            "FROM unnest(%s::bigint[], %s::numeric[]) AS u(id, d) WHERE l.id = u.id "
-            "RETURNING l.id, l.balance",
-            [[pk for pk, _ in moves], [amount for _, amount in moves]],
-        )
-        for pk, bal in cursor.fetchall():
-            by_pk[pk].balance = bal
 
 
 def position_qtys(*, pairs: Iterable[tuple[Any, str]]) -> dict[tuple[str, str], Decimal]:

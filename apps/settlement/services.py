@@ -5,8 +5,13 @@ hold, or a transfer and its posting, commit together. Each posting is idempotent
 ``JournalEntry(source_type, source_id)`` is unique, and a repeated call returns the entry already booked.
 
 Concurrency: the ledger rows an operation touches are created if missing and then locked with
-``select_for_update`` in primary-key order, before any balance is read (``locks.ledger_rows_lock``); hold and
-reservation rows are locked after them. The ``CHECK (balance >= 0)`` on settled and held cash is the backstop.
+``select_for_update`` before any balance is read (``ledger_rows_lock``): the customers' rows first, then the
+firm's (account NULL), each in primary-key order; hold and reservation rows are locked after them. The firm's
+rows (clearing, fees) are in every fill's entry, so a fill booker that holds them for its whole transaction
+serializes every other one; the projection's chunks therefore take them last of all (``defer_house``: read, not
+locked, up front; ``house_moves_apply`` locks and moves them as the chunk's last write). The global order
+(customers' rows before the firm's) is what keeps that deadlock-free: nothing waits for a customer's row while
+holding a firm row. The ``CHECK (balance >= 0)`` on settled and held cash is the backstop.
 
 Cash-account buying power (the good-faith rule applied):
 - buying power = settled cash + unsettled sale proceeds (holds have already left both);
@@ -124,8 +129,12 @@ def settlement_date_of(trade_date: date) -> date:
 # Ledger primitives
 
 
-def ledger_rows_lock(keys: Iterable[LedgerKey]) -> dict[LedgerKey, LedgerAccount]:
-    """Create missing ledger rows, then lock all of them in primary-key order (deadlock-free ordering)."""
+def ledger_rows_lock(
+    keys: Iterable[LedgerKey], *, defer_house: bool = False
+) -> dict[LedgerKey, LedgerAccount]:
+    """Create missing ledger rows, then lock all of them: the customers' rows, then the firm's, each in
+    primary-key order (deadlock-free ordering). ``defer_house``: the firm's rows are read but not locked; the
+    caller moves them with ``house_moves_apply`` as the last write of its transaction."""
     wanted = sorted(set(keys), key=lambda k: (str(k[0]), k[1], k[2]))
     if not wanted:
         return {}
@@ -134,7 +143,7 @@ def ledger_rows_lock(keys: Iterable[LedgerKey]) -> dict[LedgerKey, LedgerAccount
     if len(known) == len(wanted):
         # Every row was seen before: lock them by primary key at once (one statement, no id read). Each locked
         # row's key is checked, so a stale id (rows renumbered, e.g. a test database flushed) is never trusted.
-        rows = _rows_lock(known)
+        rows = _rows_lock(known, defer_house)
         if all(
             pk in rows and _key_norm((rows[pk].account_id, rows[pk].kind, rows[pk].asset)) == n
             for n, pk in zip(norms, known, strict=True)
@@ -156,7 +165,7 @@ def ledger_rows_lock(keys: Iterable[LedgerKey]) -> dict[LedgerKey, LedgerAccount
                     [account_id, kind, asset],
                 )
         ids = _ledger_ids(wanted)
-    rows = _rows_lock(ids.values())
+    rows = _rows_lock(ids.values(), defer_house)
     if len(_ledger_id_cache) + len(ids) > LEDGER_ID_CACHE_MAX:
         _ledger_id_cache.clear()
     _ledger_id_cache.update(ids)
@@ -169,14 +178,61 @@ _ledger_id_cache: dict[tuple[str | None, str, str], int] = {}
 LEDGER_ID_CACHE_MAX = 100_000
 
 
-def _rows_lock(pks: Iterable[int]) -> dict[int, LedgerAccount]:
-    """``SELECT ... FOR UPDATE`` of the rows, locked in primary-key order (deadlock-free ordering)."""
-    return {r.pk: r for r in models_from_sql(LedgerAccount, _ROWS_LOCK_SQL, [list(pks)])}
+def _rows_lock(pks: Iterable[int], defer_house: bool = False) -> dict[int, LedgerAccount]:
+    """``SELECT ... FOR UPDATE`` of the rows: the customers' rows, then the firm's, each in primary-key order
+    (deadlock-free ordering); with ``defer_house`` the firm's rows are read, not locked."""
+    pks = list(pks)
+    if not defer_house:
+        return {r.pk: r for r in models_from_sql(LedgerAccount, _ROWS_LOCK_SQL, [pks])}
+    rows = {r.pk: r for r in models_from_sql(LedgerAccount, _ROWS_LOCK_CUSTOMERS_SQL, [pks])}
+    if len(rows) < len(pks):
+        rows.update((r.pk, r) for r in models_from_sql(LedgerAccount, _HOUSE_ROWS_READ_SQL, [pks]))
+    return rows
 
 
+def house_moves_apply(rows: Iterable[LedgerAccount], totals: dict[int, Decimal]) -> None:
+    """Lock the firm's rows of ``totals`` (primary-key order) and add each one's total, in two statements: the
+    deferred half of ``ledger_rows_lock(..., defer_house=True)``, to run as the transaction's last write. The row
+    objects get the new balances."""
+    moves = sorted((pk, amount) for pk, amount in totals.items() if amount != 0)
+    if not moves:
+        return
+    locked = _rows_lock([pk for pk, _ in moves])
+    if any(locked[pk].account_id is not None for pk, _ in moves):
+        raise ValueError("house_moves_apply moves the firm's rows only")
+    ledger_balances_move(rows, totals)
+
+
+def ledger_balances_move(rows: Iterable[LedgerAccount], totals: dict[int, Decimal]) -> None:
+    """Add each row's total in ONE statement (rows already locked); the row objects get the new balances."""
+    moves = sorted((pk, amount) for pk, amount in totals.items() if amount != 0)
+    if not moves:
+        return
+    by_pk = {r.pk: r for r in rows}
+    with hot_cursor() as cursor:
+        cursor.execute(_BALANCES_MOVE_SQL, [[pk for pk, _ in moves], [amount for _, amount in moves]])
+        for pk, balance in cursor.fetchall():
+            by_pk[pk].balance = balance
+
+
+# The customers' rows (account set) before the firm's (account NULL), each in primary-key order.
 _ROWS_LOCK_SQL = (
     f"SELECT {select_list(LedgerAccount)} FROM settlement_ledgeraccount "  # noqa: S608 (model meta)
-    "WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+    "WHERE id = ANY(%s) ORDER BY account_id IS NULL, id FOR UPDATE"
+)
+# The same rows with the firm's read but not locked (``defer_house``).
+_ROWS_LOCK_CUSTOMERS_SQL = (
+    f"SELECT {select_list(LedgerAccount)} FROM settlement_ledgeraccount "  # noqa: S608 (model meta)
+    "WHERE id = ANY(%s) AND account_id IS NOT NULL ORDER BY id FOR UPDATE"
+)
+_HOUSE_ROWS_READ_SQL = (
+    f"SELECT {select_list(LedgerAccount)} FROM settlement_ledgeraccount "  # noqa: S608 (model meta)
+    "WHERE id = ANY(%s) AND account_id IS NULL"
+)
+_BALANCES_MOVE_SQL = (
+    "UPDATE settlement_ledgeraccount AS l SET balance = l.balance + u.d, updated_at = now() "
+    "FROM unnest(%s::bigint[], %s::numeric[]) AS u(id, d) WHERE l.id = u.id "
+    "RETURNING l.id, l.balance"
 )
 
 
