@@ -156,6 +156,15 @@ def in_bulk(fills: list[FillData]) -> tuple[dict[str, Any], list[JournalEntry]]:
     return books(), entries
 
 
+def in_bulk_house_deferred(fills: list[FillData]) -> tuple[dict[str, Any], list[JournalEntry]]:
+    """As the projection books a chunk: the firm's rows moved by ``HouseMoves.apply`` as the last write."""
+    with transaction.atomic():
+        house = bulk.HouseMoves()
+        booked = bulk.trade_date_book(ops=fills, house=house)
+        house.apply()
+    return books(), [booked[f.fill_id] for f in fills]
+
+
 @pytest.fixture
 def fees() -> None:
     FeeRule.objects.create(code="commission", effective_from=date(2026, 1, 1), per_share=Decimal("0.005"))
@@ -237,11 +246,18 @@ def scenario_replays() -> list[FillData]:
         pytest.param(scenario_replays, id="replayed-fills"),
     ],
 )
+@pytest.mark.parametrize(
+    "booker",
+    [
+        pytest.param(in_bulk, id="firm-rows-locked"),
+        pytest.param(in_bulk_house_deferred, id="firm-rows-deferred"),
+    ],
+)
 @pytest.mark.usefixtures("fees")
-def test_bulk_books_exactly_what_fill_by_fill_books(scenario: Any) -> None:
+def test_bulk_books_exactly_what_fill_by_fill_books(scenario: Any, booker: Any) -> None:
     fills = scenario()
     expected = one_by_one(fills)
-    got, entries = in_bulk(fills)
+    got, entries = booker(fills)
     assert got == expected
     assert [e.source_id for e in entries] == [f.fill_id for f in fills]
     assert len({f.fill_id for f in fills}) == len({e.pk for e in entries})
