@@ -9,7 +9,7 @@ Concurrency: the ledger rows an operation touches are created if missing and the
 firm's (account NULL), each in primary-key order; hold and reservation rows are locked after them. The firm's
 rows (clearing, fees) are in every fill's entry, so a fill booker that holds them for its whole transaction
 serializes every other one; the projection's chunks therefore take them last of all (``defer_house``: read, not
-locked, up front; ``house_moves_apply`` locks and moves them as the chunk's last write). The global order
+locked, up front; ``house_moves_apply`` locks and moves them as the chunk's last write; ADR 0010). The global order
 (customers' rows before the firm's) is what keeps that deadlock-free: nothing waits for a customer's row while
 holding a firm row. The ``CHECK (balance >= 0)`` on settled and held cash is the backstop.
 
