@@ -10,8 +10,9 @@ firm's (account NULL), each in primary-key order; hold and reservation rows are 
 rows (clearing, fees) are in every fill's entry, so a fill booker that holds them for its whole transaction
 serializes every other one; the projection's chunks therefore take them last of all (``defer_house``: read, not
 locked, up front; ``house_moves_apply`` locks and moves them as the chunk's last write; ADR 0010). The global order
-(customers' rows before the firm's) is what keeps that deadlock-free: nothing waits for a customer's row while
-holding a firm row. The ``CHECK (balance >= 0)`` on settled and held cash is the backstop.
+(customers' rows before the firm's) keeps that free of lock-order cycles with every transaction that locks its
+ledger rows once: one ``ledger_rows_lock`` never waits for a customer's row while holding a firm row it took
+(docs/concurrency.md has the rest). The ``CHECK (balance >= 0)`` on settled and held cash is the backstop.
 
 Cash-account buying power (the good-faith rule applied):
 - buying power = settled cash + unsettled sale proceeds (holds have already left both);
