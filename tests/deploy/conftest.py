@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PRIMARY_PORT = int(os.environ.get("PG_PORT", "55432"))
 PRIMARY_SOCKET = ROOT / ".run" / "postgres" / "socket"
-REPLICA_PORT_BASE = int(os.environ.get("REPLICA_TEST_PORT", "55442"))
+# Above Linux's ephemeral range (32768-60999 by default), so no client socket of the run can hold it when the
+# standby binds; 55442 was, once: a connection's local port, which a connect probe does not see.
+REPLICA_PORT_BASE = int(os.environ.get("REPLICA_TEST_PORT", "61442"))
 REPLICA_DIR = ROOT / ".run" / "replica-test"
 REPLICATOR = "brokerage_replicator"
 REPLICATOR_PASSWORD = "replicator-test-only"
@@ -58,14 +60,19 @@ def _psql(sql: str, *, db: str = "postgres", port: int = PRIMARY_PORT, socket: P
 
 
 def _free_port(start: int) -> int:
+    """The first port from ``start`` that a socket can bind on 127.0.0.1 now (a listener or a connection's local
+    end holds it otherwise)."""
     for port in range(start, start + 50):
         with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) != 0:
-                return port
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     raise RuntimeError(f"no free port in {start}..{start + 49}")
 
 
-REPLICA_PORT = _free_port(REPLICA_PORT_BASE)
+REPLICA_PORT = REPLICA_PORT_BASE  # the standby's port, chosen when it starts (``streaming_replica``)
 # A hot standby must allow at least what its primary allows; read the primary's values instead of guessing.
 STANDBY_MUST_MATCH = (
     "max_connections",
@@ -84,6 +91,7 @@ def _alias_settings(port: int) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def streaming_replica(django_db_blocker: Any) -> Iterator[dict[str, str]]:
     """Start the standby; yield the two aliases {"primary": "rt_primary", "replica": "rt_replica"}."""
+    global REPLICA_PORT
     if not (PG_BIN / "pg_basebackup").exists() or not PRIMARY_SOCKET.exists():
         pytest.fail("needs the local PostgreSQL 15 primary of scripts/services.sh (socket in .run/postgres)")
     _psql(
@@ -105,17 +113,23 @@ def streaming_replica(django_db_blocker: Any) -> Iterator[dict[str, str]]:
             env={"PGPASSWORD": REPLICATOR_PASSWORD},
         )  # fmt: skip
         matched = " ".join(f"-c {name}={_psql(f'SHOW {name}').strip()}" for name in STANDBY_MUST_MATCH)
-        try:
-            _as_postgres(
-                str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(REPLICA_DIR / "standby.log"), "-w", "-t", "60",
-                "-o", f"-p {REPLICA_PORT} -k {sock} -c listen_addresses=127.0.0.1 -c hot_standby=on "
-                f"-c shared_buffers=32MB {matched}",
-                "start",
-            )  # fmt: skip
-        except RuntimeError as exc:  # the standby's own log says why (it is removed below)
-            log = REPLICA_DIR / "standby.log"
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no standby log)"
-            raise RuntimeError(f"{exc}\nstandby on port {REPLICA_PORT}, its log:\n{tail}") from exc
+        log = REPLICA_DIR / "standby.log"
+        for attempt in range(3):  # a port taken between the probe and the bind: the next free one
+            REPLICA_PORT = _free_port(REPLICA_PORT_BASE + attempt)
+            try:
+                _as_postgres(
+                    str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
+                    "-o", f"-p {REPLICA_PORT} -k {sock} -c listen_addresses=127.0.0.1 -c hot_standby=on "
+                    f"-c shared_buffers=32MB {matched}",
+                    "start",
+                )  # fmt: skip
+                break
+            except RuntimeError as exc:  # the standby's own log says why (it is removed below)
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no standby log)"
+                if "Address already in use" in tail and attempt < 2:
+                    log.unlink(missing_ok=True)
+                    continue
+                raise RuntimeError(f"{exc}\nstandby on port {REPLICA_PORT}, its log:\n{tail}") from exc
         connections.settings["rt_primary"] = _alias_settings(PRIMARY_PORT)
         connections.settings["rt_replica"] = _alias_settings(REPLICA_PORT)
         with django_db_blocker.unblock():
