@@ -275,11 +275,10 @@ def _load(
         pair = accounts[index]
         role = "buyer" if k % 2 == 0 else "seller"
         side = "buy" if role == "buyer" else "sell"
-        symbol = SYMBOLS[index % len(SYMBOLS)] if SPREAD == "pair" else ""
+        symbols = [SYMBOLS[index % len(SYMBOLS)]] if SPREAD == "pair" else SYMBOLS
         orders = [
             {
-                "symbol": symbol
-                or SYMBOLS[j % len(SYMBOLS)],  # a buy batch and its sell batch match per symbol
+                "symbol": symbols[j % len(symbols)],  # a buy batch and its sell batch match per symbol
                 "qty": "1",
                 "side": side,
                 "type": "limit",

@@ -347,7 +347,7 @@ def _seed_main(pairs: int, symbols: list[str]) -> None:
                             symbol=symbol,
                             qty=Decimal("10000000"),
                             cost_basis=Decimal("1000000000"),
-                            transfer_id=f"bench-{tag}" if symbol == SYMBOL else f"bench-{tag}-{symbol}",
+                            transfer_id=f"bench-{tag}-{symbol}",
                         )
             key, secret = api_key_create(owner=user, name="bench", scopes=["read", "trade"])
             row[f"{role}_key"] = key.key_id

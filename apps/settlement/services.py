@@ -195,13 +195,13 @@ def house_moves_apply(rows: Iterable[LedgerAccount], totals: dict[int, Decimal])
     """Lock the firm's rows of ``totals`` (primary-key order) and add each one's total, in two statements: the
     deferred half of ``ledger_rows_lock(..., defer_house=True)``, to run as the transaction's last write. The row
     objects get the new balances."""
-    moves = sorted((pk, amount) for pk, amount in totals.items() if amount != 0)
-    if not moves:
-        return
-    locked = _rows_lock([pk for pk, _ in moves])
-    if any(locked[pk].account_id is not None for pk, _ in moves):
+    rows = list(rows)
+    moved = sorted(r.pk for r in rows if totals.get(r.pk, 0) != 0)
+    if any(r.account_id is not None for r in rows if r.pk in moved):  # a row's account never changes
         raise ValueError("house_moves_apply moves the firm's rows only")
-    ledger_balances_move(rows, totals)
+    if moved:
+        _rows_lock(moved)
+        ledger_balances_move(rows, totals)
 
 
 def ledger_balances_move(rows: Iterable[LedgerAccount], totals: dict[int, Decimal]) -> None:
@@ -216,20 +216,12 @@ def ledger_balances_move(rows: Iterable[LedgerAccount], totals: dict[int, Decima
             by_pk[pk].balance = balance
 
 
+_ROWS_BY_ID = f"SELECT {select_list(LedgerAccount)} FROM settlement_ledgeraccount WHERE id = ANY(%s)"  # noqa: S608
 # The customers' rows (account set) before the firm's (account NULL), each in primary-key order.
-_ROWS_LOCK_SQL = (
-    f"SELECT {select_list(LedgerAccount)} FROM settlement_ledgeraccount "  # noqa: S608 (model meta)
-    "WHERE id = ANY(%s) ORDER BY account_id IS NULL, id FOR UPDATE"
-)
-# The same rows with the firm's read but not locked (``defer_house``).
-_ROWS_LOCK_CUSTOMERS_SQL = (
-    f"SELECT {select_list(LedgerAccount)} FROM settlement_ledgeraccount "  # noqa: S608 (model meta)
-    "WHERE id = ANY(%s) AND account_id IS NOT NULL ORDER BY id FOR UPDATE"
-)
-_HOUSE_ROWS_READ_SQL = (
-    f"SELECT {select_list(LedgerAccount)} FROM settlement_ledgeraccount "  # noqa: S608 (model meta)
-    "WHERE id = ANY(%s) AND account_id IS NULL"
-)
+_ROWS_LOCK_SQL = f"{_ROWS_BY_ID} ORDER BY account_id IS NULL, id FOR UPDATE"
+# With ``defer_house``: the customers' rows locked, then the firm's read, not locked.
+_ROWS_LOCK_CUSTOMERS_SQL = f"{_ROWS_BY_ID} AND account_id IS NOT NULL ORDER BY id FOR UPDATE"
+_HOUSE_ROWS_READ_SQL = f"{_ROWS_BY_ID} AND account_id IS NULL"
 _BALANCES_MOVE_SQL = (
     "UPDATE settlement_ledgeraccount AS l SET balance = l.balance + u.d, updated_at = now() "
     "FROM unnest(%s::bigint[], %s::numeric[]) AS u(id, d) WHERE l.id = u.id "
