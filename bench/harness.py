@@ -252,12 +252,12 @@ def run_stage(name: str, module: ModuleType, config: Config, command: str) -> di
     }
     for g, variants in groups.items():
         result["groups"][g] = _aggregate(g, variants, raw[g], module.BASELINE, result["mismatches"])
-    targets = getattr(module, "targets", None)
-    result["targets"] = targets(result) if targets is not None else []
     profile = getattr(module, "profile", None)
     if profile is not None:
         print(f"  profiling {name} ...", file=sys.stderr)
         result["profile"] = in_child(profile, config)
+    targets = getattr(module, "targets", None)  # after the profile: a target's detail may cite it
+    result["targets"] = targets(result) if targets is not None else []
     result["machine"]["loadavg_end"] = list(os.getloadavg())
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     return result
