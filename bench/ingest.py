@@ -630,6 +630,14 @@ def _run_writer(case: Case) -> dict[str, float]:
         # Identifiers and placeholders are constants of this module; every value is bound.
         one = f"INSERT INTO bench_writer ({cols}) VALUES ({', '.join(['%s'] * 10)})"  # noqa: S608
         blocks = _copy_text(rows, batch) if case.variant == "copy_server" else []
+        # As ``apps.core.copy.copy_insert`` writes: the columns' type OIDs from the catalog (read once per table
+        # and process there), declared per COPY. Read before the clock: until 2026-11-28 this import (Django's
+        # model modules, about 0.7 s in a fresh child) and the read were timed, which cut the COPY's rate by
+        # about two thirds at 20,000 rows.
+        from apps.core.copy import COLUMN_TYPES_SQL
+
+        oid_of: dict[str, int] = dict(conn.execute(COLUMN_TYPES_SQL, ["bench_writer"]).fetchall())
+        types = [oid_of[c] for c in cols.split(", ")]
         backend = conn.info.backend_pid
         server0, client0 = procstat.cpu_ns(backend), time.process_time()
         t0 = time.perf_counter()
@@ -649,11 +657,6 @@ def _run_writer(case: Case) -> dict[str, float]:
                     with conn.transaction(), cur.copy(f"COPY bench_writer ({cols}) FROM STDIN") as cp:
                         cp.write(block)
         else:
-            # As ``apps.core.copy.copy_insert`` writes: the columns' type OIDs from the catalog, declared per COPY.
-            from apps.core.copy import COLUMN_TYPES_SQL
-
-            oid_of: dict[str, int] = dict(conn.execute(COLUMN_TYPES_SQL, ["bench_writer"]).fetchall())
-            types = [oid_of[c] for c in cols.split(", ")]
             with conn.cursor() as cur:
                 for start in range(0, n, batch):
                     with conn.transaction(), cur.copy(f"COPY bench_writer ({cols}) FROM STDIN") as cp:
