@@ -96,6 +96,10 @@ class Supervisor:
     def __init__(self, cfg: ChaosConfig, commands: dict[str, list[str]], env: dict[str, str]) -> None:
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
         cfg.heartbeat_dir.mkdir(parents=True, exist_ok=True)
+        # A run's processes start without liveness files, as a new ECS task does: a file left by an earlier run
+        # would read as hours without a heartbeat until the new process first writes its own.
+        for stale in [*cfg.heartbeat_dir.glob("*.alive"), cfg.worker_liveness_file]:
+            stale.unlink(missing_ok=True)
         self.env = env
         self.procs = {
             name: Managed(name, argv, cfg.log_dir / f"{name.replace(':', '_')}.log")
