@@ -632,7 +632,7 @@ def _run_writer(case: Case) -> dict[str, float]:
         blocks = _copy_text(rows, batch) if case.variant == "copy_server" else []
         # As ``apps.core.copy.copy_insert`` writes: the columns' type OIDs from the catalog (read once per table
         # and process there), declared per COPY. Read before the clock: until 2026-11-28 this import (Django's
-        # model modules, about 0.7 s in a fresh child) and the read were timed, which cut the COPY's rate by
+        # model modules, about 0.5 s in a fresh child) and the read were timed, which cut the COPY's rate by
         # about two thirds at 20,000 rows.
         from apps.core.copy import COLUMN_TYPES_SQL
 
