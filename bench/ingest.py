@@ -630,14 +630,7 @@ def _run_writer(case: Case) -> dict[str, float]:
         # Identifiers and placeholders are constants of this module; every value is bound.
         one = f"INSERT INTO bench_writer ({cols}) VALUES ({', '.join(['%s'] * 10)})"  # noqa: S608
         blocks = _copy_text(rows, batch) if case.variant == "copy_server" else []
-        # As ``apps.core.copy.copy_insert`` writes: the columns' type OIDs from the catalog (read once per table
-        # and process there), declared per COPY. Read before the clock: until 2026-11-28 this import (Django's
-        # model modules, about 0.5 s in a fresh child) and the read were timed, which cut the COPY's rate by
-        # about two thirds at 20,000 rows.
-        from apps.core.copy import COLUMN_TYPES_SQL
-
-        oid_of: dict[str, int] = dict(conn.execute(COLUMN_TYPES_SQL, ["bench_writer"]).fetchall())
-        types = [oid_of[c] for c in cols.split(", ")]
+        types = _column_types(conn, cols) if case.variant == "copy" else []
         backend = conn.info.backend_pid
         server0, client0 = procstat.cpu_ns(backend), time.process_time()
         t0 = time.perf_counter()
@@ -675,6 +668,16 @@ def _run_writer(case: Case) -> dict[str, float]:
         "server_us_per_row": server_ns / n / 1000,
         "client_us_per_row": client_s * 1e6 / n,
     }
+
+
+def _column_types(conn: Any, cols: str) -> list[int]:
+    """As ``apps.core.copy.copy_insert`` declares them: the columns' type OIDs from the catalog (read once per table
+    and process there). Read before the clock: until 2026-11-28 this import (Django's model modules, about 0.5 s in
+    a fresh child) and the read were timed, which cut the COPY's rate by about two thirds at 20,000 rows."""
+    from apps.core.copy import COLUMN_TYPES_SQL
+
+    oid_of: dict[str, int] = dict(conn.execute(COLUMN_TYPES_SQL, ["bench_writer"]).fetchall())
+    return [oid_of[c] for c in cols.split(", ")]
 
 
 def _copy_text(rows: list[tuple[Any, ...]], batch: int) -> list[bytes]:

@@ -312,17 +312,45 @@ def asset_seed(symbol: str, name: str) -> None:
     )
 
 
-def _seed_main(pairs: int, symbols: list[str]) -> None:
-    import django
-
-    django.setup()
+def account_funded(
+    role: str, label: str, *, mark: str, symbols: list[str], cash: str, shares: str, cost_basis: str
+) -> tuple[Any, Any]:
+    """(user, active account) of a new bench customer (inside a process with Django set up): a buyer gets
+    ``cash``, a seller ``shares`` of each of ``symbols`` at ``cost_basis``. ``mark`` prefixes its names."""
     from decimal import Decimal
 
     from django.db import transaction
 
     from apps.accounts.models import BrokerageAccount, User
-    from apps.accounts.services import api_key_create
     from apps.settlement.services import cash_deposit_post, shares_deposit_post
+
+    tag = uuid.uuid4().hex[:10]
+    user = User.objects.create(
+        username=f"{mark}{role}{label}-{tag}", email=f"{mark}{role}{label}-{tag}@bench.invalid"
+    )
+    account = BrokerageAccount.objects.create(
+        owner=user, account_number=f"{mark.upper()}{tag}", status=BrokerageAccount.Status.ACTIVE
+    )
+    with transaction.atomic():
+        if role == "buyer":
+            cash_deposit_post(account=account, amount=Decimal(cash), transfer_id=f"{mark}-{tag}")
+        else:
+            for symbol in symbols:
+                shares_deposit_post(
+                    account=account,
+                    symbol=symbol,
+                    qty=Decimal(shares),
+                    cost_basis=Decimal(cost_basis),
+                    transfer_id=f"{mark}-{tag}-{symbol}",
+                )
+    return user, account
+
+
+def _seed_main(pairs: int, symbols: list[str]) -> None:
+    import django
+
+    django.setup()
+    from apps.accounts.services import api_key_create
 
     for symbol in symbols:
         asset_seed(symbol, "Bench Corp")
@@ -330,25 +358,10 @@ def _seed_main(pairs: int, symbols: list[str]) -> None:
     for i in range(pairs):
         row: dict[str, str] = {}
         for role in ("buyer", "seller"):
-            tag = uuid.uuid4().hex[:10]
-            user = User.objects.create(username=f"{role}{i}-{tag}", email=f"{role}{i}-{tag}@bench.invalid")
-            account = BrokerageAccount.objects.create(
-                owner=user, account_number=f"BN{tag}", status=BrokerageAccount.Status.ACTIVE
-            )
-            with transaction.atomic():
-                if role == "buyer":
-                    cash_deposit_post(
-                        account=account, amount=Decimal("1000000000"), transfer_id=f"bench-{tag}"
-                    )
-                else:
-                    for symbol in symbols:
-                        shares_deposit_post(
-                            account=account,
-                            symbol=symbol,
-                            qty=Decimal("10000000"),
-                            cost_basis=Decimal("1000000000"),
-                            transfer_id=f"bench-{tag}-{symbol}",
-                        )
+            user, account = account_funded(
+                role, str(i), mark="bn", symbols=symbols, cash="1000000000", shares="10000000",
+                cost_basis="1000000000",
+            )  # fmt: skip
             key, secret = api_key_create(owner=user, name="bench", scopes=["read", "trade"])
             row[f"{role}_key"] = key.key_id
             row[f"{role}_secret"] = secret

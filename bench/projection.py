@@ -60,32 +60,15 @@ def _setup() -> None:
 
 
 def _seed(accounts: int) -> tuple[list[Any], list[Any]]:
-    from django.db import transaction
-
-    from apps.accounts.models import BrokerageAccount, User
-    from apps.settlement.services import cash_deposit_post, shares_deposit_post
-
     pipeline.asset_seed(SYMBOL, "Bench Projection Corp")
     buyers: list[Any] = []
     sellers: list[Any] = []
     for i in range(accounts):
         for role, out in (("buyer", buyers), ("seller", sellers)):
-            tag = uuid.uuid4().hex[:10]
-            user = User.objects.create(username=f"p{role}{i}-{tag}", email=f"p{role}{i}-{tag}@bench.invalid")
-            account = BrokerageAccount.objects.create(
-                owner=user, account_number=f"BP{tag}", status=BrokerageAccount.Status.ACTIVE
-            )
-            with transaction.atomic():
-                if role == "buyer":
-                    cash_deposit_post(account=account, amount=Decimal("100000000"), transfer_id=f"bp-{tag}")
-                else:
-                    shares_deposit_post(
-                        account=account,
-                        symbol=SYMBOL,
-                        qty=Decimal("1000000"),
-                        cost_basis=Decimal("90000000"),
-                        transfer_id=f"bp-{tag}",
-                    )
+            _user, account = pipeline.account_funded(
+                role, str(i), mark="bp", symbols=[SYMBOL], cash="100000000", shares="1000000",
+                cost_basis="90000000",
+            )  # fmt: skip
             out.append(account)
     return buyers, sellers
 
