@@ -72,7 +72,6 @@ def _free_port(start: int) -> int:
     raise RuntimeError(f"no free port in {start}..{start + 49}")
 
 
-REPLICA_PORT = REPLICA_PORT_BASE  # the standby's port, chosen when it starts (``streaming_replica``)
 # A hot standby must allow at least what its primary allows; read the primary's values instead of guessing.
 STANDBY_MUST_MATCH = (
     "max_connections",
@@ -91,7 +90,6 @@ def _alias_settings(port: int) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def streaming_replica(django_db_blocker: Any) -> Iterator[dict[str, str]]:
     """Start the standby; yield the two aliases {"primary": "rt_primary", "replica": "rt_replica"}."""
-    global REPLICA_PORT
     if not (PG_BIN / "pg_basebackup").exists() or not PRIMARY_SOCKET.exists():
         pytest.fail("needs the local PostgreSQL 15 primary of scripts/services.sh (socket in .run/postgres)")
     _psql(
@@ -114,12 +112,13 @@ def streaming_replica(django_db_blocker: Any) -> Iterator[dict[str, str]]:
         )  # fmt: skip
         matched = " ".join(f"-c {name}={_psql(f'SHOW {name}').strip()}" for name in STANDBY_MUST_MATCH)
         log = REPLICA_DIR / "standby.log"
+        port = REPLICA_PORT_BASE
         for attempt in range(3):  # a port taken between the probe and the bind: the next free one
-            REPLICA_PORT = _free_port(REPLICA_PORT_BASE + attempt)
+            port = _free_port(REPLICA_PORT_BASE + attempt)
             try:
                 _as_postgres(
                     str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
-                    "-o", f"-p {REPLICA_PORT} -k {sock} -c listen_addresses=127.0.0.1 -c hot_standby=on "
+                    "-o", f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c hot_standby=on "
                     f"-c shared_buffers=32MB {matched}",
                     "start",
                 )  # fmt: skip
@@ -129,16 +128,21 @@ def streaming_replica(django_db_blocker: Any) -> Iterator[dict[str, str]]:
                 if "Address already in use" in tail and attempt < 2:
                     log.unlink(missing_ok=True)
                     continue
-                raise RuntimeError(f"{exc}\nstandby on port {REPLICA_PORT}, its log:\n{tail}") from exc
+                raise RuntimeError(f"{exc}\nstandby on port {port}, its log:\n{tail}") from exc
         connections.settings["rt_primary"] = _alias_settings(PRIMARY_PORT)
-        connections.settings["rt_replica"] = _alias_settings(REPLICA_PORT)
+        connections.settings["rt_replica"] = _alias_settings(port)
         with django_db_blocker.unblock():
             from django.contrib.contenttypes.models import ContentType
 
             # The one table the tests route (no migrate: its post_migrate hooks expect every app's tables).
             with connections["rt_primary"].schema_editor() as editor:
                 editor.create_model(ContentType)
-            yield {"primary": "rt_primary", "replica": "rt_replica", "replica_socket": str(sock)}
+            yield {
+                "primary": "rt_primary",
+                "replica": "rt_replica",
+                "replica_socket": str(sock),
+                "replica_port": str(port),
+            }
     finally:
         for alias in ("rt_primary", "rt_replica"):
             if alias in connections.settings:
@@ -156,6 +160,6 @@ def _stop_standby() -> None:
         _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop", check=False)
 
 
-def standby_sql(sql: str, socket: str) -> str:
-    """Run SQL on the standby as superuser (replay control functions need it)."""
-    return _psql(sql, db=RT_DB, port=REPLICA_PORT, socket=Path(socket))
+def standby_sql(sql: str, replica: dict[str, str]) -> str:
+    """Run SQL on the standby of ``streaming_replica`` as superuser (replay control functions need it)."""
+    return _psql(sql, db=RT_DB, port=int(replica["replica_port"]), socket=Path(replica["replica_socket"]))

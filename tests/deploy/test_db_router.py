@@ -51,7 +51,7 @@ def routed(
     db_router.lag_cache.clear()
     with django_db_blocker.unblock(), db_router.routing_scope():
         yield streaming_replica
-    standby_sql("SELECT pg_wal_replay_resume()", streaming_replica["replica_socket"])
+    standby_sql("SELECT pg_wal_replay_resume()", streaming_replica)
     db_router.lag_cache.clear()
 
 
@@ -119,7 +119,7 @@ def test_writes_go_to_the_primary(routed: dict[str, str]) -> None:
 def test_read_your_writes_go_to_the_primary_while_the_replica_is_stale(
     routed: dict[str, str], how: str
 ) -> None:
-    standby_sql("SELECT pg_wal_replay_pause()", routed["replica_socket"])
+    standby_sql("SELECT pg_wal_replay_pause()", routed)
     with override_settings(
         REPLICA_ROUTING=_routing(routed, PIN_AFTER_WRITE_S=0.0 if how != "pin_after_write" else 3600.0)
     ):
@@ -144,7 +144,7 @@ def test_read_your_writes_go_to_the_primary_while_the_replica_is_stale(
 
 
 def test_lagging_replica_is_bypassed(routed: dict[str, str]) -> None:
-    standby_sql("SELECT pg_wal_replay_pause()", routed["replica_socket"])
+    standby_sql("SELECT pg_wal_replay_pause()", routed)
     with override_settings(REPLICA_ROUTING=_routing(routed, MAX_LAG_BYTES=0, MAX_LAG_SECONDS=0.0)):
         with db_router.routing_scope(), use_primary():
             created = _new_type()
@@ -156,7 +156,7 @@ def test_lagging_replica_is_bypassed(routed: dict[str, str]) -> None:
             qs = ContentType.objects.filter(pk=created.pk)
             assert qs.db == routed["primary"]
             assert qs.exists() is True
-    standby_sql("SELECT pg_wal_replay_resume()", routed["replica_socket"])
+    standby_sql("SELECT pg_wal_replay_resume()", routed)
     _caught_up(routed)
     db_router.lag_cache.clear()
     with (
